@@ -1,0 +1,254 @@
+"""Eigendecomposition of a kernel matrix, computed once and reused by every closed form.
+
+``K = V diag(d) V^T`` with d descending and V's columns orthonormal. Every
+closed form in :mod:`theory` works in this eigenbasis: project y once
+(``V^T y``), scale each coordinate by a per-eigenvalue filter g(d), map back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+from kernels._backend import backend_name, eigh, namespace, to_numpy
+from kernels._checks import Interval, Options, check_kernel_matrix, check_labels, check_param
+
+__all__ = ["Spectrum", "spectrum"]
+
+_METHODS = ("auto", "full", "lanczos", "randomized")
+
+
+@dataclass(frozen=True, eq=False)
+class Spectrum:
+    """Eigenpairs of a symmetric PSD kernel matrix, values descending.
+
+    Attributes
+    ----------
+    values : array of shape (k,)
+        Eigenvalues d, descending, clipped at 0 (see ``n_clipped``).
+    vectors : array of shape (n, k)
+        Orthonormal eigenvectors V as columns.
+    method : str
+        ``"full"``, ``"lanczos"`` or ``"randomized"``: how the pairs were computed.
+    zero_tol : float
+        Absolute threshold: eigenvalues ``<= zero_tol`` are numerically zero
+        (``n * eps * d_max``); see :attr:`n_zero`.
+    n_clipped : int
+        Number of (round-off) negative eigenvalues set to 0.
+    min_raw_eigenvalue : float
+        The most negative eigenvalue before clipping (0 if none was negative).
+    max_residual : float
+        ``max_i ||K v_i - d_i v_i|| / d_1``: 0 for full decompositions (not measured),
+        the measured accuracy for the top-k methods.
+    """
+
+    values: Any
+    vectors: Any
+    method: str = "full"
+    zero_tol: float = 0.0
+    n_clipped: int = 0
+    min_raw_eigenvalue: float = 0.0
+    max_residual: float = 0.0
+    backend: str = field(default="numpy")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def xp(self) -> ModuleType:
+        return namespace(self.values)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def is_full(self) -> bool:
+        return self.k == self.n_samples
+
+    @property
+    def zero_mask(self) -> Any:
+        """Boolean mask of numerically zero eigenvalues (``d <= zero_tol``)."""
+        return self.values <= self.zero_tol
+
+    @property
+    def n_zero(self) -> int:
+        """How many eigenvalues are numerically zero (reported, never divided by)."""
+        return int(self.xp.sum(self.xp.astype(self.zero_mask, self.xp.int64)))
+
+    # ------------------------------------------------------------- operations
+    def project(self, y: Any) -> Any:
+        """Coordinates of y in the eigenbasis, ``V^T y``: shape (k,) or (k, c)."""
+        y, _ = check_labels(y, self.n_samples, "Spectrum.project", like=self.vectors, dtype=self.vectors.dtype)
+        return self.vectors.T @ y
+
+    def reconstruct(self, coef: Any) -> Any:
+        """Map eigen-coordinates back, ``V coef``; coef has shape (..., k[, c]) -> (..., n[, c])."""
+        coef = self.xp.asarray(coef)
+        if coef.shape[0] == self.k and coef.ndim <= 2:
+            return self.vectors @ coef
+        # leading batch axes: (..., k) or (..., k, c)
+        return self.xp.matmul(self.vectors, coef)
+
+    def filter_values(self, g: Callable[[Any], Any] | Any) -> Any:
+        """Per-eigenvalue filter g(d) as an array of shape (..., k)."""
+        vals = g(self.values) if callable(g) else self.xp.asarray(g, dtype=self.values.dtype, device=_dev(self.values))
+        if vals.shape[-1] != self.k:
+            raise ValueError(f"Spectrum.apply: the filter must have {self.k} values per row (one per eigenvalue); got shape {tuple(vals.shape)}")
+        return vals
+
+    def apply(self, g: Callable[[Any], Any] | Any, y: Any) -> Any:
+        """``V g(D) V^T y`` without forming an n x n matrix.
+
+        ``g`` is a callable on the eigenvalue array or precomputed filter values of
+        shape (k,) or (T, k); y has shape (n,) or (n, c). Result: (n,), (n, c), (T, n)
+        or (T, n, c). With a top-k spectrum the result lies in the span of the k
+        vectors (the rest of y is dropped).
+        """
+        coef = self.project(y)
+        h = self.filter_values(g)
+        return self.reconstruct(scale(h, coef, self.xp))
+
+    def to_dense(self) -> Any:
+        """The matrix ``V diag(d) V^T`` (n x n; for tests and small problems)."""
+        return (self.vectors * self.values) @ self.vectors.T
+
+    def cross(self, K_cross: Any, coef: Any) -> Any:
+        """Predictions at new points, ``K_cross V coef`` for dual coefficients in the eigenbasis.
+
+        If the training fit is ``V diag(b) V^T y`` the function is
+        ``f(x) = k(x, X) V diag(b / d) V^T y``; pass ``coef = (b/d) * V^T y``.
+        """
+        K_cross, _ = check_labels(K_cross.T if hasattr(K_cross, "T") else K_cross, self.n_samples, "Spectrum.cross", "K_cross.T", like=self.vectors, dtype=self.vectors.dtype)
+        Kv = K_cross.T @ self.vectors  # (m, k)
+        return self.xp.matmul(Kv, coef)
+
+    def __repr__(self) -> str:
+        d = to_numpy(self.values)
+        return (f"Spectrum(n={self.n_samples}, k={self.k}, method={self.method!r}, backend={self.backend!r}, "
+                f"d_max={d[0]:.4g}, d_min={d[-1]:.4g}, n_zero={self.n_zero}, n_clipped={self.n_clipped})")
+
+
+def _dev(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def scale(h: Any, coef: Any, xp: ModuleType) -> Any:
+    """Multiply eigen-coordinates ``coef`` (k,) or (k, c) by filters ``h`` (..., k)."""
+    if coef.ndim == 1:
+        return h * coef
+    return h[..., :, None] * coef
+
+
+def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float = 0.0) -> Spectrum:
+    """Sort descending, check/clip negative values, set tolerances."""
+    order = xp.flip(xp.argsort(w), axis=0) if hasattr(xp, "flip") else xp.argsort(-w)
+    w = xp.take(w, order, axis=0)
+    V = xp.take(V, order, axis=1)
+    n = V.shape[0]
+    eps = float(xp.finfo(w.dtype).eps)
+    d_max = max(float(w[0]), 0.0)
+    w_min = float(w[-1])
+    neg_tol = (1e-5 if w.dtype == xp.float64 else 5e-3) * d_max + 100 * n * eps * d_max
+    if w_min < -neg_tol and psd == "raise":
+        raise ValueError(f"{fn}: K is not positive semi-definite beyond round-off: smallest eigenvalue {w_min:.4g} "
+                         f"< -{neg_tol:.3g} (relative to d_max = {d_max:.4g}); pass psd='clip' to clip negatives to 0")
+    n_clipped = int(xp.sum(xp.astype(w < 0, xp.int64)))
+    w = xp.where(w < 0, xp.zeros_like(w), w)
+    zero_tol = n * eps * d_max
+    return Spectrum(values=w, vectors=V, method=method, zero_tol=zero_tol, n_clipped=n_clipped,
+                    min_raw_eigenvalue=min(w_min, 0.0), max_residual=residual, backend=backend_name(xp))
+
+
+def _randomized_topk(K: Any, k: int, xp: ModuleType, *, n_oversamples: int, n_iter: int, seed: int) -> tuple[Any, Any]:
+    """Randomized subspace iteration with QR re-orthonormalisation (Halko et al. 2011, Alg. 4.4)."""
+    n = K.shape[0]
+    p = min(n, k + n_oversamples)
+    rng = np.random.default_rng(seed)
+    Q = xp.asarray(rng.standard_normal((n, p)), dtype=K.dtype, device=_dev(K))
+    Q, _ = xp.linalg.qr(K @ Q)
+    for _ in range(n_iter):
+        Q, _ = xp.linalg.qr(K @ Q)
+    B = Q.T @ K @ Q
+    w, U = eigh((B + B.T) / 2)
+    return w, Q @ U
+
+
+def spectrum(K: Any, k: int | None = None, *, method: str = "auto", psd: str = "raise",
+             n_iter: int = 6, n_oversamples: int = 20, seed: int = 0) -> Spectrum:
+    """Eigendecomposition of a symmetric PSD kernel matrix, values descending.
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        Symmetric positive semi-definite matrix (numpy, torch or CuPy). Asymmetry
+        beyond ``100 n eps`` raises; smaller asymmetry is averaged away.
+    k : int, default=None
+        Number of leading eigenpairs; ``None`` for all n.
+    method : {"auto", "full", "lanczos", "randomized"}, default="auto"
+        ``"full"``: one dense ``eigh`` (scipy's ``evd`` driver on numpy, cuSOLVER on
+        GPU). ``"lanczos"``: :func:`scipy.sparse.linalg.eigsh` (numpy only; accurate to
+        its default tolerance). ``"randomized"``: subspace iteration with QR
+        (``n_iter`` passes, ``n_oversamples`` extra columns; error decays like
+        ``(d_{k+p}/d_k)^(2 n_iter + 1)``), any backend. ``"auto"``: full if k is None
+        or k > n/10, else lanczos on numpy and randomized elsewhere. The top-k methods
+        report their measured accuracy in ``max_residual``.
+    psd : {"raise", "clip"}, default="raise"
+        What to do with eigenvalues below ``-(1e-5 d_max + 100 n eps d_max)`` (float64;
+        5e-3 for float32): raise, or clip them to 0. Round-off negatives are always
+        clipped and counted in ``n_clipped``.
+
+    Returns
+    -------
+    Spectrum
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kernels import rbf, spectrum
+    >>> X = np.random.default_rng(0).normal(size=(50, 3))
+    >>> s = spectrum(rbf(X, gamma=0.5))
+    >>> bool(np.allclose(s.to_dense(), rbf(X, gamma=0.5)))
+    True
+    """
+    fn = "spectrum"
+    check_param(fn, "method", method, Options(_METHODS))
+    check_param(fn, "psd", psd, Options(("raise", "clip")))
+    K, xp = check_kernel_matrix(K, fn)
+    n = K.shape[0]
+    if k is not None:
+        check_param(fn, "k", k, Interval(int, 1, n, "both"))
+    if method == "auto":
+        method = "full" if (k is None or k > n // 10 or n < 50) else ("lanczos" if backend_name(xp) == "numpy" else "randomized")
+    if method == "full" or k is None:
+        w, V = eigh(K)
+        s = _finish(w, V, "full", xp, psd=psd, fn=fn)
+        if k is not None and k < n:
+            s = Spectrum(values=s.values[:k], vectors=s.vectors[:, :k], method="full", zero_tol=s.zero_tol,
+                         n_clipped=s.n_clipped, min_raw_eigenvalue=s.min_raw_eigenvalue, backend=s.backend)
+        return s
+    if method == "lanczos":
+        if backend_name(xp) != "numpy":
+            raise ValueError(f"{fn}: method='lanczos' needs a numpy matrix; got {backend_name(xp)}: use method='randomized'")
+        if k >= n:
+            raise ValueError(f"{fn}: method='lanczos' needs k < n = {n}; got k={k}: use method='full'")
+        from scipy.sparse.linalg import eigsh
+
+        w, V = eigsh(K, k=k, which="LA", v0=np.random.default_rng(seed).standard_normal(n))
+    else:
+        check_param(fn, "n_iter", n_iter, Interval(int, 0, None, "both"))
+        check_param(fn, "n_oversamples", n_oversamples, Interval(int, 0, None, "both"))
+        w, V = _randomized_topk(K, k, xp, n_oversamples=n_oversamples, n_iter=n_iter, seed=seed)
+        order = xp.argsort(-w)[:k]
+        w, V = xp.take(w, order, axis=0), xp.take(V, order, axis=1)
+    R = K @ V - V * w
+    d1 = max(float(xp.max(xp.abs(w))), np.finfo(np.float64).tiny)
+    residual = float(xp.max(xp.linalg.vector_norm(R, axis=0))) / d1
+    return _finish(w, V, method, xp, psd=psd, fn=fn, residual=residual)

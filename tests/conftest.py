@@ -1,0 +1,49 @@
+"""Shared fixtures: backends to run the same property tests on, and data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+BACKENDS = ["numpy"]
+try:  # torch is an optional backend; CI installs it, so the torch path runs there
+    import torch  # noqa: F401
+
+    BACKENDS.append("torch")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def to_backend(x, backend: str):
+    """Convert a numpy array to the given backend (CPU)."""
+    if backend == "numpy":
+        return np.asarray(x)
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cifar_jpeg_tarball() -> Path:
+    path = SHARED_DATA / "cifar10-jpeg.tar.gz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+os.environ.setdefault("MPLBACKEND", "Agg")
