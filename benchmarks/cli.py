@@ -1,0 +1,158 @@
+"""The toolkit's one command line: ``python -m benchmarks`` / ``airkit``.
+
+    airkit list                       what exists, one line each
+    airkit run NAME... [options]      run named benchmarks (or ``all``), write reports
+    airkit train [deep.train options] train a network on noisy CIFAR-10 (= python -m deep.train)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks._io import atomic_write_json, atomic_write_text, environment, finalize_dir, latest_partial_dir, new_partial_dir
+from benchmarks.registry import Benchmark, BenchmarkError, RunContext
+from benchmarks.runs import ALL_RUNS
+
+RUN_OPTIONS = {
+    "gamma": (float, "RBF gamma for toy-distill (k = exp(-gamma |x-x'|^2)); default 80"),
+    "ridge": (float, "ridge lambda for toy-distill; default 0.2"),
+    "alphas": (str, "comma-separated distillation weights alpha in [0,1] for toy-distill; default 0,0.25,0.35,0.6,1"),
+    "steps": (int, "distillation steps for toy-distill; default 10"),
+    "n": (int, "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, noisy-cifar)"),
+    "epochs": (int, "training epochs for runs that train networks"),
+}
+
+
+def _benchmarks() -> dict[str, Benchmark]:
+    return {b.name: b for b in ALL_RUNS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airkit", description="airkit: theory benchmarks, analytic limits beside trained networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train}")
+    sub.add_parser("list", help="list the named runs, one line each", description="List the named benchmark runs.")
+    run = sub.add_parser("run", help="run named benchmarks and write their reports",
+                         description="Run named benchmarks (or 'all'); each writes <out>/<name>/<timestamp>/ with "
+                                     "result.json, report.md and PNG figures, and <out>/index.md links them.")
+    run.add_argument("names", nargs="+", metavar="NAME", help="run names from `airkit list`, or 'all'")
+    run.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores in total)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="output root directory (default: results)")
+    run.add_argument("--data", type=Path, default=None,
+                     help="data file: points.csv (x,y) for toy-distill; a CIFAR-10 source (python batches, their .tar.gz, "
+                          "an image-folder tree or its tarball) for the image runs")
+    run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend for the kernel side")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for key, (typ, text) in RUN_OPTIONS.items():
+        run.add_argument(f"--{key}", type=typ, default=None, help=text)
+    train = sub.add_parser("train", help="train a network on noisy CIFAR-10 (python -m deep.train)", add_help=False)
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"airkit: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _select(names: Sequence[str]) -> list[Benchmark]:
+    known = _benchmarks()
+    if "all" in names:
+        return list(known.values())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BenchmarkError(f"unknown run name(s) {', '.join(unknown)}; choose from: {', '.join(known)} or all")
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+def _write_index(out: Path) -> Path:
+    lines = ["# airkit results", "", "Newest finished run of each benchmark.", "", "| run | when | report | figures |", "|---|---|---|---|"]
+    for bench in ALL_RUNS:
+        base = out / bench.name
+        done = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
+        if not done:
+            continue
+        last = done[-1]
+        figs = ", ".join(f"[{p.name}]({bench.name}/{last.name}/{p.name})" for p in sorted(last.glob("*.png")))
+        lines.append(f"| {bench.name} | {last.name} | [report.md]({bench.name}/{last.name}/report.md) | {figs} |")
+    return atomic_write_text(out / "index.md", "\n".join(lines) + "\n")
+
+
+def _run_one(bench: Benchmark, args: argparse.Namespace, options: dict) -> Path:
+    directory = latest_partial_dir(args.out, bench.name) if args.resume else None
+    resumed = directory is not None
+    directory = directory or new_partial_dir(args.out, bench.name)
+    ctx = RunContext(name=bench.name, directory=directory, quick=args.quick, data=args.data, backend=args.backend,
+                     device=args.device, seed=args.seed, progress=not args.no_progress,
+                     options={k: v for k, v in options.items() if k in bench.options})
+    start = time.perf_counter()
+    try:
+        output = bench.func(ctx)
+    except BaseException:
+        if not (directory / "parts").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - start
+    result = {"name": bench.name, "quick": args.quick, "seed": args.seed, "backend": args.backend, "device": args.device,
+              "data": str(args.data) if args.data else None, "options": ctx.options, "parameters": output.parameters,
+              "resumed": resumed, "seconds": seconds, "environment": environment(), "numbers": output.numbers,
+              "figures": list(output.figures)}
+    atomic_write_json(directory / "result.json", result)
+    header = (f"# {bench.name}\n\n{bench.summary}\n\n"
+              f"- quick: {args.quick}, seed: {args.seed}, backend: {args.backend}, device: {args.device}, "
+              f"time: {seconds:.1f} s\n- data: {args.data or 'bundled'}\n\n")
+    body = output.markdown + "\n" + "".join(f"\n![{f}]({f})\n" for f in output.figures)
+    atomic_write_text(directory / "report.md", header + body)
+    return finalize_dir(directory)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from deep.train import main as train_main
+
+        return int(train_main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        width = max(len(b.name) for b in ALL_RUNS)
+        for b in ALL_RUNS:
+            print(f"{b.name:<{width}}  {b.summary}")
+        return 0
+    try:
+        benches = _select(args.names)
+        if args.data is not None and not args.data.exists():
+            raise BenchmarkError(f"--data {args.data}: no such file or directory")
+        options = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k) is not None}
+        for key in options:
+            if not any(key in b.options for b in benches):
+                takers = [b.name for b in ALL_RUNS if key in b.options]
+                raise BenchmarkError(f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}")
+        if args.device == "cuda":
+            _require_cuda(args.backend)
+        for bench in benches:
+            print(f"[airkit] running {bench.name} ...", flush=True)
+            final = _run_one(bench, args, options)
+            print(f"[airkit] {bench.name}: {final / 'report.md'}", flush=True)
+        index = _write_index(args.out)
+    except (BenchmarkError, ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        return _fail("interrupted; rerun with --resume to continue")
+    print(f"[airkit] index report: {index.resolve()}")
+    return 0
+
+
+def _require_cuda(backend: str) -> None:
+    try:
+        import torch
+    except ImportError as exc:
+        raise BenchmarkError("--device cuda needs torch with CUDA") from exc
+    if not torch.cuda.is_available():
+        raise BenchmarkError("--device cuda: no CUDA device is available here; use --device cpu")

@@ -1,0 +1,65 @@
+"""The named benchmark runs and the context each one is given."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks._io import atomic_write_json
+
+__all__ = ["RunContext", "RunOutput", "Benchmark", "BenchmarkError"]
+
+
+class BenchmarkError(RuntimeError):
+    """A failure the CLI reports as one line (bad data, bad option for this run, ...)."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run may read: options, paths and a resumable part cache.
+
+    ``part(key, compute)`` returns the saved JSON of a finished part when resuming,
+    otherwise computes it and saves it atomically before returning, so an interrupted
+    run repeated with ``--resume`` skips what it already finished.
+    """
+
+    name: str
+    directory: Path
+    quick: bool = False
+    data: Path | None = None
+    backend: str = "numpy"
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, key: str, compute: Callable[[], Any]) -> Any:
+        path = self.directory / "parts" / f"{key}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        atomic_write_json(path, value)
+        return json.loads(path.read_text())
+
+    def path(self, filename: str) -> Path:
+        return self.directory / filename
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """What a run hands back: numbers for result.json, a Markdown body, figure file names."""
+
+    numbers: dict[str, Any]
+    markdown: str
+    figures: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    summary: str
+    func: Callable[[RunContext], RunOutput]
+    options: tuple[str, ...] = ()  # run-specific CLI options it accepts (e.g. "gamma")

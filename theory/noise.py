@@ -1,0 +1,372 @@
+"""Label-noise models with exact flip counts and the mask of flipped samples.
+
+Three generators share one recipe. Let ``E`` be the indices *eligible* for a flip
+(every sample for symmetric and pair noise; the samples of the five source
+classes for the CIFAR-10 map). Exactly ``m = floor(rate * |E| + 1/2)`` of them
+(``rate * |E|`` rounded half up) are drawn uniformly **without replacement** with
+``numpy.random.default_rng(seed)``, and each drawn sample gets a new class that is
+never its own. So the empirical flip rate over ``E`` is ``rate`` up to the rounding
+of one sample, and ``flipped == (labels != true_labels)`` exactly.
+
+- symmetric: the new class is uniform over the ``C - 1`` *other* classes. (Some papers
+  draw from all ``C`` classes, which flips only ``rate (C-1)/C`` of the labels; here
+  ``rate`` is the fraction actually changed.)
+- pair: ``c -> (c + 1) mod C``, the next-class generator of the lizhemin15
+  self-distillation code.
+- CIFAR-10 asymmetric (Patrini et al. 2017): truck -> automobile, bird -> airplane,
+  deer -> horse, cat <-> dog; airplane, automobile, frog, horse and ship are never
+  flipped. The rate is the flip fraction *within* the five source classes, as in the
+  paper; the overall rate is ``rate / 2`` for a balanced data set.
+
+Theory needs the mask: the AIR label spectra split ``y_noisy = y* + (y_noisy - y*)``,
+and the training records score the flipped subset against both label sets.
+
+References
+----------
+Patrini, Rozza, Menon, Nock, Qu (2017). Making deep neural networks robust to label
+noise: a loss correction approach. CVPR, Sec. 5 (CIFAR-10 asymmetric flips).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernels._backend import to_numpy
+from kernels._checks import Interval, Options, as_array, check_param
+
+__all__ = [
+    "NoisyLabels",
+    "CIFAR10_CLASSES",
+    "CIFAR10_ASYMMETRIC_MAP",
+    "NOISE_KINDS",
+    "symmetric_noise",
+    "pair_noise",
+    "cifar10_asymmetric_noise",
+    "make_noise",
+    "one_hot",
+]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# source class -> destination class (indices in CIFAR10_CLASSES order).
+CIFAR10_ASYMMETRIC_MAP: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+# canonical kind -> accepted spellings in make_noise specs.
+NOISE_KINDS: dict[str, tuple[str, ...]] = {
+    "symmetric": ("symmetric", "sym"),
+    "pair": ("pair",),
+    "cifar10-asym": ("asym", "cifar10-asym"),
+}
+
+_PARAMS = {
+    "rate": Interval(float, 0, 1, "left"),
+    "seed": Interval(int, 0, None, "left"),
+    "num_classes": Interval(int, 1, None, "left"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class NoisyLabels:
+    """Noisy integer labels together with the clean ones and the flip mask.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray of int64, shape (n,)
+        The noisy labels.
+    flipped : numpy.ndarray of bool, shape (n,)
+        ``labels != true_labels``: the samples whose label was changed.
+    true_labels : numpy.ndarray of int64, shape (n,)
+        The clean labels (a copy of the input).
+    kind : str
+        ``"none"``, ``"symmetric"``, ``"pair"`` or ``"cifar10-asym"``.
+    rate : float
+        The requested flip fraction among the eligible samples.
+    seed : int
+        Seed of :func:`numpy.random.default_rng` that drew the flips.
+    num_classes : int
+        Number of classes C.
+    n_eligible : int
+        How many samples could be flipped (n, or the five source classes' count).
+    """
+
+    labels: np.ndarray
+    flipped: np.ndarray
+    true_labels: np.ndarray
+    kind: str
+    rate: float
+    seed: int
+    num_classes: int
+    n_eligible: int = 0
+
+    @property
+    def n_flipped(self) -> int:
+        """Number of changed labels."""
+        return int(self.flipped.sum())
+
+    @property
+    def empirical_rate(self) -> float:
+        """Fraction of all n samples whose label changed."""
+        return float(self.flipped.mean()) if self.flipped.size else 0.0
+
+    @property
+    def eligible_rate(self) -> float:
+        """Fraction of the eligible samples whose label changed (``== rate`` up to rounding)."""
+        return self.n_flipped / self.n_eligible if self.n_eligible else 0.0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np.ndarray, int]:
+    """Integer class labels as a 1-D int64 numpy array, and C (inferred when None).
+
+    Goes through :func:`kernels._checks.as_array`; values must be whole numbers in
+    ``[0, num_classes)``.
+    """
+    if num_classes is not None:
+        check_param(fn, "num_classes", num_classes, _PARAMS["num_classes"])
+    arr, _ = as_array(labels, fn, "labels")
+    host = np.array(to_numpy(arr), dtype=np.float64, copy=True)
+    if host.ndim != 1:
+        raise ValueError(f"{fn}: labels must be a 1-D array of class indices (n,); got shape {host.shape}; pass argmax of one-hot labels")
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"{fn}: labels contains NaN or inf; labels must be integer class indices")
+    if np.any(host != np.round(host)):
+        raise ValueError(f"{fn}: labels must be integer class indices; got non-integer values such as {host[host != np.round(host)][0]!r}")
+    if host.size and host.min() < 0:
+        raise ValueError(f"{fn}: labels must be in [0, num_classes); got {int(host.min())}")
+    out = host.astype(np.int64)
+    if num_classes is None:
+        num_classes = int(out.max()) + 1 if out.size else 1
+    elif out.size and out.max() >= num_classes:
+        raise ValueError(f"{fn}: labels must be in [0, num_classes) = [0, {num_classes}); got {int(out.max())}")
+    return out, int(num_classes)
+
+
+def _flip_count(rate: float, n_eligible: int) -> int:
+    """``rate * n_eligible`` rounded half up (deterministic, unlike banker's rounding)."""
+    return min(n_eligible, int(math.floor(rate * n_eligible + 0.5)))
+
+
+def _draw(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.ndarray:
+    """Indices of exactly ``_flip_count(rate, |eligible|)`` eligible samples, uniform without replacement."""
+    m = _flip_count(rate, eligible.size)
+    if m == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(rng.choice(eligible, size=m, replace=False))
+
+
+def _result(true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: int, num_classes: int, n_eligible: int) -> NoisyLabels:
+    return NoisyLabels(labels=noisy, flipped=noisy != true, true_labels=true, kind=kind, rate=float(rate), seed=int(seed), num_classes=num_classes, n_eligible=int(n_eligible))
+
+
+def _check_rate_seed(fn: str, rate: float, seed: int) -> None:
+    check_param(fn, "rate", rate, _PARAMS["rate"])
+    check_param(fn, "seed", seed, _PARAMS["seed"])
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
+    """Flip exactly ``round(rate * n)`` labels, each to a uniformly chosen *other* class.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+        Clean class indices in ``[0, num_classes)``.
+    rate : float in [0, 1)
+        Fraction of labels changed (exact up to rounding to a whole sample).
+    num_classes : int, default=None
+        C; inferred as ``max(labels) + 1`` when None. Must be >= 2 when ``rate > 0``.
+    seed : int, default=0
+        Seed for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``kind="symmetric"``; ``flipped`` marks the changed samples.
+
+    Notes
+    -----
+    The new class of a flipped sample with class c is ``j + (j >= c)`` for
+    ``j ~ Uniform{0, ..., C-2}``: uniform over the ``C - 1`` classes other than c.
+
+    Examples
+    --------
+    >>> out = symmetric_noise([0, 1, 2, 3] * 25, 0.4, seed=1)
+    >>> out.n_flipped, bool((out.labels[out.flipped] != out.true_labels[out.flipped]).all())
+    (40, True)
+    """
+    fn = "symmetric_noise"
+    _check_rate_seed(fn, rate, seed)
+    true, C = _check_int_labels(labels, fn, num_classes)
+    if rate > 0 and C < 2:
+        raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
+    rng = np.random.default_rng(seed)
+    idx = _draw(rng, np.arange(true.size), rate)
+    noisy = true.copy()
+    if idx.size:
+        j = rng.integers(0, C - 1, size=idx.size)
+        noisy[idx] = j + (j >= true[idx])
+    return _result(true, noisy, "symmetric", rate, seed, C, true.size)
+
+
+def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
+    """Flip exactly ``round(rate * n)`` labels from class c to ``(c + 1) mod C``.
+
+    The next-class ("pair") generator of the lizhemin15/self-distillation code, with
+    an exact flip count instead of independent coin flips.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+        Clean class indices in ``[0, num_classes)``.
+    rate : float in [0, 1)
+        Fraction of labels changed.
+    num_classes : int, default=None
+        C; inferred as ``max(labels) + 1`` when None. Must be >= 2 when ``rate > 0``.
+    seed : int, default=0
+        Seed for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``kind="pair"``.
+
+    Examples
+    --------
+    >>> out = pair_noise([0, 1, 2] * 10, 0.5, num_classes=3, seed=0)
+    >>> bool(((out.true_labels + 1) % 3 == out.labels)[out.flipped].all()), out.n_flipped
+    (True, 15)
+    """
+    fn = "pair_noise"
+    _check_rate_seed(fn, rate, seed)
+    true, C = _check_int_labels(labels, fn, num_classes)
+    if rate > 0 and C < 2:
+        raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
+    rng = np.random.default_rng(seed)
+    idx = _draw(rng, np.arange(true.size), rate)
+    noisy = true.copy()
+    noisy[idx] = (true[idx] + 1) % C
+    return _result(true, noisy, "pair", rate, seed, C, true.size)
+
+
+def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
+    """CIFAR-10 class-dependent flips (Patrini et al. 2017).
+
+    truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog (class order
+    airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck; see
+    :data:`CIFAR10_ASYMMETRIC_MAP`). Exactly ``round(rate * n_src)`` of the ``n_src``
+    samples of those five source classes are flipped, chosen uniformly without
+    replacement; the other five classes are never changed.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+        Clean CIFAR-10 class indices in ``[0, 10)``.
+    rate : float in [0, 1)
+        Flip fraction among the source-class samples.
+    num_classes : int, default=None
+        Must be 10 (or None).
+    seed : int, default=0
+        Seed for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``kind="cifar10-asym"`` and ``n_eligible = n_src``.
+
+    References
+    ----------
+    Patrini et al. (2017), CVPR, Sec. 5.
+    """
+    fn = "cifar10_asymmetric_noise"
+    _check_rate_seed(fn, rate, seed)
+    if num_classes is not None and num_classes != 10:
+        raise ValueError(f"{fn}: num_classes must be 10 (the CIFAR-10 map); got {num_classes!r}")
+    true, C = _check_int_labels(labels, fn, 10)
+    src = np.fromiter(CIFAR10_ASYMMETRIC_MAP.keys(), dtype=np.int64)
+    dst_of = np.arange(10, dtype=np.int64)
+    for s, d in CIFAR10_ASYMMETRIC_MAP.items():
+        dst_of[s] = d
+    eligible = np.flatnonzero(np.isin(true, src))
+    rng = np.random.default_rng(seed)
+    idx = _draw(rng, eligible, rate)
+    noisy = true.copy()
+    noisy[idx] = dst_of[true[idx]]
+    return _result(true, noisy, "cifar10-asym", rate, seed, C, eligible.size)
+
+
+_GENERATORS = {"symmetric": symmetric_noise, "pair": pair_noise, "cifar10-asym": cifar10_asymmetric_noise}
+
+_SPEC_FORMS = "'none', 'symmetric:<rate>' (or 'sym:<rate>'), 'pair:<rate>', 'asym:<rate>' (or 'cifar10-asym:<rate>'), with rate a float in [0, 1)"
+
+
+def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) -> NoisyLabels:
+    """Apply a label-noise model given as a string spec.
+
+    Parameters
+    ----------
+    spec : str
+        ``"none"``, ``"symmetric:0.4"`` (alias ``"sym:0.4"``), ``"pair:0.4"`` or
+        ``"asym:0.4"`` (alias ``"cifar10-asym:0.4"``). Case and surrounding spaces
+        are ignored.
+    labels : array-like of int, shape (n,)
+        Clean class indices.
+    num_classes : int, default=10
+        C (must be 10 for the CIFAR-10 map).
+    seed : int, default=0
+        Seed for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    NoisyLabels
+        ``kind="none"`` (no flips) or the result of :func:`symmetric_noise`,
+        :func:`pair_noise` or :func:`cifar10_asymmetric_noise`.
+
+    Examples
+    --------
+    >>> make_noise("pair:0.2", [0, 1] * 50, num_classes=2).n_flipped
+    20
+    """
+    fn = "make_noise"
+    if not isinstance(spec, str):
+        raise TypeError(f"{fn}: noise spec must be a string, one of {_SPEC_FORMS}; got {spec!r}")
+    text = spec.strip().lower()
+    if text in ("none", "clean"):
+        check_param(fn, "seed", seed, _PARAMS["seed"])
+        true, C = _check_int_labels(labels, fn, num_classes)
+        return _result(true, true.copy(), "none", 0.0, seed, C, true.size)
+    name, sep, rate_text = text.partition(":")
+    kind = next((k for k, aliases in NOISE_KINDS.items() if name.strip() in aliases), None)
+    if kind is None or not sep:
+        raise ValueError(f"{fn}: noise spec must be one of {_SPEC_FORMS}; got {spec!r}")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        raise ValueError(f"{fn}: noise spec rate must be a float in [0, 1) as in {_SPEC_FORMS}; got {spec!r}") from None
+    if not _PARAMS["rate"].contains(rate):
+        raise ValueError(f"{fn}: noise spec rate must be a float in [0, 1); got {rate_text.strip()!r} in {spec!r}")
+    return _GENERATORS[kind](labels, rate, num_classes=num_classes, seed=seed)
+
+
+def one_hot(labels: Any, num_classes: int) -> np.ndarray:
+    """One-hot encoding ``Y[i, labels[i]] = 1`` as a float64 numpy array of shape (n, C).
+
+    Examples
+    --------
+    >>> one_hot([2, 0], 3)
+    array([[0., 0., 1.],
+           [1., 0., 0.]])
+    """
+    fn = "one_hot"
+    check_param(fn, "num_classes", num_classes, _PARAMS["num_classes"])
+    idx, C = _check_int_labels(labels, fn, num_classes)
+    out = np.zeros((idx.size, C), dtype=np.float64)
+    out[np.arange(idx.size), idx] = 1.0
+    return out
