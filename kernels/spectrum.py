@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kernels._backend import backend_name, eigh, namespace, to_numpy
-from kernels._checks import Interval, Options, check_kernel_matrix, check_labels, check_param
+from kernels._checks import Interval, Options, check_features, check_kernel_matrix, check_labels, check_param, check_same_namespace
 
 __all__ = ["Spectrum", "spectrum"]
 
@@ -87,12 +87,19 @@ class Spectrum:
         y, _ = check_labels(y, self.n_samples, "Spectrum.project", like=self.vectors, dtype=self.vectors.dtype)
         return self.vectors.T @ y
 
-    def reconstruct(self, coef: Any) -> Any:
-        """Map eigen-coordinates back, ``V coef``; coef has shape (..., k[, c]) -> (..., n[, c])."""
+    def reconstruct(self, coef: Any, *, batched: bool = False) -> Any:
+        """Map eigen-coordinates back, ``V coef``.
+
+        ``coef`` of shape (k,) -> (n,), (k, c) -> (n, c), (..., k, c) -> (..., n, c).
+        A batch of single-target coordinates of shape (T, k) is ambiguous with
+        (k, c); pass ``batched=True`` to map (..., k) -> (..., n).
+        """
         coef = self.xp.asarray(coef)
+        if batched:
+            return self.xp.matmul(coef, self.vectors.T)
         if coef.shape[0] == self.k and coef.ndim <= 2:
             return self.vectors @ coef
-        # leading batch axes: (..., k) or (..., k, c)
+        # leading batch axes: (..., k, c)
         return self.xp.matmul(self.vectors, coef)
 
     def filter_values(self, g: Callable[[Any], Any] | Any) -> Any:
@@ -112,7 +119,8 @@ class Spectrum:
         """
         coef = self.project(y)
         h = self.filter_values(g)
-        return self.reconstruct(scale(h, coef, self.xp))
+        # 1-D y: scaled coordinates are (..., k); 2-D y: (..., k, c).
+        return self.reconstruct(scale(h, coef, self.xp), batched=coef.ndim == 1 and h.ndim > 1)
 
     def to_dense(self) -> Any:
         """The matrix ``V diag(d) V^T`` (n x n; for tests and small problems)."""
@@ -124,8 +132,14 @@ class Spectrum:
         If the training fit is ``V diag(b) V^T y`` the function is
         ``f(x) = k(x, X) V diag(b / d) V^T y``; pass ``coef = (b/d) * V^T y``.
         """
-        K_cross, _ = check_labels(K_cross.T if hasattr(K_cross, "T") else K_cross, self.n_samples, "Spectrum.cross", "K_cross.T", like=self.vectors, dtype=self.vectors.dtype)
-        Kv = K_cross.T @ self.vectors  # (m, k)
+        fn = "Spectrum.cross"
+        K_cross, xp = check_features(K_cross, fn, "K_cross", like=self.vectors)
+        check_same_namespace(fn, K_cross=K_cross, vectors=self.vectors)
+        K_cross = xp.astype(K_cross, self.vectors.dtype)
+        if K_cross.shape[1] != self.n_samples:
+            raise ValueError(f"{fn}: K_cross must have shape (m, {self.n_samples}) (one column per training "
+                             f"sample); got shape {tuple(K_cross.shape)}")
+        Kv = K_cross @ self.vectors  # (m, k)
         return self.xp.matmul(Kv, coef)
 
     def __repr__(self) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from kernels._backend import to_numpy
-from kernels._checks import Interval, Options, as_array, check_param
+from kernels._checks import Interval, as_array, check_param
 
 __all__ = [
     "NoisyLabels",

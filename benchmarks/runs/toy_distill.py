@@ -107,7 +107,7 @@ def _plot_fits(x, y, grid, truth, alphas, f_steps, f_limit, ctx) -> str:
     import matplotlib.pyplot as plt
 
     cols = len(alphas)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.0), sharey=True, squeeze=False, layout="constrained")
     shown = min(6, f_steps.shape[1])
     cmap = plt.get_cmap("viridis")
     for ax, a, fs, fl in zip(axes[0], alphas, f_steps, f_limit):
@@ -129,7 +129,7 @@ def _plot_b(d, B, B_limit, alphas, ctx) -> str:
     import matplotlib.pyplot as plt
 
     cols = len(alphas)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.0), sharey=True, squeeze=False, layout="constrained")
     cmap = plt.get_cmap("viridis")
     idx = np.arange(1, d.size + 1)
     for ax, a, Ba, Bl in zip(axes[0], alphas, B, B_limit):
@@ -150,7 +150,7 @@ def _plot_b(d, B, B_limit, alphas, ctx) -> str:
 def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     t = np.arange(1, loss_steps.shape[1] + 1)
     for a, ls, ll in zip(alphas, loss_steps, loss_limit):
         line, = ax.plot(t, ls, "o-", ms=3, label=f"α = {a:g}")

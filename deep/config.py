@@ -1,0 +1,276 @@
+"""One frozen configuration for a training run (:func:`deep.train.train`).
+
+Every hyper-parameter of a run sits in :class:`TrainConfig`, which is passed
+explicitly to each stage (data, model, loop, records): nothing is read from a
+global. Bounds are data (:data:`CONSTRAINTS`), checked through
+:mod:`kernels._checks` when the config is built, so a bad value fails at once
+with an error that names the field and what it allows::
+
+    TrainConfig: lr must be a float in (0, inf); got -1.0
+
+Units follow the torch optimiser: ``lr`` and ``weight_decay`` are the values
+handed to :class:`torch.optim.SGD` (per step, not per 1024 examples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from kernels._checks import Interval, Options, check_param, check_params
+
+__all__ = [
+    "TrainConfig",
+    "CONSTRAINTS",
+    "METHODS",
+    "ALPHA_SCHEDULES",
+    "LR_SCHEDULES",
+    "DEVICES",
+    "RESUME_FREE_FIELDS",
+]
+
+METHODS = ("ce", "self-distill", "interp", "generations")
+ALPHA_SCHEDULES = ("constant", "linear")
+LR_SCHEDULES = ("linear", "constant")
+DEVICES = ("cpu", "cuda", "auto")
+
+# Fields that may differ between a run and its --resume continuation.
+RESUME_FREE_FIELDS = ("resume", "progress", "stop_after", "device", "out", "data", "download", "cache_dir")
+
+
+def _model_names() -> tuple[str, ...]:
+    from deep.models import MODELS  # deep.models imports torch; keep config import light
+
+    return tuple(MODELS)
+
+
+_NONE = Options((None,))
+_POS_INT = Interval(int, 1, None, "left")
+
+# Field -> constraint. Fields that may also be None are listed in _OPTIONAL.
+CONSTRAINTS: dict[str, Interval | Options] = {
+    "method": Options(METHODS),
+    "epochs": _POS_INT,
+    "batch_size": _POS_INT,
+    "eval_batch_size": _POS_INT,
+    "lr": Interval(float, 0, None, "neither"),
+    "lr_schedule": Options(LR_SCHEDULES),
+    "warmup": Interval(float, 0, 1, "left"),
+    "momentum": Interval(float, 0, 1, "left"),
+    "weight_decay": Interval(float, 0, None, "left"),
+    "label_smoothing": Interval(float, 0, 1, "left"),
+    "seed": Interval(int, 0, None, "left"),
+    "device": Options(DEVICES),
+    "subset": _POS_INT,
+    "test_subset": _POS_INT,
+    "val_fraction": Interval(float, 0, 1, "left"),
+    "alpha": Interval(float, 0, 1, "both"),
+    "alpha_schedule": Options(ALPHA_SCHEDULES),
+    "soft": Options((True, False)),
+    "generations": _POS_INT,
+    "freq_subset": Interval(int, 0, None, "left"),
+    "augment": Options((True, False)),
+    "resume": Options((True, False)),
+    "progress": Options((True, False)),
+    "download": Options((True, False)),
+    "stop_after": _POS_INT,
+}
+_OPTIONAL = ("subset", "test_subset", "stop_after")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All settings of one training run (frozen; build a variant with :meth:`replace`).
+
+    Parameters
+    ----------
+    data : str or None, default=None
+        CIFAR-10 location: ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz``, or an
+        image-folder tree (``train/<class>/*.png|jpg``, ``test/...``) or its tar.gz,
+        read by :func:`deep.data.load_cifar10`. ``None`` writes a small synthetic
+        CIFAR-shaped set (:func:`deep.synthetic.write_fake_cifar`) under ``out`` -- a
+        smoke test of the pipeline, not a benchmark.
+    noise : str, default="symmetric:0.4"
+        Label-noise spec for :func:`theory.noise.make_noise` (``"none"``,
+        ``"symmetric:<rate>"``, ``"pair:<rate>"``, ``"asym:<rate>"``). Injected once,
+        before epoch 0, into the training + validation labels with ``seed``.
+    method : {"ce", "self-distill", "interp", "generations"}, default="ce"
+        How targets are formed (see :mod:`deep.methods`).
+    model : str, default="fastnet"
+        A name in :data:`deep.models.MODELS`.
+    epochs : int >= 1, default=10
+        Epochs per generation.
+    batch_size : int >= 1, default=256
+        Training batch size (the last batch of an epoch may be smaller).
+    eval_batch_size : int >= 1, default=1000
+        Batch size of the evaluation passes.
+    lr : float > 0, default=0.05
+        Peak learning rate of SGD.
+    lr_schedule : {"linear", "constant"}, default="linear"
+        ``"linear"``: linear warm-up from 0 over the first ``warmup`` fraction of the
+        steps of a generation, then linear decay to 0 at its last step (airbench's
+        triangular schedule). ``"constant"``: ``lr`` throughout.
+    warmup : float in [0, 1), default=0.2
+        Warm-up fraction of the linear schedule.
+    momentum : float in [0, 1), default=0.9
+        Nesterov momentum (plain SGD when 0).
+    weight_decay : float >= 0, default=5e-4
+        L2 weight decay of SGD.
+    label_smoothing : float in [0, 1), default=0.0
+        Targets become ``(1 - eps) t + eps / C`` before the loss.
+    seed : int >= 0, default=0
+        Seeds the subsets, the noise, the validation split, model init, batch order
+        and augmentation.
+    device : {"cpu", "cuda", "auto"}, default="auto"
+        ``"auto"`` picks CUDA when available.
+    subset : int >= 1 or None, default=None
+        Use this many training images (stratified, seeded) before the validation split.
+    test_subset : int >= 1 or None, default=None
+        Evaluate on this many test images (stratified, seeded).
+    val_fraction : float in [0, 1), default=0.1
+        Fraction of the (noisy) training images held out for early stopping.
+    alpha : float in [0, 1], default=0.8
+        ``"self-distill"``: weight on the previous target, ``t_{e+1} = alpha t_e +
+        (1 - alpha) p_e`` (Dong et al. 2019). ``"generations"``: weight on the noisy
+        label, ``t = alpha onehot(y) + (1 - alpha) teacher`` (Borup & Andersen 2021).
+        Unused by ``"ce"`` and ``"interp"``.
+    alpha_schedule : {"constant", "linear"}, default="constant"
+        ``"linear"`` ramps alpha from 1 (first epoch / generation) to ``alpha`` (last);
+        see :func:`deep.methods.alpha_at`.
+    soft : bool, default=True
+        Distil softmax outputs (True) or one-hot argmax predictions (False).
+    generations : int >= 1, default=1
+        Number of Borup-style generations; values > 1 need ``method="generations"``.
+    freq_subset : int >= 0, default=256
+        Size of the fixed training subset on which the frequency measures are taken
+        every epoch (0 turns them off).
+    freq_deltas : tuple of float > 0 or None, default=None
+        Gaussian-filter variances delta for :func:`theory.frequency.frequency_measures`;
+        ``None`` uses :func:`theory.frequency.delta_grid` on that subset.
+    augment : bool, default=True
+        Random crop (reflect pad 4) + horizontal flip, batched on the device.
+    out : str, default="results/train"
+        Output folder: ``records.jsonl``, ``checkpoint.pt``, ``split.npz``,
+        ``summary.json``.
+    resume : bool, default=False
+        Continue from ``out/checkpoint.pt`` when present.
+    progress : bool, default=True
+        Show a tqdm bar per epoch.
+    download : bool, default=False
+        Fetch the official archive into the folder ``data`` first
+        (:func:`deep.data.download_cifar10`) and read it from there.
+    cache_dir : str or None, default=None
+        Where :func:`deep.data.load_cifar10` caches decoded arrays (None: its default,
+        ``$AIRKIT_CACHE/cifar10`` or ``~/.cache/airkit/cifar10``).
+    stop_after : int >= 1 or None, default=None
+        Stop (as if interrupted) once this many epochs in total, over all
+        generations, are done; the schedule still follows ``epochs``. For time-sliced
+        jobs and the resume test.
+    """
+
+    data: str | None = None
+    noise: str = "symmetric:0.4"
+    method: str = "ce"
+    model: str = "fastnet"
+    epochs: int = 10
+    batch_size: int = 256
+    eval_batch_size: int = 1000
+    lr: float = 0.05
+    lr_schedule: str = "linear"
+    warmup: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    subset: int | None = None
+    test_subset: int | None = None
+    val_fraction: float = 0.1
+    alpha: float = 0.8
+    alpha_schedule: str = "constant"
+    soft: bool = True
+    generations: int = 1
+    freq_subset: int = 256
+    freq_deltas: tuple[float, ...] | None = None
+    augment: bool = True
+    out: str = "results/train"
+    resume: bool = False
+    progress: bool = True
+    download: bool = False
+    cache_dir: str | None = None
+    stop_after: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every field (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        if out["freq_deltas"] is not None:
+            out["freq_deltas"] = list(out["freq_deltas"])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise a TypeError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise TypeError(f"TrainConfig: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        values = dict(values)
+        if values.get("freq_deltas") is not None:
+            values["freq_deltas"] = tuple(values["freq_deltas"])
+        return cls(**values)
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Check every field of ``cfg`` against :data:`CONSTRAINTS` (and a few cross-field rules).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``"TrainConfig: <field> must be <allowed>; got <value>"``.
+    """
+    fn = "TrainConfig"
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for name in _OPTIONAL:
+        if values[name] is None:
+            values.pop(name)
+    check_params(fn, CONSTRAINTS, **values)
+    check_param(fn, "model", cfg.model, Options(_model_names()))
+    if cfg.data is not None and not isinstance(cfg.data, str):
+        raise TypeError(f"{fn}: data must be a path string or None (synthetic data); got {cfg.data!r}")
+    if cfg.cache_dir is not None and not isinstance(cfg.cache_dir, str):
+        raise TypeError(f"{fn}: cache_dir must be a path string or None; got {cfg.cache_dir!r}")
+    if not isinstance(cfg.out, str) or not cfg.out:
+        raise TypeError(f"{fn}: out must be a non-empty path string; got {cfg.out!r}")
+    _check_noise(cfg.noise)
+    if cfg.freq_deltas is not None:
+        if not isinstance(cfg.freq_deltas, tuple) or not cfg.freq_deltas:
+            raise TypeError(f"{fn}: freq_deltas must be None or a non-empty tuple of floats > 0; got {cfg.freq_deltas!r}")
+        for d in cfg.freq_deltas:
+            check_param(fn, "freq_deltas", d, Interval(float, 0, None, "neither"))
+            if math.isinf(float(d)):
+                raise ValueError(f"{fn}: freq_deltas must be finite floats > 0; got {d!r}")
+    if cfg.generations > 1 and cfg.method != "generations":
+        raise ValueError(f"{fn}: generations must be 1 unless method='generations'; got generations={cfg.generations} with method={cfg.method!r}")
+    if cfg.download and cfg.data is None:
+        raise ValueError(f"{fn}: download needs a data path to download into; got data=None")
+
+
+def _check_noise(spec: Any) -> None:
+    """Parse the noise spec once on dummy labels so a bad spec fails before any data is read."""
+    from theory.noise import make_noise
+
+    if not isinstance(spec, str):
+        raise TypeError(f"TrainConfig: noise must be a string such as 'symmetric:0.4' or 'none'; got {spec!r}")
+    try:
+        make_noise(spec, list(range(10)), num_classes=10, seed=0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"TrainConfig: noise is invalid: {exc}") from None

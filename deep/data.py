@@ -1,0 +1,663 @@
+"""CIFAR-10 readers: the official python batches and image-folder trees, decoded once.
+
+Four layouts are recognised by :func:`load_cifar10`, each the way it is published:
+
+``python``
+    The official ``cifar-10-batches-py/`` directory (``data_batch_1`` .. ``data_batch_5``,
+    ``test_batch``: pickled dicts with ``b"data"``, a ``(m, 3072)`` uint8 array of
+    channel-major 32x32 images, and ``b"labels"``), or a directory holding it.
+``python-tar``
+    Its archive ``cifar-10-python.tar.gz`` (any tar, compressed or not).
+``folder``
+    An image tree ``<root>/train/<class>/*.png|jpg|jpeg`` and ``<root>/test/<class>/...``,
+    or a directory with one extra top-level folder above it (``cifar10-jpeg/train/...``).
+    The label is the class folder's name, mapped to the official order
+    :data:`CIFAR10_CLASSES`.
+``folder-tar``
+    A tar archive of such a tree (e.g. ``cifar10-jpeg.tar.gz``), read as a stream with
+    :mod:`tarfile`, never extracted to disk.
+
+The decoded arrays (uint8, NHWC) are cached as one ``.npz`` per source, keyed by the
+source's absolute path and the size and modification time of its file(s); a changed
+source is decoded again and its stale cache entry removed. Cache writes are atomic
+(temporary file in the cache directory, then :func:`os.replace`). Any problem with the
+source raises :class:`CifarFormatError` naming the file, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import os
+import pickle
+import re
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+
+from kernels._backend import to_numpy
+from kernels._checks import Interval, as_array, check_param
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_URL",
+    "CIFAR10_MD5",
+    "CifarData",
+    "CifarFormatError",
+    "CifarDownloadError",
+    "Split",
+    "load_cifar10",
+    "download_cifar10",
+    "default_cache_dir",
+    "subset_indices",
+    "split_validation",
+]
+
+CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+PYTHON_DIR = "cifar-10-batches-py"
+PYTHON_TAR = "cifar-10-python.tar.gz"
+TRAIN_BATCHES = tuple(f"data_batch_{k}" for k in range(1, 6))
+TEST_BATCH = "test_batch"
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+SPLITS = ("train", "test")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+_CACHE_VERSION = 1
+_FN = "load_cifar10"
+
+
+class CifarFormatError(ValueError):
+    """A CIFAR-10 source that is missing, truncated, corrupt or laid out wrongly."""
+
+
+class CifarDownloadError(OSError):
+    """The official archive could not be fetched (no network, bad checksum)."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CifarData:
+    """CIFAR-10 decoded to host arrays.
+
+    Attributes
+    ----------
+    train_images, test_images : numpy.ndarray of uint8, shape (N, 32, 32, 3)
+        Images in NHWC order, RGB.
+    train_labels, test_labels : numpy.ndarray of int64, shape (N,)
+        Class indices into ``classes``.
+    classes : tuple of str
+        Class names in label order (the official CIFAR-10 order).
+    source : str
+        Absolute path of what was read.
+    format : str
+        ``"python"``, ``"python-tar"``, ``"folder"`` or ``"folder-tar"``
+        (``"synthetic"`` for :func:`deep.synthetic.fake_cifar_arrays`).
+    from_cache : bool
+        Whether these arrays came from the ``.npz`` cache rather than a fresh decode.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+    format: str
+    from_cache: bool = False
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_labels.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.test_labels.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        return (f"CifarData(n_train={self.n_train}, n_test={self.n_test}, classes={len(self.classes)}, "
+                f"format={self.format!r}, source={self.source!r}, from_cache={self.from_cache})")
+
+
+class Split(NamedTuple):
+    """Disjoint sorted index arrays (int64) into one labelled set."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def default_cache_dir() -> Path:
+    """``$AIRKIT_CACHE/cifar10`` if ``AIRKIT_CACHE`` is set, else ``~/.cache/airkit/cifar10``."""
+    root = os.environ.get("AIRKIT_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "airkit") / "cifar10"
+
+
+def load_cifar10(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, use_cache: bool = True, progress: bool = True) -> CifarData:
+    """Load CIFAR-10 from any of the four published layouts, decoding it only once.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``cifar-10-batches-py/`` or a directory holding it; a tar archive
+        (``cifar-10-python.tar.gz`` or a tarred image tree); an image-folder tree
+        ``<root>/{train,test}/<class>/*.{png,jpg,jpeg}`` (optionally one folder deeper);
+        or a directory that holds exactly one tar archive and nothing else recognisable.
+    cache_dir : str or os.PathLike, optional
+        Where the decoded ``.npz`` lives; default :func:`default_cache_dir`.
+    use_cache : bool, default=True
+        Read and write the cache. ``False`` always decodes and writes nothing.
+    progress : bool, default=True
+        Show a tqdm progress bar (on stderr) while decoding.
+
+    Returns
+    -------
+    CifarData
+        uint8 NHWC images and int64 labels for both splits.
+
+    Raises
+    ------
+    CifarFormatError
+        Missing path; truncated or corrupt archive or pickle; a missing split
+        (``data_batch_k``, ``test_batch``, ``train/`` or ``test/``); an image that is
+        not 32x32 RGB; an unknown class folder. The message names the file.
+
+    Notes
+    -----
+    Images must be 32x32. RGB is taken as is; modes that convert losslessly are
+    converted: grayscale ``L`` (replicated to three channels), palette ``P``, and
+    ``RGBA``/``LA``/``PA`` whose alpha is 255 everywhere. Transparent pixels, or other
+    modes (CMYK, 16-bit, float), raise :class:`CifarFormatError`. Pickles are read
+    with a restricted unpickler that only reconstructs numpy arrays, so a tampered
+    batch file cannot run code. Folder samples are ordered by (class, file name in
+    natural order); python batches keep their stored order.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from deep.synthetic import write_fake_cifar
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> data = load_cifar10(write_fake_cifar(tmp, fmt="python"), cache_dir=tmp / "cache", progress=False)
+    >>> data.train_images.shape, data.test_labels.dtype
+    ((40, 32, 32, 3), dtype('int64'))
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{_FN}: path must be a str or os.PathLike; got {type(path).__name__}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"{_FN}: cache_dir must be None, a str or os.PathLike; got {type(cache_dir).__name__}")
+    for name, flag in (("use_cache", use_cache), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{_FN}: {name} must be a bool; got {flag!r}")
+    src = Path(path).expanduser().absolute()
+    if not src.exists():
+        raise CifarFormatError(f"{_FN}: {src} does not exist; pass the CIFAR-10 directory or archive (see download_cifar10)")
+    kind, location = _detect(src)
+    if not use_cache:
+        return _decode(kind, location, progress)
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    key = _fingerprint(kind, location)
+    file = cache_root / f"cifar10-{_digest(str(location))[:12]}-{key[:16]}.npz"
+    cached = _read_cache(file, key)
+    if cached is not None:
+        return cached
+    data = _decode(kind, location, progress)
+    _write_cache(file, data, key)
+    return data
+
+
+def download_cifar10(dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 60.0, progress: bool = True) -> Path:
+    """Fetch the official ``cifar-10-python.tar.gz`` into directory ``dest``.
+
+    The file is streamed to a temporary file in ``dest``, its MD5 checked against
+    ``md5`` and only then renamed into place, so a failed download leaves nothing
+    behind. An existing file with the right checksum is reused.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest / "cifar-10-python.tar.gz"``, ready for :func:`load_cifar10`.
+
+    Raises
+    ------
+    CifarDownloadError
+        No network, an HTTP error, or a checksum mismatch; the message says to pass a
+        local copy with ``--data`` instead.
+    """
+    fn = "download_cifar10"
+    if not isinstance(dest, (str, os.PathLike)):
+        raise TypeError(f"{fn}: dest must be a str or os.PathLike; got {type(dest).__name__}")
+    check_param(fn, "timeout", timeout, Interval(float, 0, None, "neither"))
+    dest_dir = Path(dest).expanduser()
+    target = dest_dir / PYTHON_TAR
+    if target.is_file() and _md5(target) == md5:
+        return target
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    hint = f"download a copy of {url} elsewhere and pass it with --data (a path to the archive, cifar-10-batches-py/, or an image-folder tree)"
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{PYTHON_TAR}-", dir=dest_dir)
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    total = int(resp.headers.get("Content-Length") or 0) or None
+                    with _bar(progress, total, "download CIFAR-10", "B") as bar:
+                        while chunk := resp.read(1 << 20):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            bar.update(len(chunk))
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                raise CifarDownloadError(f"{fn}: could not fetch {url} ({exc}); {hint}") from exc
+        if digest.hexdigest() != md5:
+            raise CifarDownloadError(f"{fn}: {url} arrived with md5 {digest.hexdigest()}, expected {md5}; {hint}")
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
+
+
+def subset_indices(labels: Any, n: int, *, seed: int, stratified: bool = True) -> np.ndarray:
+    """A seeded random subset of ``n`` sample indices, stratified by class.
+
+    With ``stratified=True`` each class gets ``n * count_c / N`` samples, rounded by the
+    largest-remainder rule so the total is exactly ``n`` (equal shares on CIFAR-10).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+        Sorted indices into ``labels``.
+    """
+    fn = "subset_indices"
+    y = _check_class_labels(labels, fn)
+    check_param(fn, "n", n, Interval(int, 1, y.shape[0]))
+    check_param(fn, "seed", seed, Interval(int, 0, None))
+    if not isinstance(stratified, bool):
+        raise TypeError(f"{fn}: stratified must be a bool; got {stratified!r}")
+    rng = np.random.default_rng(seed)
+    if not stratified:
+        return np.sort(rng.choice(y.shape[0], size=int(n), replace=False)).astype(np.int64)
+    return _stratified_pick(y, int(n), rng)
+
+
+def split_validation(labels: Any, fraction: float, *, seed: int) -> Split:
+    """Carve a stratified, seeded validation split out of a (noisy) training set.
+
+    ``round(fraction * N)`` indices go to ``val``, shared among classes by the
+    largest-remainder rule; the rest are ``train``. Used for early stopping on the
+    *noisy* labels, never on the test set.
+
+    Returns
+    -------
+    Split
+        ``(train, val)``: disjoint sorted int64 index arrays whose union is ``range(N)``.
+    """
+    fn = "split_validation"
+    y = _check_class_labels(labels, fn)
+    check_param(fn, "fraction", fraction, Interval(float, 0, 1, "neither"))
+    check_param(fn, "seed", seed, Interval(int, 0, None))
+    n_val = int(round(float(fraction) * y.shape[0]))
+    if not 1 <= n_val <= y.shape[0] - 1:
+        raise ValueError(f"{fn}: fraction must leave at least one sample on each side; fraction={fraction!r} of {y.shape[0]} samples gives {n_val} validation samples")
+    val = _stratified_pick(y, n_val, np.random.default_rng(seed))
+    keep = np.ones(y.shape[0], dtype=bool)
+    keep[val] = False
+    return Split(train=np.flatnonzero(keep).astype(np.int64), val=val)
+
+
+# ----------------------------------------------------------------------------- label helpers
+
+
+def _check_class_labels(labels: Any, fn: str) -> np.ndarray:
+    """Non-negative integer class labels, 1-D and non-empty, as an int64 numpy vector."""
+    arr, _ = as_array(labels, fn, "labels")
+    host = to_numpy(arr)
+    if host.ndim != 1 or host.shape[0] < 1:
+        raise ValueError(f"{fn}: labels must be a non-empty 1-D array of class indices; got shape {host.shape}")
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"{fn}: labels contains NaN or inf; class labels must be non-negative integers")
+    if np.any(host < 0) or np.any(host != np.round(host)):
+        raise ValueError(f"{fn}: labels must hold non-negative integer class indices; got values like {host[~((host >= 0) & (host == np.round(host)))][:3]!r}")
+    return host.astype(np.int64)
+
+
+def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
+    """Largest-remainder shares of ``total`` proportional to ``counts`` (never above them)."""
+    exact = counts * (total / counts.sum())
+    base = np.floor(exact).astype(np.int64)
+    rest = total - int(base.sum())
+    order = np.argsort(-(exact - base), kind="stable")
+    base[order[:rest]] += 1
+    return base
+
+
+def _stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    classes, counts = np.unique(y, return_counts=True)
+    quota = _allocate(counts, n)
+    picks = [rng.choice(np.flatnonzero(y == c), size=int(q), replace=False) for c, q in zip(classes, quota) if q > 0]
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- detection and cache
+
+
+def _detect(src: Path) -> tuple[str, Path]:
+    """Return ``(kind, location)``: kind is "python", "folder" or "tar"."""
+    if src.is_file():
+        return "tar", src
+    if any((src / name).is_file() for name in (*TRAIN_BATCHES, TEST_BATCH)):
+        return "python", src
+    if (src / PYTHON_DIR).is_dir():
+        return "python", src / PYTHON_DIR
+    if any((src / s).is_dir() for s in SPLITS):
+        return "folder", src
+    subdirs = [d for d in sorted(src.iterdir()) if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
+    trees = [d for d in subdirs if any((d / s).is_dir() for s in SPLITS)]
+    if len(trees) == 1:
+        return "folder", trees[0]
+    if len(trees) > 1:
+        raise CifarFormatError(f"{_FN}: {src} holds several image trees ({', '.join(d.name for d in trees)}); pass one of them")
+    archives = [f for f in sorted(src.iterdir()) if f.is_file() and f.name.endswith(_ARCHIVE_SUFFIXES)]
+    if len(archives) == 1:
+        return "tar", archives[0]
+    if len(archives) > 1:
+        raise CifarFormatError(f"{_FN}: {src} holds several archives ({', '.join(f.name for f in archives)}); pass one of them")
+    raise CifarFormatError(f"{_FN}: {src} is not a CIFAR-10 source; expected {PYTHON_DIR}/ (data_batch_1..5, test_batch), "
+                           f"{PYTHON_TAR}, an image tree <root>/train/<class>/*.png|jpg and <root>/test/..., or a tar of one")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fingerprint(kind: str, location: Path) -> str:
+    """Hash of the source's absolute path and the (relative name, size, mtime) of its files."""
+    if kind == "tar":
+        files = [location]
+    elif kind == "python":
+        files = [location / name for name in (*TRAIN_BATCHES, TEST_BATCH) if (location / name).is_file()]
+    else:
+        files = sorted(Path(d) / f for d, _, names in os.walk(location) for f in names)
+    entries = []
+    for f in files:
+        st = f.stat()
+        entries.append((f.relative_to(location).as_posix() if f != location else "", st.st_size, st.st_mtime_ns))
+    return _digest(json.dumps([_CACHE_VERSION, kind, str(location), entries]))
+
+
+def _read_cache(file: Path, key: str) -> CifarData | None:
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return CifarData(train_images=z["train_images"], train_labels=z["train_labels"], test_images=z["test_images"],
+                             test_labels=z["test_labels"], classes=tuple(str(c) for c in z["classes"]), source=str(z["source"]),
+                             format=str(z["format"]), from_cache=True)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"{_FN}: ignoring unreadable cache file {file} ({exc}); decoding again", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _write_cache(file: Path, data: CifarData, key: str) -> None:
+    """Atomically write ``file``; remove older entries for the same source. Failures only warn."""
+    tmp = None
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{file.stem}-", suffix=".npz", dir=file.parent)
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, key=np.array(key), train_images=data.train_images, train_labels=data.train_labels,
+                     test_images=data.test_images, test_labels=data.test_labels, classes=np.array(data.classes),
+                     source=np.array(data.source), format=np.array(data.format))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, file)
+        tmp = None
+        prefix = file.name.rsplit("-", 1)[0] + "-"
+        for old in file.parent.glob(prefix + "*.npz"):
+            if old != file:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+    except OSError as exc:
+        warnings.warn(f"{_FN}: could not write the cache file {file} ({exc}); the data are returned uncached", RuntimeWarning, stacklevel=3)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _decode(kind: str, location: Path, progress: bool) -> CifarData:
+    """Decode a detected source (never touches the cache)."""
+    if kind == "python":
+        return _decode_python_dir(location, progress)
+    if kind == "folder":
+        return _decode_folder_dir(location, progress)
+    return _decode_tar(location, progress)
+
+
+def _bar(progress: bool, total: int | None, desc: str, unit: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", disable=not progress, leave=False)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Reconstructs numpy arrays and builtins only; anything else is refused."""
+
+    _ALLOWED = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        short = module.rsplit(".", 1)[-1]
+        if (short, name) not in self._ALLOWED or not (module.startswith("numpy") or module == "_codecs"):
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        if short == "multiarray":
+            for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+                with contextlib.suppress(ImportError):
+                    return getattr(importlib.import_module(mod), name)
+        return super().find_class(module, name)
+
+
+def _parse_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch -> (images (m,32,32,3) uint8, labels (m,) int64)."""
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # any unpickling failure means a corrupt or foreign file
+        raise CifarFormatError(f"{_FN}: {where} is not a readable CIFAR-10 batch (corrupt or truncated pickle: {type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, dict):
+        raise CifarFormatError(f"{_FN}: {where} holds a {type(obj).__name__}, not a CIFAR-10 batch dict")
+    data = obj.get(b"data", obj.get("data"))
+    labels = obj.get(b"labels", obj.get("labels"))
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise CifarFormatError(f"{_FN}: {where} lacks the b'data' array or b'labels' list of a CIFAR-10 batch (keys: {sorted(map(str, obj))})")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise CifarFormatError(f"{_FN}: {where}: data must be a uint8 (m, 3072) array of 32x32x3 images; got {data.dtype} {data.shape}")
+    try:
+        lab = np.array(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CifarFormatError(f"{_FN}: {where}: labels are not integers ({exc})") from exc
+    if lab.shape != (data.shape[0],) or (lab.size and (lab.min() < 0 or lab.max() >= len(CIFAR10_CLASSES))):
+        raise CifarFormatError(f"{_FN}: {where}: labels must be {data.shape[0]} integers in [0, 9]; got shape {lab.shape}")
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, lab
+
+
+def _assemble_python(batches: dict[str, bytes], where: Path, names: dict[str, str], fmt: str) -> CifarData:
+    """Concatenate data_batch_1..5 and test_batch; ``names`` gives each one's full name for errors."""
+    for name in (*TRAIN_BATCHES, TEST_BATCH):
+        if name not in batches:
+            raise CifarFormatError(f"{_FN}: {where} has no {PYTHON_DIR}/{name}; the official layout needs data_batch_1..5 and test_batch")
+    train = [_parse_batch(batches[n], names[n]) for n in TRAIN_BATCHES]
+    test_images, test_labels = _parse_batch(batches[TEST_BATCH], names[TEST_BATCH])
+    return CifarData(train_images=np.concatenate([t[0] for t in train]), train_labels=np.concatenate([t[1] for t in train]),
+                     test_images=test_images, test_labels=test_labels, classes=CIFAR10_CLASSES, source=str(where), format=fmt)
+
+
+def _decode_python_dir(location: Path, progress: bool) -> CifarData:
+    batches, names = {}, {}
+    with _bar(progress, 6, "decode CIFAR-10 batches", "file") as bar:
+        for name in (*TRAIN_BATCHES, TEST_BATCH):
+            f = location / name
+            if not f.is_file():
+                raise CifarFormatError(f"{_FN}: {f} is missing; the official layout needs data_batch_1..5 and test_batch in {location}")
+            batches[name], names[name] = f.read_bytes(), str(f)
+            bar.update(1)
+    return _assemble_python(batches, location, names, "python")
+
+
+def _decode_image(data: bytes, where: str) -> np.ndarray:
+    """Encoded PNG/JPEG bytes -> (32, 32, 3) uint8 (lossless conversions only; see load_cifar10)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.size != (32, 32):
+                raise CifarFormatError(f"{_FN}: {where} is {im.size[0]}x{im.size[1]}; CIFAR-10 images must be 32x32")
+            mode = im.mode
+            if mode == "P" and "transparency" in im.info:
+                im, mode = im.convert("RGBA"), "RGBA"
+            if mode in ("RGBA", "LA", "PA"):
+                alpha = np.array(im.getchannel("A"))
+                if alpha.min() < 255:
+                    raise CifarFormatError(f"{_FN}: {where} has transparent pixels (mode {im.mode}); CIFAR-10 images must be opaque RGB")
+            elif mode not in ("RGB", "L", "P"):
+                raise CifarFormatError(f"{_FN}: {where} has image mode {mode}; expected RGB (or lossless L, P, opaque RGBA)")
+            arr = np.array(im if mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+    except CifarFormatError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        raise CifarFormatError(f"{_FN}: {where} is not a readable image ({type(exc).__name__}: {exc})") from exc
+    if arr.shape != (32, 32, 3):
+        raise CifarFormatError(f"{_FN}: {where} decodes to shape {arr.shape}; expected (32, 32, 3)")
+    return arr
+
+
+def _natural_key(name: str) -> tuple:
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name))
+
+
+class _FolderCollector:
+    """Collects decoded images of an image tree by (split, class, file name)."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.items: dict[str, list] = {s: [] for s in SPLITS}
+        self.roots: set[tuple[str, ...]] = set()
+
+    def add(self, parts: tuple[str, ...], data: bytes, display: str) -> None:
+        if len(parts) < 3 or parts[-3] not in SPLITS:
+            raise CifarFormatError(f"{_FN}: {display} is not under <root>/train/<class>/ or <root>/test/<class>/")
+        split, cls, fname = parts[-3], parts[-2], parts[-1]
+        if cls not in CIFAR10_CLASSES:
+            folder = "/".join(parts[:-1])
+            raise CifarFormatError(f"{_FN}: {self.where}: unknown class folder {folder!r} (for {display}); class folders must be named {', '.join(CIFAR10_CLASSES)}")
+        self.roots.add(parts[:-3])
+        self.items[split].append((CIFAR10_CLASSES.index(cls), _natural_key(fname), _decode_image(data, display)))
+
+    def finish(self, fmt: str) -> CifarData:
+        if len(self.roots) > 1:
+            listed = ", ".join(repr("/".join(r) or ".") for r in sorted(self.roots))
+            raise CifarFormatError(f"{_FN}: {self.where} holds images under several roots ({listed}); expected one <root>/train, <root>/test")
+        root = "/".join(next(iter(self.roots), ()))
+        arrays = []
+        for split in SPLITS:
+            items = self.items[split]
+            if not items:
+                missing = f"{root}/{split}/" if root else f"{split}/"
+                raise CifarFormatError(f"{_FN}: {self.where} has no images in {missing}; an image tree needs both train/<class>/ and test/<class>/")
+            items.sort(key=lambda t: (t[0], t[1]))
+            arrays.append((np.stack([t[2] for t in items]), np.array([t[0] for t in items], dtype=np.int64)))
+        return CifarData(train_images=arrays[0][0], train_labels=arrays[0][1], test_images=arrays[1][0], test_labels=arrays[1][1],
+                         classes=CIFAR10_CLASSES, source=str(self.where), format=fmt)
+
+
+def _is_junk(parts: Iterable[str]) -> bool:
+    parts = tuple(parts)
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _decode_folder_dir(root: Path, progress: bool) -> CifarData:
+    files = []
+    for split in SPLITS:
+        sdir = root / split
+        if not sdir.is_dir():
+            raise CifarFormatError(f"{_FN}: {sdir} is missing; an image tree needs both {root}/train/<class>/ and {root}/test/<class>/")
+        for entry in sorted(sdir.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_file():
+                if entry.suffix.lower() in IMAGE_EXTS:
+                    raise CifarFormatError(f"{_FN}: {entry} is not inside a class folder; expected {sdir}/<class>/*.png|jpg")
+                continue
+            if entry.name not in CIFAR10_CLASSES:
+                raise CifarFormatError(f"{_FN}: {entry} is an unknown class folder; class folders must be named {', '.join(CIFAR10_CLASSES)}")
+            files += [f for f in entry.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") and f.is_file()]
+    collector = _FolderCollector(root)
+    with _bar(progress, len(files), "decode CIFAR-10 images", "img") as bar:
+        for f in files:
+            collector.add(f.relative_to(root).parts, f.read_bytes(), str(f))
+            bar.update(1)
+    return collector.finish("folder")
+
+
+def _decode_tar(path: Path, progress: bool) -> CifarData:
+    """Stream a tar archive once; decide between the python and the folder layout by its members."""
+    batches: dict[str, bytes] = {}
+    names: dict[str, str] = {}
+    folder = _FolderCollector(path)
+    n_images = 0
+    try:
+        with open(path, "rb") as raw, _bar(progress, path.stat().st_size, f"decode {path.name}", "B") as bar:
+            with tarfile.open(fileobj=raw, mode="r|*") as tf:
+                for member in tf:
+                    bar.update(raw.tell() - bar.n)
+                    if not member.isfile():
+                        continue
+                    parts = PurePosixPath(member.name).parts
+                    if _is_junk(parts):
+                        continue
+                    base, display = parts[-1], f"{path}:{member.name}"
+                    if base in (*TRAIN_BATCHES, TEST_BATCH):
+                        if base in batches:
+                            raise CifarFormatError(f"{_FN}: {path} holds {base} twice ({names[base]} and {display})")
+                        batches[base], names[base] = tf.extractfile(member).read(), display
+                    elif PurePosixPath(base).suffix.lower() in IMAGE_EXTS:
+                        folder.add(parts, tf.extractfile(member).read(), display)
+                        n_images += 1
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise CifarFormatError(f"{_FN}: {path} is not a readable tar archive, or it is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
+    if batches and n_images:
+        raise CifarFormatError(f"{_FN}: {path} mixes python batches and image files; it should hold one layout")
+    if batches:
+        return _assemble_python(batches, path, names, "python-tar")
+    if n_images:
+        return folder.finish("folder-tar")
+    raise CifarFormatError(f"{_FN}: {path} holds neither {PYTHON_DIR}/data_batch_* files nor <root>/train/<class>/ images")
+
+
+def _md5(file: Path) -> str:
+    digest = hashlib.md5()
+    with open(file, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,746 @@
+"""Train a CIFAR-10 network on noisy labels with one of four target rules; record every epoch.
+
+    python -m deep.train --data ../shared/data/cifar10-jpeg.tar.gz --noise symmetric:0.4 \\
+        --method self-distill --model fastnet --epochs 20 --out results/train/sd
+
+One frozen :class:`deep.config.TrainConfig` is passed explicitly through the
+stages below, which read top to bottom like airbench94 (Jordan 2024,
+``legacy/airbench94.py``): data -> model -> evaluation -> training loop -> CLI.
+
+- The images stay on the device as one normalised tensor; label noise is injected
+  once, before epoch 0, with the config's seed, and the flipped mask is kept.
+- Augmentation (reflect-pad-4 random crop + horizontal flip) runs on whole batches on
+  the device (:mod:`deep.augment`).
+- SGD with Nesterov momentum; learning rate with a linear warm-up and linear decay per
+  generation (:func:`lr_factor`).
+- The method only changes the targets (:mod:`deep.methods`); the loss is always the
+  soft-target cross-entropy.
+- After every epoch: an :class:`deep.records.EpochRecord` (test accuracy, training
+  accuracy on the clean / flipped subsets against given and true labels, noisy
+  validation accuracy, target agreement, frequency measures), ``records.jsonl`` and an
+  atomic checkpoint. ``resume=True`` continues from it and, on CPU with a fixed seed,
+  reproduces the uninterrupted run's records exactly (all but the time fields).
+"""
+
+from __future__ import annotations
+
+#############################################
+#                  Setup                    #
+#############################################
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from deep.config import RESUME_FREE_FIELDS, TrainConfig
+from deep.methods import (
+    alpha_at,
+    batch_targets,
+    chained_targets,
+    generation_targets,
+    one_hot,
+    predictions,
+    soft_cross_entropy,
+    target_agreement,
+)
+from deep.records import (
+    EpochRecord,
+    Summary,
+    load_checkpoint,
+    save_checkpoint,
+    summarize,
+    write_json,
+    write_records,
+    write_split,
+)
+
+__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "build_parser", "lr_factor", "resolve_device"]
+
+NUM_CLASSES = 10
+SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
+
+
+@dataclass(frozen=True, eq=False)
+class RunSplit:
+    """Which images a run uses, and their labels (numpy, host).
+
+    Attributes
+    ----------
+    train_idx, val_idx, test_idx : int64 arrays
+        Indices into the CIFAR-10 train / train / test arrays.
+    labels, true_labels : int64 arrays (n_train,)
+        Given (noisy) and clean labels of the training images.
+    flipped : bool array (n_train,)
+        ``labels != true_labels``; the clean subset is ``~flipped``.
+    val_labels, val_true_labels : int64 arrays (n_val,)
+    freq_pos : int64 array
+        Positions (into the training images) of the fixed frequency-measure subset.
+    noise_kind : str
+    noise_rate : float
+    """
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    labels: np.ndarray
+    true_labels: np.ndarray
+    flipped: np.ndarray
+    val_labels: np.ndarray
+    val_true_labels: np.ndarray
+    freq_pos: np.ndarray
+    noise_kind: str
+    noise_rate: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    records : tuple of EpochRecord
+        Every epoch so far (including those of earlier, resumed sessions).
+    summary : Summary
+        As written to ``summary.json``.
+    split : RunSplit
+    model : torch.nn.Module
+        The network after the last epoch run (of the last generation), in eval mode.
+    out : pathlib.Path
+        The run folder.
+    finished : bool
+        False when ``stop_after`` ended the run early.
+    resumed_from : int
+        Global epochs already done when this session started (0 for a fresh run).
+    """
+
+    config: TrainConfig
+    records: tuple[EpochRecord, ...]
+    summary: Summary
+    split: RunSplit
+    model: nn.Module
+    out: Path
+    finished: bool
+    resumed_from: int
+
+
+#############################################
+#                   Data                    #
+#############################################
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` must be available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train: device must be 'cpu' or 'auto' here; got 'cuda' but CUDA is not available")
+    return torch.device(name)
+
+
+def load_data(cfg: TrainConfig) -> Any:
+    """Read CIFAR-10 (:func:`deep.data.load_cifar10`), or make the synthetic set (``data=None``).
+
+    With ``download`` the official archive is fetched into the folder ``data`` first
+    (reused when already there with the right checksum) and read from there.
+    """
+    from deep.data import download_cifar10, load_cifar10
+
+    if cfg.data is None:
+        from deep.synthetic import fake_cifar_arrays
+
+        return fake_cifar_arrays(*SYNTHETIC_PER_CLASS, seed=cfg.seed)
+    path = download_cifar10(cfg.data, progress=cfg.progress) if cfg.download else cfg.data
+    return load_cifar10(path, cache_dir=cfg.cache_dir, progress=cfg.progress)
+
+
+def make_split(train_labels: np.ndarray, test_labels: np.ndarray, cfg: TrainConfig) -> RunSplit:
+    """Subset, noise (once, seeded), validation split and the frequency subset.
+
+    Order: a stratified subset of ``cfg.subset`` training images; noise on their
+    labels with ``cfg.seed``; a stratified (on the noisy labels, all a user would
+    have) validation split of ``cfg.val_fraction``; the first ``cfg.freq_subset``
+    positions of a seeded permutation of the training images.
+    """
+    from deep.data import split_validation, subset_indices
+    from theory.noise import make_noise
+
+    n_all = len(train_labels)
+    sub = np.arange(n_all) if cfg.subset is None or cfg.subset >= n_all else np.asarray(subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True))
+    n_test = len(test_labels)
+    test_idx = np.arange(n_test) if cfg.test_subset is None or cfg.test_subset >= n_test else np.asarray(subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True))
+    noisy = make_noise(cfg.noise, train_labels[sub], num_classes=NUM_CLASSES, seed=cfg.seed)
+    if cfg.val_fraction > 0:
+        tr, va = (np.asarray(a) for a in split_validation(noisy.labels, cfg.val_fraction, seed=cfg.seed))
+    else:
+        tr, va = np.arange(len(sub)), np.arange(0)
+    if len(tr) == 0:
+        raise ValueError(f"train: val_fraction={cfg.val_fraction} leaves no training images out of {len(sub)}")
+    freq_pos = np.sort(np.random.default_rng(cfg.seed).permutation(len(tr))[: cfg.freq_subset])
+    return RunSplit(
+        train_idx=sub[tr].astype(np.int64),
+        val_idx=sub[va].astype(np.int64),
+        test_idx=test_idx.astype(np.int64),
+        labels=noisy.labels[tr],
+        true_labels=noisy.true_labels[tr],
+        flipped=noisy.flipped[tr],
+        val_labels=noisy.labels[va],
+        val_true_labels=noisy.true_labels[va],
+        freq_pos=freq_pos.astype(np.int64),
+        noise_kind=noisy.kind,
+        noise_rate=float(noisy.rate),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceData:
+    """The run's tensors, all on the training device (images normalised, (N, 3, 32, 32))."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    y_train_true: torch.Tensor
+    flipped: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    y_val_true: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def to_device_data(data: Any, split: RunSplit, device: torch.device) -> DeviceData:
+    """Move the split's images (normalised once, float32) and labels to ``device``."""
+    from deep.augment import to_device
+
+    def lab(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
+
+    train_images = np.asarray(data.train_images)
+    return DeviceData(
+        x_train=to_device(train_images[split.train_idx], device, torch.float32),
+        y_train=lab(split.labels),
+        y_train_true=lab(split.true_labels),
+        flipped=torch.from_numpy(np.ascontiguousarray(split.flipped, dtype=bool)).to(device),
+        x_val=to_device(train_images[split.val_idx], device, torch.float32),
+        y_val=lab(split.val_labels),
+        y_val_true=lab(split.val_true_labels),
+        x_test=to_device(np.asarray(data.test_images)[split.test_idx], device, torch.float32),
+        y_test=lab(np.asarray(data.test_labels)[split.test_idx]),
+    )
+
+
+#############################################
+#             Model and optimiser           #
+#############################################
+
+
+def make_student(cfg: TrainConfig, generation: int, dd: DeviceData, device: torch.device) -> nn.Module:
+    """A freshly initialised network for ``generation`` (init seed ``seed + generation - 1``).
+
+    FastNet gets airbench's patch-whitening stem from (up to) 5000 training images.
+    """
+    from deep.models import make_model
+
+    model = make_model(cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device)
+    if hasattr(model, "init_whitening"):
+        model.init_whitening(dd.x_train[:5000])
+    return model
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with Nesterov momentum (plain SGD when momentum is 0) and L2 weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based) of ``total``.
+
+    ``"linear"``: with ``u = (step + 1/2) / total`` (the step's midpoint, so no step has
+    lr 0), ``u / warmup`` while ``u < warmup``, then ``(1 - u) / (1 - warmup)`` -- a
+    triangle peaking at ``warmup``, as airbench's piecewise-linear schedule.
+    ``"constant"``: 1.
+    """
+    if schedule == "constant":
+        return 1.0
+    u = (step + 0.5) / total
+    if u < warmup:
+        return u / warmup
+    return (1.0 - u) / (1.0 - warmup)
+
+
+#############################################
+#                Evaluation                 #
+#############################################
+
+
+@torch.no_grad()
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Eval-mode logits of ``x`` in batches, float32, on ``x``'s device."""
+    model.eval()
+    if len(x) == 0:
+        return torch.empty(0, NUM_CLASSES, device=x.device)
+    return torch.cat([model(xb).float() for xb in x.split(batch_size)])
+
+
+def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
+    """Accuracy of ``pred`` on ``mask`` (None when the subset is empty)."""
+    hit = pred == labels
+    if mask is not None:
+        hit = hit[mask]
+    return None if hit.numel() == 0 else float(hit.float().mean())
+
+
+def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: dict | None) -> dict[str, Any]:
+    """Accuracies on test / train subsets / val, and the frequency measures."""
+    bs = cfg.eval_batch_size
+    z_train = logits_of(model, dd.x_train, bs)
+    p_train = z_train.argmax(1)
+    p_val = logits_of(model, dd.x_val, bs).argmax(1)
+    p_test = logits_of(model, dd.x_test, bs).argmax(1)
+    out = {
+        "test_acc": _acc(p_test, dd.y_test),
+        "train_acc": _acc(p_train, dd.y_train),
+        "train_acc_clean": _acc(p_train, dd.y_train, ~dd.flipped),
+        "train_acc_flipped_given": _acc(p_train, dd.y_train, dd.flipped),
+        "train_acc_flipped_true": _acc(p_train, dd.y_train_true, dd.flipped),
+        "val_acc": _acc(p_val, dd.y_val),
+        "val_acc_true": _acc(p_val, dd.y_val_true),
+        "freq_deltas": [],
+        "e_low": [],
+        "e_high": [],
+        "low_ratio": [],
+    }
+    if freq is not None:
+        from theory.frequency import frequency_measures
+
+        h = z_train[freq["pos"]].double().cpu().numpy()
+        m = frequency_measures(freq["X"], h, freq["Y"], deltas=freq["deltas"])
+        out.update(
+            freq_deltas=[float(d) for d in np.asarray(m.deltas)],
+            e_low=[float(v) for v in np.asarray(m.e_low)],
+            e_high=[float(v) for v in np.asarray(m.e_high)],
+            low_ratio=[float(v) for v in np.asarray(m.low_ratio)],
+        )
+    return out
+
+
+def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> dict | None:
+    """Features (flattened normalised images), one-hot noisy labels and deltas of the fixed subset."""
+    if cfg.freq_subset == 0 or len(split.freq_pos) < 2:
+        return None
+    from theory.frequency import delta_grid
+
+    pos = torch.from_numpy(split.freq_pos).to(dd.x_train.device)
+    X = dd.x_train[pos].flatten(1).double().cpu().numpy()
+    Y = np.eye(NUM_CLASSES)[split.labels[split.freq_pos]]
+    deltas = np.asarray(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else np.asarray(delta_grid(X, num=5, seed=cfg.seed))
+    return {"pos": pos, "X": X, "Y": Y, "deltas": deltas}
+
+
+#############################################
+#                 Training                  #
+#############################################
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["data"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def initial_targets(cfg: TrainConfig, generation: int, dd: DeviceData, teacher: nn.Module | None) -> tuple[torch.Tensor | None, float | None]:
+    """Carried per-sample targets at the start of a generation, and its alpha.
+
+    ``"self-distill"``: ``onehot(y~)`` (alpha varies per epoch, returned as None).
+    ``"generations"``, generation k > 1: ``alpha_k onehot(y~) + (1 - alpha_k) q`` with
+    ``q`` the teacher's eval-mode prediction on the un-augmented training images and
+    ``alpha_k = alpha_at(schedule, alpha, k - 1, generations)``. Otherwise None.
+    """
+    if cfg.method == "self-distill":
+        return one_hot(dd.y_train, NUM_CLASSES), None
+    if cfg.method == "generations" and generation > 1:
+        q = predictions(logits_of(teacher, dd.x_train, cfg.eval_batch_size), soft=cfg.soft)
+        alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, generation - 1, cfg.generations)
+        return generation_targets(one_hot(dd.y_train, NUM_CLASSES), q, alpha), alpha
+    return None, None
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    dd: DeviceData,
+    targets: torch.Tensor | None,
+    gen: torch.Generator,
+    *,
+    step: int,
+    total_steps: int,
+    alpha: float | None,
+    desc: str,
+) -> dict[str, Any]:
+    """One pass over the training images; returns loss, lr, new step, agreement and next targets.
+
+    For ``"self-distill"`` the returned ``targets`` are ``t_{e+1}``, built row by row
+    from each sample's prediction in this pass (:func:`deep.methods.chained_targets`).
+    """
+    from tqdm.auto import tqdm
+
+    from deep.augment import augment, batches
+
+    model.train()
+    n = len(dd.x_train)
+    device = dd.x_train.device
+    next_targets = targets.clone() if cfg.method == "self-distill" else targets
+    loss_sum = torch.zeros((), device=device)
+    agree = torch.zeros((), device=device, dtype=torch.long)
+    agree_flipped = torch.zeros((), device=device, dtype=torch.long)
+    lam_sum, n_batches, lr = torch.zeros((), device=device), 0, cfg.lr
+    order = list(batches(n, cfg.batch_size, generator=gen, shuffle=True, drop_last=False))
+    bar = tqdm(order, desc=desc, disable=not cfg.progress, leave=False, file=sys.stderr)
+    for i, idx in enumerate(bar):
+        idx = idx.to(device)
+        x = dd.x_train[idx]
+        if cfg.augment:
+            x = augment(x, gen, pad=4, flip=True)
+        logits = model(x)
+        stored = targets[idx] if targets is not None else None
+        t, lam = batch_targets(cfg.method, logits, dd.y_train[idx], stored)
+        loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing)
+        lr = cfg.lr * lr_factor(step, total_steps, cfg.lr_schedule, cfg.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(idx)
+            hit = target_agreement(t, dd.y_train_true[idx])
+            agree += hit.sum()
+            agree_flipped += (hit & dd.flipped[idx]).sum()
+            if lam is not None:
+                lam_sum += lam
+            if cfg.method == "self-distill":
+                next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), alpha)
+        n_batches += 1
+        if cfg.progress and (i % 10 == 0 or i == len(order) - 1):
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}")
+    bar.close()
+    n_flipped = int(dd.flipped.sum())
+    return {
+        "loss": float(loss_sum) / n,
+        "lr": float(lr),
+        "step": step,
+        "targets": next_targets,
+        "target_agreement": float(agree) / n,
+        "target_agreement_flipped": float(agree_flipped) / n_flipped if n_flipped else None,
+        "lam": float(lam_sum) / n_batches if cfg.method == "interp" else None,
+    }
+
+
+def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, split: RunSplit) -> None:
+    old, new = ckpt["config"], cfg.to_dict()
+    diff = sorted(k for k in new if k not in RESUME_FREE_FIELDS and old.get(k) != new[k])
+    if diff:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff)
+        raise ValueError(f"train: resume needs the checkpoint's config; these fields differ: {detail}")
+    if not np.array_equal(ckpt["train_idx"], split.train_idx) or not np.array_equal(ckpt["labels"], split.labels):
+        raise ValueError("train: resume found a different data split or noisy labels than the checkpoint's (was the data changed?)")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) a training run described by ``config``; see the module docstring.
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        Bad device, an unusable split, or a resume against a different config / data;
+        :class:`deep.data.CifarFormatError` for unreadable data.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: config must be a TrainConfig; got {type(config).__name__}")
+    cfg = config
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if not cfg.resume and (ckpt_path.exists() or (out / "summary.json").exists()):
+        raise ValueError(f"train: out {str(out)!r} already holds a run; pass resume=True (--resume) to continue it or choose another out")
+
+    # ---- data: read, subset, noise once (seeded), split, move to the device
+    data = load_data(cfg)
+    split = make_split(np.asarray(data.train_labels), np.asarray(data.test_labels), cfg)
+    dd = to_device_data(data, split, device)
+    freq = frequency_setup(dd, split, cfg)
+    write_split(out / "split.npz", **{k: v for k, v in dataclasses.asdict(split).items() if isinstance(v, np.ndarray)})
+    t_data = time.perf_counter() - t_start
+    data_info = {
+        "source": str(getattr(data, "source", cfg.data)),
+        "n_train": len(split.train_idx),
+        "n_val": len(split.val_idx),
+        "n_test": len(split.test_idx),
+        "n_flipped": int(split.flipped.sum()),
+        "noise_kind": split.noise_kind,
+        "noise_rate": split.noise_rate,
+        "device": str(device),
+    }
+
+    ckpt = load_checkpoint(ckpt_path, map_location=device) if cfg.resume and ckpt_path.exists() else None
+    if ckpt is not None:
+        _check_resume(ckpt, cfg, split)
+    records = [EpochRecord.from_dict(r) for r in ckpt["records"]] if ckpt else []
+    elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
+    g0, e0 = (int(ckpt["generation"]), int(ckpt["epoch"])) if ckpt else (1, 0)
+    resumed_from = len(records)
+
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the caller's global RNG state is left as it was
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator()  # CPU: batch order and augmentation are the same on any device
+        gen.manual_seed(cfg.seed)
+        steps_per_epoch = math.ceil(len(split.train_idx) / cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch
+        model: nn.Module | None = None
+        stopped = False
+        for g in range(g0, cfg.generations + 1):
+            # ---- model: a fresh student per generation (or the checkpoint's)
+            if ckpt is not None and g == g0:
+                model = make_student(cfg, g, dd, device)
+                model.load_state_dict(ckpt["model"])
+                opt = make_optimizer(model, cfg)
+                opt.load_state_dict(ckpt["optimizer"])
+                targets = ckpt["targets"].to(device) if ckpt["targets"] is not None else None
+                gen_alpha, step, first = ckpt["gen_alpha"], int(ckpt["step"]), e0
+                _set_rng_state(ckpt["rng"], gen, device)
+            else:
+                targets, gen_alpha = initial_targets(cfg, g, dd, model)
+                model = make_student(cfg, g, dd, device)
+                opt = make_optimizer(model, cfg)
+                step, first = 0, 0
+            # ---- loop
+            for e in range(first, cfg.epochs):
+                if cfg.stop_after is not None and len(records) >= cfg.stop_after:
+                    stopped = True
+                    break
+                t0 = time.perf_counter()
+                alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, e, cfg.epochs) if cfg.method == "self-distill" else gen_alpha
+                desc = f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {e + 1}/{cfg.epochs}"
+                stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, alpha=alpha, desc=desc)
+                step, targets = stats["step"], stats["targets"]
+                metrics = evaluate(model, dd, split, cfg, freq)
+                _sync(device)
+                dt = time.perf_counter() - t0
+                rec = EpochRecord(
+                    epoch=e + 1,
+                    generation=g,
+                    global_epoch=len(records) + 1,
+                    loss=stats["loss"],
+                    lr=stats["lr"],
+                    time=dt,
+                    elapsed=elapsed_before + time.perf_counter() - t_start,
+                    target_agreement=stats["target_agreement"],
+                    target_agreement_flipped=stats["target_agreement_flipped"],
+                    alpha=alpha,
+                    lam=stats["lam"],
+                    **metrics,
+                )
+                records.append(rec)
+                # ---- records: checkpoint first (it holds the records), then the jsonl
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "config": cfg.to_dict(),
+                        "generation": g,
+                        "epoch": e + 1,
+                        "step": step,
+                        "gen_alpha": gen_alpha,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "targets": None if targets is None else targets.detach().cpu(),
+                        "rng": _rng_state(gen, device),
+                        "records": [r.to_dict() for r in records],
+                        "elapsed": rec.elapsed,
+                        "train_idx": split.train_idx,
+                        "labels": split.labels,
+                    },
+                )
+                write_records(out / "records.jsonl", records)
+                if cfg.progress:
+                    _print_epoch(rec)
+            if stopped:
+                break
+        if model is None:  # resumed a run whose checkpoint was already complete
+            model = make_student(cfg, g0, dd, device)
+            model.load_state_dict(ckpt["model"])
+        model.eval()
+
+    finished = len(records) == cfg.epochs * cfg.generations
+    total = elapsed_before + time.perf_counter() - t_start
+    timings = {"total": total, "this_session": time.perf_counter() - t_start, "data": t_data, "train": float(sum(r.time for r in records))}
+    summary = summarize(records, finished=finished, data=data_info, config=cfg.to_dict(), timings=timings)
+    write_json(out / "summary.json", summary.to_dict())
+    return TrainResult(config=cfg, records=tuple(records), summary=summary, split=split, model=model, out=out, finished=finished, resumed_from=resumed_from)
+
+
+def _print_epoch(rec: EpochRecord) -> None:
+    from tqdm.auto import tqdm
+
+    def f(v: float | None) -> str:
+        return "  -   " if v is None else f"{v:.4f}"
+
+    tqdm.write(
+        f"gen {rec.generation} epoch {rec.epoch:3d} | loss {rec.loss:.4f} | test {f(rec.test_acc)} | val {f(rec.val_acc)} "
+        f"| clean {f(rec.train_acc_clean)} | flipped given {f(rec.train_acc_flipped_given)} true {f(rec.train_acc_flipped_true)} "
+        f"| {rec.time:.1f}s",
+        file=sys.stderr,
+    )
+
+
+#############################################
+#                   CLI                     #
+#############################################
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _deltas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated floats > 0, e.g. 10,100,1000; got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m deep.train`` argument parser (defaults from :class:`TrainConfig`)."""
+    d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, interp, generations) and record every epoch.")
+    a = p.add_argument
+    a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
+    a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")
+    a("--cache-dir", default=None, metavar="DIR", help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)")
+    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate>, pair:<rate> or asym:<rate> (default %(default)s)")
+    a("--method", default=d["method"], help="target rule: ce, self-distill, interp or generations (default %(default)s)")
+    a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
+    a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
+    a("--batch-size", type=int, default=d["batch_size"], help="training batch size (default %(default)s)")
+    a("--eval-batch-size", type=int, default=d["eval_batch_size"], help="evaluation batch size (default %(default)s)")
+    a("--lr", type=float, default=d["lr"], help="peak SGD learning rate (default %(default)s)")
+    a("--lr-schedule", default=d["lr_schedule"], help="linear (warm-up then decay to 0) or constant (default %(default)s)")
+    a("--warmup", type=float, default=d["warmup"], help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)")
+    a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
+    a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
+    a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
+    a("--alpha", type=float, default=d["alpha"], help="self-distill: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
+    a("--alpha-schedule", default=d["alpha_schedule"], help="constant, or linear from 1 to --alpha (default %(default)s)")
+    a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
+    a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")
+    a("--seed", type=int, default=d["seed"], help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)")
+    a("--device", default=d["device"], help="cpu, cuda or auto (default %(default)s)")
+    a("--subset", type=int, default=None, metavar="N", help="use N training images (stratified) before the validation split (default: all)")
+    a("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
+    a("--val-fraction", type=float, default=d["val_fraction"], help="fraction of noisy training images held out for early stopping (default %(default)s)")
+    a("--freq-subset", type=int, default=d["freq_subset"], help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)")
+    a("--freq-deltas", type=_deltas, default=None, help="comma-separated filter variances delta (default: theory.frequency.delta_grid)")
+    a("--no-augment", action="store_true", help="turn off random crop + flip")
+    a("--out", default=d["out"], help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)")
+    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    a("--stop-after", type=int, default=None, metavar="E", help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume")
+    a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Map parsed CLI arguments to a :class:`TrainConfig` (validated there)."""
+    return TrainConfig(
+        data=args.data,
+        download=args.download,
+        cache_dir=args.cache_dir,
+        noise=args.noise,
+        method=args.method,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        warmup=args.warmup,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        alpha=args.alpha,
+        alpha_schedule=args.alpha_schedule,
+        soft=not args.hard,
+        generations=args.generations,
+        seed=args.seed,
+        device=args.device,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        val_fraction=args.val_fraction,
+        freq_subset=args.freq_subset,
+        freq_deltas=args.freq_deltas,
+        augment=not args.no_augment,
+        out=args.out,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point. Bad options or unreadable data exit with a one-line message."""
+    from deep.data import CifarFormatError
+
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        result = train(cfg)
+    except (CifarFormatError, ValueError, TypeError, OSError) as exc:
+        msg = " ".join(str(exc).split())
+        raise SystemExit(f"deep.train: error: {msg}") from None
+    s = result.summary
+    if s.best_epoch is not None:
+        line = f"best epoch {s.best_epoch} (noisy val {s.best_val_acc:.4f}): test {s.best_epoch_test_acc:.4f}; final test {s.final_test_acc:.4f}"
+    else:
+        line = f"final test {s.final_test_acc:.4f}" if s.final_test_acc is not None else "no epochs run"
+    print(f"{line}; records in {result.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,464 @@
+"""AIR: anisotropic information retrieval (Dong, Hou, Lu, Zhang 2019, arXiv:1910.01255).
+
+Under gradient descent on the linearised model, eigen-direction i of the kernel is
+fitted by the fraction ``1 - (1 - lr d_i)^k`` after k steps (Sec. 3 of the paper), so
+the top directions are fitted first. Clean labels concentrate their energy
+``(v_i^T y*)^2`` in the top directions, label noise ``y_noisy - y*`` spreads over the
+tail: early in training the fit carries the clean information and later it memorises
+the noise. This module measures the label spectra (:func:`label_spectrum`), the
+time each direction is half fitted (:func:`half_fit_time`), and predicts whole
+learning curves on the clean / flipped training subsets and on test points
+(:func:`predicted_curves`), for gradient descent and for chained self-distillation
+(:func:`distillation_vs_early_stopping`).
+
+References
+----------
+Dong, Hou, Lu, Zhang (2019). Distillation ~ early stopping? Harvesting dark knowledge
+utilizing anisotropic information retrieval for overparameterized neural network.
+arXiv:1910.01255.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernels._backend import to_numpy
+from kernels._checks import Interval, Options, as_array, check_labels, check_param, check_same_namespace, check_vector
+from kernels.spectrum import Spectrum
+from theory.dynamics import TrainingPath, _check_spectrum, _eigenvalues, linearized_training
+
+__all__ = [
+    "LabelSpectrum",
+    "label_spectrum",
+    "half_fit_time",
+    "LearningCurves",
+    "predicted_curves",
+    "DistillationComparison",
+    "distillation_vs_early_stopping",
+]
+
+_WHICH = ("clean", "noise", "noisy")
+SCHEDULES = ("gd", "anchored", "chained")
+
+
+# ----------------------------------------------------------------------------- label spectra
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSpectrum:
+    """Label energy per eigen-direction for the clean labels, the noise and the noisy labels.
+
+    Attributes
+    ----------
+    values : array of shape (k,)
+        Eigenvalues d, descending.
+    energy_clean, energy_noise, energy_noisy : array of shape (k,)
+        ``(v_i^T y)^2`` summed over label columns, for ``y*``, ``y_noisy - y*`` and ``y_noisy``.
+    total_clean, total_noise, total_noisy : float
+        ``||y||^2`` (Frobenius). For a full spectrum this equals the summed energy
+        (Parseval); for a top-k spectrum the rest lies outside span(V).
+    cum_share_clean, cum_share_noise, cum_share_noisy : array of shape (k,)
+        Share of ``||y||^2`` in the top ``j + 1`` directions (NaN if ``||y|| = 0``).
+    """
+
+    values: Any
+    energy_clean: Any
+    energy_noise: Any
+    energy_noisy: Any
+    total_clean: float
+    total_noise: float
+    total_noisy: float
+    cum_share_clean: Any
+    cum_share_noise: Any
+    cum_share_noisy: Any
+
+    def share_at(self, ks: Any, which: str = "clean") -> np.ndarray:
+        """Cumulative share of ``which`` in the top k directions, for each k in ``ks``.
+
+        Parameters
+        ----------
+        ks : int or sequence of int
+            Numbers of top directions, each in [0, k] (0 gives share 0).
+        which : {"clean", "noise", "noisy"}, default="clean"
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (len(ks),)
+        """
+        fn = "LabelSpectrum.share_at"
+        check_param(fn, "which", which, Options(_WHICH))
+        kmax = int(self.values.shape[0])
+        k = check_vector(ks, fn, "ks", constraint=Interval(float, 0, kmax, "both"))
+        if not np.all(k == np.round(k)):
+            raise ValueError(f"{fn}: ks must be integers in [0, {kmax}]; got {ks!r}")
+        cum = np.concatenate([[0.0], to_numpy(getattr(self, f"cum_share_{which}")).astype(np.float64)])
+        return cum[k.astype(np.int64)]
+
+
+def label_spectrum(spectrum: Spectrum, y_clean: Any, y_noisy: Any) -> LabelSpectrum:
+    """Label energies ``(v_i^T y)^2`` per eigen-direction and their cumulative shares.
+
+    For clean labels ``y*``, the noise ``y_noisy - y*`` and the noisy labels
+    (one-hot columns summed). AIR (Dong et al. 2019, Sec. 3) predicts the clean
+    share in the top directions to exceed the noise share by far.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Eigendecomposition of the training kernel.
+    y_clean, y_noisy : array of shape (n,) or (n, c)
+        Clean and noisy labels (same shape, same backend as the spectrum).
+
+    Returns
+    -------
+    LabelSpectrum
+    """
+    fn = "label_spectrum"
+    _check_spectrum(spectrum, fn)
+    V = spectrum.vectors
+    n = spectrum.n_samples
+    yc, xp = check_labels(y_clean, n, fn, "y_clean", like=V, dtype=V.dtype)
+    yn, _ = check_labels(y_noisy, n, fn, "y_noisy", like=V, dtype=V.dtype)
+    check_same_namespace(fn, y_clean=yc, y_noisy=yn, spectrum=V)
+    if tuple(yc.shape) != tuple(yn.shape):
+        raise ValueError(f"{fn}: y_noisy must have the shape of y_clean {tuple(yc.shape)}; got {tuple(yn.shape)}")
+    out: dict[str, Any] = {}
+    for name, y in (("clean", yc), ("noise", yn - yc), ("noisy", yn)):
+        coef = V.T @ y
+        e = coef * coef if coef.ndim == 1 else xp.sum(coef * coef, axis=1)
+        total = float(xp.sum(y * y))
+        cum = xp.cumulative_sum(e) if hasattr(xp, "cumulative_sum") else xp.cumsum(e)
+        share = cum / total if total > 0 else xp.full_like(cum, math.nan)
+        out[f"energy_{name}"], out[f"total_{name}"], out[f"cum_share_{name}"] = e, total, share
+    return LabelSpectrum(values=spectrum.values, **out)
+
+
+def half_fit_time(spectrum: Spectrum, lr: float, *, continuous: bool = False) -> Any:
+    """Step at which gradient descent has fitted half of each eigen-direction.
+
+    Discrete: the real k with ``|1 - lr d|^k = 1/2``, ``k = log(1/2) / log|1 - lr d|``
+    (fitted fraction ``1 - (1 - lr d)^k``, Dong et al. 2019 Sec. 3); directions with
+    ``lr d > 1`` oscillate and the formula uses the magnitude (0 at ``lr d = 1``,
+    where one step fits exactly). Continuous: ``ln 2 / (lr d)`` steps. ``inf`` at d = 0.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    lr : float
+        Step size in ``(0, 2/d_max)`` (any ``lr > 0`` when ``continuous``).
+    continuous : bool, default=False
+
+    Returns
+    -------
+    array of shape (k,), in the spectrum's namespace
+    """
+    fn = "half_fit_time"
+    _check_spectrum(spectrum, fn)
+    check_param(fn, "lr", lr, Interval(float, 0, None, "neither"))
+    d, xp, d_max = _eigenvalues(spectrum, fn)
+    x = float(lr) * d
+    if continuous:
+        rate = x
+    else:
+        bound = math.inf if d_max <= 0 else 2.0 / d_max
+        if not lr < bound:
+            raise ValueError(f"{fn}: lr must be in (0, 2/d_max) = (0, {bound:.6g}) (d_max = {d_max:.6g}); got {lr!r}")
+        small = x < 1
+        rate = xp.where(small, -xp.log1p(-xp.where(small, x, xp.zeros_like(x))), -xp.log(xp.abs(1 - x)))
+    pos = rate > 0
+    return xp.where(pos, math.log(2.0) / xp.where(pos, rate, xp.ones_like(rate)), xp.full_like(rate, math.inf))
+
+
+# ----------------------------------------------------------------------------- learning curves
+
+
+@dataclass(frozen=True, eq=False)
+class LearningCurves:
+    """Predicted learning curves of linearised training on noisy labels.
+
+    Curves are numpy float64 arrays of shape (T,), one value per recorded step.
+    Accuracies use the argmax over classes of the outputs.
+
+    Attributes
+    ----------
+    schedule : str
+        ``"gd"``, ``"anchored"`` or ``"chained"``.
+    record, times : numpy.ndarray of shape (T,)
+        Recorded steps and ``lr * record``.
+    train_mse : numpy.ndarray
+        ``mean_i ||u_i - y_noisy_i||^2`` (summed over classes) on the training set.
+    train_acc : numpy.ndarray
+        Accuracy against the given (noisy) labels on all training points.
+    acc_clean : numpy.ndarray
+        Accuracy on the clean subset (given = true label).
+    acc_flipped_given : numpy.ndarray
+        Flipped subset against its given label: memorisation (NaN if none flipped).
+    acc_flipped_true : numpy.ndarray
+        Flipped subset against its true label: recovery (NaN if none flipped).
+    test_mse, test_acc : numpy.ndarray or None
+        On the test rows of ``K_cross`` (excluding ``val_index``); MSE against the
+        class codes of ``y_noisy`` (one-hot rows for one-hot targets).
+    val_acc : numpy.ndarray or None
+        On the ``val_index`` rows against ``val_labels``.
+    best_index_test, best_step_test : int or None
+        First recorded step with the highest test accuracy (an oracle: it looks at
+        the test set).
+    best_test_acc, final_test_acc : float or None
+        Test accuracy at that step and at the last recorded step (largest step).
+    best_step_val : int or None
+        First recorded step with the highest validation accuracy (honest early stopping).
+    test_acc_at_best_val : float or None
+        Test accuracy at ``best_step_val``.
+    clean_mask, flipped_mask : numpy.ndarray of bool, shape (n,)
+        ``labels_true == labels_given`` and its complement (a partition of the data).
+    n_classes : int
+    path : TrainingPath
+        The underlying run (fits, dual coefficients, parameters).
+    """
+
+    schedule: str
+    record: np.ndarray
+    times: np.ndarray
+    train_mse: np.ndarray
+    train_acc: np.ndarray
+    acc_clean: np.ndarray
+    acc_flipped_given: np.ndarray
+    acc_flipped_true: np.ndarray
+    test_mse: np.ndarray | None
+    test_acc: np.ndarray | None
+    val_acc: np.ndarray | None
+    best_index_test: int | None
+    best_step_test: int | None
+    best_test_acc: float | None
+    final_test_acc: float | None
+    best_step_val: int | None
+    test_acc_at_best_val: float | None
+    clean_mask: np.ndarray
+    flipped_mask: np.ndarray
+    n_classes: int
+    path: TrainingPath
+
+    @property
+    def final_index(self) -> int:
+        """Index of the largest recorded step."""
+        return int(np.argmax(self.record))
+
+
+def _check_class_labels(v: Any, fn: str, name: str, n: int, n_classes: int) -> np.ndarray:
+    """Integer class labels of shape (n,) in [0, n_classes), as numpy int64."""
+    arr, _ = as_array(v, fn, name)
+    a = to_numpy(arr)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{fn}: {name} must have shape ({n},) (one integer class per sample); got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)) or (a.size and (a.min() < 0 or a.max() >= n_classes)):
+        raise ValueError(f"{fn}: {name} must hold integer classes in [0, {n_classes}) (the columns of y_noisy)")
+    return a.astype(np.int64)
+
+
+def _check_index(v: Any, fn: str, name: str, m: int) -> np.ndarray:
+    arr, _ = as_array(v, fn, name)
+    a = to_numpy(arr)
+    if a.ndim != 1 or a.size == 0 or not np.all(a == np.round(a)) or a.min() < 0 or a.max() >= m or np.unique(a).size != a.size:
+        raise ValueError(f"{fn}: {name} must be a non-empty 1-D array of distinct row indices in [0, {m}) of K_cross; got {v!r}")
+    return a.astype(np.int64)
+
+
+def _accuracy(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-row accuracy of predictions (T, n) against labels (n,) on a mask."""
+    if mask is not None:
+        pred, labels = pred[:, mask], labels[mask]
+    if labels.size == 0:
+        return np.full(pred.shape[0], np.nan)
+    return np.mean(pred == labels, axis=1)
+
+
+def _first_best(curve: np.ndarray) -> int:
+    return int(np.flatnonzero(curve == np.nanmax(curve))[0])
+
+
+def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any, lr: float,
+                     steps: int, record: Any = None, K_cross: Any = None, test_labels: Any = None,
+                     val_index: Any = None, val_labels: Any = None, schedule: str = "gd",
+                     alpha: Any = None, continuous: bool = False) -> LearningCurves:
+    """Predicted train/test learning curves of linearised training on noisy labels.
+
+    Runs :func:`theory.dynamics.linearized_training` on ``y_noisy`` and scores the
+    outputs at the recorded steps: training MSE and accuracy against the given
+    labels, accuracy on the clean subset, on the flipped subset against the given
+    label (memorisation) and the true label (recovery), and test MSE / accuracy
+    through ``K_cross``. AIR (Dong et al. 2019) predicts memorisation to rise late,
+    after the clean directions are fitted, so the test accuracy peaks before the end.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Eigendecomposition of the training kernel.
+    y_noisy : array of shape (n, C)
+        Training targets for the given labels (one-hot, or any encoding whose
+        row-argmax is ``labels_given``).
+    labels_true, labels_given : array of int, shape (n,)
+        True and given (noisy) classes in [0, C).
+    lr, steps, record, alpha, continuous
+        As in :func:`theory.dynamics.linearized_training`.
+    K_cross : array of shape (m, n), default=None
+        Kernel between evaluation points and the training points.
+    test_labels : array of int, shape (m,), default=None
+        Their classes (required with ``K_cross``).
+    val_index : array of int, default=None
+        Rows of ``K_cross`` held out for choosing the stopping step; the test curves
+        then use the other rows only.
+    val_labels : array of int, default=None
+        Labels of the ``val_index`` rows (e.g. noisy ones); default
+        ``test_labels[val_index]``.
+    schedule : {"gd", "anchored", "chained"}, default="gd"
+        Target rule of the run.
+
+    Returns
+    -------
+    LearningCurves
+    """
+    fn = "predicted_curves"
+    _check_spectrum(spectrum, fn)
+    check_param(fn, "schedule", schedule, Options(SCHEDULES))
+    V = spectrum.vectors
+    n = spectrum.n_samples
+    Y, xp = check_labels(y_noisy, n, fn, "y_noisy", like=V, dtype=V.dtype)
+    if Y.ndim != 2 or Y.shape[1] < 2:
+        raise ValueError(f"{fn}: y_noisy must be 2-D (n, C) with C >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
+    C = int(Y.shape[1])
+    given = _check_class_labels(labels_given, fn, "labels_given", n, C)
+    true = _check_class_labels(labels_true, fn, "labels_true", n, C)
+    Y_np = to_numpy(Y)
+    if not np.array_equal(np.argmax(Y_np, axis=1), given):
+        raise ValueError(f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
+                         f"{int(np.sum(np.argmax(Y_np, axis=1) != given))} rows differ")
+    test_rows = val_rows = None
+    if K_cross is not None:
+        if test_labels is None:
+            raise ValueError(f"{fn}: test_labels must be given with K_cross (one class per row of K_cross)")
+        m = int(K_cross.shape[0]) if hasattr(K_cross, "shape") else len(K_cross)
+        tl = _check_class_labels(test_labels, fn, "test_labels", m, C)
+        if val_index is not None:
+            val_rows = _check_index(val_index, fn, "val_index", m)
+            vl = tl[val_rows] if val_labels is None else _check_class_labels(val_labels, fn, "val_labels", val_rows.size, C)
+            test_rows = np.setdiff1d(np.arange(m), val_rows)
+            if test_rows.size == 0:
+                raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")
+        else:
+            test_rows = np.arange(m)
+    elif test_labels is not None or val_index is not None or val_labels is not None:
+        raise ValueError(f"{fn}: test_labels, val_index and val_labels need K_cross (the kernel to the evaluation points)")
+
+    path = linearized_training(spectrum, Y, lr=lr, steps=steps, targets=schedule, alpha=alpha, record=record,
+                               continuous=continuous)
+    fits = path.fits
+    train_mse = to_numpy(xp.sum((fits - Y) ** 2, axis=(1, 2))).astype(np.float64) / n
+    pred = to_numpy(xp.argmax(fits, axis=2))
+    clean = true == given
+    flipped = ~clean
+    test_mse = test_acc = val_acc = None
+    best_i = best_step = best_acc = final_acc = best_val_step = acc_at_val = None
+    if K_cross is not None:
+        out = path.predict(K_cross)  # (T, m, C)
+        p_all = to_numpy(xp.argmax(out, axis=2))
+        codes = np.eye(C)
+        for j in range(C):
+            if np.any(given == j):
+                codes[j] = Y_np[given == j].mean(axis=0)
+        sel = xp.asarray(test_rows, device=_device(out))
+        out_t = xp.take(out, sel, axis=1)
+        target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=_device(out))
+        test_mse = to_numpy(xp.sum((out_t - target) ** 2, axis=(1, 2))).astype(np.float64) / test_rows.size
+        test_acc = _accuracy(p_all[:, test_rows], tl[test_rows])
+        last = int(np.argmax(path.record))
+        best_i = _first_best(test_acc)
+        best_step, best_acc, final_acc = int(path.record[best_i]), float(test_acc[best_i]), float(test_acc[last])
+        if val_rows is not None:
+            val_acc = _accuracy(p_all[:, val_rows], vl)
+            iv = _first_best(val_acc)
+            best_val_step, acc_at_val = int(path.record[iv]), float(test_acc[iv])
+    return LearningCurves(
+        schedule=schedule, record=path.record, times=path.times, train_mse=train_mse,
+        train_acc=_accuracy(pred, given), acc_clean=_accuracy(pred, given, clean),
+        acc_flipped_given=_accuracy(pred, given, flipped), acc_flipped_true=_accuracy(pred, true, flipped),
+        test_mse=test_mse, test_acc=test_acc, val_acc=val_acc, best_index_test=best_i, best_step_test=best_step,
+        best_test_acc=best_acc, final_test_acc=final_acc, best_step_val=best_val_step,
+        test_acc_at_best_val=acc_at_val, clean_mask=clean, flipped_mask=flipped, n_classes=C, path=path,
+    )
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+# ----------------------------------------------------------------------------- distillation vs early stopping
+
+
+@dataclass(frozen=True, eq=False)
+class DistillationComparison:
+    """Gradient descent (early stopping) against chained self-distillation on the same data.
+
+    Attributes
+    ----------
+    gd, chained : LearningCurves
+    alpha : float
+        Target weight of the chained run.
+    ridge : float
+        ``(1 - alpha)/lr``: chained converges to KRR with this ridge.
+    summary : dict of str to float
+        ``{gd,chained}_{final_train_acc, final_acc_clean, final_acc_flipped_given,
+        final_acc_flipped_true}``, and with test points ``{gd,chained}_{best_step,
+        best_test_acc, final_test_acc}`` and, with ``val_index``,
+        ``{gd,chained}_{val_step, test_acc_at_val_step}``.
+    """
+
+    gd: LearningCurves
+    chained: LearningCurves
+    alpha: float
+    ridge: float
+    summary: dict
+
+
+def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any,
+                                   lr: float, steps: int, alpha: float, record: Any = None, K_cross: Any = None,
+                                   test_labels: Any = None, val_index: Any = None, val_labels: Any = None,
+                                   continuous: bool = False) -> DistillationComparison:
+    """Run gd and chained self-distillation (constant alpha) and tabulate both.
+
+    Dong et al. (2019) argue that self-distillation reaches, at the end of training,
+    what gradient descent reaches only when stopped early: chained targets converge
+    to KRR with ridge ``(1 - alpha)/lr`` (see :mod:`theory.dynamics`) instead of
+    interpolating the noisy labels.
+
+    Parameters are those of :func:`predicted_curves`; ``alpha`` is a float in [0, 1).
+
+    Returns
+    -------
+    DistillationComparison
+    """
+    fn = "distillation_vs_early_stopping"
+    check_param(fn, "alpha", alpha, Interval(float, 0, 1, "left"))
+    common = dict(labels_true=labels_true, labels_given=labels_given, lr=lr, steps=steps, record=record,
+                  K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=val_labels,
+                  continuous=continuous)
+    gd = predicted_curves(spectrum, y_noisy, schedule="gd", **common)
+    ch = predicted_curves(spectrum, y_noisy, schedule="chained", alpha=float(alpha), **common)
+    summary: dict[str, float] = {"alpha": float(alpha), "ridge": (1 - float(alpha)) / float(lr)}
+    for name, c in (("gd", gd), ("chained", ch)):
+        f = c.final_index
+        for key in ("train_acc", "acc_clean", "acc_flipped_given", "acc_flipped_true"):
+            summary[f"{name}_final_{key}"] = float(getattr(c, key)[f])
+        if c.test_acc is not None:
+            summary[f"{name}_best_step"] = float(c.best_step_test)
+            summary[f"{name}_best_test_acc"] = float(c.best_test_acc)
+            summary[f"{name}_final_test_acc"] = float(c.final_test_acc)
+        if c.val_acc is not None:
+            summary[f"{name}_val_step"] = float(c.best_step_val)
+            summary[f"{name}_test_acc_at_val_step"] = float(c.test_acc_at_best_val)
+    return DistillationComparison(gd=gd, chained=ch, alpha=float(alpha), ridge=summary["ridge"], summary=summary)

@@ -1,0 +1,467 @@
+"""Linearised training (NTK regime) with a target schedule, in the eigenbasis of K.
+
+Squared loss ``L = 1/2 ||u - target||^2``, outputs ``u(0) = 0``, gradient descent in
+function space with step ``lr``::
+
+    u <- u - lr K (u - target_t).
+
+Write ``u = K c`` (c: dual coefficients, the test-point function is
+``f(x) = k(x, X) c``) and use eigen-coordinates ``c_i = (V^T c)_i``, ``tau_i =
+(V^T target)_i`` with ``K = V diag(d) V^T``. Each step is then, per direction,
+
+    c_i <- (1 - lr d_i) c_i + lr tau_i,
+
+and every target rule below is linear in ``(c_i, tau_i)``, so the state of each
+direction evolves by a 2x2 matrix and a path of T recorded steps costs O(k) per step
+(or O(k log steps) per record when the matrix is the same every step). No step
+divides by an eigenvalue: numerically zero eigenvalues (``d in {0, +-1e-15}``) give
+finite, continuous answers.
+
+Because the state starts from ``(c, tau) = (0, y_i)`` and the map is the same for
+every label column, the whole run is two label-free filters per direction,
+``c_i(t) = g_c(t) y_i`` and ``tau_i(t) = g_tau(t) y_i``; the fitted fraction is
+``u_i / y_i = d_i g_c(t)`` (DESIGN.md Sec. 5).
+
+Target rules
+------------
+``"gd"``
+    ``target = y``. Fitted fraction ``1 - (1 - lr d)^k``; continuous ``1 - exp(-d t)``.
+``"anchored"``
+    ``target_t = alpha y + (1 - alpha) u_t``. Then ``u - target = alpha (u - y)``:
+    exactly GD with step ``lr * alpha``.
+``"chained"`` (Dong, Hou, Lu, Zhang 2019, self-distillation from the previous step)
+    ``target_{t+1} = alpha_t target_t + (1 - alpha_t) u_t``, ``target_0 = y``, with the
+    step map ``[[1 - lr d, lr], [(1 - alpha) d, alpha]]`` on ``(c, tau)``.
+    For constant alpha, ``det(M - I) = lr d (1-alpha) - lr (1-alpha) d = 0``: one
+    eigenvalue is 1, the other is ``trace - 1 = alpha - lr d``. The left eigenvector
+    for 1 is ``((1 - alpha)/lr, 1)``, so ``q = ((1-alpha)/lr) c + tau`` is conserved
+    (``q = y`` from the start). If ``|alpha - lr d| < 1`` the state converges to the
+    fixed point ``tau = d c`` (from the c-equation), and then
+    ``c = y / (d + (1-alpha)/lr)``, ``u = d / (d + (1-alpha)/lr) y``: kernel ridge
+    regression with ridge ``lambda = (1 - alpha)/lr``. For ``alpha in [0, 1]`` and
+    ``lr d > 0`` the condition is ``lr d < 1 + alpha`` (at d = 0 the second eigenvalue
+    is alpha: for alpha = 1, chained = gd, and c grows linearly along null directions
+    while u stays 0).
+
+Continuous time (``continuous=True``)
+-------------------------------------
+The limit ``lr -> 0`` with ``t = lr * step``. gd/anchored: ``dc/dt = alpha (y - d c)``,
+so ``c(t) = -expm1(-alpha d t)/d y``. chained, with ``alpha = 1 - beta lr`` (rate
+``beta = (1 - alpha)/lr``): ``dc/dt = tau - d c``, ``dtau/dt = beta (d c - tau)``.
+The generator ``G = [[-d, 1], [beta d, -beta]]`` has ``det G = 0``, hence
+``G^2 = trace(G) G = -(d + beta) G`` and ``exp(G t) = I + phi G`` with
+``phi = -expm1(-(d + beta) t)/(d + beta)`` (``phi -> t`` as ``d + beta -> 0``).
+From ``(0, y)``: ``c = phi y``, ``tau = (1 - beta phi) y``, and as ``t -> inf``,
+``u -> d/(d + beta) y``: KRR with ridge beta again.
+
+References
+----------
+Dong, Hou, Lu, Zhang (2019). Distillation ~ early stopping? Harvesting dark knowledge
+utilizing anisotropic information retrieval for overparameterized neural network.
+arXiv:1910.01255 (Sec. 3: GD fits eigen-direction i by ``1 - (1 - eta d_i)^k``; Sec. 4:
+self-distillation targets).
+Jacot, Gabriel, Hongler (2018). Neural tangent kernel. NeurIPS (linearised dynamics).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from kernels._backend import namespace
+from kernels._checks import Interval, Options, check_features, check_labels, check_param, check_same_namespace, check_vector
+from kernels.spectrum import Spectrum
+
+__all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr"]
+
+TARGET_RULES = ("gd", "anchored", "chained")
+
+# Parameter bounds as data (one shape of error message, see kernels._checks).
+PARAMS = {
+    "lr": Interval(float, 0, None, "neither"),
+    "steps": Interval(int, 1, None, "both"),
+    "alpha": Interval(float, 0, 1, "both"),
+    "targets": Options(TARGET_RULES),
+}
+
+Pair = tuple[Any, Any]
+Mat = tuple[Any, Any, Any, Any]  # ((a, b), (c, e)) per direction, each of shape (k,)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingPath:
+    """A linearised training run recorded at chosen steps.
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        The eigendecomposition the run was computed in.
+    target_rule : str
+        ``"gd"``, ``"anchored"`` or ``"chained"``.
+    lr : float
+        Step size (the time unit when ``continuous``).
+    steps : int
+        Number of steps of the run.
+    alpha : float, numpy.ndarray of shape (steps,) or None
+        Weight on the current target (constant or schedule); None for gd.
+    continuous : bool
+        Whether the gradient-flow limit was used (``times = lr * record``).
+    record : numpy.ndarray of shape (T,)
+        Recorded steps, in the order asked (float when ``continuous``).
+    times : numpy.ndarray of shape (T,)
+        ``lr * record``.
+    y_coef : array of shape (k,) or (k, c)
+        Label coordinates ``V^T y``.
+    dual_filter : array of shape (T, k)
+        ``g_c``: dual coefficients are ``coef = g_c * V^T y``.
+    target_filter : array of shape (T, k)
+        ``g_tau``: targets are ``V (g_tau * V^T y)``.
+    fraction : array of shape (T, k)
+        Fitted fraction per direction, ``d * g_c`` (``u_i = fraction_i * y_i``).
+    coef : array of shape (T, k) or (T, k, c)
+        Dual coefficients in the eigenbasis (use :meth:`predict` for new points).
+    fits : array of shape (T, n) or (T, n, c)
+        Training outputs ``u = V (fraction * V^T y)``.
+    limit_ridge : float or None
+        The run converges to KRR with this ridge (0 = interpolation on range(K)):
+        0 for gd/anchored (alpha > 0), ``(1 - alpha)/lr`` for constant-alpha chained;
+        None for schedules and anchored with alpha = 0.
+    lr_bound : float
+        The largest stable step for this rule (inf in continuous time).
+    n_zero : int
+        Number of numerically zero eigenvalues (``d <= spectrum.zero_tol``).
+    """
+
+    spectrum: Spectrum
+    target_rule: str
+    lr: float
+    steps: int
+    alpha: Any
+    continuous: bool
+    record: np.ndarray
+    times: np.ndarray
+    y_coef: Any
+    dual_filter: Any
+    target_filter: Any
+    fraction: Any
+    coef: Any
+    fits: Any
+    limit_ridge: float | None
+    lr_bound: float
+    n_zero: int
+
+    @property
+    def targets(self) -> Any:
+        """Targets ``target_t`` at the recorded steps, shape (T, n) or (T, n, c).
+
+        ``y`` for gd, ``alpha y + (1 - alpha) u_t`` for anchored, the chained
+        recursion for chained (projected onto span(V) for a top-k spectrum).
+        """
+        return _to_points(self.spectrum.vectors, self.target_filter, self.y_coef)
+
+    def predict(self, K_cross: Any) -> Any:
+        """Outputs at new points ``K_cross V coef``: shape (T, m) or (T, m, c).
+
+        Parameters
+        ----------
+        K_cross : array of shape (m, n)
+            Kernel between the new points and the training points.
+        """
+        fn = "TrainingPath.predict"
+        V = self.spectrum.vectors
+        Kc, _ = check_features(K_cross, fn, "K_cross", like=V, dtype=V.dtype, n_features=self.spectrum.n_samples)
+        xp = check_same_namespace(fn, K_cross=Kc, spectrum=V)
+        Kv = Kc @ V  # (m, k)
+        if self.coef.ndim == 2:
+            return self.coef @ Kv.T
+        return xp.matmul(Kv, self.coef)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_spectrum(spectrum: Any, fn: str) -> None:
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(spectrum).__name__}")
+
+
+def _eigenvalues(spectrum: Spectrum, fn: str) -> tuple[Any, ModuleType, float]:
+    """Eigenvalues with round-off negatives set to 0 (large negatives raise)."""
+    xp = spectrum.xp
+    d = spectrum.values
+    d_max = max(float(xp.max(d)), 0.0)
+    d_min = float(xp.min(d))
+    tol = max(spectrum.zero_tol, math.sqrt(float(xp.finfo(d.dtype).eps)) * d_max)
+    if d_min < -tol:
+        raise ValueError(f"{fn}: spectrum.values must be >= 0 (a PSD kernel); got a minimum of {d_min:.4g} "
+                         f"below -{tol:.3g}; build the spectrum with kernels.spectrum(K, psd='clip')")
+    d = xp.where(d < 0, xp.zeros_like(d), d)
+    return d, xp, d_max
+
+
+def _check_flag(fn: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _check_alpha(fn: str, alpha: Any, rule: str, steps: int) -> tuple[float | None, np.ndarray | None]:
+    """(constant alpha, schedule): a scalar in [0, 1] or, for chained, a 1-D schedule of length steps."""
+    if rule == "gd":
+        if alpha is not None:
+            raise ValueError(f"{fn}: alpha must be None for targets='gd' (it weights the targets of 'anchored' and 'chained'); got {alpha!r}")
+        return None, None
+    if alpha is None:
+        raise ValueError(f"{fn}: alpha must be given for targets={rule!r}: a float in [0, 1]"
+                         + (" or a 1-D schedule of length steps" if rule == "chained" else ""))
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+        return float(check_param(fn, "alpha", alpha, PARAMS["alpha"])), None
+    if isinstance(alpha, (bool, str)):
+        raise TypeError(f"{fn}: alpha must be {PARAMS['alpha'].describe()} or a 1-D schedule of such floats; got {alpha!r}")
+    try:
+        sched = check_vector(alpha, fn, "alpha", constraint=PARAMS["alpha"])
+    except (TypeError, ValueError) as exc:
+        if "alpha" in str(exc):
+            raise
+        raise TypeError(f"{fn}: alpha must be {PARAMS['alpha'].describe()} or a 1-D schedule of such floats; got {type(alpha).__name__}") from exc
+    if sched.size == 1 and np.ndim(alpha) == 0:
+        return float(sched[0]), None
+    if rule != "chained":
+        raise ValueError(f"{fn}: alpha must be a scalar for targets={rule!r} (schedules are for 'chained'); got shape {sched.shape}")
+    if sched.size != steps:
+        raise ValueError(f"{fn}: alpha schedule must have length steps = {steps} (alpha[t] makes target t+1); got length {sched.size}")
+    return None, sched
+
+
+def _check_record(fn: str, record: Any, steps: int, integer: bool) -> np.ndarray:
+    if record is None:
+        return np.arange(steps + 1, dtype=np.int64)
+    rec = check_vector(record, fn, "record", constraint=Interval(float, 0, steps, "both"))
+    if integer:
+        if not np.all(rec == np.round(rec)):
+            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or an alpha schedule); got {record!r}")
+        return rec.astype(np.int64)
+    return rec
+
+
+def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None = None) -> float:
+    """Largest step for which the discrete recursion does not diverge.
+
+    ``2 / d_max`` for gd (``|1 - lr d| < 1``), ``2 / (alpha d_max)`` for anchored
+    (GD with step ``lr alpha``), and ``(1 + alpha) / d_max`` for chained (the
+    non-unit eigenvalue ``alpha - lr d`` of each step must lie in ``(-1, 1]``; for a
+    schedule, pass its smallest alpha: this is then a per-step necessary condition).
+    ``inf`` when ``d_max = 0``.
+    """
+    fn = "max_stable_lr"
+    _check_spectrum(spectrum, fn)
+    check_param(fn, "targets", targets, PARAMS["targets"])
+    if targets != "gd":
+        if alpha is None:
+            raise ValueError(f"{fn}: alpha must be given for targets={targets!r}: a float in [0, 1]")
+        check_param(fn, "alpha", alpha, PARAMS["alpha"])
+    _, _, d_max = _eigenvalues(spectrum, fn)
+    num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (alpha or 0.0)}[targets]
+    den = d_max * (alpha if targets == "anchored" else 1.0)
+    return math.inf if den <= 0 else num / den
+
+
+# ----------------------------------------------------------------------------- 2x2 maps
+
+
+def _ratio(x: Any, xp: ModuleType) -> Any:
+    """``(1 - exp(-x)) / x`` for x >= 0, equal to 1 at x = 0 (no division by 0)."""
+    pos = x > 0
+    xs = xp.where(pos, x, xp.ones_like(x))
+    return xp.where(pos, -xp.expm1(-xs) / xs, xp.ones_like(x))
+
+
+def _step_map(d: Any, lr: float, alpha: float | None, rule: str, xp: ModuleType) -> Mat:
+    """One discrete step on ``(c, tau)``."""
+    one, zero = xp.ones_like(d), xp.zeros_like(d)
+    if rule == "chained":
+        return (1 - lr * d, lr * one, (1 - alpha) * d, alpha * one)
+    a = 1.0 if alpha is None else alpha
+    return (1 - (lr * a) * d, (lr * a) * one, zero, one)
+
+
+def _flow_map(d: Any, h: float, lr: float, alpha: float | None, rule: str, xp: ModuleType) -> Mat:
+    """``exp(G h)`` on ``(c, tau)`` for the gradient flow over a time interval h."""
+    one, zero = xp.ones_like(d), xp.zeros_like(d)
+    if rule == "chained":
+        beta = (1 - alpha) / lr
+        phi = h * _ratio((d + beta) * h, xp)
+        return (1 - d * phi, phi, beta * d * phi, 1 - beta * phi)
+    a = 1.0 if alpha is None else alpha
+    b = (a * h) * _ratio((a * h) * d, xp)  # -expm1(-a d h) / d, safe at d = 0
+    return (1 - d * b, b, zero, one)
+
+
+def _apply(M: Mat, s: Pair) -> Pair:
+    a, b, c, e = M
+    return (a * s[0] + b * s[1], c * s[0] + e * s[1])
+
+
+def _square(M: Mat) -> Mat:
+    a, b, c, e = M
+    return (a * a + b * c, a * b + b * e, c * a + e * c, c * b + e * e)
+
+
+def _filters(d: Any, xp: ModuleType, *, lr: float, alpha: float | None, schedule: np.ndarray | None,
+             rule: str, continuous: bool, record: np.ndarray) -> Pair:
+    """``(g_c, g_tau)`` of shape (T, k) at the recorded steps, from the start ``(0, 1)``."""
+    T = record.shape[0]
+    out: list[Pair | None] = [None] * T
+    start = (xp.zeros_like(d), xp.ones_like(d))
+    if schedule is None and continuous:
+        for j in range(T):
+            M = _flow_map(d, lr * float(record[j]), lr, alpha, rule, xp)
+            out[j] = (M[1], M[3])  # exp(G t) applied to (0, 1)
+    elif schedule is None:
+        # same matrix every step: march between sorted records with binary powers M^(2^j)
+        powers = [_step_map(d, lr, alpha, rule, xp)]
+        state, pos = start, 0
+        for j in np.argsort(record, kind="stable"):
+            gap, bit = int(record[j]) - pos, 0
+            while gap:
+                if bit == len(powers):
+                    powers.append(_square(powers[-1]))
+                if gap & 1:
+                    state = _apply(powers[bit], state)
+                gap >>= 1
+                bit += 1
+            pos = int(record[j])
+            out[j] = state
+    else:
+        order = np.argsort(record, kind="stable")
+        state, j = start, 0
+        for t in range(int(record[order[-1]]) + 1):
+            while j < T and int(record[order[j]]) == t:
+                out[order[j]] = state
+                j += 1
+            if j == T:
+                break
+            a_t = float(schedule[t])
+            M = _flow_map(d, lr, lr, a_t, rule, xp) if continuous else _step_map(d, lr, a_t, rule, xp)
+            state = _apply(M, state)
+    return xp.stack([o[0] for o in out]), xp.stack([o[1] for o in out])
+
+
+def _scale(g: Any, coef: Any) -> Any:
+    """``g`` (T, k) times coordinates (k,) or (k, c) -> (T, k) or (T, k, c)."""
+    return g * coef if coef.ndim == 1 else g[:, :, None] * coef
+
+
+def _to_points(V: Any, g: Any, coef: Any) -> Any:
+    """``V (g * coef)`` for every row of g: (T, n) or (T, n, c)."""
+    h = _scale(g, coef)
+    if coef.ndim == 1:
+        return h @ V.T
+    return namespace(V).matmul(V, h)
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, targets: str = "gd",
+                        alpha: Any = None, record: Any = None, continuous: bool = False) -> TrainingPath:
+    """Linearised (NTK-regime) training path with a target schedule, in the eigenbasis.
+
+    Gradient descent on ``1/2 ||u - target_t||^2`` in function space,
+    ``u <- u - lr K (u - target_t)``, ``u(0) = 0``; per eigen-direction the state
+    ``(c_i, tau_i)`` (dual coefficient, target) evolves by a 2x2 matrix (module
+    docstring). gd fits direction i by the fraction ``1 - (1 - lr d_i)^k``
+    (Dong et al. 2019, Sec. 3); chained self-distillation with constant alpha
+    converges to KRR with ridge ``(1 - alpha)/lr`` (derivation in the module docstring).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Eigendecomposition of the training kernel (``kernels.spectrum(K)``). Cost:
+        O(k) per step with an alpha schedule, O(k log steps) per recorded step
+        otherwise, plus O(T n k c) to map the fits back.
+    y : array of shape (n,) or (n, c)
+        Labels (regression targets or one-hot), same backend as the spectrum.
+    lr : float
+        Step size, ``0 < lr < max_stable_lr(spectrum, targets, alpha)``: ``2/d_max``
+        (gd), ``2/(alpha d_max)`` (anchored), ``(1 + min alpha)/d_max`` (chained).
+        With ``continuous=True`` it is only the time unit (``t = lr * step``) and
+        any ``lr > 0`` is allowed.
+    steps : int
+        Number of steps (>= 1).
+    targets : {"gd", "anchored", "chained"}, default="gd"
+        The target rule (module docstring).
+    alpha : float or array of shape (steps,), default=None
+        Weight on the ground truth / current target, in [0, 1]; required for
+        anchored and chained; a schedule (``alpha[t]`` makes target t+1) only for
+        chained. In continuous time chained uses the rate ``beta = (1 - alpha)/lr``.
+    record : sequence of int, default=None
+        Steps to record (any order, in [0, steps]); all of ``0..steps`` by default.
+        With ``continuous=True`` and a constant alpha, real values are allowed.
+    continuous : bool, default=False
+        Use the gradient-flow limit ``lr -> 0`` at times ``t = lr * record``.
+
+    Returns
+    -------
+    TrainingPath
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kernels import spectrum
+    >>> X = np.random.default_rng(0).normal(size=(30, 2))
+    >>> K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1))
+    >>> y = X[:, 0]
+    >>> path = linearized_training(spectrum(K), y, lr=0.5 / np.linalg.eigvalsh(K)[-1], steps=50)
+    >>> u = np.zeros(30)
+    >>> for _ in range(50):
+    ...     u = u - path.lr * K @ (u - y)
+    >>> bool(np.allclose(path.fits[-1], u))
+    True
+    """
+    fn = "linearized_training"
+    _check_spectrum(spectrum, fn)
+    check_param(fn, "targets", targets, PARAMS["targets"])
+    check_param(fn, "lr", lr, PARAMS["lr"])
+    check_param(fn, "steps", steps, PARAMS["steps"])
+    continuous = _check_flag(fn, "continuous", continuous)
+    lr, steps = float(lr), int(steps)
+    alpha_c, schedule = _check_alpha(fn, alpha, targets, steps)
+    d, xp, d_max = _eigenvalues(spectrum, fn)
+    a_min = alpha_c if schedule is None else float(schedule.min())
+    bound = math.inf if continuous else max_stable_lr(spectrum, targets, a_min)
+    if not lr < bound:
+        expr = {"gd": "2/d_max", "anchored": "2/(alpha*d_max)", "chained": "(1 + alpha)/d_max"}[targets]
+        extra = " (for chained the eigenvalue alpha - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
+        raise ValueError(f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
+                         f"with d_max = {d_max:.6g}{extra}; got {lr!r}")
+    rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
+    V = spectrum.vectors
+    y, _ = check_labels(y, spectrum.n_samples, fn, "y", like=V, dtype=V.dtype)
+    check_same_namespace(fn, y=y, spectrum=V)
+    y_coef = V.T @ y
+    g_c, g_tau = _filters(d, xp, lr=lr, alpha=alpha_c, schedule=schedule, rule=targets,
+                          continuous=continuous, record=rec)
+    fraction = g_c * d
+    if targets == "anchored":
+        g_tau = alpha_c + (1 - alpha_c) * fraction
+    if targets == "chained":
+        limit = (1 - alpha_c) / lr if schedule is None else None
+    else:
+        limit = 0.0 if (targets == "gd" or alpha_c > 0) else None
+    return TrainingPath(
+        spectrum=spectrum, target_rule=targets, lr=lr, steps=steps,
+        alpha=schedule if schedule is not None else alpha_c, continuous=continuous,
+        record=rec, times=lr * rec.astype(np.float64), y_coef=y_coef,
+        dual_filter=g_c, target_filter=g_tau, fraction=fraction,
+        coef=_scale(g_c, y_coef), fits=_to_points(V, fraction, y_coef),
+        limit_ridge=limit, lr_bound=bound, n_zero=spectrum.n_zero,
+    )
