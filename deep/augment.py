@@ -75,11 +75,11 @@ def to_device(images: Any, device: str | torch.device = "cpu", dtype: torch.dtyp
             raise ValueError(f"{fn}: {name} must hold 3 per-channel values; got {stat!r}")
         for v in stat:
             check_param(fn, name, v, Interval(float, low, None, "neither" if low is not None else "both"))
-    x = images.to(device).permute(0, 3, 1, 2).to(dtype)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = images.to(device).permute(0, 3, 1, 2).to(dtype, memory_format=layout)  # one float copy
     m = torch.tensor(mean, dtype=dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=dtype, device=x.device).view(1, 3, 1, 1)
-    x = x.div_(255).sub_(m).div_(s)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return x.div_(255).sub_(m).div_(s)
 
 
 def _check_batch(fn: str, x: Any) -> None:

@@ -14,10 +14,12 @@ handed to :class:`torch.optim.SGD` (per step, not per 1024 examples).
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from kernels._checks import Interval, Options, check_param, check_params
 
@@ -29,6 +31,8 @@ __all__ = [
     "LR_SCHEDULES",
     "DEVICES",
     "RESUME_FREE_FIELDS",
+    "build_parser",
+    "config_from_args",
 ]
 
 METHODS = ("ce", "self-distill", "interp", "generations")
@@ -100,6 +104,11 @@ class TrainConfig:
         How targets are formed (see :mod:`deep.methods`).
     model : str, default="fastnet"
         A name in :data:`deep.models.MODELS`.
+    model_options : tuple of (str, value) pairs, default=()
+        Keyword options for :func:`deep.models.make_model` (a dict is accepted and
+        stored as sorted pairs), e.g. ``{"width": 2048}`` for ``"mlp"``,
+        ``{"widths": (32, 64, 64)}`` for ``"fastnet"``, ``{"base_width": 16}`` for
+        ``"shakeshake26"``. Names are checked against the model's factory.
     epochs : int >= 1, default=10
         Epochs per generation.
     batch_size : int >= 1, default=256
@@ -174,6 +183,7 @@ class TrainConfig:
     noise: str = "symmetric:0.4"
     method: str = "ce"
     model: str = "fastnet"
+    model_options: tuple[tuple[str, Any], ...] = ()
     epochs: int = 10
     batch_size: int = 256
     eval_batch_size: int = 1000
@@ -203,6 +213,10 @@ class TrainConfig:
     stop_after: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.model_options, dict):
+            object.__setattr__(self, "model_options", tuple(sorted(self.model_options.items())))
+        if isinstance(self.model_options, list):
+            object.__setattr__(self, "model_options", tuple(tuple(p) for p in self.model_options))
         validate_config(self)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -212,6 +226,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping of every field (tuples become lists)."""
         out = dataclasses.asdict(self)
+        out["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_options}
         if out["freq_deltas"] is not None:
             out["freq_deltas"] = list(out["freq_deltas"])
         return out
@@ -244,6 +259,7 @@ def validate_config(cfg: TrainConfig) -> None:
             values.pop(name)
     check_params(fn, CONSTRAINTS, **values)
     check_param(fn, "model", cfg.model, Options(_model_names()))
+    _check_model_options(cfg.model, cfg.model_options)
     if cfg.data is not None and not isinstance(cfg.data, str):
         raise TypeError(f"{fn}: data must be a path string or None (synthetic data); got {cfg.data!r}")
     if cfg.cache_dir is not None and not isinstance(cfg.cache_dir, str):
@@ -264,6 +280,21 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ValueError(f"{fn}: download needs a data path to download into; got data=None")
 
 
+def _check_model_options(model: str, options: Any) -> None:
+    """Options must be (name, value) pairs whose names the model's factory accepts."""
+    import inspect
+
+    from deep.models import MODELS
+
+    fn = "TrainConfig"
+    if not isinstance(options, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in options):
+        raise TypeError(f"{fn}: model_options must be a dict or a tuple of (name, value) pairs; got {options!r}")
+    allowed = [p for p in inspect.signature(MODELS[model]).parameters if p != "num_classes"]
+    for name, _ in options:
+        if name not in allowed:
+            raise ValueError(f"{fn}: model_options for model {model!r} must be among {allowed or 'none'}; got {name!r}")
+
+
 def _check_noise(spec: Any) -> None:
     """Parse the noise spec once on dummy labels so a bad spec fails before any data is read."""
     from theory.noise import make_noise
@@ -274,3 +305,112 @@ def _check_noise(spec: Any) -> None:
         make_noise(spec, list(range(10)), num_classes=10, seed=0)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"TrainConfig: noise is invalid: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _deltas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated floats > 0, e.g. 10,100,1000; got {text!r}") from None
+
+
+def _model_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["width=2048", "widths=(32,64,64)"]`` -> ``{"width": 2048, "widths": (32, 64, 64)}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"TrainConfig: model_options (--model-option) must be KEY=VALUE; got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m deep.train`` argument parser (defaults from :class:`TrainConfig`)."""
+    d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, interp, generations) and record every epoch.")
+    a = p.add_argument
+    a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
+    a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")
+    a("--cache-dir", default=None, metavar="DIR", help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)")
+    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate>, pair:<rate> or asym:<rate> (default %(default)s)")
+    a("--method", default=d["method"], help="target rule: ce, self-distill, interp or generations (default %(default)s)")
+    a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
+    a("--model-option", action="append", default=[], metavar="KEY=VALUE", help="network option for deep.models.make_model, repeatable; VALUE is a Python literal (e.g. width=2048, widths=(32,64,64))")
+    a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
+    a("--batch-size", type=int, default=d["batch_size"], help="training batch size (default %(default)s)")
+    a("--eval-batch-size", type=int, default=d["eval_batch_size"], help="evaluation batch size (default %(default)s)")
+    a("--lr", type=float, default=d["lr"], help="peak SGD learning rate (default %(default)s)")
+    a("--lr-schedule", default=d["lr_schedule"], help="linear (warm-up then decay to 0) or constant (default %(default)s)")
+    a("--warmup", type=float, default=d["warmup"], help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)")
+    a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
+    a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
+    a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
+    a("--alpha", type=float, default=d["alpha"], help="self-distill: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
+    a("--alpha-schedule", default=d["alpha_schedule"], help="constant, or linear from 1 to --alpha (default %(default)s)")
+    a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
+    a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")
+    a("--seed", type=int, default=d["seed"], help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)")
+    a("--device", default=d["device"], help="cpu, cuda or auto (default %(default)s)")
+    a("--subset", type=int, default=None, metavar="N", help="use N training images (stratified) before the validation split (default: all)")
+    a("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
+    a("--val-fraction", type=float, default=d["val_fraction"], help="fraction of noisy training images held out for early stopping (default %(default)s)")
+    a("--freq-subset", type=int, default=d["freq_subset"], help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)")
+    a("--freq-deltas", type=_deltas, default=None, help="comma-separated filter variances delta (default: theory.frequency.delta_grid)")
+    a("--no-augment", action="store_true", help="turn off random crop + flip")
+    a("--out", default=d["out"], help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)")
+    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    a("--stop-after", type=int, default=None, metavar="E", help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume")
+    a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Map parsed CLI arguments to a :class:`TrainConfig` (validated there)."""
+    return TrainConfig(
+        data=args.data,
+        download=args.download,
+        cache_dir=args.cache_dir,
+        noise=args.noise,
+        method=args.method,
+        model=args.model,
+        model_options=_model_options(args.model_option),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        warmup=args.warmup,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        alpha=args.alpha,
+        alpha_schedule=args.alpha_schedule,
+        soft=not args.hard,
+        generations=args.generations,
+        seed=args.seed,
+        device=args.device,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        val_fraction=args.val_fraction,
+        freq_subset=args.freq_subset,
+        freq_deltas=args.freq_deltas,
+        augment=not args.no_augment,
+        out=args.out,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+    )

@@ -50,20 +50,8 @@ import numpy as np
 from kernels._backend import to_numpy
 from kernels._checks import Interval, as_array, check_param
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR10_URL",
-    "CIFAR10_MD5",
-    "CifarData",
-    "CifarFormatError",
-    "CifarDownloadError",
-    "Split",
-    "load_cifar10",
-    "download_cifar10",
-    "default_cache_dir",
-    "subset_indices",
-    "split_validation",
-]
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CifarData", "CifarFormatError", "CifarDownloadError", "Split",
+           "load_cifar10", "download_cifar10", "default_cache_dir", "subset_indices", "split_validation"]
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -592,7 +580,6 @@ class _FolderCollector:
 
 
 def _is_junk(parts: Iterable[str]) -> bool:
-    parts = tuple(parts)
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 

@@ -195,8 +195,6 @@ def _assemble(jac: Callable[[torch.Tensor], dict], X1: torch.Tensor, X2: torch.T
             K[rs, cs] = blk
             if sym and j > i:
                 K[cs, rs] = _transpose(blk, mode)
-        if sym and not cache_cols:
-            cache.pop(i, None)
     return K
 
 
@@ -219,7 +217,8 @@ def empirical_ntk(
     p (Jacot et al. 2018, eq. 4), with the model in eval mode (restored afterwards). Per-example
     Jacobians come from ``vmap(jacrev(f))`` (``vmap(grad(sum f))`` for ``mode="sum"``) over
     blocks of inputs; each block holds at most ``memory_budget / 2`` bytes of Jacobian, and
-    the column Jacobians are computed once and kept when all of them fit in that half.
+    the column Jacobians are computed once and kept when all of them fit in that half
+    (otherwise they are recomputed for every row block: less memory, more time).
     With ``X2=None`` only the upper block triangle is computed and mirrored, and the result
     is exactly symmetric.
 

@@ -1,4 +1,7 @@
-"""Per-epoch records, checkpoints and the final summary of a training run, all written atomically.
+"""Per-epoch measurements and records, checkpoints and the summary of a training run.
+
+:func:`evaluate` measures a network after an epoch (eval mode, un-augmented
+images); everything is written atomically.
 
 Files in the run folder (``TrainConfig.out``):
 
@@ -29,9 +32,15 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from deep.config import TrainConfig
+    from deep.train import DeviceData, RunSplit
 
 __all__ = [
     "EpochRecord",
@@ -47,7 +56,13 @@ __all__ = [
     "summarize",
     "versions",
     "git_commit",
+    "logits_of",
+    "evaluate",
+    "frequency_setup",
+    "NUM_CLASSES",
 ]
+
+NUM_CLASSES = 10
 
 # Fields that hold wall-clock times: the only ones that may differ between a resumed
 # run and an uninterrupted one.
@@ -201,8 +216,6 @@ def write_split(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Atomically :func:`torch.save` a checkpoint dictionary."""
-    import torch
-
     buf = io.BytesIO()
     torch.save(state, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -214,9 +227,74 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     ``weights_only=False`` because the checkpoint holds RNG states and records; only
     load checkpoints you wrote yourself.
     """
-    import torch
-
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Eval-mode logits of ``x`` in batches (no grad), float32, on ``x``'s device."""
+    model.eval()
+    if len(x) == 0:
+        return torch.empty(0, NUM_CLASSES, device=x.device)
+    with torch.no_grad():
+        return torch.cat([model(xb).float() for xb in x.split(batch_size)])
+
+
+def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
+    """Accuracy of ``pred`` on ``mask`` (None when the subset is empty)."""
+    hit = pred == labels
+    if mask is not None:
+        hit = hit[mask]
+    return None if hit.numel() == 0 else float(hit.float().mean())
+
+
+def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: dict | None) -> dict[str, Any]:
+    """Accuracies on test / train subsets / val, and the frequency measures."""
+    bs = cfg.eval_batch_size
+    z_train = logits_of(model, dd.x_train, bs)
+    p_train = z_train.argmax(1)
+    p_val = logits_of(model, dd.x_val, bs).argmax(1)
+    p_test = logits_of(model, dd.x_test, bs).argmax(1)
+    out = {
+        "test_acc": _acc(p_test, dd.y_test),
+        "train_acc": _acc(p_train, dd.y_train),
+        "train_acc_clean": _acc(p_train, dd.y_train, ~dd.flipped),
+        "train_acc_flipped_given": _acc(p_train, dd.y_train, dd.flipped),
+        "train_acc_flipped_true": _acc(p_train, dd.y_train_true, dd.flipped),
+        "val_acc": _acc(p_val, dd.y_val),
+        "val_acc_true": _acc(p_val, dd.y_val_true),
+        "freq_deltas": [],
+        "e_low": [],
+        "e_high": [],
+        "low_ratio": [],
+    }
+    if freq is not None:
+        from theory.frequency import frequency_measures
+
+        h = z_train[freq["pos"]].double().cpu().numpy()
+        m = frequency_measures(freq["X"], h, freq["Y"], deltas=freq["deltas"])
+        out.update(
+            freq_deltas=[float(d) for d in np.asarray(m.deltas)],
+            e_low=[float(v) for v in np.asarray(m.e_low)],
+            e_high=[float(v) for v in np.asarray(m.e_high)],
+            low_ratio=[float(v) for v in np.asarray(m.low_ratio)],
+        )
+    return out
+
+
+def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> dict | None:
+    """Features (flattened normalised images), one-hot noisy labels and deltas of the fixed subset."""
+    if cfg.freq_subset == 0 or len(split.freq_pos) < 2:
+        return None
+    from theory.frequency import delta_grid
+
+    pos = torch.from_numpy(split.freq_pos).to(dd.x_train.device)
+    X = dd.x_train[pos].flatten(1).double().cpu().numpy()
+    Y = np.eye(NUM_CLASSES)[split.labels[split.freq_pos]]
+    deltas = np.asarray(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else np.asarray(delta_grid(X, num=5, seed=cfg.seed))
+    return {"pos": pos, "X": X, "Y": Y, "deltas": deltas}
 
 
 # ----------------------------------------------------------------------------- summary

@@ -28,7 +28,6 @@ from __future__ import annotations
 #                  Setup                    #
 #############################################
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deep.config import RESUME_FREE_FIELDS, TrainConfig
+from deep.config import RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
 from deep.methods import (
     alpha_at,
     batch_targets,
@@ -53,9 +52,13 @@ from deep.methods import (
     target_agreement,
 )
 from deep.records import (
+    NUM_CLASSES,
     EpochRecord,
     Summary,
+    evaluate,
+    frequency_setup,
     load_checkpoint,
+    logits_of,
     save_checkpoint,
     summarize,
     write_json,
@@ -63,9 +66,8 @@ from deep.records import (
     write_split,
 )
 
-__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "build_parser", "lr_factor", "resolve_device"]
+__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "lr_factor", "resolve_device"]
 
-NUM_CLASSES = 10
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
 
 
@@ -223,16 +225,21 @@ def to_device_data(data: Any, split: RunSplit, device: torch.device) -> DeviceDa
     def lab(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
+    def img(a: np.ndarray) -> torch.Tensor:
+        if len(a) == 0:  # no validation split
+            return torch.empty((0, a.shape[3], a.shape[1], a.shape[2]), device=device)
+        return to_device(a, device, torch.float32)
+
     train_images = np.asarray(data.train_images)
     return DeviceData(
-        x_train=to_device(train_images[split.train_idx], device, torch.float32),
+        x_train=img(train_images[split.train_idx]),
         y_train=lab(split.labels),
         y_train_true=lab(split.true_labels),
         flipped=torch.from_numpy(np.ascontiguousarray(split.flipped, dtype=bool)).to(device),
-        x_val=to_device(train_images[split.val_idx], device, torch.float32),
+        x_val=img(train_images[split.val_idx]),
         y_val=lab(split.val_labels),
         y_val_true=lab(split.val_true_labels),
-        x_test=to_device(np.asarray(data.test_images)[split.test_idx], device, torch.float32),
+        x_test=img(np.asarray(data.test_images)[split.test_idx]),
         y_test=lab(np.asarray(data.test_labels)[split.test_idx]),
     )
 
@@ -249,7 +256,7 @@ def make_student(cfg: TrainConfig, generation: int, dd: DeviceData, device: torc
     """
     from deep.models import make_model
 
-    model = make_model(cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device)
+    model = make_model(cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device, **dict(cfg.model_options))
     if hasattr(model, "init_whitening"):
         model.init_whitening(dd.x_train[:5000])
     return model
@@ -275,75 +282,6 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
     if u < warmup:
         return u / warmup
     return (1.0 - u) / (1.0 - warmup)
-
-
-#############################################
-#                Evaluation                 #
-#############################################
-
-
-@torch.no_grad()
-def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Eval-mode logits of ``x`` in batches, float32, on ``x``'s device."""
-    model.eval()
-    if len(x) == 0:
-        return torch.empty(0, NUM_CLASSES, device=x.device)
-    return torch.cat([model(xb).float() for xb in x.split(batch_size)])
-
-
-def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
-    """Accuracy of ``pred`` on ``mask`` (None when the subset is empty)."""
-    hit = pred == labels
-    if mask is not None:
-        hit = hit[mask]
-    return None if hit.numel() == 0 else float(hit.float().mean())
-
-
-def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: dict | None) -> dict[str, Any]:
-    """Accuracies on test / train subsets / val, and the frequency measures."""
-    bs = cfg.eval_batch_size
-    z_train = logits_of(model, dd.x_train, bs)
-    p_train = z_train.argmax(1)
-    p_val = logits_of(model, dd.x_val, bs).argmax(1)
-    p_test = logits_of(model, dd.x_test, bs).argmax(1)
-    out = {
-        "test_acc": _acc(p_test, dd.y_test),
-        "train_acc": _acc(p_train, dd.y_train),
-        "train_acc_clean": _acc(p_train, dd.y_train, ~dd.flipped),
-        "train_acc_flipped_given": _acc(p_train, dd.y_train, dd.flipped),
-        "train_acc_flipped_true": _acc(p_train, dd.y_train_true, dd.flipped),
-        "val_acc": _acc(p_val, dd.y_val),
-        "val_acc_true": _acc(p_val, dd.y_val_true),
-        "freq_deltas": [],
-        "e_low": [],
-        "e_high": [],
-        "low_ratio": [],
-    }
-    if freq is not None:
-        from theory.frequency import frequency_measures
-
-        h = z_train[freq["pos"]].double().cpu().numpy()
-        m = frequency_measures(freq["X"], h, freq["Y"], deltas=freq["deltas"])
-        out.update(
-            freq_deltas=[float(d) for d in np.asarray(m.deltas)],
-            e_low=[float(v) for v in np.asarray(m.e_low)],
-            e_high=[float(v) for v in np.asarray(m.e_high)],
-            low_ratio=[float(v) for v in np.asarray(m.low_ratio)],
-        )
-    return out
-
-
-def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> dict | None:
-    """Features (flattened normalised images), one-hot noisy labels and deltas of the fixed subset."""
-    if cfg.freq_subset == 0 or len(split.freq_pos) < 2:
-        return None
-    from theory.frequency import delta_grid
-
-    pos = torch.from_numpy(split.freq_pos).to(dd.x_train.device)
-    X = dd.x_train[pos].flatten(1).double().cpu().numpy()
-    Y = np.eye(NUM_CLASSES)[split.labels[split.freq_pos]]
-    deltas = np.asarray(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else np.asarray(delta_grid(X, num=5, seed=cfg.seed))
-    return {"pos": pos, "X": X, "Y": Y, "deltas": deltas}
 
 
 #############################################
@@ -416,7 +354,8 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     agree = torch.zeros((), device=device, dtype=torch.long)
     agree_flipped = torch.zeros((), device=device, dtype=torch.long)
-    lam_sum, n_batches, lr = torch.zeros((), device=device), 0, cfg.lr
+    correct = torch.zeros((), device=device, dtype=torch.long)  # running accuracy (augmented, given labels)
+    lam_sum, n_batches, seen, lr = torch.zeros((), device=device), 0, 0, cfg.lr
     order = list(batches(n, cfg.batch_size, generator=gen, shuffle=True, drop_last=False))
     bar = tqdm(order, desc=desc, disable=not cfg.progress, leave=False, file=sys.stderr)
     for i, idx in enumerate(bar):
@@ -437,6 +376,7 @@ def train_epoch(
         step += 1
         with torch.no_grad():
             loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == dd.y_train[idx]).sum()
             hit = target_agreement(t, dd.y_train_true[idx])
             agree += hit.sum()
             agree_flipped += (hit & dd.flipped[idx]).sum()
@@ -445,8 +385,9 @@ def train_epoch(
             if cfg.method == "self-distill":
                 next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), alpha)
         n_batches += 1
+        seen += len(idx)
         if cfg.progress and (i % 10 == 0 or i == len(order) - 1):
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}")
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}", lr=f"{lr:.3g}")
     bar.close()
     n_flipped = int(dd.flipped.sum())
     return {
@@ -516,7 +457,8 @@ def train(config: TrainConfig) -> TrainResult:
         "device": str(device),
     }
 
-    ckpt = load_checkpoint(ckpt_path, map_location=device) if cfg.resume and ckpt_path.exists() else None
+    # on the host: RNG states must stay CPU tensors; load_state_dict moves the rest
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu") if cfg.resume and ckpt_path.exists() else None
     if ckpt is not None:
         _check_resume(ckpt, cfg, split)
     records = [EpochRecord.from_dict(r) for r in ckpt["records"]] if ckpt else []
@@ -524,7 +466,7 @@ def train(config: TrainConfig) -> TrainResult:
     g0, e0 = (int(ckpt["generation"]), int(ckpt["epoch"])) if ckpt else (1, 0)
     resumed_from = len(records)
 
-    devices = [device] if device.type == "cuda" else []
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the caller's global RNG state is left as it was
         torch.manual_seed(cfg.seed)
         gen = torch.Generator()  # CPU: batch order and augmentation are the same on any device
@@ -600,9 +542,6 @@ def train(config: TrainConfig) -> TrainResult:
                     _print_epoch(rec)
             if stopped:
                 break
-        if model is None:  # resumed a run whose checkpoint was already complete
-            model = make_student(cfg, g0, dd, device)
-            model.load_state_dict(ckpt["model"])
         model.eval()
 
     finished = len(records) == cfg.epochs * cfg.generations
@@ -630,96 +569,6 @@ def _print_epoch(rec: EpochRecord) -> None:
 #############################################
 #                   CLI                     #
 #############################################
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage block)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _deltas(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated floats > 0, e.g. 10,100,1000; got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m deep.train`` argument parser (defaults from :class:`TrainConfig`)."""
-    d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, interp, generations) and record every epoch.")
-    a = p.add_argument
-    a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
-    a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")
-    a("--cache-dir", default=None, metavar="DIR", help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)")
-    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate>, pair:<rate> or asym:<rate> (default %(default)s)")
-    a("--method", default=d["method"], help="target rule: ce, self-distill, interp or generations (default %(default)s)")
-    a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
-    a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
-    a("--batch-size", type=int, default=d["batch_size"], help="training batch size (default %(default)s)")
-    a("--eval-batch-size", type=int, default=d["eval_batch_size"], help="evaluation batch size (default %(default)s)")
-    a("--lr", type=float, default=d["lr"], help="peak SGD learning rate (default %(default)s)")
-    a("--lr-schedule", default=d["lr_schedule"], help="linear (warm-up then decay to 0) or constant (default %(default)s)")
-    a("--warmup", type=float, default=d["warmup"], help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)")
-    a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
-    a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
-    a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
-    a("--alpha", type=float, default=d["alpha"], help="self-distill: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
-    a("--alpha-schedule", default=d["alpha_schedule"], help="constant, or linear from 1 to --alpha (default %(default)s)")
-    a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
-    a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")
-    a("--seed", type=int, default=d["seed"], help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)")
-    a("--device", default=d["device"], help="cpu, cuda or auto (default %(default)s)")
-    a("--subset", type=int, default=None, metavar="N", help="use N training images (stratified) before the validation split (default: all)")
-    a("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
-    a("--val-fraction", type=float, default=d["val_fraction"], help="fraction of noisy training images held out for early stopping (default %(default)s)")
-    a("--freq-subset", type=int, default=d["freq_subset"], help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)")
-    a("--freq-deltas", type=_deltas, default=None, help="comma-separated filter variances delta (default: theory.frequency.delta_grid)")
-    a("--no-augment", action="store_true", help="turn off random crop + flip")
-    a("--out", default=d["out"], help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)")
-    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    a("--stop-after", type=int, default=None, metavar="E", help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume")
-    a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Map parsed CLI arguments to a :class:`TrainConfig` (validated there)."""
-    return TrainConfig(
-        data=args.data,
-        download=args.download,
-        cache_dir=args.cache_dir,
-        noise=args.noise,
-        method=args.method,
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        warmup=args.warmup,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        alpha=args.alpha,
-        alpha_schedule=args.alpha_schedule,
-        soft=not args.hard,
-        generations=args.generations,
-        seed=args.seed,
-        device=args.device,
-        subset=args.subset,
-        test_subset=args.test_subset,
-        val_fraction=args.val_fraction,
-        freq_subset=args.freq_subset,
-        freq_deltas=args.freq_deltas,
-        augment=not args.no_augment,
-        out=args.out,
-        resume=args.resume,
-        stop_after=args.stop_after,
-        progress=not args.no_progress,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

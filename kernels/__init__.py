@@ -1,5 +1,28 @@
-"""kernels: Gram matrices, NTK closed forms, eigendecompositions and kernel ridge regression."""
+"""kernels: Gram matrices, NTK closed forms, eigendecompositions and kernel ridge regression.
 
+Arrays in, arrays out, in the namespace and on the device of the input (numpy, torch, CuPy).
+"""
+
+from kernels.functions import (
+    KERNELS,
+    exponential,
+    gram,
+    kernel_params,
+    laplace,
+    laplacian,
+    linear,
+    nngp_relu,
+    ntk_relu,
+    ntk_two_layer,
+    polynomial,
+    rbf,
+)
+from kernels.ridge import KernelRidge, KernelSolve, RidgePath, solve_kernel_system
 from kernels.spectrum import Spectrum, spectrum
 
-__all__ = ["Spectrum", "spectrum"]
+__all__ = [
+    "KERNELS", "gram", "kernel_params", "linear", "polynomial", "rbf", "laplace", "laplacian", "exponential",
+    "nngp_relu", "ntk_relu", "ntk_two_layer",
+    "Spectrum", "spectrum",
+    "KernelRidge", "KernelSolve", "RidgePath", "solve_kernel_system",
+]

@@ -375,7 +375,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.pairwise = isinstance(self.kernel, str) and self.kernel == "precomputed"
+        tags.input_tags.pairwise = self._precomputed
         tags.input_tags.sparse = False
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
@@ -420,7 +420,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         if Z is None:
             K, _ = check_kernel_matrix(K, fn, "kernel(X, X)")
         else:
-            K, _ = check_features(K, fn, f"kernel(X, X_fit_)", like=X)
+            K, _ = check_features(K, fn, "kernel(X, X_fit_)", like=X)
             check_same_namespace(fn, **{"kernel(X, X_fit_)": K, "X": X})
         if tuple(K.shape) != (X.shape[0], n_cols):
             raise ValueError(f"{fn}: kernel must return a ({X.shape[0]}, {n_cols}) Gram matrix; got shape {tuple(K.shape)}")
@@ -444,9 +444,9 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         """
         fn = "KernelRidge.fit"
         self._validate(fn)
-        X, xp = _features(X, fn, backend=self.backend)
+        X, _ = _features(X, fn, backend=self.backend)
         if self._precomputed:
-            X, xp = check_kernel_matrix(X, fn, "X")
+            X, _ = check_kernel_matrix(X, fn, "X")
         if y is None:
             raise ValueError(f"{fn}: {type(self).__name__} requires y to be passed, but the target y is None")
         _reject_sparse(y, fn, "y")

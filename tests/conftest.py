@@ -47,3 +47,10 @@ def cifar_jpeg_tarball() -> Path:
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+try:  # one intra-op thread per pytest worker: `make test` runs 2 workers on 2 cores
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass

@@ -134,6 +134,10 @@ def test_cache_is_used_then_invalidated_by_mtime_and_size(tmp_path, monkeypatch)
     monkeypatch.undo()
     third = _load(path, cache)  # gzip ignores trailing zero padding; decoded again, stale entry replaced
     assert not third.from_cache and len(_cache_files(cache)) == 1
+    (cache / _cache_files(cache)[0]).write_bytes(b"garbage")  # an unreadable cache entry is ignored, then rewritten
+    with pytest.warns(RuntimeWarning, match="cache"):
+        assert not _load(path, cache).from_cache
+    assert _load(path, cache).from_cache
 
 
 def test_cache_dir_default_follows_env_and_use_cache_false_writes_nothing(tmp_path, monkeypatch):
@@ -418,6 +422,20 @@ def test_batches_cover_indices():
     assert torch.equal(torch.cat(got), torch.cat(list(batches(10, 4, generator=torch.Generator().manual_seed(0)))))
     assert [len(b) for b in batches(10, 4, generator=g, drop_last=True)] == [4, 4]
     assert torch.equal(torch.cat(list(batches(10, 3, shuffle=False))), torch.arange(10))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augment_on_cuda_matches_cpu_with_a_cpu_generator():
+    imgs = fake_cifar_arrays(3, 1).train_images
+    x_cpu, x_gpu = to_device(imgs, "cpu"), to_device(imgs, "cuda")
+    assert x_gpu.device.type == "cuda"
+    torch.testing.assert_close(x_gpu.cpu(), x_cpu)
+    a = augment(x_cpu, torch.Generator().manual_seed(1))
+    b = augment(x_gpu, torch.Generator().manual_seed(1))
+    assert b.device.type == "cuda" and torch.equal(b.cpu(), a)
+    idx = list(batches(30, 8, generator=torch.Generator().manual_seed(2), device="cuda"))
+    assert idx[0].device.type == "cuda" and sorted(torch.cat(idx).tolist()) == list(range(30))
 
 
 # ----------------------------------------------------------------------------- the real data set (optional)

@@ -224,7 +224,7 @@ def _path(d, ridge, alpha, steps):
     return self_distillation(Spectrum(values=d, vectors=np.eye(d.size)), np.ones(d.size), ridge=ridge, alpha=alpha, steps=steps)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(d=_spectra, log_ridge=st.floats(-2, 2), alpha=st.floats(0, 1))
 def test_sparsification_exact_condition(d, log_ridge, alpha):
     ridge, steps = 10.0 ** log_ridge, 40

@@ -1,7 +1,7 @@
 """AIR: anisotropic information retrieval (Dong, Hou, Lu, Zhang 2019, arXiv:1910.01255).
 
 Under gradient descent on the linearised model, eigen-direction i of the kernel is
-fitted by the fraction ``1 - (1 - lr d_i)^k`` after k steps (Sec. 3 of the paper), so
+fitted by the fraction ``1 - (1 - lr d_i)^k`` after k steps, so
 the top directions are fitted first. Clean labels concentrate their energy
 ``(v_i^T y*)^2`` in the top directions, label noise ``y_noisy - y*`` spreads over the
 tail: early in training the fit carries the clean information and later it memorises
@@ -103,7 +103,7 @@ def label_spectrum(spectrum: Spectrum, y_clean: Any, y_noisy: Any) -> LabelSpect
     """Label energies ``(v_i^T y)^2`` per eigen-direction and their cumulative shares.
 
     For clean labels ``y*``, the noise ``y_noisy - y*`` and the noisy labels
-    (one-hot columns summed). AIR (Dong et al. 2019, Sec. 3) predicts the clean
+    (one-hot columns summed). AIR (Dong et al. 2019) predicts the clean
     share in the top directions to exceed the noise share by far.
 
     Parameters
@@ -141,7 +141,7 @@ def half_fit_time(spectrum: Spectrum, lr: float, *, continuous: bool = False) ->
     """Step at which gradient descent has fitted half of each eigen-direction.
 
     Discrete: the real k with ``|1 - lr d|^k = 1/2``, ``k = log(1/2) / log|1 - lr d|``
-    (fitted fraction ``1 - (1 - lr d)^k``, Dong et al. 2019 Sec. 3); directions with
+    (fitted fraction ``1 - (1 - lr d)^k``, Dong et al. 2019); directions with
     ``lr d > 1`` oscillate and the formula uses the magnitude (0 at ``lr d = 1``,
     where one step fits exactly). Continuous: ``ln 2 / (lr d)`` steps. ``inf`` at d = 0.
 

@@ -63,7 +63,6 @@ _CONSTRAINTS: dict[str, Interval] = {
     "ridge": Interval(float, 0, math.inf, "neither"),
     "alpha": Interval(float, 0, 1, "both"),
     "steps": Interval(int, 1, None, "left"),
-    "reference_index": Interval(int, 0, None, "left"),
 }
 
 
@@ -151,7 +150,7 @@ def _recursion(d: Any, ridge: float, alphas: list[Any], batch: tuple[int, ...], 
 
 
 def _alpha_text(alpha: Any) -> str:
-    return f"{alpha:g}" if isinstance(alpha, float) else np.array2string(np.asarray(alpha), precision=4, separator=", ")
+    return f"{alpha:g}" if isinstance(alpha, float) else np.array2string(np.atleast_1d(alpha), precision=4, separator=", ")
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,14 +162,9 @@ class DistillationPath:
 
     Attributes
     ----------
-    alpha : float or ndarray of shape (p,)
-        Weight on the ground-truth labels at every step after the first.
-    ridge : float
-        KRR ridge lambda.
-    steps : int
-        Number of distillation steps T (step 1 is plain KRR).
+    alpha, ridge, steps : float or ndarray (p,), float, int
+        Weight on the ground truth (steps 2..T), KRR ridge lambda, number of steps T.
     eigenvalues : array of shape (k,)
-        The spectrum's eigenvalues d.
     B : array of shape (.., T, k)
         Training-fit filters: ``yhat^(t) = V diag(B[.., t-1]) V^T y``.
     B_limit : array of shape (.., k)
@@ -181,10 +175,8 @@ class DistillationPath:
         Training fits ``yhat^(t)``.
     fit_limit : array of shape (.., n[, c])
         ``V B_limit V^T y``: KRR with ridge ``lambda / alpha``.
-    y_coef : array of shape (k[, c])
-        ``V^T y``.
-    spectrum : Spectrum
-        The decomposition the path was computed from.
+    y_coef, spectrum : array of shape (k[, c]), Spectrum
+        ``V^T y`` and the decomposition the path was computed from.
     """
 
     alpha: float | np.ndarray
@@ -218,10 +210,9 @@ class DistillationPath:
     def summary(self) -> str:
         """Aligned ``key: value`` block: parameters and how close step T is to the limit."""
         xp = namespace(self.fits)
-        diff = xp.reshape(self.fits[..., -1, :] if self.y_coef.ndim == 1 else self.fits[..., -1, :, :], (-1,))
-        lim = xp.reshape(self.fit_limit, (-1,))
-        gap = float(xp.linalg.vector_norm(diff - lim)) / max(float(xp.linalg.vector_norm(lim)), np.finfo(float).tiny)
-        alpha = np.atleast_1d(np.asarray(self.alpha, dtype=float))
+        last = self.fits[..., -1, :] if self.y_coef.ndim == 1 else self.fits[..., -1, :, :]
+        alpha = np.atleast_1d(self.alpha).astype(float)
+        gap = xp.linalg.vector_norm(xp.reshape(last - self.fit_limit, (alpha.size, -1)), axis=1)
         eff = ", ".join("inf" if a == 0 else f"{self.ridge / a:.4g}" for a in alpha)
         rows = {
             "alpha": _alpha_text(self.alpha),
@@ -231,7 +222,7 @@ class DistillationPath:
             "outputs": "1" if self.y_coef.ndim == 1 else str(self.y_coef.shape[1]),
             "zero eigenvalues": str(self.spectrum.n_zero),
             "limit ridge (lambda/alpha)": eff,
-            "|fit_T - fit_limit| / |fit_limit|": f"{gap:.3g}",
+            "|fit_T - fit_limit|": ", ".join(f"{float(g):.3g}" for g in gap),
             "backend": self.backend,
         }
         width = max(len(k) for k in rows)
@@ -287,7 +278,7 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     xp, d = s.xp, s.values
     ridge, steps = float(ridge), int(steps)
     if batch:
-        al = xp.asarray(np.asarray(alpha_v)[:, None], dtype=d.dtype, device=device(d))
+        al = xp.asarray(alpha_v[:, None], dtype=d.dtype, device=device(d))
         shape: tuple[int, ...] = (len(alpha_v),)
     else:
         al, shape = alpha_v, ()
@@ -427,10 +418,8 @@ class OptimalAlphaPath:
     fits : array of shape (T, n[, c])
     errors : ndarray of shape (T,)
         ``||fit^(t) - reference||^2``.
-    ridge : float
-    steps : int
-    y_coef : array of shape (k[, c])
-    spectrum : Spectrum
+    ridge, steps, y_coef, spectrum
+        As in :class:`DistillationPath`.
     """
 
     alphas: np.ndarray
@@ -501,9 +490,9 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     fits = _to_samples(V, _scale(B, zy), vec, xp)
     diff = fits - ref
     errors = to_numpy(xp.sum(diff * diff, axis=tuple(range(1, diff.ndim))))
-    alphas_np, raws_np = np.asarray(alphas), np.asarray(raws)
+    alphas_np, raws_np = np.array(alphas, dtype=float), np.array(raws, dtype=float)
     return OptimalAlphaPath(alphas=alphas_np, alphas_unclipped=raws_np, clipped=alphas_np != raws_np,
-                            degenerate=np.asarray(degs), B=B, C=C, fits=fits, errors=np.asarray(errors, dtype=float),
+                            degenerate=np.array(degs, dtype=bool), B=B, C=C, fits=fits, errors=errors.astype(float),
                             ridge=ridge, steps=int(steps), y_coef=zy, spectrum=s)
 
 
@@ -591,7 +580,7 @@ def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsifi
     if isinstance(path.alpha, float):
         al: Any = path.alpha
     else:
-        al = xp.asarray(np.asarray(path.alpha)[:, None], dtype=d.dtype, device=device(d))
+        al = xp.asarray(path.alpha[:, None], dtype=d.dtype, device=device(d))
     a = d / (d + lam)
     q = (1 - al) * a
     zero_alpha = 1.0 * (al == 0) if isinstance(al, float) else xp.astype(al == 0, d.dtype)

@@ -12,10 +12,12 @@ Write ``u = K c`` (c: dual coefficients, the test-point function is
     c_i <- (1 - lr d_i) c_i + lr tau_i,
 
 and every target rule below is linear in ``(c_i, tau_i)``, so the state of each
-direction evolves by a 2x2 matrix and a path of T recorded steps costs O(k) per step
-(or O(k log steps) per record when the matrix is the same every step). No step
-divides by an eigenvalue: numerically zero eigenvalues (``d in {0, +-1e-15}``) give
-finite, continuous answers.
+direction evolves by a 2x2 matrix: an alpha schedule is iterated at O(k) per step.
+With constant parameters the recursion collapses to a scalar geometric series
+``c_k = b sum_{j<k} r^j`` (below), evaluated by doubling in O(k log steps) per
+record, so ``steps = 10**12`` is as cheap as 40. No discrete step divides by an
+eigenvalue, and the flow uses ``-expm1(-x)/x`` with an exact branch at x = 0:
+numerically zero eigenvalues (``d in {0, +-1e-15}``) give finite, continuous answers.
 
 Because the state starts from ``(c, tau) = (0, y_i)`` and the map is the same for
 every label column, the whole run is two label-free filters per direction,
@@ -31,7 +33,8 @@ Target rules
     exactly GD with step ``lr * alpha``.
 ``"chained"`` (Dong, Hou, Lu, Zhang 2019, self-distillation from the previous step)
     ``target_{t+1} = alpha_t target_t + (1 - alpha_t) u_t``, ``target_0 = y``, with the
-    step map ``[[1 - lr d, lr], [(1 - alpha) d, alpha]]`` on ``(c, tau)``.
+    step map ``M = [[1 - lr d, lr], [(1 - alpha) d, alpha]]`` on ``(c, tau)`` (the target
+    update uses ``u_t``, the outputs before the step).
     For constant alpha, ``det(M - I) = lr d (1-alpha) - lr (1-alpha) d = 0``: one
     eigenvalue is 1, the other is ``trace - 1 = alpha - lr d``. The left eigenvector
     for 1 is ``((1 - alpha)/lr, 1)``, so ``q = ((1-alpha)/lr) c + tau`` is conserved
@@ -41,7 +44,10 @@ Target rules
     regression with ridge ``lambda = (1 - alpha)/lr``. For ``alpha in [0, 1]`` and
     ``lr d > 0`` the condition is ``lr d < 1 + alpha`` (at d = 0 the second eigenvalue
     is alpha: for alpha = 1, chained = gd, and c grows linearly along null directions
-    while u stays 0).
+    while u stays 0). Using ``q`` to eliminate tau, ``c_{k+1} = (alpha - lr d) c_k + lr``,
+    so ``c_k = lr sum_{j<k} (alpha - lr d)^j`` and ``tau_k = 1 - (1 - alpha) sum_{j<k} ...``
+    (per unit of ``y_i``): the unit eigenvalue is treated exactly, with no drift
+    for huge k. gd/anchored are the same series with ``r = 1 - lr alpha d``, ``b = lr alpha``.
 
 Continuous time (``continuous=True``)
 -------------------------------------
@@ -58,8 +64,8 @@ References
 ----------
 Dong, Hou, Lu, Zhang (2019). Distillation ~ early stopping? Harvesting dark knowledge
 utilizing anisotropic information retrieval for overparameterized neural network.
-arXiv:1910.01255 (Sec. 3: GD fits eigen-direction i by ``1 - (1 - eta d_i)^k``; Sec. 4:
-self-distillation targets).
+arXiv:1910.01255 (the AIR analysis: GD fits eigen-direction i by ``1 - (1 - eta d_i)^k``;
+self-distillation with targets from the previous step).
 Jacot, Gabriel, Hongler (2018). Neural tangent kernel. NeurIPS (linearised dynamics).
 """
 
@@ -310,9 +316,31 @@ def _apply(M: Mat, s: Pair) -> Pair:
     return (a * s[0] + b * s[1], c * s[0] + e * s[1])
 
 
-def _square(M: Mat) -> Mat:
-    a, b, c, e = M
-    return (a * a + b * c, a * b + b * e, c * a + e * c, c * b + e * e)
+def _geometric(r: Any, record: np.ndarray, xp: ModuleType) -> list[Any]:
+    """``S_k = sum_{j<k} r^j`` for each k in ``record``, by doubling (no division).
+
+    ``(r^a, S_a)`` and ``(r^b, S_b)`` combine to ``(r^(a+b), S_a + r^a S_b)``; the
+    table of ``(r^(2^j), S_(2^j))`` costs O(k log steps) and each record O(k log gap),
+    marching through the records in increasing order. At r = 1 this gives S_k = k
+    exactly; relative round-off grows like log(k) eps, not k eps.
+    """
+    table = [(r, xp.ones_like(r))]  # (r^1, S_1)
+    P, S, pos = xp.ones_like(r), xp.zeros_like(r), 0
+    out: list[Any] = [None] * record.shape[0]
+    for j in np.argsort(record, kind="stable"):
+        gap, bit = int(record[j]) - pos, 0
+        while gap:
+            if bit == len(table):
+                Pb, Sb = table[-1]
+                table.append((Pb * Pb, Sb + Pb * Sb))
+            if gap & 1:
+                Pb, Sb = table[bit]
+                P, S = P * Pb, S + P * Sb
+            gap >>= 1
+            bit += 1
+        pos = int(record[j])
+        out[j] = S
+    return out
 
 
 def _filters(d: Any, xp: ModuleType, *, lr: float, alpha: float | None, schedule: np.ndarray | None,
@@ -326,20 +354,18 @@ def _filters(d: Any, xp: ModuleType, *, lr: float, alpha: float | None, schedule
             M = _flow_map(d, lr * float(record[j]), lr, alpha, rule, xp)
             out[j] = (M[1], M[3])  # exp(G t) applied to (0, 1)
     elif schedule is None:
-        # same matrix every step: march between sorted records with binary powers M^(2^j)
-        powers = [_step_map(d, lr, alpha, rule, xp)]
-        state, pos = start, 0
-        for j in np.argsort(record, kind="stable"):
-            gap, bit = int(record[j]) - pos, 0
-            while gap:
-                if bit == len(powers):
-                    powers.append(_square(powers[-1]))
-                if gap & 1:
-                    state = _apply(powers[bit], state)
-                gap >>= 1
-                bit += 1
-            pos = int(record[j])
-            out[j] = state
+        # Constant parameters reduce to a scalar geometric series per direction.
+        # gd/anchored: c_{k+1} = r c_k + b with r = 1 - lr alpha d, b = lr alpha, tau = 1.
+        # chained: q = ((1-alpha)/lr) c + tau = 1 is conserved, so tau = 1 - ((1-alpha)/lr) c
+        # and c_{k+1} = (alpha - lr d) c_k + lr. Either way c_k = b S_k(r), S_k = sum_{j<k} r^j:
+        # the unit eigenvalue is handled exactly (no drift from powering a 2x2 matrix).
+        if rule == "chained":
+            r, b = alpha - lr * d, lr
+        else:
+            a = 1.0 if alpha is None else alpha
+            r, b = 1 - (lr * a) * d, lr * a
+        for j, S in enumerate(_geometric(r, record, xp)):
+            out[j] = (b * S, 1 - (1 - alpha) * S) if rule == "chained" else (b * S, xp.ones_like(d))
     else:
         order = np.argsort(record, kind="stable")
         state, j = start, 0
@@ -379,7 +405,7 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     ``u <- u - lr K (u - target_t)``, ``u(0) = 0``; per eigen-direction the state
     ``(c_i, tau_i)`` (dual coefficient, target) evolves by a 2x2 matrix (module
     docstring). gd fits direction i by the fraction ``1 - (1 - lr d_i)^k``
-    (Dong et al. 2019, Sec. 3); chained self-distillation with constant alpha
+    (Dong et al. 2019); chained self-distillation with constant alpha
     converges to KRR with ridge ``(1 - alpha)/lr`` (derivation in the module docstring).
 
     Parameters
@@ -387,7 +413,7 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     spectrum : Spectrum
         Eigendecomposition of the training kernel (``kernels.spectrum(K)``). Cost:
         O(k) per step with an alpha schedule, O(k log steps) per recorded step
-        otherwise, plus O(T n k c) to map the fits back.
+        otherwise (geometric series by doubling), plus O(T n k c) to map the fits back.
     y : array of shape (n,) or (n, c)
         Labels (regression targets or one-hot), same backend as the spectrum.
     lr : float

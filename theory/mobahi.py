@@ -178,8 +178,8 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
 
     z = V.T @ y
     zz = z * z if z.ndim == 1 else xp.sum(z * z, axis=1)
-    E = np.asarray(to_numpy(zz), dtype=np.float64)
-    d = np.asarray(to_numpy(s.values), dtype=np.float64)
+    E = to_numpy(zz).astype(np.float64)
+    d = to_numpy(s.values).astype(np.float64)
     total0 = float(to_numpy(xp.sum(y * y)))
     outside = 0.0 if s.is_full else max(total0 - float(E.sum()), 0.0)
     null_mask = d <= s.zero_tol
@@ -229,10 +229,10 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     else:
         collapsed = energy[-1] <= budget
     R = len(cs)
-    B_host = np.cumprod(np.asarray(gains), axis=0) if R else np.zeros((0, d.size))
+    B_host = np.cumprod(np.array(gains), axis=0) if R else np.zeros((0, d.size))
     B = xp.asarray(B_host, dtype=s.values.dtype, device=device(s.values))
     coefs = B * z if z.ndim == 1 else B[:, :, None] * z
     fits = xp.matmul(coefs, V.T) if z.ndim == 1 else xp.matmul(V, coefs)
-    return MobahiPath(c=np.asarray(cs, dtype=float), fits=fits, B=B, fit_errors=np.asarray(errs, dtype=float),
-                      label_energy=np.asarray(energy), null_energy=null_energy, n_rounds=R, collapsed=bool(collapsed),
+    return MobahiPath(c=np.array(cs, dtype=float), fits=fits, B=B, fit_errors=np.array(errs, dtype=float),
+                      label_energy=np.array(energy, dtype=float), null_energy=null_energy, n_rounds=R, collapsed=bool(collapsed),
                       epsilon=eps, max_rounds=int(max_rounds), y_coef=z, spectrum=s)

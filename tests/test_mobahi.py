@@ -1,0 +1,165 @@
+"""Mobahi et al. fixed-budget self-distillation rounds against an explicit dense loop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from kernels.spectrum import Spectrum, spectrum
+from tests.conftest import to_backend
+from theory.mobahi import _CONSTRAINTS, MobahiPath, mobahi_rounds
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def rbf_problem(n=30, seed=0, gamma=0.5):
+    r = np.random.default_rng(seed)
+    X = r.normal(size=(n, 2))
+    K = np.exp(-gamma * ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    y = np.sin(2 * X[:, 0]) + 0.2 * r.normal(size=n)
+    Y = np.eye(3)[r.integers(0, 3, n)]
+    return K, y, Y
+
+
+def dense_rounds(K, y, eps, max_rounds=100):
+    """Explicit loop: c_t by brentq on the dense fit error, y_t = K (c_t I + K)^-1 y_{t-1}."""
+    n = len(K)
+    prev, cs, fits = y, [], []
+    for _ in range(max_rounds):
+        if np.sum(prev ** 2) <= n * eps:
+            break
+        step = lambda c, p=prev: K @ np.linalg.solve(K + c * np.eye(n), p)  # noqa: E731
+        err = lambda u, p=prev: np.sum((step(math.exp(u), p) - p) ** 2) / n - eps  # noqa: E731
+        c = math.exp(brentq(err, math.log(1e-10), math.log(1e10), xtol=1e-14))
+        prev = step(c)
+        cs.append(c)
+        fits.append(prev)
+    return np.asarray(cs), np.asarray(fits)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return rbf_problem()
+
+
+@pytest.mark.parametrize("onehot", [False, True])
+def test_rounds_match_dense_loop(problem, backend, onehot):
+    K, y, Y = problem
+    labels, eps = (Y, 0.02) if onehot else (y, 0.01)
+    path = mobahi_rounds(spectrum(to_backend(K, backend)), to_backend(labels, backend), epsilon=eps)
+    cs, fits = dense_rounds(K, labels, eps)
+    assert path.backend == backend
+    assert path.collapsed and path.n_rounds == len(cs) >= 2
+    np.testing.assert_allclose(path.c, cs, rtol=1e-7)
+    np.testing.assert_allclose(_np(path.fits), fits, atol=1e-8)
+
+
+@pytest.mark.parametrize("eps", [0.003, 0.01, 0.05])
+def test_budget_monotone_c_and_collapse(problem, eps):
+    K, y, _ = problem
+    n = len(y)
+    path = mobahi_rounds(spectrum(K), y, epsilon=eps)
+    prev = np.vstack([y[None], path.fits])
+    errors = np.sum(np.diff(prev, axis=0) ** 2, axis=1) / n  # from the fits themselves
+    np.testing.assert_allclose(errors, eps, rtol=1e-8)
+    np.testing.assert_allclose(path.fit_errors, eps, rtol=1e-8)
+    assert np.all(np.diff(path.c) >= 0)  # c_t non-decreasing (Mobahi et al.)
+    norms = np.sum(prev ** 2, axis=1)
+    np.testing.assert_allclose(path.label_energy, norms, rtol=1e-10)
+    assert path.collapsed and norms[-1] <= n * eps < norms[-2]
+    # B is the per-direction product of d / (d + c_s)
+    s = spectrum(K)
+    gains = s.values[None] / (s.values[None] + path.c[:, None])
+    np.testing.assert_allclose(path.B, np.cumprod(gains, axis=0), rtol=1e-10)
+
+
+def test_max_rounds_stops_before_collapse(problem):
+    K, y, _ = problem
+    full = mobahi_rounds(spectrum(K), y, epsilon=0.003)
+    part = mobahi_rounds(spectrum(K), y, epsilon=0.003, max_rounds=2)
+    assert part.n_rounds == 2 and not part.collapsed and full.n_rounds > 2
+    np.testing.assert_allclose(part.c, full.c[:2])
+    assert "collapsed=False" in repr(part) and "rounds: 2 (max 2)" in part.summary()
+
+
+def test_already_collapsed_gives_zero_rounds(problem):
+    K, y, _ = problem
+    path = mobahi_rounds(spectrum(K), 1e-3 * y, epsilon=0.01)
+    assert path.n_rounds == 0 and path.collapsed and path.fits.shape == (0, len(y)) and path.c.shape == (0,)
+
+
+def test_null_space_counts_in_round_one():
+    """A rank-3 linear kernel: the null-space part of y is removed in round 1 and spends its budget."""
+    r = np.random.default_rng(3)
+    X = r.normal(size=(20, 3))
+    K = X @ X.T
+    y = X @ r.normal(size=3) + 0.3 * r.normal(size=20)
+    s = spectrum(K, psd="clip")
+    assert s.n_zero == 17
+    eps = 0.2
+    path = mobahi_rounds(s, y, epsilon=eps)
+    cs, fits = dense_rounds(K, y, eps)
+    assert path.n_rounds == len(cs) and path.collapsed
+    np.testing.assert_allclose(path.c, cs, rtol=1e-6)
+    np.testing.assert_allclose(path.fits, fits, atol=1e-8)
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    assert path.null_energy == pytest.approx(np.sum(resid ** 2), rel=1e-8)
+    with pytest.raises(ValueError, match="epsilon"):
+        mobahi_rounds(s, y, epsilon=0.9 * path.null_energy / 20)
+
+
+def test_top_k_spectrum_matches_truncated_kernel(problem):
+    K, y, _ = problem
+    s = spectrum(K, k=8, method="full")  # y has energy / n = 0.073 outside the top 8
+    Kk = s.to_dense()
+    path = mobahi_rounds(s, y, epsilon=0.1)
+    cs, fits = dense_rounds(Kk, y, 0.1)
+    assert path.n_rounds == len(cs) and path.null_energy > 0
+    np.testing.assert_allclose(path.c, cs, rtol=1e-6)
+    np.testing.assert_allclose(path.fits, fits, atol=1e-8)
+
+
+def test_torch_and_numpy_agree(problem):
+    K, _, Y = problem
+    ref = mobahi_rounds(spectrum(K), Y, epsilon=0.02)
+    tp = mobahi_rounds(spectrum(to_backend(K, "torch")), to_backend(Y, "torch"), epsilon=0.02)
+    assert type(tp.fits).__module__.startswith("torch") and isinstance(tp, MobahiPath)
+    np.testing.assert_allclose(tp.c, ref.c, rtol=1e-8)
+    np.testing.assert_allclose(_np(tp.fits), ref.fits, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(_CONSTRAINTS))
+def test_every_constraint_is_enforced(problem, name):
+    K, y, _ = problem
+    kwargs = dict(epsilon=0.01, max_rounds=5)
+    kwargs[name] = _CONSTRAINTS[name].invalid_example()
+    with pytest.raises((ValueError, TypeError), match=name):
+        mobahi_rounds(spectrum(K), y, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(epsilon=0.0), "epsilon"), (dict(epsilon=math.nan), "epsilon"), (dict(epsilon=math.inf), "epsilon"),
+    (dict(epsilon="0.1"), "epsilon"), (dict(max_rounds=0), "max_rounds"), (dict(max_rounds=1.5), "max_rounds"),
+])
+def test_bad_parameters(problem, kwargs, name):
+    K, y, _ = problem
+    with pytest.raises((ValueError, TypeError), match=name):
+        mobahi_rounds(spectrum(K), y, **(dict(epsilon=0.01) | kwargs))
+
+
+def test_bad_arrays(problem):
+    K, y, _ = problem
+    with pytest.raises(ValueError, match="y"):
+        mobahi_rounds(spectrum(K), y[:-1], epsilon=0.01)
+    with pytest.raises(ValueError, match="y"):
+        mobahi_rounds(spectrum(K), np.full_like(y, np.inf), epsilon=0.01)
+    with pytest.raises(TypeError, match="spectrum"):
+        mobahi_rounds(K, y, epsilon=0.01)
+    with pytest.raises(TypeError, match="y"):
+        mobahi_rounds(spectrum(K), to_backend(y, "torch"), epsilon=0.01)
+    assert isinstance(Spectrum, type)

@@ -1,0 +1,425 @@
+"""A whole alpha-weighted self-distillation study on one factorisation.
+
+:mod:`theory.distillation` computes the Borup & Andersen (2021) path in the eigenbasis
+of K. A study that only needs fits and test predictions (no B-diagonals, no limit)
+does not need the spectrum at all: with ``A = K (K + lambda I)^-1``, step t of the
+distillation fits
+
+    yhat^(t) = sum_{j=1}^{t-1} alpha (1 - alpha)^(j-1) A^j y  +  (1 - alpha)^(t-1) A^t y,     (1)
+
+a convex combination of the Krylov vectors ``P_j = A^j y`` (expand the recursion
+``B^(t+1) = A((1 - alpha) B^(t) + alpha I)``, ``B^(1) = A``, of Borup & Andersen,
+eq. 7). The targets of step t are ``tau_t = alpha y + (1 - alpha) yhat^(t-1)``
+(``tau_1 = y``), so with ``g_j = (K + lambda I)^-1 P_j``
+
+    tau_t = sum_j v_tj P_j,     dual^(t) = (K + lambda I)^-1 tau_t = sum_j v_tj g_j,
+    yhat^(t) = K dual^(t) = sum_j v_tj P_(j+1),     P_(j+1) = K g_j = P_j - lambda g_j,   (2)
+
+with the weights ``v_1 = e_0`` and ``v_(t+1) = alpha e_0 + (1 - alpha) shift(v_t)``.
+Every alpha shares the same T vectors ``g_0 .. g_(T-1)``: the Cholesky route factors
+``K + lambda I = L L^T`` once, runs T pairs of triangular solves (one per step, for
+all alphas together) and combines them with the (A, T, T) weights; test predictions
+need one product ``K_cross [g_0 .. g_(T-1)]``. Its cost is ``n^3/3 + 2 T c n^2``
+flops, against about twelve times ``n^3/3`` for one full eigendecomposition.
+
+The eigen route (:func:`kernels.spectrum` + :func:`theory.distillation.self_distillation`)
+is taken when the caller needs the spectrum (``need_spectrum=True``: B-diagonals, the
+``t -> inf`` limit, sparsification), when asked for, or when the flop model says it
+is cheaper (very many steps times outputs against n).
+
+References
+----------
+K. Borup and L. N. Andersen, "Even your teacher needs guidance: ground-truth targets
+dampen regularization imposed by self-distillation", NeurIPS 2021, arXiv:2102.13088.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from kernels._backend import backend_name, cho_solve, cholesky, device, lstsq, namespace
+from kernels._checks import (
+    Interval,
+    Options,
+    check_features,
+    check_kernel_matrix,
+    check_labels,
+    check_param,
+    check_same_namespace,
+)
+from kernels.spectrum import Spectrum, spectrum
+from theory.distillation import DistillationPath, _check_alpha, self_distillation
+
+__all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY"]
+
+ROUTES = ("auto", "cholesky", "eigen")
+
+#: Wall time of one full eigendecomposition in units of one Cholesky factorisation of
+#: the same matrix (scipy ``evd`` vs ``potrf``; about 12 at n = 2000-8000 on CPU,
+#: see ``benchmarks/BASELINES.md``, row 4). Used by ``route="auto"``.
+EIGH_PER_CHOLESKY = 12.0
+
+_CONSTRAINTS: dict[str, Any] = {
+    "ridge": Interval(float, 0, math.inf, "neither"),
+    "steps": Interval(int, 1, None, "left"),
+    "route": Options(ROUTES),
+    "need_spectrum": Options((False, True)),
+}
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True, eq=False)
+class DistillationStudy:
+    """Fits and test predictions of every step of every alpha, and how they were solved.
+
+    Shapes: A alphas, T steps, n training points, m test points; ``[, c]`` is present
+    for (n, c) labels. The leading A axis is always present (a scalar alpha gives A = 1).
+
+    Attributes
+    ----------
+    fits : array of shape (A, T, n[, c])
+        Training fits ``yhat^(t)`` (step 1 is plain KRR for every alpha).
+    predictions : array of shape (A, T, m[, c]) or None
+        ``K_cross dual^(t)`` when ``K_cross`` was given.
+    dual_coef : array of shape (A, T, n[, c])
+        ``dual^(t) = (K + lambda I)^-1 tau_t``; ``f^(t)(x) = k(x, X) dual^(t)``.
+    route : {"cholesky", "eigen"}
+        The route used.
+    alpha : ndarray of shape (A,)
+        Weights on the ground truth (float64, on the host).
+    ridge : float
+    steps : int
+    solver : {"cholesky", "lstsq-fallback", "eigen"}
+        ``"lstsq-fallback"`` when ``K + lambda I`` was not numerically positive definite
+        and least squares replaced the Cholesky solves (a warning was issued too).
+    route_reason : str
+        Why this route was chosen (request, ``need_spectrum``, or the two flop estimates).
+    cost_estimate : dict
+        Estimated flops of each route: ``{"cholesky": ..., "eigen": ...}``.
+    n_factorisations : int
+        O(n^3) factorisations done: 1 (a Cholesky factor or one eigendecomposition).
+    n_solves : int
+        Pairs of triangular solves (each with c right-hand sides) on the Cholesky route;
+        T, whatever the number of alphas. 0 on the eigen route.
+    message : str
+        Why the solver fell back (empty otherwise).
+    path : DistillationPath or None
+        The eigen route's closed-form path (B-diagonals, limit, spectrum); None on the
+        Cholesky route.
+    """
+
+    fits: Any
+    predictions: Any
+    dual_coef: Any
+    route: str
+    alpha: np.ndarray
+    ridge: float
+    steps: int
+    solver: str
+    route_reason: str
+    cost_estimate: dict
+    n_factorisations: int
+    n_solves: int
+    message: str = ""
+    path: DistillationPath | None = field(default=None, repr=False)
+    _basis: Any = field(default=None, repr=False)
+    _weights: Any = field(default=None, repr=False)
+
+    @property
+    def backend(self) -> str:
+        return backend_name(namespace(self.fits))
+
+    @property
+    def spectrum(self) -> Spectrum | None:
+        """The eigendecomposition (eigen route only)."""
+        return None if self.path is None else self.path.spectrum
+
+    def predict(self, K_cross: Any) -> Any:
+        """Predictions of every alpha and step at new points: shape (A, T, m[, c]).
+
+        ``K_cross = k(X_new, X_train)`` of shape (m, n). On the Cholesky route this costs
+        one product with the T basis vectors, not A T.
+        """
+        fn = "DistillationStudy.predict"
+        n = self.fits.shape[2]
+        Kc = _check_cross(K_cross, self.fits, n, fn)
+        if self._basis is not None:
+            return _combine_cross(Kc, self._basis, self._weights, self.fits.ndim == 3, namespace(Kc))
+        return _apply_cross(Kc, self.dual_coef, self.fits.ndim == 3, namespace(Kc))
+
+    def summary(self) -> str:
+        """Aligned ``key: value`` block: sizes, route, solver and the flop estimates."""
+        shape = tuple(self.fits.shape)
+        rows = {
+            "alphas": np.array2string(self.alpha, precision=4, separator=", "),
+            "ridge": f"{self.ridge:g}",
+            "steps": str(self.steps),
+            "n": str(shape[2]),
+            "outputs": "1" if len(shape) == 3 else str(shape[3]),
+            "test points": "-" if self.predictions is None else str(self.predictions.shape[2]),
+            "route": self.route,
+            "why": self.route_reason,
+            "solver": self.solver + (f" ({self.message})" if self.message else ""),
+            "factorisations": str(self.n_factorisations),
+            "triangular solve pairs": str(self.n_solves),
+            "backend": self.backend,
+        }
+        width = max(len(k) for k in rows)
+        return "\n".join(f"{k.rjust(width)}: {v}" for k, v in rows.items())
+
+    def __repr__(self) -> str:
+        return (f"DistillationStudy(route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "
+                f"steps={self.steps}, ridge={self.ridge:g}, shape={tuple(self.fits.shape)}, backend={self.backend!r})")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def study_weights(alpha: Any, steps: int) -> np.ndarray:
+    """Krylov weights ``v[a, t, j]`` of eq. (2): ``tau_(t+1) = sum_j v[a, t, j] A^j y``.
+
+    ``v[:, 0] = e_0`` (the first targets are y) and
+    ``v[:, t] = alpha e_0 + (1 - alpha) shift(v[:, t-1])``. Every row is a convex
+    combination (non-negative, sums to 1), which keeps the combination of the Krylov
+    vectors stable. The fit of step t+1 is ``sum_j v[a, t, j] A^(j+1) y``.
+
+    Parameters
+    ----------
+    alpha : float or 1-D sequence of floats in [0, 1]
+    steps : int >= 1
+
+    Returns
+    -------
+    ndarray of shape (A, steps, steps), float64
+    """
+    fn = "study_weights"
+    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
+    al = _alpha_vector(alpha, fn)
+    T = int(steps)
+    v = np.zeros((al.size, T, T))
+    v[:, 0, 0] = 1.0
+    for t in range(1, T):
+        v[:, t, 0] = al
+        v[:, t, 1:] = (1.0 - al)[:, None] * v[:, t - 1, :-1]
+    return v
+
+
+def _alpha_vector(alpha: Any, fn: str) -> np.ndarray:
+    value, batch = _check_alpha(alpha, fn)
+    return np.asarray(value, dtype=float) if batch else np.asarray([value], dtype=float)
+
+
+def _check_cross(K_cross: Any, like: Any, n: int, fn: str) -> Any:
+    arr, xp = check_features(K_cross, fn, "K_cross", like=like)
+    check_same_namespace(fn, K_cross=arr, K=like)
+    if arr.shape[1] != n:
+        raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); "
+                         f"got shape {tuple(arr.shape)}")
+    return xp.astype(arr, like.dtype) if arr.dtype != like.dtype else arr
+
+
+def _as_columns(y: Any, xp: ModuleType) -> Any:
+    """(n,) -> (n, 1); (n, c) unchanged."""
+    return xp.reshape(y, (y.shape[0], 1)) if y.ndim == 1 else y
+
+
+def _combine(weights: Any, basis: Any, xp: ModuleType) -> Any:
+    """``out[a, t] = sum_j weights[a, t, j] basis[j]``: (A, T, J) x (J, r, c) -> (A, T, r, c)."""
+    A, T, J = weights.shape
+    flat = xp.reshape(basis, (J, -1))
+    out = xp.matmul(xp.reshape(weights, (A * T, J)), flat)
+    return xp.reshape(out, (A, T) + tuple(basis.shape[1:]))
+
+
+def _squeeze(x: Any, vector: bool, xp: ModuleType) -> Any:
+    return x[..., 0] if vector else x
+
+
+def _combine_cross(Kc: Any, basis: Any, weights: Any, vector: bool, xp: ModuleType) -> Any:
+    """Predictions from the basis of dual vectors (T, n, c): one GEMM with T c columns."""
+    T, n, c = basis.shape
+    cols = xp.reshape(xp.permute_dims(basis, (1, 0, 2)), (n, T * c))  # (n, T c)
+    H = xp.reshape(Kc @ cols, (Kc.shape[0], T, c))
+    H = xp.permute_dims(H, (1, 0, 2))  # (T, m, c)
+    return _squeeze(_combine(weights, H, xp), vector, xp)
+
+
+def _apply_cross(Kc: Any, duals: Any, vector: bool, xp: ModuleType) -> Any:
+    """``K_cross dual`` for duals of shape (A, T, n) or (A, T, n, c)."""
+    if vector:
+        return xp.matmul(duals, Kc.T)
+    return xp.matmul(Kc, duals)
+
+
+def _flops(n: int, m: int, c: int, A: int, T: int) -> dict[str, float]:
+    """Flop model of both routes (``EIGH_PER_CHOLESKY`` Choleskys per eigendecomposition)."""
+    chol = n ** 3 / 3 + 2.0 * n * n * c * T + 4.0 * A * T * T * n * c + 2.0 * m * n * T * c + 2.0 * A * T * T * m * c
+    eig = EIGH_PER_CHOLESKY * n ** 3 / 3 + 2.0 * n * n * c + 4.0 * A * T * n * n * c + 2.0 * m * n * A * T * c
+    return {"cholesky": float(chol), "eigen": float(eig)}
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+def _cholesky_route(K: Any, Y: Any, ridge: float, T: int, xp: ModuleType, fn: str) -> tuple[Any, Any, str, str]:
+    """Krylov vectors: ``g_j = (K + lambda I)^-1 P_j``, ``P_(j+1) = P_j - lambda g_j`` (eq. 2).
+
+    Returns ``(G, P)`` of shapes (T, n, c) and (T, n, c) (``P_1 .. P_T``), the solver
+    name and the fallback message.
+    """
+    n = K.shape[0]
+    M = K + ridge * xp.eye(n, dtype=K.dtype, device=device(K))
+    solver, message, L = "cholesky", "", None
+    try:
+        L = cholesky(M)
+        if not bool(xp.all(xp.isfinite(L))):
+            raise np.linalg.LinAlgError("the Cholesky factor has non-finite entries")
+    except np.linalg.LinAlgError as exc:
+        solver, message = "lstsq-fallback", str(exc)
+        warnings.warn(f"{fn}: K + ridge I is not numerically positive definite at ridge={ridge:g} ({message}); "
+                      f"using least squares for every step instead (recorded as solver='lstsq-fallback'). "
+                      f"A larger ridge avoids this.", UserWarning, stacklevel=3)
+    if L is not None:
+        del M
+    Gs, Ps = [], []
+    P = Y
+    for _ in range(T):
+        g = cho_solve(L, P) if L is not None else lstsq(M, P)
+        P = P - ridge * g
+        Gs.append(g)
+        Ps.append(P)
+    return xp.stack(Gs, axis=0), xp.stack(Ps, axis=0), solver, message
+
+
+def _eigen_route(K: Any, y: Any, ridge: float, alpha: np.ndarray, T: int, xp: ModuleType) -> tuple[Any, Any, DistillationPath]:
+    """Fits and duals from one eigendecomposition via :func:`self_distillation`."""
+    path = self_distillation(spectrum(K), y, ridge=ridge, alpha=alpha, steps=T)
+    s, coef = path.spectrum, path.y_coef
+    if coef.ndim == 1:
+        duals = xp.matmul(path.C * coef, s.vectors.T)  # (A, T, n)
+    else:
+        duals = xp.matmul(s.vectors, path.C[..., :, None] * coef)  # (A, T, n, c)
+    return path.fits, duals, path
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, steps: int, K_cross: Any = None,
+                       route: str = "auto", need_spectrum: bool = False) -> DistillationStudy:
+    """Every step of alpha-weighted KRR self-distillation, for many alphas, on one factorisation.
+
+    Step t fits kernel ridge regression (ridge lambda) to ``tau_t = alpha y + (1 - alpha)
+    yhat^(t-1)``, ``yhat^(0) = y`` (Borup & Andersen 2021, arXiv:2102.13088): the fit is
+    ``yhat^(t) = K (K + lambda I)^-1 tau_t`` and the dual coefficients
+    ``(K + lambda I)^-1 tau_t`` give test predictions ``K_cross dual``.
+
+    Two routes compute the same numbers:
+
+    * ``"cholesky"``: one factorisation ``K + lambda I = L L^T`` and T pairs of
+      triangular solves shared by all alphas, via the Krylov expansion (1)-(2) of the
+      module notes (every fit is a convex combination of ``A^j y``). Cost
+      ``n^3/3 + 2 T c n^2`` flops plus small products; no eigenvalues.
+    * ``"eigen"``: one eigendecomposition (:func:`kernels.spectrum`) and
+      :func:`theory.distillation.self_distillation`; about ``EIGH_PER_CHOLESKY`` (12)
+      times the factorisation cost, but it also yields the B-diagonals, the limit
+      ``B^(inf)`` and the spectrum (``result.path``).
+
+    ``route="auto"`` takes ``"eigen"`` when ``need_spectrum=True`` and otherwise the
+    route with the smaller flop estimate (``result.cost_estimate``), which is the
+    Cholesky route unless ``T c`` is large against n (roughly ``T c > 2 n``).
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        Symmetric kernel matrix of the training points (numpy, torch or CuPy).
+    y : array of shape (n,) or (n, c)
+        Ground-truth targets; lists become arrays of K's namespace.
+    ridge : float
+        KRR ridge lambda in (0, inf).
+    alpha : float or 1-D sequence of floats in [0, 1]
+        Weights on the ground truth (one study row each; a scalar gives one row).
+    steps : int
+        Number of distillation steps T >= 1 (step 1 is plain KRR).
+    K_cross : array of shape (m, n), optional
+        ``k(X_test, X_train)``; when given, ``predictions`` holds every step's test
+        predictions. More can be had later with :meth:`DistillationStudy.predict`.
+    route : {"auto", "cholesky", "eigen"}, default="auto"
+    need_spectrum : bool, default=False
+        The caller needs B-diagonals, the limit or the spectrum: forces the eigen route
+        (``route="cholesky"`` with ``need_spectrum=True`` is an error).
+
+    Returns
+    -------
+    DistillationStudy
+        Fits, predictions, dual coefficients, the route and the solver used.
+
+    Raises
+    ------
+    ValueError
+        ridge <= 0, alpha outside [0, 1], steps < 1, unknown route, shape mismatches,
+        non-finite input, an asymmetric K, or (eigen route) a K that is not PSD.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.linspace(0, 1, 30)[:, None]
+    >>> K = np.exp(-10 * (X - X.T) ** 2)
+    >>> study = distillation_study(K, np.sin(6 * X[:, 0]), ridge=0.1, alpha=[0.0, 0.5, 1.0], steps=5)
+    >>> study.route, study.fits.shape, study.n_solves
+    ('cholesky', (3, 5, 30), 5)
+    >>> eig = distillation_study(K, np.sin(6 * X[:, 0]), ridge=0.1, alpha=[0.0, 0.5, 1.0], steps=5, route="eigen")
+    >>> bool(np.allclose(study.fits, eig.fits))
+    True
+    """
+    fn = "distillation_study"
+    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
+    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
+    check_param(fn, "route", route, _CONSTRAINTS["route"])
+    if not isinstance(need_spectrum, bool):
+        raise TypeError(f"{fn}: need_spectrum must be one of False, True; got {need_spectrum!r}")
+    alphas = _alpha_vector(alpha, fn)
+    if route == "cholesky" and need_spectrum:
+        raise ValueError(f"{fn}: need_spectrum=True needs the eigen route; got route='cholesky' (use route='auto' or 'eigen')")
+    K, xp = check_kernel_matrix(K, fn, "K")
+    n = K.shape[0]
+    y, _ = check_labels(y, n, fn, "y", like=K, dtype=K.dtype)
+    Kc = None if K_cross is None else _check_cross(K_cross, K, n, fn)
+    ridge, T, A = float(ridge), int(steps), int(alphas.size)
+    vector = y.ndim == 1
+    c = 1 if vector else int(y.shape[1])
+    cost = _flops(n, 0 if Kc is None else int(Kc.shape[0]), c, A, T)
+
+    if route == "auto":
+        if need_spectrum:
+            chosen, reason = "eigen", "auto: need_spectrum=True (B-diagonals / limit / spectrum need the eigendecomposition)"
+        else:
+            chosen = "cholesky" if cost["cholesky"] <= cost["eigen"] else "eigen"
+            reason = (f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
+                      f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)")
+    else:
+        chosen, reason = route, f"route={route!r} requested"
+
+    if chosen == "cholesky":
+        G, P, solver, message = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn)
+        W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
+        duals = _squeeze(_combine(W, G, xp), vector, xp)
+        fits = _squeeze(_combine(W, P, xp), vector, xp)
+        preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
+        return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="cholesky", alpha=alphas,
+                                 ridge=ridge, steps=T, solver=solver, route_reason=reason, cost_estimate=cost,
+                                 n_factorisations=1, n_solves=T, message=message, path=None, _basis=G, _weights=W)
+
+    fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
+    preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
+    return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="eigen", alpha=alphas, ridge=ridge,
+                             steps=T, solver="eigen", route_reason=reason, cost_estimate=cost, n_factorisations=1,
+                             n_solves=0, path=path)
