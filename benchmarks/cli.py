@@ -85,13 +85,21 @@ def _write_index(out: Path) -> Path:
     return atomic_write_text(out / "index.md", "\n".join(lines) + "\n")
 
 
-def _run_one(bench: Benchmark, args: argparse.Namespace, options: dict) -> Path:
-    directory = latest_partial_dir(args.out, bench.name) if args.resume else None
+def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | None = None, backend: str = "numpy",
+              device: str = "cpu", seed: int = 0, resume: bool = False, progress: bool = True,
+              options: dict | None = None, overrides: dict | None = None) -> Path:
+    """Run one benchmark into ``out/<name>/<timestamp>/`` atomically and return that directory.
+
+    The run writes into a hidden ``.<timestamp>.partial`` directory (its finished parts under
+    ``parts/``), then ``result.json`` and ``report.md``, and only then renames the directory.
+    With ``resume`` the newest partial directory of this run is continued.
+    """
+    directory = latest_partial_dir(out, bench.name) if resume else None
     resumed = directory is not None
-    directory = directory or new_partial_dir(args.out, bench.name)
-    ctx = RunContext(name=bench.name, directory=directory, quick=args.quick, data=args.data, backend=args.backend,
-                     device=args.device, seed=args.seed, progress=not args.no_progress,
-                     options={k: v for k, v in options.items() if k in bench.options})
+    directory = directory or new_partial_dir(out, bench.name)
+    ctx = RunContext(name=bench.name, directory=directory, quick=quick, data=data, backend=backend, device=device,
+                     seed=seed, progress=progress, options={k: v for k, v in (options or {}).items() if k in bench.options},
+                     overrides=dict(overrides or {}))
     start = time.perf_counter()
     try:
         output = bench.func(ctx)
@@ -100,14 +108,14 @@ def _run_one(bench: Benchmark, args: argparse.Namespace, options: dict) -> Path:
             shutil.rmtree(directory, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start
-    result = {"name": bench.name, "quick": args.quick, "seed": args.seed, "backend": args.backend, "device": args.device,
-              "data": str(args.data) if args.data else None, "options": ctx.options, "parameters": output.parameters,
-              "resumed": resumed, "seconds": seconds, "environment": environment(), "numbers": output.numbers,
-              "figures": list(output.figures)}
+    result = {"name": bench.name, "quick": quick, "seed": seed, "backend": backend, "device": device,
+              "data": str(data) if data else None, "options": ctx.options, "overrides": ctx.overrides,
+              "parameters": output.parameters, "resumed": resumed, "seconds": seconds, "environment": environment(),
+              "numbers": output.numbers, "figures": list(output.figures)}
     atomic_write_json(directory / "result.json", result)
     header = (f"# {bench.name}\n\n{bench.summary}\n\n"
-              f"- quick: {args.quick}, seed: {args.seed}, backend: {args.backend}, device: {args.device}, "
-              f"time: {seconds:.1f} s\n- data: {args.data or 'bundled'}\n\n")
+              f"- quick: {quick}, seed: {seed}, backend: {backend}, device: {device}, time: {seconds:.1f} s\n"
+              f"- data: {data or 'bundled'}\n\n")
     body = output.markdown + "\n" + "".join(f"\n![{f}]({f})\n" for f in output.figures)
     atomic_write_text(directory / "report.md", header + body)
     return finalize_dir(directory)
@@ -138,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require_cuda(args.backend)
         for bench in benches:
             print(f"[airkit] running {bench.name} ...", flush=True)
-            final = _run_one(bench, args, options)
+            final = run_named(bench, out=args.out, quick=args.quick, data=args.data, backend=args.backend,
+                              device=args.device, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+                              options=options)
             print(f"[airkit] {bench.name}: {final / 'report.md'}", flush=True)
         index = _write_index(args.out)
     except (BenchmarkError, ValueError, TypeError, FileNotFoundError, ImportError) as exc:

@@ -103,3 +103,39 @@ def load_noisy(data: Path | None, *, n_train: int, n_val: int, n_test: int, nois
         return noisy_digits(n_train=n_train, n_val=n_val, noise=noise, seed=seed)
     return noisy_cifar_subset(data, n_train=n_train, n_val=n_val, n_test=n_test, noise=noise, seed=seed,
                               progress=progress)
+
+
+def write_digits_as_cifar(root: Path, *, seed: int = 0, n_test: int = 400) -> Path:
+    """scikit-learn's digits written as CIFAR-10 python batches (``root/cifar-10-batches-py``).
+
+    Each 8x8 digit is upsampled 4x to 32x32 (nearest), tiled to 3 channels and scaled to
+    uint8; digit k gets label k. Lets the CIFAR pipeline of ``deep/`` run on real data that
+    ships with scikit-learn (no download). Written atomically; returns the batches directory.
+    """
+    import os
+    import pickle
+    import tempfile
+
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    target = Path(root) / "cifar-10-batches-py"
+    if (target / "test_batch").exists():
+        return target
+    X, y = load_digits(return_X_y=True)
+    img = np.kron(X.reshape(-1, 8, 8), np.ones((4, 4)))
+    img = np.clip(np.round(img * 255.0 / 16.0), 0, 255).astype(np.uint8)
+    flat = np.repeat(img[:, None], 3, axis=1).reshape(len(y), -1)  # (N, 3*32*32) channel-major, as CIFAR
+    tr, te = train_test_split(np.arange(len(y)), test_size=n_test, stratify=y, random_state=seed)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".digits-"))
+    parts = np.array_split(tr, 5)
+    for i, idx in enumerate(parts, start=1):
+        with open(tmp / f"data_batch_{i}", "wb") as fh:
+            pickle.dump({b"data": flat[idx], b"labels": y[idx].tolist(), b"batch_label": f"digits {i}".encode()}, fh)
+    with open(tmp / "test_batch", "wb") as fh:
+        pickle.dump({b"data": flat[te], b"labels": y[te].tolist(), b"batch_label": b"digits test"}, fh)
+    with open(tmp / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [str(k).encode() for k in range(10)]}, fh)
+    os.replace(tmp, target)
+    return target

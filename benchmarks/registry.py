@@ -34,6 +34,14 @@ class RunContext:
     seed: int = 0
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # size settings (tests, experiments); not on the CLI
+
+    def sizes(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """The run's size settings: ``defaults`` updated by ``overrides`` (unknown keys raise)."""
+        unknown = set(self.overrides) - set(defaults)
+        if unknown:
+            raise BenchmarkError(f"{self.name}: unknown size setting(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        return {**defaults, **self.overrides}
 
     def part(self, key: str, compute: Callable[[], Any]) -> Any:
         path = self.directory / "parts" / f"{key}.json"

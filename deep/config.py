@@ -135,9 +135,10 @@ class TrainConfig:
     device : {"cpu", "cuda", "auto"}, default="auto"
         ``"auto"`` picks CUDA when available.
     subset : int >= 1 or None, default=None
-        Use this many training images (stratified, seeded) before the validation split.
+        Use this many training images (stratified, seeded) before the validation split
+        (all of them when None or at least the number available).
     test_subset : int >= 1 or None, default=None
-        Evaluate on this many test images (stratified, seeded).
+        Evaluate on this many test images (stratified, seeded; all when None).
     val_fraction : float in [0, 1), default=0.1
         Fraction of the (noisy) training images held out for early stopping.
     alpha : float in [0, 1], default=0.8

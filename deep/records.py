@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from theory.frequency import delta_grid, frequency_measures
+
 if TYPE_CHECKING:  # pragma: no cover
     from deep.config import TrainConfig
     from deep.train import DeviceData, RunSplit
@@ -59,6 +61,7 @@ __all__ = [
     "logits_of",
     "evaluate",
     "frequency_setup",
+    "FrequencySubset",
     "NUM_CLASSES",
 ]
 
@@ -250,8 +253,10 @@ def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = N
     return None if hit.numel() == 0 else float(hit.float().mean())
 
 
-def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: dict | None) -> dict[str, Any]:
-    """Accuracies on test / train subsets / val, and the frequency measures."""
+def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None) -> dict[str, Any]:
+    """Accuracies on the test set, the training subsets and the validation split, and the
+    frequency measures of the logits on ``freq``: the measured fields of :class:`EpochRecord`
+    (keyword arguments for it)."""
     bs = cfg.eval_batch_size
     z_train = logits_of(model, dd.x_train, bs)
     p_train = z_train.argmax(1)
@@ -271,30 +276,51 @@ def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig
         "low_ratio": [],
     }
     if freq is not None:
-        from theory.frequency import frequency_measures
-
-        h = z_train[freq["pos"]].double().cpu().numpy()
-        m = frequency_measures(freq["X"], h, freq["Y"], deltas=freq["deltas"])
+        h = z_train[freq.pos].double().cpu().numpy()
+        m = frequency_measures(freq.X, h, freq.Y, deltas=freq.deltas)
         out.update(
-            freq_deltas=[float(d) for d in np.asarray(m.deltas)],
-            e_low=[float(v) for v in np.asarray(m.e_low)],
-            e_high=[float(v) for v in np.asarray(m.e_high)],
-            low_ratio=[float(v) for v in np.asarray(m.low_ratio)],
+            freq_deltas=[float(d) for d in m.deltas.tolist()],
+            e_low=[float(v) for v in m.e_low.tolist()],
+            e_high=[float(v) for v in m.e_high.tolist()],
+            low_ratio=[float(v) for v in m.low_ratio.tolist()],
         )
     return out
 
 
-def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> dict | None:
-    """Features (flattened normalised images), one-hot noisy labels and deltas of the fixed subset."""
+@dataclass(frozen=True, eq=False)
+class FrequencySubset:
+    """The fixed training subset on which the frequency measures are taken every epoch.
+
+    Attributes
+    ----------
+    pos : Tensor of int64 (m,)
+        Positions into the training images (on the training device).
+    X : numpy.ndarray (m, 3072)
+        Flattened normalised images (float64): the inputs of the Gaussian filter.
+    Y : numpy.ndarray (m, 10)
+        One-hot noisy labels.
+    deltas : numpy.ndarray (T,)
+        Filter variances.
+    """
+
+    pos: torch.Tensor
+    X: np.ndarray
+    Y: np.ndarray
+    deltas: np.ndarray
+
+
+def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> FrequencySubset | None:
+    """The :class:`FrequencySubset` of a run (None when ``freq_subset`` is 0 or below 2 images).
+
+    ``deltas`` are ``cfg.freq_deltas`` or :func:`theory.frequency.delta_grid` of ``X``.
+    """
     if cfg.freq_subset == 0 or len(split.freq_pos) < 2:
         return None
-    from theory.frequency import delta_grid
-
     pos = torch.from_numpy(split.freq_pos).to(dd.x_train.device)
     X = dd.x_train[pos].flatten(1).double().cpu().numpy()
     Y = np.eye(NUM_CLASSES)[split.labels[split.freq_pos]]
-    deltas = np.asarray(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else np.asarray(delta_grid(X, num=5, seed=cfg.seed))
-    return {"pos": pos, "X": X, "Y": Y, "deltas": deltas}
+    deltas = np.array(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else delta_grid(X, num=5, seed=cfg.seed)
+    return FrequencySubset(pos=pos, X=X, Y=Y, deltas=deltas)
 
 
 # ----------------------------------------------------------------------------- summary

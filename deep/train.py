@@ -5,9 +5,12 @@
 
 One frozen :class:`deep.config.TrainConfig` is passed explicitly through the
 stages below, which read top to bottom like airbench94 (Jordan 2024,
-``legacy/airbench94.py``): data -> model -> evaluation -> training loop -> CLI.
+``legacy/airbench94.py``): data -> model and optimiser -> training loop -> CLI
+(the per-epoch measurements live in :mod:`deep.records`, the CLI options in
+:mod:`deep.config`).
 
-- The images stay on the device as one normalised tensor; label noise is injected
+- The images stay on the device as normalised tensors (train / val / test, each
+  converted once); label noise is injected
   once, before epoch 0, with the config's seed, and the flipped mask is kept.
 - Augmentation (reflect-pad-4 random crop + horizontal flip) runs on whole batches on
   the device (:mod:`deep.augment`).
@@ -39,8 +42,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from deep.augment import augment, batches, to_device
 from deep.config import RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
+from deep.data import CifarData, CifarFormatError, download_cifar10, load_cifar10, split_validation, subset_indices
 from deep.methods import (
     alpha_at,
     batch_targets,
@@ -51,6 +57,7 @@ from deep.methods import (
     soft_cross_entropy,
     target_agreement,
 )
+from deep.models import make_model
 from deep.records import (
     NUM_CLASSES,
     EpochRecord,
@@ -65,6 +72,8 @@ from deep.records import (
     write_records,
     write_split,
 )
+from deep.synthetic import fake_cifar_arrays
+from theory.noise import make_noise
 
 __all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "lr_factor", "resolve_device"]
 
@@ -149,17 +158,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_data(cfg: TrainConfig) -> Any:
+def load_data(cfg: TrainConfig) -> CifarData:
     """Read CIFAR-10 (:func:`deep.data.load_cifar10`), or make the synthetic set (``data=None``).
 
     With ``download`` the official archive is fetched into the folder ``data`` first
     (reused when already there with the right checksum) and read from there.
     """
-    from deep.data import download_cifar10, load_cifar10
-
     if cfg.data is None:
-        from deep.synthetic import fake_cifar_arrays
-
         return fake_cifar_arrays(*SYNTHETIC_PER_CLASS, seed=cfg.seed)
     path = download_cifar10(cfg.data, progress=cfg.progress) if cfg.download else cfg.data
     return load_cifar10(path, cache_dir=cfg.cache_dir, progress=cfg.progress)
@@ -173,16 +178,13 @@ def make_split(train_labels: np.ndarray, test_labels: np.ndarray, cfg: TrainConf
     have) validation split of ``cfg.val_fraction``; the first ``cfg.freq_subset``
     positions of a seeded permutation of the training images.
     """
-    from deep.data import split_validation, subset_indices
-    from theory.noise import make_noise
-
     n_all = len(train_labels)
-    sub = np.arange(n_all) if cfg.subset is None or cfg.subset >= n_all else np.asarray(subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True))
+    sub = np.arange(n_all) if cfg.subset is None or cfg.subset >= n_all else subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True)
     n_test = len(test_labels)
-    test_idx = np.arange(n_test) if cfg.test_subset is None or cfg.test_subset >= n_test else np.asarray(subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True))
+    test_idx = np.arange(n_test) if cfg.test_subset is None or cfg.test_subset >= n_test else subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True)
     noisy = make_noise(cfg.noise, train_labels[sub], num_classes=NUM_CLASSES, seed=cfg.seed)
     if cfg.val_fraction > 0:
-        tr, va = (np.asarray(a) for a in split_validation(noisy.labels, cfg.val_fraction, seed=cfg.seed))
+        tr, va = split_validation(noisy.labels, cfg.val_fraction, seed=cfg.seed)
     else:
         tr, va = np.arange(len(sub)), np.arange(0)
     if len(tr) == 0:
@@ -218,10 +220,8 @@ class DeviceData:
     y_test: torch.Tensor
 
 
-def to_device_data(data: Any, split: RunSplit, device: torch.device) -> DeviceData:
+def to_device_data(data: CifarData, split: RunSplit, device: torch.device) -> DeviceData:
     """Move the split's images (normalised once, float32) and labels to ``device``."""
-    from deep.augment import to_device
-
     def lab(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
@@ -230,7 +230,7 @@ def to_device_data(data: Any, split: RunSplit, device: torch.device) -> DeviceDa
             return torch.empty((0, a.shape[3], a.shape[1], a.shape[2]), device=device)
         return to_device(a, device, torch.float32)
 
-    train_images = np.asarray(data.train_images)
+    train_images = data.train_images
     return DeviceData(
         x_train=img(train_images[split.train_idx]),
         y_train=lab(split.labels),
@@ -239,8 +239,8 @@ def to_device_data(data: Any, split: RunSplit, device: torch.device) -> DeviceDa
         x_val=img(train_images[split.val_idx]),
         y_val=lab(split.val_labels),
         y_val_true=lab(split.val_true_labels),
-        x_test=img(np.asarray(data.test_images)[split.test_idx]),
-        y_test=lab(np.asarray(data.test_labels)[split.test_idx]),
+        x_test=img(data.test_images[split.test_idx]),
+        y_test=lab(data.test_labels[split.test_idx]),
     )
 
 
@@ -254,8 +254,6 @@ def make_student(cfg: TrainConfig, generation: int, dd: DeviceData, device: torc
 
     FastNet gets airbench's patch-whitening stem from (up to) 5000 training images.
     """
-    from deep.models import make_model
-
     model = make_model(cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device, **dict(cfg.model_options))
     if hasattr(model, "init_whitening"):
         model.init_whitening(dd.x_train[:5000])
@@ -325,6 +323,21 @@ def initial_targets(cfg: TrainConfig, generation: int, dd: DeviceData, teacher: 
     return None, None
 
 
+@dataclass(frozen=True, eq=False)
+class EpochStats:
+    """What one training pass returns: mean loss, last lr, optimiser step count after the
+    epoch, the carried targets for the next epoch (None for ce / interp), the fraction of
+    targets whose argmax is the true label (all / flipped images), and interp's mean lam."""
+
+    loss: float
+    lr: float
+    step: int
+    targets: torch.Tensor | None
+    target_agreement: float
+    target_agreement_flipped: float | None
+    lam: float | None
+
+
 def train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -337,16 +350,12 @@ def train_epoch(
     total_steps: int,
     alpha: float | None,
     desc: str,
-) -> dict[str, Any]:
-    """One pass over the training images; returns loss, lr, new step, agreement and next targets.
+) -> EpochStats:
+    """One pass over the training images (shuffled batches, augmented on the device).
 
     For ``"self-distill"`` the returned ``targets`` are ``t_{e+1}``, built row by row
     from each sample's prediction in this pass (:func:`deep.methods.chained_targets`).
     """
-    from tqdm.auto import tqdm
-
-    from deep.augment import augment, batches
-
     model.train()
     n = len(dd.x_train)
     device = dd.x_train.device
@@ -390,15 +399,15 @@ def train_epoch(
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}", lr=f"{lr:.3g}")
     bar.close()
     n_flipped = int(dd.flipped.sum())
-    return {
-        "loss": float(loss_sum) / n,
-        "lr": float(lr),
-        "step": step,
-        "targets": next_targets,
-        "target_agreement": float(agree) / n,
-        "target_agreement_flipped": float(agree_flipped) / n_flipped if n_flipped else None,
-        "lam": float(lam_sum) / n_batches if cfg.method == "interp" else None,
-    }
+    return EpochStats(
+        loss=float(loss_sum) / n,
+        lr=float(lr),
+        step=step,
+        targets=next_targets,
+        target_agreement=float(agree) / n,
+        target_agreement_flipped=float(agree_flipped) / n_flipped if n_flipped else None,
+        lam=float(lam_sum) / n_batches if cfg.method == "interp" else None,
+    )
 
 
 def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, split: RunSplit) -> None:
@@ -441,7 +450,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     # ---- data: read, subset, noise once (seeded), split, move to the device
     data = load_data(cfg)
-    split = make_split(np.asarray(data.train_labels), np.asarray(data.test_labels), cfg)
+    split = make_split(data.train_labels, data.test_labels, cfg)
     dd = to_device_data(data, split, device)
     freq = frequency_setup(dd, split, cfg)
     write_split(out / "split.npz", **{k: v for k, v in dataclasses.asdict(split).items() if isinstance(v, np.ndarray)})
@@ -499,7 +508,7 @@ def train(config: TrainConfig) -> TrainResult:
                 alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, e, cfg.epochs) if cfg.method == "self-distill" else gen_alpha
                 desc = f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {e + 1}/{cfg.epochs}"
                 stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, alpha=alpha, desc=desc)
-                step, targets = stats["step"], stats["targets"]
+                step, targets = stats.step, stats.targets
                 metrics = evaluate(model, dd, split, cfg, freq)
                 _sync(device)
                 dt = time.perf_counter() - t0
@@ -507,14 +516,14 @@ def train(config: TrainConfig) -> TrainResult:
                     epoch=e + 1,
                     generation=g,
                     global_epoch=len(records) + 1,
-                    loss=stats["loss"],
-                    lr=stats["lr"],
+                    loss=stats.loss,
+                    lr=stats.lr,
                     time=dt,
                     elapsed=elapsed_before + time.perf_counter() - t_start,
-                    target_agreement=stats["target_agreement"],
-                    target_agreement_flipped=stats["target_agreement_flipped"],
+                    target_agreement=stats.target_agreement,
+                    target_agreement_flipped=stats.target_agreement_flipped,
                     alpha=alpha,
-                    lam=stats["lam"],
+                    lam=stats.lam,
                     **metrics,
                 )
                 records.append(rec)
@@ -553,8 +562,6 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _print_epoch(rec: EpochRecord) -> None:
-    from tqdm.auto import tqdm
-
     def f(v: float | None) -> str:
         return "  -   " if v is None else f"{v:.4f}"
 
@@ -573,8 +580,6 @@ def _print_epoch(rec: EpochRecord) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point. Bad options or unreadable data exit with a one-line message."""
-    from deep.data import CifarFormatError
-
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)

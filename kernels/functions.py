@@ -311,7 +311,10 @@ def exponential(X: Any, Z: Any = None, *, gamma: float | None = None, dtype: Any
     This is the kernel called the "Laplace kernel" in the NTK literature (Belkin et
     al. 2018; Geifman et al. 2020; Chen & Xu 2021), whose RKHS equals the ReLU NTK's
     on the sphere. It is *not* scikit-learn's ``laplacian_kernel`` (an L1 distance,
-    see :func:`laplace`). Distances as in :func:`rbf` (same float32 caveat).
+    see :func:`laplace`). Distances as in :func:`rbf`; in float32 the square root
+    amplifies their cancellation error for nearly coincident pairs, to an absolute
+    error of up to about ``gamma * sqrt(eps32 * (|x|^2 + |z|^2))`` (``|x|`` after the
+    mean shift), so prefer float64 when such pairs matter.
 
     Parameters
     ----------

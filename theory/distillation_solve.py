@@ -56,7 +56,7 @@ from kernels._checks import (
 from kernels.spectrum import Spectrum, spectrum
 from theory.distillation import DistillationPath, _check_alpha, self_distillation
 
-__all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY"]
+__all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY", "SOLVE_FLOPS_PER_ENTRY"]
 
 ROUTES = ("auto", "cholesky", "eigen")
 
@@ -64,6 +64,11 @@ ROUTES = ("auto", "cholesky", "eigen")
 #: the same matrix (scipy ``evd`` vs ``potrf``; about 12 at n = 2000-8000 on CPU,
 #: see ``benchmarks/BASELINES.md``, row 4). Used by ``route="auto"``.
 EIGH_PER_CHOLESKY = 12.0
+
+#: A pair of triangular solves with few right-hand sides streams the factor from memory:
+#: it takes about as long as this many flops per matrix entry at the GEMM rate
+#: (instead of 2 per entry and right-hand side). Used by ``route="auto"``.
+SOLVE_FLOPS_PER_ENTRY = 32.0
 
 _CONSTRAINTS: dict[str, Any] = {
     "ridge": Interval(float, 0, math.inf, "neither"),
@@ -260,8 +265,14 @@ def _apply_cross(Kc: Any, duals: Any, vector: bool, xp: ModuleType) -> Any:
 
 
 def _flops(n: int, m: int, c: int, A: int, T: int) -> dict[str, float]:
-    """Flop model of both routes (``EIGH_PER_CHOLESKY`` Choleskys per eigendecomposition)."""
-    chol = n ** 3 / 3 + 2.0 * n * n * c * T + 4.0 * A * T * T * n * c + 2.0 * m * n * T * c + 2.0 * A * T * T * m * c
+    """Cost model of both routes in GEMM-flop equivalents.
+
+    Cholesky: ``n^3/3`` + T solve pairs at ``n^2 max(2c, SOLVE_FLOPS_PER_ENTRY)`` + the
+    weight combinations + ``K_cross`` times T c columns. Eigen: ``EIGH_PER_CHOLESKY n^3/3``
+    + projecting y + mapping A T fits and duals back through V + ``K_cross`` times A T c.
+    """
+    solve = n * n * max(2.0 * c, SOLVE_FLOPS_PER_ENTRY)
+    chol = n ** 3 / 3 + T * solve + 4.0 * A * T * T * n * c + 2.0 * m * n * T * c + 2.0 * A * T * T * m * c
     eig = EIGH_PER_CHOLESKY * n ** 3 / 3 + 2.0 * n * n * c + 4.0 * A * T * n * n * c + 2.0 * m * n * A * T * c
     return {"cholesky": float(chol), "eigen": float(eig)}
 
@@ -334,8 +345,12 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
       ``B^(inf)`` and the spectrum (``result.path``).
 
     ``route="auto"`` takes ``"eigen"`` when ``need_spectrum=True`` and otherwise the
-    route with the smaller flop estimate (``result.cost_estimate``), which is the
-    Cholesky route unless ``T c`` is large against n (roughly ``T c > 2 n``).
+    route with the smaller cost estimate (``result.cost_estimate``, GEMM-flop
+    equivalents): the Cholesky route unless the study is long and narrow (one alpha,
+    few outputs and T of the order of n / 8 or more, where streaming the factor T
+    times costs more than one eigendecomposition). If auto picked the eigen route and
+    K is not positive semi-definite, it uses the Cholesky route (with its least-squares
+    fallback) instead and says so in ``route_reason``.
 
     Parameters
     ----------
@@ -408,18 +423,24 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
     else:
         chosen, reason = route, f"route={route!r} requested"
 
-    if chosen == "cholesky":
-        G, P, solver, message = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn)
-        W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
-        duals = _squeeze(_combine(W, G, xp), vector, xp)
-        fits = _squeeze(_combine(W, P, xp), vector, xp)
-        preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
-        return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="cholesky", alpha=alphas,
-                                 ridge=ridge, steps=T, solver=solver, route_reason=reason, cost_estimate=cost,
-                                 n_factorisations=1, n_solves=T, message=message, path=None, _basis=G, _weights=W)
+    if chosen == "eigen":
+        try:
+            fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
+        except ValueError as exc:
+            if route != "auto" or need_spectrum or "positive semi-definite" not in str(exc):
+                raise
+            chosen, reason = "cholesky", f"auto: the eigen route needs a PSD K ({str(exc).split(';')[0]}); used cholesky"
+        else:
+            preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
+            return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="eigen", alpha=alphas,
+                                     ridge=ridge, steps=T, solver="eigen", route_reason=reason, cost_estimate=cost,
+                                     n_factorisations=1, n_solves=0, path=path)
 
-    fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
-    preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
-    return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="eigen", alpha=alphas, ridge=ridge,
-                             steps=T, solver="eigen", route_reason=reason, cost_estimate=cost, n_factorisations=1,
-                             n_solves=0, path=path)
+    G, P, solver, message = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn)
+    W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
+    duals = _squeeze(_combine(W, G, xp), vector, xp)
+    fits = _squeeze(_combine(W, P, xp), vector, xp)
+    preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
+    return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="cholesky", alpha=alphas,
+                             ridge=ridge, steps=T, solver=solver, route_reason=reason, cost_estimate=cost,
+                             n_factorisations=1, n_solves=T, message=message, path=None, _basis=G, _weights=W)

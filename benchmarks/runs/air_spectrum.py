@@ -64,8 +64,9 @@ def run(ctx: RunContext) -> RunOutput:
 
     n_default = (1000 if ctx.quick else 1400) if ctx.data is None else (1000 if ctx.quick else 5000)
     n = int(ctx.options.get("n") or n_default)
-    n_val = 200 if ctx.data is None else max(200, n // 10)
-    data = load_noisy(ctx.data, n_train=n, n_val=n_val, n_test=1000 if ctx.quick else 2000, noise="symmetric:0.4",
+    sizes = ctx.sizes({"n_val": 200 if ctx.data is None else max(200, n // 10), "n_test": 1000 if ctx.quick else 2000})
+    n_val = sizes["n_val"]
+    data = load_noisy(ctx.data, n_train=n, n_val=n_val, n_test=sizes["n_test"], noise="symmetric:0.4",
                       seed=ctx.seed, progress=ctx.progress)
     X_eval = np.concatenate([data.X_val, data.X_test])
     results = {}

@@ -148,7 +148,7 @@ def _cnn_part(data, cfg: dict, seed: int) -> dict:
 
 
 def run(ctx: RunContext) -> RunOutput:
-    cfg = _config(ctx.quick)
+    cfg = ctx.sizes(_config(ctx.quick))
     if ctx.options.get("n"):
         cfg["n"] = int(ctx.options["n"])
     data = load_noisy(ctx.data, n_train=cfg["n"], n_val=100, n_test=max(cfg["n_test"], 200), noise="symmetric:0.4",
