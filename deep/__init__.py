@@ -2,7 +2,7 @@
 
 Readers (:mod:`deep.data`), batched on-device augmentation (:mod:`deep.augment`), networks
 (:mod:`deep.models`), the empirical NTK (:mod:`deep.ntk`), target rules (:mod:`deep.methods`),
-the training loop and CLI (:mod:`deep.train`, ``python -m deep.train``), per-epoch records
+the training loop and CLI (``from deep.train import train``; ``python -m deep.train``), per-epoch records
 (:mod:`deep.records`) and full-batch GD for NTK comparisons (:mod:`deep.fullbatch`).
 """
 
@@ -11,12 +11,12 @@ from deep.data import CifarData, CifarFormatError, download_cifar10, load_cifar1
 from deep.fullbatch import FullBatchRun, train_full_batch
 from deep.models import MODELS, NTKMLP, FastNet, ResNet18, ShakeShake26, make_model
 from deep.ntk import empirical_ntk, empirical_ntk_loop
-from deep.train import TrainResult, train
 
 __all__ = [
     "CifarData", "CifarFormatError", "load_cifar10", "download_cifar10", "subset_indices", "split_validation",
     "MODELS", "make_model", "FastNet", "ResNet18", "ShakeShake26", "NTKMLP",
     "empirical_ntk", "empirical_ntk_loop",
-    "TrainConfig", "train", "TrainResult",
+    "TrainConfig",
     "train_full_batch", "FullBatchRun",
 ]
+
