@@ -121,12 +121,15 @@ def test_backends_dtypes_symmetry_psd(backend, case, n, m, d, scale, dtype, seed
         Kn = to_numpy(K)
         assert Kn.dtype == np.dtype(dtype) and Kn.shape == (n, n if Zarg is None else m)
         ref = _reference64(name, X, Znp, params)  # same (rounded) inputs, computed in float64
-        if name in _EXP_FAMILY:  # values in [0, 1]: absolute tolerance
-            atol = 1e-5 if f32 else 1e-12
-            if f32 and name == "exponential":  # sqrt(D) amplifies the float32 cancellation near D = 0
-                A = np.vstack([X, Z]).astype(np.float64)
-                r2 = 2 * np.max(np.sum((A - X.mean(axis=0)) ** 2, axis=1))
-                atol += params.get("gamma", 1 / d) * math.sqrt(4 * np.finfo(np.float32).eps * r2)
+        if name in _EXP_FAMILY:  # values in [0, 1]: absolute tolerance from the rounding bounds
+            eps, g = float(np.finfo(X.dtype).eps), params.get("gamma", 1 / d)
+            A = np.vstack([X, Z]).astype(np.float64)
+            r2 = 2 * np.max(np.sum((A - X.mean(axis=0)) ** 2, axis=1))  # >= |x|^2 + |z|^2 after the mean shift
+            atol = 16 * eps * (1 + d)  # exp and L1 sums: eps * d * t * exp(-t) <= eps * d
+            if name == "rbf":  # cancellation in |x|^2 + |z|^2 - 2 x.z
+                atol += 4 * g * eps * r2
+            elif name == "exponential":  # ... amplified by sqrt near D = 0
+                atol += g * math.sqrt(4 * eps * r2)
         else:  # relative to the largest entry
             rel = (2e-3 if relu else 2e-4) if f32 else (1e-7 if relu else 1e-12)
             atol = rel * scale
