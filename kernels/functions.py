@@ -14,15 +14,9 @@ the preallocated output, so a 20k x 20k Gram needs at most one extra block of
 scratch. The block height comes from ``memory_budget`` (bytes, default 256 MiB)
 divided by the scratch bytes per row.
 
-Names of the distance kernels (see DESIGN.md section 4):
-
-=============  ================================  ==========================================
-name           k(x, z)                           note
-=============  ================================  ==========================================
-rbf            exp(-gamma ||x - z||_2^2)         scikit-learn's ``rbf_kernel``
-laplace        exp(-gamma ||x - z||_1)           scikit-learn's ``laplacian_kernel``
-exponential    exp(-gamma ||x - z||_2)           the "Laplace kernel" of the NTK literature
-=============  ================================  ==========================================
+Distance kernels (DESIGN.md section 4): ``rbf`` = exp(-gamma ||x - z||_2^2) and
+``laplace`` (alias ``laplacian``) = exp(-gamma ||x - z||_1) follow scikit-learn;
+``exponential`` = exp(-gamma ||x - z||_2) is the "Laplace kernel" of the NTK literature.
 """
 
 from __future__ import annotations
@@ -33,34 +27,14 @@ from types import ModuleType
 from typing import Any, Callable
 
 from kernels._backend import device
-from kernels._checks import (
-    Interval,
-    Options,
-    check_features,
-    check_param,
-    check_params,
-    check_same_namespace,
-    iter_blocks,
-)
+from kernels._checks import Interval, Options, check_features, check_param, check_params, check_same_namespace, iter_blocks
 
-__all__ = [
-    "KERNELS",
-    "exponential",
-    "gram",
-    "kernel_params",
-    "laplace",
-    "laplacian",
-    "linear",
-    "nngp_relu",
-    "ntk_relu",
-    "ntk_two_layer",
-    "polynomial",
-    "rbf",
-]
+__all__ = ["KERNELS", "exponential", "gram", "kernel_params", "laplace", "laplacian", "linear", "nngp_relu", "ntk_relu", "ntk_two_layer", "polynomial", "rbf"]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of scratch per Gram block
 
 _DTYPES = ("float32", "float64")
+_SYM_MAX_ROWS = 512  # row-block cap for symmetric Grams (see _fill_gram)
 
 # Parameter bounds as data (checked by kernels._checks.check_params).
 _CONSTRAINTS: dict[str, Interval | Options] = {
@@ -130,10 +104,7 @@ def _itemsize(xp: ModuleType, dtype: Any) -> int:
     return xp.finfo(dtype).bits // 8
 
 
-BlockFn = Callable[[slice, slice, bool], Any]
-
-
-def _fill_gram(X: Any, Z: Any, xp: ModuleType, block_fn: BlockFn, *, symmetric: bool, row_bytes: int, budget: int) -> Any:
+def _fill_gram(X: Any, Z: Any, xp: ModuleType, block_fn: Callable[[slice, slice, bool], Any], *, symmetric: bool, row_bytes: int, budget: int) -> Any:
     """Fill the (n, m) Gram matrix in row blocks of ``budget // row_bytes`` rows.
 
     ``block_fn(rows, cols, diag)`` returns ``K[rows, cols]``; ``diag=True`` says that
@@ -141,10 +112,12 @@ def _fill_gram(X: Any, Z: Any, xp: ModuleType, block_fn: BlockFn, *, symmetric: 
     Gram (so ``K[i, i]`` is at block position ``(i, i)``). For a symmetric Gram only
     ``K[a:b, a:]`` is computed per row block; its diagonal square is symmetrised as
     ``(S + S^T) / 2`` and the part left of the diagonal is copied from the rows above,
-    so the result is exactly symmetric.
+    so the result is exactly symmetric (and about half the products are needed).
     """
     n, m = X.shape[0], Z.shape[0]
     rows = max(1, int(budget // max(1, row_bytes)))
+    if symmetric:  # small diagonal squares keep the (S + S^T) / 2 pass cheap
+        rows = min(rows, _SYM_MAX_ROWS)
     out = xp.empty((n, m), dtype=X.dtype, device=device(X))
     for sl in iter_blocks(n, rows):
         a, b = sl.start, sl.stop

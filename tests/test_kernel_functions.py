@@ -17,6 +17,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import pairwise
 
 from kernels._backend import backend_name, namespace, to_numpy
+from kernels._checks import iter_blocks
 from kernels.functions import (
     _CONSTRAINTS,
     KERNELS,
@@ -425,3 +426,19 @@ def test_every_constraint_rejects_its_invalid_example(param):
     bad = _CONSTRAINTS[param].invalid_example()
     with pytest.raises((ValueError, TypeError), match=param):
         gram(np.ones((3, 2)), kernel=_kernel_accepting(param), **{param: bad})
+
+
+def test_row_blocks_follow_the_memory_budget(monkeypatch):
+    import kernels.functions as kf
+
+    seen = []
+
+    def recording(n, block):
+        seen.append(block)
+        return iter_blocks(n, block)
+
+    monkeypatch.setattr(kf, "iter_blocks", recording)
+    X, Z = np.ones((10, 3)), np.ones((7, 3))
+    rbf(X, Z, memory_budget=3 * 4 * 7 * 8)  # rbf: 4 scratch arrays of 7 float64 per row -> 3 rows
+    ntk_relu(X, memory_budget=1)  # at least one row per block
+    assert seen == [3, 1]
