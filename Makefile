@@ -8,7 +8,6 @@ TORCH_WHEEL_SPEC ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: a bare `torch` requirement would pull GBs of CUDA wheels.
 	$(PY) -m pip install -q "$(TORCH_WHEEL_SPEC)"
 	$(PY) -m pip install -q -e ".[deep,test]"

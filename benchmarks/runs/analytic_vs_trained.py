@@ -23,10 +23,10 @@ from benchmarks.registry import Benchmark, RunContext, RunOutput
 
 def _config(quick: bool) -> dict:
     if quick:
-        return {"n": 256, "n_test": 256, "depth": 1, "widths": [64, 256, 1024, 4096], "seeds": 2, "steps": 300,
-                "cnn_n": 128, "cnn_epochs": 4, "cnn_widths": (16, 32, 32)}
+        return {"n": 200, "n_test": 200, "depth": 1, "widths": [32, 128, 512, 2048], "seeds": 2, "steps": 200,
+                "ntk_points": 32, "cnn_n": 96, "cnn_epochs": 3, "cnn_widths": (16, 32, 32)}
     return {"n": 1000, "n_test": 500, "depth": 2, "widths": [128, 512, 2048, 8192], "seeds": 3, "steps": 2000,
-            "cnn_n": 256, "cnn_epochs": 15, "cnn_widths": (32, 64, 64)}
+            "ntk_points": 64, "cnn_n": 256, "cnn_epochs": 15, "cnn_widths": (32, 64, 64)}
 
 
 def _rel_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,8 +65,9 @@ def _mlp_part(data, cfg: dict, seed: int) -> dict:
     Xt = torch.as_tensor(Xtr, dtype=torch.float64)
     Xe = torch.as_tensor(Xte, dtype=torch.float64)
     Yt = torch.as_tensor(Y, dtype=torch.float64)
-    sub = Xt[:64]
-    K_sub = ntk_relu(Xtr[:64], depth=depth)
+    p = cfg["ntk_points"]
+    sub = Xt[:p]
+    K_sub = ntk_relu(Xtr[:p], depth=depth)
     for width in cfg["widths"]:
         gaps_tr, gaps_te, accs, ntk_change, ntk_init_err, pchange = [], [], [], [], [], []
         for rep in range(cfg["seeds"]):
