@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kernels._checks import Interval, Options, check_param
+from kernels._checks import Interval, Options, check_param, check_vector
 
 __all__ = ["FullBatchRun", "train_full_batch"]
 
@@ -99,7 +99,7 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
         check_param(fn, "alpha", alpha, _TABLE["alpha"])
     if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
         raise ValueError(f"{fn}: Y must have shape (n, c) with n = {X.shape[0]}; got {tuple(Y.shape)}")
-    rec = np.arange(steps + 1) if record is None else np.unique(np.asarray(record, dtype=np.int64))
+    rec = np.arange(steps + 1) if record is None else np.unique(check_vector(record, fn, "record").astype(np.int64))
     if rec.size == 0 or rec.min() < 0 or rec.max() > steps:
         raise ValueError(f"{fn}: record must hold steps in [0, {steps}]; got {record!r}")
     model.train(False)

@@ -61,8 +61,9 @@ __all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES",
 ROUTES = ("auto", "cholesky", "eigen")
 
 #: Wall time of one full eigendecomposition in units of one Cholesky factorisation of
-#: the same matrix (scipy ``evd`` vs ``potrf``; about 12 at n = 2000-8000 on CPU,
-#: see ``benchmarks/BASELINES.md``, row 4). Used by ``route="auto"``.
+#: the same matrix (scipy ``evd`` vs ``potrf``): 10-16 at n = 2000-8000 on an idle
+#: 2-core CPU, more under load; see ``benchmarks/BASELINES.md``, row 4. Used by
+#: ``route="auto"``.
 EIGH_PER_CHOLESKY = 12.0
 
 #: A pair of triangular solves with few right-hand sides streams the factor from memory:
