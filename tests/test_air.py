@@ -163,7 +163,7 @@ def test_early_stopping_beats_the_end_and_distillation_converges_to_krr(noisy):
     cmp = distillation_vs_early_stopping(spectrum(K), Y, labels_true=noisy["lt"], labels_given=noisy["lg"], lr=lr,
                                          steps=steps, alpha=alpha, record=rec, K_cross=Kc, test_labels=tt,
                                          val_index=np.arange(50))
-    gd, ch, S = cmp.gd, cmp.chained, cmp.summary
+    gd, S = cmp.gd, cmp.summary
     assert gd.acc_flipped_given[-1] == 1.0  # memorised every flipped label
     interp = Kc @ np.linalg.solve(K, Y)
     rows = np.arange(50, 200)

@@ -13,7 +13,6 @@ import pytest
 import sklearn.kernel_ridge
 from conftest import to_backend
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import r2_score
 from sklearn.metrics.pairwise import pairwise_kernels, rbf_kernel
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
