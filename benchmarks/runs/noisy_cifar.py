@@ -87,12 +87,12 @@ def _plot(results: dict, ctx: RunContext) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-    for m, r in results.items():
+    for (m, r), ls in zip(results.items(), ("-", "--", "-.", ":")):
         c = r["curves"]
         e = np.asarray(c["global_epoch"], dtype=float)
-        axes[0].plot(e, c["test_acc"], "o-", ms=3, label=m)
-        axes[1].plot(e, c["train_acc_flipped_given"], "o-", ms=3, label=m)
-        axes[2].plot(e, c["train_acc_flipped_true"], "o-", ms=3, label=m)
+        axes[0].plot(e, c["test_acc"], ls, marker="o", ms=3, label=m)
+        axes[1].plot(e, c["train_acc_flipped_given"], ls, marker="o", ms=3, label=m)
+        axes[2].plot(e, c["train_acc_flipped_true"], ls, marker="o", ms=3, label=m)
     for ax, title in zip(axes, ("clean test accuracy", "flipped subset vs given label (memorisation)",
                                 "flipped subset vs true label (recovery)")):
         ax.set_title(title)
