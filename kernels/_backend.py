@@ -78,10 +78,12 @@ def to_numpy(x: Any) -> np.ndarray:
 def eigh(a: Any, *, driver: str = "auto") -> tuple[Any, Any]:
     """Symmetric eigendecomposition ``a = V diag(w) V^T``, w ascending (LAPACK order).
 
-    On numpy, ``driver='auto'`` uses scipy's divide-and-conquer ``evd`` driver (about
-    twice numpy's speed at n = 4000-8000, measured in ``benchmarks`` row 4) and falls
+    On numpy, ``driver='auto'`` uses scipy's divide-and-conquer ``evd`` driver and falls
     back to :func:`numpy.linalg.eigh` above n = 32767, where scipy's 32-bit LAPACK
-    integers overflow. torch and CuPy call their own ``linalg.eigh``.
+    integers overflow. DESIGN.md expected ``evd`` to be about twice numpy's speed; with
+    numpy 2.4 / OpenBLAS 0.3.31 on 2 cores the speed row 4 measured 0.7-1.2x numpy
+    (``benchmarks/BASELINES.md``), so the choice is kept for float32 support and
+    ``driver="numpy"`` selects numpy's. torch and CuPy call their own ``linalg.eigh``.
     """
     xp = namespace(a)
     name = backend_name(xp)
