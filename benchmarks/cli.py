@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", type=Path, default=None,
                      help="data file: points.csv (x,y) for toy-distill; a CIFAR-10 source (python batches, their .tar.gz, "
                           "an image-folder tree or its tarball) for the image runs")
-    run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend for the kernel side")
+    run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend of the kernel-side runs (toy-distill, air-spectrum); the network runs use torch")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts")

@@ -43,6 +43,17 @@ class RunContext:
             raise BenchmarkError(f"{self.name}: unknown size setting(s) {sorted(unknown)}; known: {sorted(defaults)}")
         return {**defaults, **self.overrides}
 
+    def asarray(self, x: Any) -> Any:
+        """A numpy array moved to this run's ``backend`` and ``device`` (numpy stays numpy on the CPU)."""
+        from kernels._backend import namespace_for
+
+        if self.backend == "numpy":
+            if self.device != "cpu":
+                raise BenchmarkError("--backend numpy runs on the CPU only; use --backend torch or cupy with --device cuda")
+            return x
+        xp = namespace_for(self.backend)
+        return xp.asarray(x, device=self.device if self.backend == "torch" else None)
+
     def part(self, key: str, compute: Callable[[], Any]) -> Any:
         path = self.directory / "parts" / f"{key}.json"
         if path.exists():

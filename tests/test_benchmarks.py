@@ -187,3 +187,11 @@ def test_noisy_cifar_tiny(tmp_path):
         assert r["best_test_acc"] >= r["final_test_acc"]
         assert len(r["curves"]["test_acc"]) == (2 if m == "generations" else 1)
     _check_pngs(d, res["figures"])
+
+
+def test_toy_distill_torch_backend_matches_numpy(tmp_path):
+    a = _result(run_named(RUNS["toy-distill"], out=tmp_path / "np", quick=True, progress=False))
+    b = _result(run_named(RUNS["toy-distill"], out=tmp_path / "pt", quick=True, progress=False, backend="torch"))
+    assert b["backend"] == "torch"
+    np.testing.assert_allclose(b["numbers"]["loss_steps"], a["numbers"]["loss_steps"], rtol=1e-10)
+    np.testing.assert_allclose(b["numbers"]["B_diagonal"], a["numbers"]["B_diagonal"], rtol=1e-10, atol=1e-14)

@@ -24,16 +24,17 @@ def kernel_specs(d: int) -> dict[str, tuple[str, dict]]:
             "rbf(gamma=1/d)": ("rbf", {"gamma": 1.0 / d})}
 
 
-def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool) -> dict:
+def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lambda a: a) -> dict:
     from kernels import spectrum
+    from kernels._backend import to_numpy
     from theory.air import distillation_vs_early_stopping, label_spectrum, predicted_curves
     from theory.noise import one_hot
 
     s = spectrum(K_train, psd="clip")
     C = data.n_classes
-    y_clean, y_noisy = one_hot(data.labels_true, C), one_hot(data.labels_given, C)
+    y_clean, y_noisy = asarray(one_hot(data.labels_true, C)), asarray(one_hot(data.labels_given, C))
     ls = label_spectrum(s, y_clean, y_noisy)
-    d = np.asarray(s.values)
+    d = to_numpy(s.values)
     lr = 1.0 / d[0]
     d_small = d[d > s.zero_tol][-1]
     steps = int(min(1e9, 20.0 / (lr * d_small)))
@@ -55,7 +56,7 @@ def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool) -> dict:
                         "memorised": c.acc_flipped_given, "recovered": c.acc_flipped_true, "train_mse": c.train_mse}
     return {"eigenvalues": d, "n_zero": s.n_zero, "lr": lr, "steps": steps, "alpha": alpha,
             "alpha_sweep_val_acc": {str(k): v for k, v in sweep.items()}, "share_ks": list(SHARE_KS), "shares": shares,
-            "energy_clean": np.asarray(ls.energy_clean), "energy_noise": np.asarray(ls.energy_noise),
+            "energy_clean": to_numpy(ls.energy_clean), "energy_noise": to_numpy(ls.energy_noise),
             "summary": comp.summary, "curves": curves}
 
 
@@ -72,9 +73,10 @@ def run(ctx: RunContext) -> RunOutput:
     results = {}
     for label, (kname, params) in kernel_specs(data.X_train.shape[1]).items():
         def compute(kname=kname, params=params):
-            K = gram(data.X_train, kernel=kname, **params)
-            Kc = gram(X_eval, data.X_train, kernel=kname, **params)
-            return _analyse(K, Kc, data, n_val=n_val, progress=ctx.progress)
+            Xtr = ctx.asarray(data.X_train)  # the kernel side runs on --backend/--device
+            K = gram(Xtr, kernel=kname, **params)
+            Kc = gram(ctx.asarray(X_eval), Xtr, kernel=kname, **params)
+            return _analyse(K, Kc, data, n_val=n_val, progress=ctx.progress, asarray=ctx.asarray)
 
         results[label] = ctx.part(f"kernel-{kname}", compute)
     figures = (_plot_spectra(results, ctx), _plot_curves(results, ctx))

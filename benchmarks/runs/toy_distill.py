@@ -58,6 +58,7 @@ def _parse_alphas(text: str | None) -> np.ndarray:
 
 def run(ctx: RunContext) -> RunOutput:
     from kernels import spectrum
+    from kernels._backend import to_numpy
     from kernels.functions import rbf
     from sklearn.kernel_ridge import KernelRidge as SkKernelRidge
     from theory.distillation import self_distillation
@@ -71,17 +72,17 @@ def run(ctx: RunContext) -> RunOutput:
     truth = np.sin(2 * np.pi * grid)
 
     X, G = x[:, None], grid[:, None]
-    K = rbf(X, gamma=gamma)
-    path = self_distillation(spectrum(K), y, ridge=ridge, alpha=alphas, steps=steps)
-    f_steps = np.asarray(path.predict(rbf(G, X, gamma=gamma)))          # (A, steps, 101)
-    f_limit = np.asarray(path.predict_limit(rbf(G, X, gamma=gamma)))    # (A, 101)
+    Xb, Gb = ctx.asarray(X), ctx.asarray(G)  # the kernel side runs on --backend/--device
+    path = self_distillation(spectrum(rbf(Xb, gamma=gamma)), ctx.asarray(y), ridge=ridge, alpha=alphas, steps=steps)
+    f_steps = to_numpy(path.predict(rbf(Gb, Xb, gamma=gamma)))          # (A, steps, 101)
+    f_limit = to_numpy(path.predict_limit(rbf(Gb, Xb, gamma=gamma)))    # (A, 101)
     loss_steps = ((f_steps - truth) ** 2).mean(axis=-1)
     loss_limit = ((f_limit - truth) ** 2).mean(axis=-1)
     sk = SkKernelRidge(alpha=ridge, kernel="rbf", gamma=gamma).fit(X, y)
     krr_loss = float(((sk.predict(G) - truth) ** 2).mean())
 
     figures = (_plot_fits(x, y, grid, truth, alphas, f_steps, f_limit, ctx),
-               _plot_b(np.asarray(path.eigenvalues), np.asarray(path.B), np.asarray(path.B_limit), alphas, ctx),
+               _plot_b(to_numpy(path.eigenvalues), to_numpy(path.B), to_numpy(path.B_limit), alphas, ctx),
                _plot_loss(alphas, loss_steps, loss_limit, ctx))
 
     header = "| step | " + " | ".join(f"alpha = {a:g}" for a in alphas) + " |"
@@ -96,8 +97,8 @@ def run(ctx: RunContext) -> RunOutput:
           "Borup & Andersen's README table (their data, not this sample) reports 0.16477 at step 1 and 0.49505 in the "
           "alpha = 0 limit; the limit value is the zero function's loss on this grid, which any data reproduces.\n")
     numbers = {"alphas": alphas, "steps": list(range(1, steps + 1)), "loss_steps": loss_steps, "loss_limit": loss_limit,
-               "krr_sklearn_loss": krr_loss, "B_diagonal": np.asarray(path.B), "B_limit": np.asarray(path.B_limit),
-               "eigenvalues": np.asarray(path.eigenvalues), "x": x, "y": y}
+               "krr_sklearn_loss": krr_loss, "B_diagonal": to_numpy(path.B), "B_limit": to_numpy(path.B_limit),
+               "eigenvalues": to_numpy(path.eigenvalues), "x": x, "y": y}
     return RunOutput(numbers=numbers, markdown=md, figures=figures,
                      parameters={"gamma": gamma, "ridge": ridge, "steps": steps, "alphas": alphas.tolist(),
                                  "kernel": "rbf exp(-gamma |x-x'|^2)", "n_points": int(x.size)})
