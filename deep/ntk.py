@@ -13,6 +13,11 @@ memory budget, and contracts them with one matmul per parameter tensor.
 :func:`empirical_ntk_loop` is the slow reference: one ``torch.autograd.grad`` call per
 example and output, the gradients flattened into rows of a dense Jacobian.
 
+For :class:`deep.models.NTKMLP` with all parameters and ``mode`` "sum" or "trace",
+:func:`empirical_ntk` takes an exact fast path instead (:func:`_ntk_mlp`): the layer-wise
+decomposition Theta = sum_l (s_l^2 A_l A_l'^T + beta^2) * (D_l D_l'^T), one forward and one
+closed-form backward pass, and two GEMMs per layer, never forming the n x P Jacobian.
+
 Modes
 -----
 ``"sum"``    NTK of the logit sum f = sum_c f_c:  sum_{c,d} Theta_cd,       shape (n1, n2)
@@ -29,6 +34,7 @@ ICML 2022 (the Jacobian-contraction method used here).
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -198,6 +204,81 @@ def _assemble(jac: Callable[[torch.Tensor], dict], X1: torch.Tensor, X2: torch.T
     return K
 
 
+# ============================================================================ MLP fast path
+
+
+def _is_plain_mlp(model: nn.Module, params: Params, mode: str) -> bool:
+    """True when :func:`_ntk_mlp` applies: an NTKMLP (not a subclass), all parameters trained, mode sum/trace."""
+    from deep.models import NTKMLP
+
+    return (
+        type(model) is NTKMLP
+        and params is None
+        and mode in ("sum", "trace")
+        and all(p.requires_grad for p in model.parameters())
+    )
+
+
+def _mlp_factors(model: nn.Module, X: torch.Tensor, mode: str, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer l = 1..L+1: (s_l a_{l-1}(X), delta_l(X)) with delta as (n, C*out_l) ("trace") or (n, out_l) ("sum").
+
+    a_0 = x, a_l = relu(h^l); delta_l = d(target)/d(h^l), backpropagated in closed form from
+    delta_{L+1} = 1 (target sum_c f_c) or = I_C (one target per logit, stacked along the rows).
+    """
+    W = [w.detach().to(device=X.device, dtype=dtype) for w in model.weights]
+    b = [v.detach().to(device=X.device, dtype=dtype) for v in model.biases]
+    beta = model.bias
+    scales = [1.0 / math.sqrt(model.in_features)] + [math.sqrt(2.0 / model.width)] * (len(W) - 1)
+    a = X.flatten(1)
+    if a.shape[1] != model.in_features:
+        raise ValueError(f"NTKMLP: input has {a.shape[1]} features after flattening but in_features={model.in_features}")
+    inputs, masks = [], []
+    for s, w, bb in zip(scales, W, b):
+        inputs.append(s * a)
+        h = inputs[-1] @ w.T + beta * bb
+        masks.append(h > 0)  # relu'(h): autograd's convention, 0 at h = 0
+        a = torch.relu(h)
+    n, C = X.shape[0], W[-1].shape[0]
+    if mode == "sum":
+        delta = torch.ones(n, C, dtype=dtype, device=X.device)
+    else:
+        delta = torch.eye(C, dtype=dtype, device=X.device).expand(n, C, C)
+    deltas = [delta]
+    for l in range(len(W) - 1, 0, -1):  # delta_l = (s_{l+1} delta_{l+1} W_{l+1}) * relu'(h^l)
+        mask = masks[l - 1].to(dtype)  # (n, m)
+        delta = (scales[l] * delta @ W[l]) * (mask if mode == "sum" else mask.unsqueeze(1))
+        deltas.append(delta)
+    deltas.reverse()
+    return [(A, D.reshape(n, -1)) for A, D in zip(inputs, deltas)]
+
+
+def _ntk_mlp(model: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None, mode: str, dtype: torch.dtype) -> torch.Tensor:
+    """Exact empirical NTK of an :class:`deep.models.NTKMLP` by the layer-wise decomposition.
+
+    With a_{l-1} the input of layer l (x, then relu(h^{l-1})), s_l its weight scale (1/sqrt(d),
+    then sqrt(2/m)) and delta_l(x) = d target / d h^l, the gradient of layer l's weight is
+    s_l delta_l a_{l-1}^T and that of its bias beta delta_l, so (Jacot et al. 2018)
+
+        Theta(x, x') = sum_{l=1}^{L+1} (s_l^2 <a_{l-1}(x), a_{l-1}(x')> + beta^2) <delta_l(x), delta_l(x')>
+
+    ("trace": the delta inner product also sums over the C logits, then / C). Two GEMMs per
+    layer, O(n^2 (d + L m C)) flops against O(n^2 P) for the Jacobian contraction.
+    """
+    with torch.no_grad():
+        F1 = _mlp_factors(model, X1, mode, dtype)
+        F2 = F1 if X2 is None else _mlp_factors(model, X2, mode, dtype)
+        beta2 = model.bias**2
+        K = None
+        for (A1, D1), (A2, D2) in zip(F1, F2):
+            term = (A1 @ A2.T + beta2) * (D1 @ D2.T)
+            K = term if K is None else K + term
+        if mode == "trace":
+            K = K / model.weights[-1].shape[0]
+        if X2 is None:
+            K = 0.5 * (K + K.T)
+    return K
+
+
 # ============================================================================ public
 
 
@@ -221,6 +302,21 @@ def empirical_ntk(
     (otherwise they are recomputed for every row block: less memory, more time).
     With ``X2=None`` only the upper block triangle is computed and mirrored, and the result
     is exactly symmetric.
+
+    **NTKMLP fast path.** When ``model`` is a :class:`deep.models.NTKMLP` (not a subclass),
+    ``params`` is None, every parameter has ``requires_grad`` and ``mode`` is "sum" or
+    "trace", the NTK is computed exactly, without Jacobians, by the standard layer-wise
+    decomposition of an MLP's NTK (Jacot et al. 2018). For layer l = 1..L+1 with input
+    a_{l-1} (x for l = 1, relu(h^{l-1}) after), weight scale s_l (1/sqrt(d) for l = 1,
+    sqrt(2/m) after) and output cotangent delta_l(x) = d target(x) / d h^l,
+
+        Theta(x, x') = sum_l (s_l^2 <a_{l-1}(x), a_{l-1}(x')> + beta^2) * <delta_l(x), delta_l(x')>
+
+    i.e. ``sum_l (s_l^2 A_l A_l'^T + beta^2) * (D_l D_l'^T)`` with GEMMs over the batch. In
+    "sum" mode the target is sum_c f_c (delta_{L+1} = 1); in "trace" mode delta_l holds one
+    row per logit (delta_{L+1} = I_C), the inner product sums over them and the result is
+    divided by C. ``memory_budget`` does not apply (the factors take O(n (d + L m C))).
+    Pass ``params`` as a list of all parameter names to force the generic path.
 
     Parameters
     ----------
@@ -267,6 +363,9 @@ def empirical_ntk(
     dtype = _check_dtype(dtype, fn, default)
     X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
     X2 = None if X2 is None else _check_inputs(X2, fn, "X2", device=device, dtype=dtype, like=X1)
+    if _is_plain_mlp(model, params, mode):
+        with _eval_mode(model):
+            return _ntk_mlp(model, X1, X2, mode, dtype)
     diff, const = _split_params(model, params, fn, device=device, dtype=dtype)
     with _eval_mode(model):
         f = _forward_one(model, const, fn)
