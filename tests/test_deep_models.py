@@ -13,15 +13,6 @@ from deep.models import MODELS, NTKMLP, FastNet, count_parameters, make_model, s
 X32 = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def nets():
     return {name: make_model(name, seed=0) for name in MODELS}

@@ -13,15 +13,6 @@ from deep.ntk import NTK_MODES, empirical_ntk, empirical_ntk_loop
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _linear(d: int, C: int, seed: int = 0) -> nn.Linear:
     lin = nn.Linear(d, C)
     g = torch.Generator().manual_seed(seed)
