@@ -405,7 +405,7 @@ def row_ntk(cfg: dict, seed: int) -> dict:
                          "ratio_vmap": t_lp / t_vm, "toolkit_peak_mb": mem_tk, "loop_peak_mb": mem_lp,
                          "max_abs_diff": _max_diff(K, K_lp), "max_abs_diff_vmap": _max_diff(K_vm, K_lp), "max_abs_ntk": float(K.abs().max())})
             del K, K_lp, K_vm
-            _log(f"ntk {name} {mode}: toolkit ({auto}) {t_tk:.2f}s, vmap {t_vm:.2f}s, loop {t_lp:.2f}s -> {rows[-1]['ratio']:.1f}x")
+            _log(f"ntk {name} {mode}: toolkit ({rows[-1]['method']}) {t_tk:.2f}s, vmap {t_vm:.2f}s, loop {t_lp:.2f}s -> {rows[-1]['ratio']:.1f}x")
     return {"rows": rows, "torch_threads": torch.get_num_threads()}
 
 
