@@ -15,7 +15,11 @@ In the eigenbasis ``K = V diag(d) V^T`` the solution of (1) is the spectral filt
     alpha = V diag(1 / (d + lambda)) V^T y,    K alpha = V diag(d / (d + lambda)) V^T y,   (2)
 
 so one eigendecomposition serves every ridge: :meth:`KernelRidge.ridge_path` with
-``solver="eigen"`` costs one O(n^3) decomposition plus O(n^2) per ridge.
+``solver="eigen"`` costs one O(n^3) decomposition plus O(n^2) per ridge. With
+``solver="mixed"`` the decomposition is done in float32 (about half the time on CPUs,
+where it is memory-bound) and every ridge's solution is refined to float64 accuracy by
+preconditioned conjugate gradients (:mod:`kernels.refine`); a ridge that does not converge
+is solved by Cholesky instead, and recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from kernels._checks import (
     check_vector,
 )
 from kernels.functions import KERNELS, kernel_params
+from kernels.refine import refined_ridge_solve
 from kernels.spectrum import Spectrum, spectrum
 
 __all__ = ["KernelSolve", "RidgePath", "KernelRidge", "solve_kernel_system"]
@@ -101,13 +106,15 @@ class RidgePath:
     predictions : array of shape (R, m) or (R, m, c), or None
         Predictions ``k(X, X_fit) dual_coef[r]`` at the ``X`` passed, else None.
     solver : str
-        ``"eigen"`` (one decomposition reused), ``"cholesky"`` (one factorisation per
-        ridge) or ``"cholesky+lstsq-fallback"`` if any ridge fell back.
+        ``"eigen"`` (one decomposition reused), ``"mixed"`` (one float32 decomposition
+        reused, every ridge refined to float64), ``"cholesky"`` (one factorisation per
+        ridge); ``"+cholesky"`` / ``"+lstsq-fallback"`` is appended when some ridges
+        needed those.
     solvers : tuple of str
         The solver actually used for each ridge.
     n_factorisations : int
-        O(n^3) factorisations this path cost: 0 with ``solver="eigen"`` (it reuses
-        ``spectrum_`` from fit), R with ``"cholesky"``.
+        O(n^3) factorisations this path cost: 0 with ``"eigen"`` and ``"mixed"`` (they
+        reuse ``spectrum_`` from fit) plus one per ridge solved by Cholesky.
     """
 
     ridges: Any
@@ -295,10 +302,17 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         Extra keyword arguments for the kernel (any for a callable; for a named
         kernel only those :func:`kernels.functions.kernel_params` lists, plus
         ``dtype`` and ``memory_budget``).
-    solver : {"cholesky", "eigen"}, default="cholesky"
+    solver : {"cholesky", "eigen", "mixed"}, default="cholesky"
         ``"cholesky"``: one Cholesky factorisation (least squares if it fails,
         recorded in ``solver_``). ``"eigen"``: one eigendecomposition of K, kept
         in ``spectrum_`` so that :meth:`ridge_path` needs no further factorisation.
+        ``"mixed"``: the eigendecomposition of float32(K), kept in ``spectrum_``, used
+        as the preconditioner of conjugate gradients on the float64 system
+        (:func:`kernels.refine.refined_ridge_solve`), so every ridge is solved to a
+        backward error of ``16 eps`` at O(n^2) each; a ridge that does not converge in
+        50 iterations (ridge far below ``eps32 * d_max``) is solved by Cholesky,
+        recorded in ``solver_`` / :attr:`RidgePath.solvers`. Keeps the training Gram
+        matrix (n^2 floats) for :meth:`ridge_path`. The fastest ridge path on CPUs.
     backend : {"numpy", "torch", "cupy"}, default=None
         Backend for list / tuple inputs. Arrays keep their own namespace and device
         (an array of a different backend than a given ``backend`` raises).
@@ -312,9 +326,11 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen in fit (n_samples for ``"precomputed"``).
     solver_ : str
-        The solver actually used: ``"cholesky"``, ``"lstsq-fallback"`` or ``"eigen"``.
+        The solver actually used: ``"cholesky"``, ``"lstsq-fallback"``, ``"eigen"`` or
+        ``"mixed"``.
     spectrum_ : Spectrum or None
-        Eigendecomposition of the training Gram matrix (``solver="eigen"`` only).
+        Eigendecomposition of the training Gram matrix (``solver="eigen"``; in float32
+        for ``solver="mixed"``), else None.
 
     See Also
     --------
@@ -355,7 +371,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         "depth": Interval(int, 1, None, "left"),
         "bias": Interval(float, 0.0, None, "left"),
         "kernel_params": _DictOrNone(),
-        "solver": Options(("cholesky", "eigen")),
+        "solver": Options(("cholesky", "eigen", "mixed")),
         "backend": _OrNone(Options(BACKENDS)),
     }
 
@@ -453,15 +469,21 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         K = self._gram(X, None, fn)
         y, _ = check_labels(y, X.shape[0], fn, "y", like=K, dtype=K.dtype)
         ridge = float(self.ridge)
-        spec = None
-        if self.solver == "eigen":
+        spec, K_kept = None, None
+        if self.solver in ("eigen", "mixed"):
+            xp = namespace(K)
+            low = self.solver == "mixed" and K.dtype == xp.float64
             try:
-                spec = spectrum(K, method="full")
+                spec = spectrum(xp.astype(K, xp.float32) if low else K, method="full")
             except ValueError as exc:
-                raise ValueError(f"{fn}: solver='eigen' needs a positive semi-definite kernel matrix; "
+                raise ValueError(f"{fn}: solver={self.solver!r} needs a positive semi-definite kernel matrix; "
                                  f"use solver='cholesky' for this kernel ({exc})") from exc
-            dual = spec.apply(lambda d: 1.0 / (d + ridge), y)
-            used = "eigen"
+            if self.solver == "eigen":
+                dual, used = spec.apply(lambda d: 1.0 / (d + ridge), y), "eigen"
+            else:
+                K_kept = K
+                dual, used = self._mixed_solve(K, y, xp.asarray([ridge], dtype=K.dtype, device=device(K)), spec, fn)
+                dual, used = dual[0], used[0]
         else:
             res = _solve(K, y, ridge, fn)
             dual, used = res.coef, res.solver
@@ -471,7 +493,27 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.solver_ = used
         self.spectrum_ = spec
         self._y_fit = y
+        self._K_fit = K_kept
         return self
+
+    @staticmethod
+    def _mixed_solve(K: Any, y: Any, ridges: Any, spec: Spectrum, fn: str) -> tuple[Any, tuple]:
+        """Dual coefficients (R, n[, c]) by refined CG; Cholesky for the ridges that do not converge."""
+        xp = namespace(K)
+        res = refined_ridge_solve(K, y, ridges, spec, tol=16 * float(xp.finfo(K.dtype).eps))
+        ok = [bool(v) for v in to_numpy(res.converged)]
+        if all(ok):
+            return res.coef, ("mixed",) * len(ok)
+        rows, used = [], []
+        for i, good in enumerate(ok):
+            if good:
+                rows.append(res.coef[i])
+                used.append("mixed")
+            else:
+                direct = _solve(K, y, float(ridges[i]), fn)
+                rows.append(direct.coef)
+                used.append(direct.solver)
+        return xp.stack(rows, axis=0), tuple(used)
 
     def _check_predict_X(self, X: Any, fn: str) -> Any:
         check_is_fitted(self)
@@ -528,8 +570,11 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         With ``solver="eigen"`` it reuses ``spectrum_`` (no new factorisation): for
         ``K = V diag(d) V^T``, ``dual_coef[r] = V diag(1/(d + ridge_r)) V^T y`` and
         ``fitted[r] = V diag(d/(d + ridge_r)) V^T y`` (eq. 2 of the module notes), at
-        O(n^2) per ridge. With ``solver="cholesky"`` it recomputes K once and
-        refactorises ``K + ridge_r I`` for every ridge (O(n^3) each).
+        O(n^2) per ridge. With ``solver="mixed"`` it reuses the float32 ``spectrum_``
+        and the kept Gram matrix: a few O(n^2) conjugate-gradient iterations per ridge,
+        all ridges at once, to float64 accuracy (Cholesky for any ridge that does not
+        converge). With ``solver="cholesky"`` it recomputes K once and refactorises
+        ``K + ridge_r I`` for every ridge (O(n^3) each).
 
         Parameters
         ----------
@@ -557,6 +602,13 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             fitted = s.apply(s.values[None, :] * inv, y)
             solvers = ("eigen",) * len(r)
             overall, n_fact = "eigen", 0
+        elif getattr(self, "_K_fit", None) is not None:  # solver="mixed"
+            K = self._K_fit
+            dual, solvers = self._mixed_solve(K, y, r_x, self.spectrum_, fn)
+            fitted = _apply_batched(K, dual, xp)
+            extra = sorted(set(solvers) - {"mixed"})
+            overall = "+".join(["mixed", *extra])
+            n_fact = sum(s_ != "mixed" for s_ in solvers)
         else:
             K = self._gram(self.X_fit_, None, fn)
             results = [_solve(K, y, float(ri), fn) for ri in r]

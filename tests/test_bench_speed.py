@@ -75,6 +75,8 @@ def test_other_rows_agree_with_their_baselines(quick_run):
     for r in numbers["ridge_path"]["rows"]:
         assert r["max_abs_diff_sklearn"] <= 1e-6 * max(1.0, r["max_abs_prediction"])
         assert r["max_abs_diff_cholesky_solver"] <= 1e-6 * max(1.0, r["max_abs_prediction"])
+        assert r["max_abs_diff_eigen_solver"] <= 1e-6 * max(1.0, r["max_abs_prediction"])
+        assert r["solver"].startswith("mixed")
     for r in numbers["gram"]["rows"]:
         tol = 1e-10 if r["dtype"] == "float64" else 2e-3
         if r["kernel"].startswith("ntk"):  # arccos near rho = 1 turns round-off eps into sqrt(eps) in the direct formula

@@ -61,7 +61,7 @@ def _ours_and_sklearn(kernel, X, Xt, ridge, solver, backend):
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["1d", "multi"])
-@pytest.mark.parametrize("solver", ["cholesky", "eigen"])
+@pytest.mark.parametrize("solver", ["cholesky", "eigen", "mixed"])
 @pytest.mark.parametrize("kernel", ["rbf", "laplacian", "polynomial", "linear", "precomputed"])
 def test_predictions_match_sklearn(backend, rng, kernel, solver, multi):
     X, Xt, y = _data(rng, multi)
@@ -75,8 +75,9 @@ def test_predictions_match_sklearn(backend, rng, kernel, solver, multi):
     assert ours.solver_ == solver
     assert ours.n_features_in_ == (N if kernel == "precomputed" else D)
     assert (ours.spectrum_ is None) == (solver == "cholesky")
-    if solver == "eigen":
+    if solver != "cholesky":
         assert isinstance(ours.spectrum_, Spectrum) and ours.spectrum_.k == N
+        assert ours.spectrum_.values.dtype == (ours.dual_coef_.dtype if solver == "eigen" else to_backend(np.float32(1), backend).dtype)
     # score: R^2 via numpy for any backend, equal to scikit-learn's
     assert ours.score(At, to_backend(sk.predict(Bt) + 0.1, backend)) == pytest.approx(
         sk.score(Bt, sk.predict(Bt) + 0.1), rel=1e-8)
@@ -125,7 +126,7 @@ def test_callable_kernel_with_wrong_shape_raises(rng):
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["1d", "multi"])
-@pytest.mark.parametrize("solver", ["cholesky", "eigen"])
+@pytest.mark.parametrize("solver", ["cholesky", "eigen", "mixed"])
 def test_ridge_path_matches_separate_fits(backend, rng, solver, multi):
     X, Xt, y = _data(rng, multi)
     ridges = [1e-3, 0.05, 1.0, 20.0]
@@ -134,7 +135,7 @@ def test_ridge_path_matches_separate_fits(backend, rng, solver, multi):
     path = model.ridge_path(ridges, to_backend(Xt, backend))
     assert isinstance(path, RidgePath)
     assert path.solver == solver and path.solvers == (solver,) * len(ridges)
-    assert path.n_factorisations == (0 if solver == "eigen" else len(ridges))
+    assert path.n_factorisations == (len(ridges) if solver == "cholesky" else 0)
     np.testing.assert_allclose(to_numpy(path.ridges), ridges)
     tail = (C,) if multi else ()
     assert tuple(path.dual_coef.shape) == (len(ridges), N, *tail)
@@ -151,11 +152,62 @@ def test_ridge_path_matches_separate_fits(backend, rng, solver, multi):
 def test_ridge_path_precomputed(rng):
     X, Xt, y = _data(rng, False)
     K, Kt = rbf_kernel(X, gamma=0.3), rbf_kernel(Xt, X, gamma=0.3)
-    for solver in ("cholesky", "eigen"):
+    for solver in ("cholesky", "eigen", "mixed"):
         path = KernelRidge(kernel="precomputed", solver=solver).fit(K, y).ridge_path([0.01, 3.0], Kt)
         for r, lam in enumerate((0.01, 3.0)):
             sk = sklearn.kernel_ridge.KernelRidge(alpha=lam, kernel="precomputed").fit(K, y)
             _assert_close(path.predictions[r], sk.predict(Kt), rtol=1e-7)
+
+
+def test_mixed_solver_reaches_float64_accuracy(backend):
+    """A float32 decomposition alone is off by ~eps32 * cond; the refined path is as accurate as a direct solve.
+
+    Low-dimensional RBF data makes K ill-conditioned (cond(K + 1e-4 I) ~ 1e6), so the float32
+    spectral solution has a relative error near 1e-2 while float64 solves agree to ~1e-10.
+    """
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=300)
+    ridges = np.array([1e-4, 1e-2, 1.0])
+    model = KernelRidge(1e-4, kernel="rbf", gamma=0.5, solver="mixed").fit(to_backend(X, backend), to_backend(y, backend))
+    path = model.ridge_path(ridges)
+    assert path.solver == "mixed" and path.n_factorisations == 0
+    K = rbf_kernel(X, gamma=0.5)
+    spec32 = np.linalg.eigh(K.astype(np.float32))
+    for r, lam in enumerate(ridges):
+        direct = np.linalg.solve(K + lam * np.eye(300), y)
+        low = (spec32[1] / (spec32[0] + lam)) @ (spec32[1].T @ y.astype(np.float32))
+        err_low = np.abs(low - direct).max() / np.abs(direct).max()
+        err = np.abs(to_numpy(path.dual_coef)[r] - direct).max() / np.abs(direct).max()
+        assert err < 1e-9 and (lam > 1e-3 or err_low > 1e3 * err)
+        residual = (K + lam * np.eye(300)) @ to_numpy(path.dual_coef)[r] - y
+        assert np.linalg.norm(residual) <= 64 * np.finfo(float).eps * (np.linalg.norm(K + lam * np.eye(300), 2) * np.linalg.norm(direct) + np.linalg.norm(y))
+
+
+def test_mixed_solver_falls_back_to_cholesky_and_records_it():
+    """A ridge far below eps32 * d_max leaves the float32 preconditioner useless: Cholesky takes over."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 1))
+    y = np.cos(X[:, 0])
+    model = KernelRidge(1e-9, kernel="rbf", gamma=0.1, solver="mixed").fit(X, y)
+    path = model.ridge_path([1e-9, 1.0])
+    assert path.solvers[1] == "mixed" and path.solvers[0] in ("cholesky", "lstsq-fallback")
+    assert path.solver.startswith("mixed+") and path.n_factorisations == 1
+    assert model.solver_ == path.solvers[0]
+    K = rbf_kernel(X, gamma=0.1)
+    for r, lam in enumerate((1e-9, 1.0)):
+        sk = sklearn.kernel_ridge.KernelRidge(alpha=lam, kernel="precomputed").fit(K, y)
+        np.testing.assert_allclose(path.fitted[r], sk.predict(K), rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_solver_on_float32_data_stays_float32():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 3)).astype(np.float32)
+    y = rng.normal(size=50).astype(np.float32)
+    model = KernelRidge(0.1, kernel="rbf", gamma=0.3, solver="mixed").fit(X, y)
+    assert model.dual_coef_.dtype == np.float32 and model.solver_ == "mixed"
+    want = np.linalg.solve(rbf_kernel(X.astype(float), gamma=0.3) + 0.1 * np.eye(50), y.astype(float))
+    np.testing.assert_allclose(model.dual_coef_, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 # ----------------------------------------------------------------------------- shared solver
@@ -350,7 +402,8 @@ def _expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [KernelRidge(), KernelRidge(kernel="precomputed"), KernelRidge(kernel="ntk_relu", depth=2, bias=0.1, solver="eigen")],
+    [KernelRidge(), KernelRidge(kernel="precomputed"), KernelRidge(kernel="ntk_relu", depth=2, bias=0.1, solver="eigen"),
+     KernelRidge(solver="mixed")],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_estimator_checks(estimator, check):
