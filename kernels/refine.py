@@ -68,10 +68,12 @@ class RefinedSolve:
 
 
 def _precondition(spec: Spectrum, inv: Any, Rm: Any, dtype: Any, xp: Any) -> Any:
-    """M_r R_r = V diag(inv_r) V^T R_r for every ridge r, in the spectrum's (low) precision."""
+    """M R = V (inv * (V^T R)) column by column, in the spectrum's (low) precision.
+
+    ``inv`` is (n, columns): the filter 1 / (d + lambda) of each column's ridge.
+    """
     V = spec.vectors
-    low = xp.astype(Rm, V.dtype)
-    return xp.astype(V @ ((V.T @ low) * inv[:, :, None]), dtype)
+    return xp.astype(V @ ((V.T @ xp.astype(Rm, V.dtype)) * inv), dtype)
 
 
 def refined_ridge_solve(K: Any, Y: Any, ridges: Any, spec: Spectrum, *, tol: float = DEFAULT_TOL,
@@ -113,45 +115,50 @@ def refined_ridge_solve(K: Any, Y: Any, ridges: Any, spec: Spectrum, *, tol: flo
     dtype = K.dtype
     vec = Y.ndim == 1
     Yc = Y[:, None] if vec else Y  # (n, c)
+    n, c = Yc.shape
     R = ridges.shape[0]
-    lam = xp.astype(ridges, dtype)[:, None, None]  # (R, 1, 1)
-    inv = 1.0 / (spec.values[None, :] + xp.astype(ridges, spec.values.dtype)[:, None])  # (R, n)
-    norm_A = float(spec.values[0]) + lam[:, 0, :]  # (R, 1): ||A_r||_2 up to the spectrum's round-off
-    Yb = xp.broadcast_to(Yc[None, :, :], (R, *Yc.shape))
-    norm_y = xp.sqrt(xp.sum(Yc * Yc, axis=0))[None, :]  # (1, c)
+    # One column per (ridge, target), ridge-major, so every product is a single GEMM.
+    lam = xp.reshape(xp.broadcast_to(xp.astype(ridges, dtype)[:, None], (R, c)), (1, R * c))
+    low_lam = xp.astype(lam, spec.values.dtype)
+    inv = 1.0 / (spec.values[:, None] + low_lam)  # (n, R c)
+    norm_A = float(spec.values[0]) + lam  # (1, R c): ||A_r||_2 up to the spectrum's round-off
+    Yb = xp.concat([Yc] * R, axis=1) if R > 1 else Yc  # (n, R c)
+    norm_y = xp.sqrt(xp.sum(Yb * Yb, axis=0))[None, :]
 
     def apply_A(P: Any) -> Any:
-        return xp.matmul(K, P) + lam * P
+        return K @ P + lam * P
 
     def backward_error(Xs: Any, Rs: Any) -> Any:
-        nx = xp.sqrt(xp.sum(Xs * Xs, axis=1))
-        nr = xp.sqrt(xp.sum(Rs * Rs, axis=1))
-        return nr / (norm_A * nx + norm_y)  # (R, c)
+        nx = xp.sqrt(xp.sum(Xs * Xs, axis=0))[None, :]
+        nr = xp.sqrt(xp.sum(Rs * Rs, axis=0))[None, :]
+        return nr / (norm_A * nx + norm_y)  # (1, R c)
 
-    Xs = _precondition(spec, inv, Yb, dtype, xp)  # the float32 solution as a starting point
+    Xs = _precondition(spec, inv, Yb, dtype, xp)  # the low-precision solution as a starting point
     Rs = Yb - apply_A(Xs)
     Z = _precondition(spec, inv, Rs, dtype, xp)
     P = Z
-    rz = xp.sum(Rs * Z, axis=1)  # (R, c)
+    rz = xp.sum(Rs * Z, axis=0)[None, :]
     done = backward_error(Xs, Rs) <= tol
     it = 0
     while it < max_iter and not bool(xp.all(done)):
         it += 1
         Q = apply_A(P)
-        pq = xp.sum(P * Q, axis=1)
+        pq = xp.sum(P * Q, axis=0)[None, :]
         safe = (~done) & (pq > 0)
         alpha = xp.where(safe, rz / xp.where(safe, pq, 1.0), 0.0)
-        Xs = Xs + alpha[:, None, :] * P
-        Rs = Rs - alpha[:, None, :] * Q
+        Xs = Xs + alpha * P
+        Rs = Rs - alpha * Q
         done = done | (backward_error(Xs, Rs) <= tol)
         Z = _precondition(spec, inv, Rs, dtype, xp)
-        rz_new = xp.sum(Rs * Z, axis=1)
-        beta = xp.where(safe, rz_new / xp.where(safe & (rz != 0), rz, 1.0), 0.0)
-        P = Z + beta[:, None, :] * P
+        rz_new = xp.sum(Rs * Z, axis=0)[None, :]
+        beta = xp.where(safe & (rz != 0), rz_new / xp.where(safe & (rz != 0), rz, 1.0), 0.0)
+        P = Z + beta * P
         rz = rz_new
     # The recursively updated residual drifts from the true one: measure it afresh.
-    err = backward_error(Xs, Yb - apply_A(Xs))
+    err = xp.reshape(backward_error(Xs, Yb - apply_A(Xs)), (R, c))
     worst = xp.max(err, axis=1)
     converged = worst <= 4 * tol
-    coef = Xs[:, :, 0] if vec else Xs
+    coef = xp.permute_dims(xp.reshape(Xs, (n, R, c)), (1, 0, 2))  # (R, n, c)
+    if vec:
+        coef = coef[:, :, 0]
     return RefinedSolve(coef=coef, converged=converged, backward_error=worst, iterations=it)
