@@ -587,8 +587,10 @@ def _markdown(res: dict, mach: dict, quick: bool) -> str:
                    f"{r['toolkit_peak_mb']:.0f} / {r['loop_peak_mb']:.0f} | {r['max_abs_diff']:.1e} / {r['max_abs_ntk']:.3g} |")
     floors = [r for r in nt["rows"] if r.get("floor_backward_s") is not None]
     if floors:
-        out += ["", "What any exact method must pay for the CNN (batched forward + backward passes to the parameters, 32 "
-                "examples at a time, and the n x n contraction over T P Jacobian columns), and the largest ratio that leaves against the loop:", "",
+        out += ["", "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
+                "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
+                "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
+                "costs no more than these two would reach the last column against the loop:", "",
                 "| mode | batched forward+backward s | contraction s | loop s / (their sum) |", "|---|---|---|---|"]
         for r in floors:
             bound = r["loop_s"] / (r["floor_backward_s"] + r["floor_contraction_s"])
