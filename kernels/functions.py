@@ -12,7 +12,10 @@ input becomes float64); ``dtype="float32"`` or ``"float64"`` asks for another on
 Gram matrices are filled in row blocks by BLAS products, each block written into
 the preallocated output, so a 20k x 20k Gram needs at most one extra block of
 scratch. The block height comes from ``memory_budget`` (bytes, default 256 MiB)
-divided by the scratch bytes per row.
+divided by the scratch bytes per row. For numpy arrays the elementwise recursion of the
+ReLU kernels (``arccos`` and about 20 passes per layer, single-threaded in numpy) runs on
+cache-sized row tiles in a thread pool with one thread per available core (numpy releases
+the GIL); the result is bit-identical to one thread.
 
 Distance kernels (DESIGN.md section 4): ``rbf`` = exp(-gamma ||x - z||_2^2) and
 ``laplace`` (alias ``laplacian``) = exp(-gamma ||x - z||_1) follow scikit-learn;
@@ -23,8 +26,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, Callable
+
+import array_api_compat
 
 from kernels._backend import device
 from kernels._checks import Interval, Options, check_features, check_param, check_params, check_same_namespace, iter_blocks
@@ -381,16 +388,18 @@ laplacian = laplace
 # ----------------------------------------------------------------------------- ReLU NTK / NNGP
 
 
-def _relu_block(xp: ModuleType, X: Any, Z: Any, sx: Any, sz: Any, rows: slice, cols: slice, diag: bool, *, depth: int, beta2: float, ntk: bool) -> Any:
-    """Sigma^L (``ntk=False``) or Theta^{L+1} (``ntk=True``) for one block.
+def _relu_recursion(xp: ModuleType, S: Any, a: Any, b: Any, diag_shift: int | None, *, depth: int, beta2: float, ntk: bool) -> Any:
+    """Sigma^L or Theta^{L+1} from the Sigma^0 block S (r, c), elementwise.
 
-    ``sx, sz`` hold ``Sigma^0(x, x)``.
+    ``a`` (r, 1) and ``b`` (1, c) hold ``Sigma^0(x, x)`` of the block's rows and columns;
+    ``diag_shift`` = k says that the Gram's diagonal sits at block positions (i, i + k)
+    (None: no diagonal in the block).
     """
-    pi, d = math.pi, X.shape[1]
-    S = (X[rows, :] @ Z[cols, :].T) / d + beta2  # Sigma^0
+    pi = math.pi
     theta_ntk = S  # Theta^1
-    a, b = sx[rows][:, None], sz[cols][None, :]
-    mask = _diag_mask(xp, S.shape[0], S.shape[1], S) if diag else None
+    mask = None
+    if diag_shift is not None:
+        mask = xp.eye(S.shape[0], S.shape[1], k=diag_shift, dtype=xp.bool, device=device(S))
     for _ in range(depth):
         norm = xp.sqrt(a * b)
         rho = xp.clip(S / xp.where(norm > 0, norm, 1.0), min=-1.0, max=1.0)
@@ -405,16 +414,60 @@ def _relu_block(xp: ModuleType, X: Any, Z: Any, sx: Any, sz: Any, rows: slice, c
     return theta_ntk if ntk else S
 
 
+# Blocks with fewer elements run their elementwise recursion in one thread.
+_THREAD_MIN_ELEMENTS = 2**18
+_TILE_ELEMENTS = 2**17
+
+
+def _relu_block(xp: ModuleType, X: Any, Z: Any, sx: Any, sz: Any, rows: slice, cols: slice, diag: bool, *, depth: int,
+                beta2: float, ntk: bool, pool: ThreadPoolExecutor | None = None, workers: int = 1) -> Any:
+    """Sigma^L (``ntk=False``) or Theta^{L+1} (``ntk=True``) for one block.
+
+    ``sx, sz`` hold ``Sigma^0(x, x)``. With a ``pool`` (numpy only), the elementwise
+    recursion after the BLAS product runs on ``workers`` row slices in parallel: numpy's
+    ufuncs release the GIL, so the cores that BLAS used for the product are not left idle
+    (each element sees the same operations, so the result is bit-identical).
+    """
+    S = (X[rows, :] @ Z[cols, :].T) / X.shape[1] + beta2  # Sigma^0
+    a, b = sx[rows][:, None], sz[cols][None, :]
+    kw = {"depth": depth, "beta2": beta2, "ntk": ntk}
+    if pool is None or workers < 2 or S.shape[0] < 2 * workers or S.shape[0] * S.shape[1] < _THREAD_MIN_ELEMENTS:
+        return _relu_recursion(xp, S, a, b, 0 if diag else None, **kw)
+    # Tiles of about _TILE_ELEMENTS keep the ~20 elementwise passes per layer in cache.
+    parts = list(iter_blocks(S.shape[0], max(1, _TILE_ELEMENTS // S.shape[1])))
+    futures = [pool.submit(_relu_recursion, xp, S[p], a[p], b, p.start if diag else None, **kw) for p in parts]
+    for p, fut in zip(parts, futures):
+        S[p] = fut.result()  # each slice's recursion only reads its own rows of S
+    return S
+
+
+def _workers() -> int:
+    """CPU cores this process may use (Linux affinity when available), at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
 def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, memory_budget: Any, *, ntk: bool) -> Any:
     X, Z, xp, sym, budget = _prepare(fn, X, Z, dtype, memory_budget, depth=depth, bias=bias)
     beta2, d = float(bias) ** 2, X.shape[1]
     sx = xp.sum(X * X, axis=1) / d + beta2
     sz = sx if sym else xp.sum(Z * Z, axis=1) / d + beta2
+    # numpy's elementwise passes are single-threaded; torch and CuPy parallelise their own.
+    workers = _workers() if array_api_compat.is_numpy_namespace(xp) else 1
 
-    def block(r: slice, c: slice, diag: bool) -> Any:
-        return _relu_block(xp, X, Z, sx, sz, r, c, diag, depth=int(depth), beta2=beta2, ntk=ntk)
+    def fill(pool: ThreadPoolExecutor | None) -> Any:
+        def block(r: slice, c: slice, diag: bool) -> Any:
+            return _relu_block(xp, X, Z, sx, sz, r, c, diag, depth=int(depth), beta2=beta2, ntk=ntk, pool=pool, workers=workers)
 
-    return _fill_gram(X, Z, xp, block, symmetric=sym, row_bytes=10 * Z.shape[0] * _itemsize(xp, X.dtype), budget=budget)
+        return _fill_gram(X, Z, xp, block, symmetric=sym, row_bytes=10 * Z.shape[0] * _itemsize(xp, X.dtype), budget=budget)
+
+    if workers < 2:
+        return fill(None)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airkit-gram") as pool:
+        return fill(pool)
 
 
 _RELU_DOC = """

@@ -228,6 +228,30 @@ def test_relu_kernels_match_scalar_loop(rng, depth, beta):
         assert np.all(ntk_relu(X, Z, depth=depth)[1] == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_threaded_recursion_is_bit_identical(rng, monkeypatch, dtype):
+    """numpy Grams large enough to split their elementwise recursion over threads give the same bits as one thread.
+
+    600 x 600 blocks hold more than the threading threshold (2^18 elements), so the tiles, the
+    diagonal mask shifted into each tile and the reassembly are all exercised.
+    """
+    import kernels.functions as kf
+
+    X = rng.standard_normal((600, 7)).astype(dtype)
+    X[5] = 0.0
+    X[9] = -X[3]
+    Z = rng.standard_normal((700, 7)).astype(dtype)
+    for f in (ntk_relu, nngp_relu):
+        for Zarg in (None, Z):
+            monkeypatch.setattr(kf, "_workers", lambda: 3)
+            threaded = f(X, Zarg, depth=3, bias=0.4)
+            monkeypatch.setattr(kf, "_workers", lambda: 1)
+            single = f(X, Zarg, depth=3, bias=0.4)
+            assert threaded.dtype == dtype and np.array_equal(threaded, single)
+            if Zarg is None:
+                np.testing.assert_array_equal(threaded, threaded.T)
+
+
 def _relu_net_mc(X, depths, betas, width, seeds, seed0=1000):
     """Monte-Carlo NTK and NNGP of finite ReLU nets in the documented parameterisation.
 
