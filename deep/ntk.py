@@ -163,19 +163,35 @@ def _forward_one(model: nn.Module, const: dict, fn: str) -> Callable[[dict, torc
 # ============================================================================ contraction
 
 
+def _factor_block(f1: per_sample.LinearFactor, f2: per_sample.LinearFactor, mode: str) -> torch.Tensor:
+    """A Linear layer's NTK term from its factors: (w A1 A2^T + b) * (D1 D2^T), laid out by mode."""
+    n1, n2, T = f1.D.shape[0], f2.D.shape[0], f1.D.shape[1]
+    scale = (f1.A @ f2.A.T if f1.weight else torch.zeros((n1, n2), dtype=f1.A.dtype, device=f1.A.device)) + (1.0 if f1.bias else 0.0)
+    if mode in ("sum", "trace"):  # sum over the targets: D (n, T, out) -> (n, T out)
+        return scale * (f1.D.reshape(n1, -1) @ f2.D.reshape(n2, -1).T)
+    DD = (f1.D.reshape(n1 * T, -1) @ f2.D.reshape(n2 * T, -1).T).reshape(n1, T, n2, T).permute(0, 2, 1, 3)
+    return scale[:, :, None, None] * DD
+
+
 def _contract(J1: dict, J2: dict, mode: str) -> torch.Tensor:
-    """Theta block from per-parameter Jacobians J[k] of shape (b, *p) ("sum") or (b, C, *p)."""
-    total = None
+    """Theta block from per-parameter Jacobians J[k] of shape (b, *p) ("sum") or (b, C, *p).
+
+    Entries that are :class:`deep.per_sample.LinearFactor` contribute their factored term.
+    """
+    total, C = None, 1
     for k in J1:
         a, b = J1[k], J2[k]
-        if mode in ("sum", "trace"):  # (b1, P) or (b1, C*P): one matmul sums over p (and c)
+        if isinstance(a, per_sample.LinearFactor):
+            blk, C = _factor_block(a, b, mode), a.D.shape[1]
+        elif mode in ("sum", "trace"):  # (b1, P) or (b1, C*P): one matmul sums over p (and c)
             blk = a.reshape(a.shape[0], -1) @ b.reshape(b.shape[0], -1).T
+            C = a.shape[1] if mode == "trace" else 1
         else:
             n1, n2, C = a.shape[0], b.shape[0], a.shape[1]
             blk = (a.reshape(n1 * C, -1) @ b.reshape(n2 * C, -1).T).reshape(n1, C, n2, C).permute(0, 2, 1, 3)
         total = blk if total is None else total + blk
     if mode == "trace":
-        total = total / next(iter(J1.values())).shape[1]
+        total = total / C
     return total
 
 
@@ -322,14 +338,23 @@ def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: s
             raise ValueError(f"{fn}: method='layers' does not apply to this model: {why}; use method='vmap'")
         return None
 
+    def empty_like_rows(v: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.empty((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+
     def jac(X: torch.Tensor) -> dict:
-        out: dict[str, torch.Tensor] = {}
-        for rs in iter_blocks(X.shape[0], _LAYER_CHUNK):
-            part = per_sample.batched_jacobian(model, plan, diff, const, X[rs], mode)
+        out: dict[str, Any] = {}
+        n = X.shape[0]
+        for rs in iter_blocks(n, _LAYER_CHUNK):
+            part = per_sample.batched_jacobian(model, plan, diff, const, X[rs], mode, factor_linear=True)
             for k, v in part.items():
-                if k not in out:
-                    out[k] = torch.empty((X.shape[0], *v.shape[1:]), dtype=v.dtype, device=v.device)
-                out[k][rs] = v
+                if isinstance(v, per_sample.LinearFactor):
+                    if k not in out:
+                        out[k] = per_sample.LinearFactor(A=empty_like_rows(v.A, n), D=empty_like_rows(v.D, n), weight=v.weight, bias=v.bias, names=v.names)
+                    out[k].A[rs], out[k].D[rs] = v.A, v.D
+                else:
+                    if k not in out:
+                        out[k] = empty_like_rows(v, n)
+                    out[k][rs] = v
         return out
 
     return jac
@@ -370,12 +395,18 @@ def empirical_ntk(
       examples not to interact; both are checked (a ValueError says which failed).
     - ``"vmap"``: ``vmap(jacrev(f))`` (``vmap(grad(sum f))`` in "sum" mode) of torch.func;
       any model.
-    - ``"auto"`` (default): the NTKMLP closed form below when it applies; else, in "trace"
-      and "full" mode, "layers" when it applies; else "vmap".
+      ``nn.Linear`` layers applied once to 2-d inputs are not expanded into per-example
+      gradients at all: their term is ``(A A'^T + 1) * (D D'^T)`` from the layer inputs A and
+      output cotangents D (see :class:`deep.per_sample.LinearFactor`), so MLPs cost
+      O(n^2 (in + C out)) per layer instead of O(n^2 C in out).
+    - ``"auto"`` (default): the NTKMLP closed form below when it applies; else "layers" when
+      it applies, except in "sum" mode when less than half of the parameters sit in such
+      factored Linear layers; else "vmap".
 
-    Measured on 2 CPU cores (fastnet 16/32/32, 512 CIFAR-sized inputs, float32; see
-    ``benchmarks/BASELINES.md``): in "sum" mode "vmap" took 0.61 s and "layers" 0.92 s; in
-    "trace" mode "layers" took 4.3 s and "vmap" 7.7 s (the per-example loop: 2.0 s / 11.7 s).
+    Measured on 2 CPU cores (512 CIFAR-sized inputs, float32; see ``benchmarks/BASELINES.md``):
+    fastnet 16/32/32, "sum": vmap 0.63 s, layers 0.74-0.92 s; "trace": layers 4.3-4.8 s,
+    vmap 7.7-8.3 s, the per-example loop 2.0-2.5 s / 11.7-18.6 s. A plain ``nn.Sequential``
+    MLP 3072-256-256-10: "sum" layers 0.09 s vs vmap 4.8-6.2 s; "trace" 0.49 s vs 285 s.
 
     **NTKMLP fast path.** When ``model`` is a :class:`deep.models.NTKMLP` (not a subclass),
     ``params`` is None, every parameter has ``requires_grad`` and ``mode`` is "sum" or
@@ -449,16 +480,23 @@ def empirical_ntk(
         f = _forward_one(model, const, fn)
         with torch.no_grad():
             C = int(f(diff, X1[0]).shape[0])
-        use_layers = method == "layers" or (method == "auto" and mode != "sum")
-        layers = None if not use_layers else _layers_jacobian(model, diff, const, mode, fn, X1, strict=method == "layers")
+        n_par = sum(t.numel() for t in diff.values())
+        itemsize = torch.finfo(dtype).bits // 8
+        per_example = n_par * (1 if mode == "sum" else C) * itemsize
+        layers = None if method == "vmap" else _layers_jacobian(model, diff, const, mode, fn, X1, strict=method == "layers")
+        if layers is not None:
+            probe = layers(X1[:1])  # one example: which layers come factored, and the bytes per example
+            factored = sum(diff[k].numel() for v in probe.values() if isinstance(v, per_sample.LinearFactor) for k in v.names)
+            if method == "auto" and mode == "sum" and factored < 0.5 * n_par:
+                layers = None  # mostly convolutions: vmap(grad) was faster in "sum" mode (see the docstring)
+            else:
+                per_example = itemsize * sum(v.A.numel() + v.D.numel() if isinstance(v, per_sample.LinearFactor) else v.numel() for v in probe.values())
         if layers is not None:
             jac_fn = lambda d, X: layers(X)  # noqa: E731
         elif mode == "sum":
             jac_fn = vmap(grad(lambda d, x: f(d, x).sum()), in_dims=(None, 0))
         else:
             jac_fn = vmap(jacrev(f), in_dims=(None, 0))
-        n_par = sum(t.numel() for t in diff.values())
-        per_example = n_par * (1 if mode == "sum" else C) * torch.finfo(dtype).bits // 8
         half = memory_budget // 2
         block = max(1, half // per_example)
         n2 = X1.shape[0] if X2 is None else X2.shape[0]

@@ -16,6 +16,10 @@ once). This is the per-example gradient trick of Goodfellow (2015) and BackPACK'
 ``nn.Conv2d``      dW = sum_p delta_p P_p^T,    db = sum_p delta_p   (P_p: the input patch at p, ``F.unfold``)
 ``nn.BatchNorm``   dgamma = sum_p delta_p xhat_p,  dbeta = sum_p delta_p   (eval mode: xhat from the running statistics)
 
+An ``nn.Linear`` layer applied once to 2-d inputs can instead be returned in factored form
+(:class:`LinearFactor`: its inputs A and output cotangents D), from which the NTK term
+``(A A'^T + 1) * (D D'^T)`` follows without forming its per-example gradients at all.
+
 It is valid only when examples do not interact inside the network (eval mode: BatchNorm on
 running statistics, no dropout) and every trained parameter belongs to one of these layers,
 used through its own ``forward`` (a layer called several times contributes the sum over its
@@ -39,9 +43,29 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["LayerPlan", "plan", "batched_jacobian"]
+__all__ = ["LayerPlan", "LinearFactor", "plan", "batched_jacobian"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class LinearFactor:
+    """The per-example gradients of an ``nn.Linear`` on (b, in) inputs, kept in factored form.
+
+    Example i's weight gradient for target t is ``D[i, t] A[i]^T`` and its bias gradient
+    ``D[i, t]``, so the inner product of two examples' gradients is
+
+        <grad_i, grad_j> = (weight * A_i . A_j + bias) * (D_i,t . D_j,t)
+
+    (Jacot et al. 2018; the "structured derivatives" of Novak et al. 2022), O(in + out) per
+    pair instead of O(in * out). ``weight`` / ``bias`` say which of the two are differentiated.
+    """
+
+    A: torch.Tensor  # (b, in)
+    D: torch.Tensor  # (b, T, out)
+    weight: bool
+    bias: bool
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -146,8 +170,12 @@ def _layer_grads(module: nn.Module, path: str, a: torch.Tensor, delta: torch.Ten
     return out
 
 
-def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.Tensor], const: dict[str, torch.Tensor], X: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
+def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.Tensor], const: dict[str, torch.Tensor], X: torch.Tensor, mode: str,
+                     *, factor_linear: bool = False) -> dict[str, torch.Tensor | LinearFactor]:
     """Per-example gradients of the logits, ``{name: (b, *shape)}`` ("sum") or ``{name: (b, C, *shape)}``.
+
+    With ``factor_linear``, an ``nn.Linear`` layer called once on 2-d input is returned as one
+    entry ``{"<layer path>": LinearFactor}`` in place of its parameters' gradients.
 
     One forward pass of the batch X through ``functional_call(model, {**const, **diff})``
     with hooks that keep every planned layer's input and output, then one
@@ -183,20 +211,31 @@ def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.
     per_target = [torch.autograd.grad(t, outputs, retain_graph=i < len(targets) - 1, allow_unused=True) for i, t in enumerate(targets)]
     del logits, targets, outputs
     b, T = X.shape[0], len(per_target)
+    n_calls: dict[str, int] = {}
+    for path, _, _ in calls:
+        n_calls[path] = n_calls.get(path, 0) + 1
     grads: dict[str, torch.Tensor] = {}
+    factors: dict[str, LinearFactor] = {}
     for i, (path, a, o) in enumerate(calls):
         found = [g[i] for g in per_target]
         if all(g is None for g in found):
             continue  # the layer's output does not reach the logits
         delta = torch.stack([torch.zeros_like(o) if g is None else g for g in found], dim=1)
         module, wanted = layers.layers[path]
+        if factor_linear and isinstance(module, nn.Linear) and a.ndim == 2 and n_calls[path] == 1:
+            factors[path] = LinearFactor(A=a, D=delta.detach(), weight="weight" in wanted, bias="bias" in wanted,
+                                         names=tuple(wanted.values()))
+            continue
         for local, g in _layer_grads(module, path, a, delta, wanted, params).items():
             name = wanted[local]
             grads[name] = g if name not in grads else grads[name] + g
         del delta
-    out = {}
+    out: dict[str, torch.Tensor | LinearFactor] = dict(factors)
+    done = {name for f in factors.values() for name in f.names}
     for _, (_, wanted) in layers.layers.items():
         for name in wanted.values():
+            if name in done:
+                continue
             g = grads.get(name)
             if g is None:
                 g = torch.zeros((b, T, *diff[name].shape), dtype=X.dtype, device=X.device)

@@ -198,3 +198,44 @@ def test_layers_chunks_and_memory_blocks():
     ref = empirical_ntk_loop(net, X, mode="trace", dtype=F64)
     for budget in (2**30, 2 * 2 * 40 * per_example + 1):
         torch.testing.assert_close(empirical_ntk(net, X, mode="trace", dtype=F64, memory_budget=budget, method="layers"), ref, rtol=1e-10, atol=1e-12)
+
+
+def _plain_mlp() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 9), nn.Tanh(), nn.Linear(9, 7, bias=False), nn.ReLU(), nn.Linear(7, 3))
+
+
+@pytest.mark.parametrize("mode", NTK_MODES)
+def test_factored_linear_layers_match_loop(mode):
+    """Linear layers on 2-d inputs enter as (A A'^T + 1) * (D D'^T): equal to the loop, whole or partly selected."""
+    net = _plain_mlp()
+    X, Z = _x(6, (3, 2, 2)), _x(4, (3, 2, 2), seed=5)
+    for params in (None, ["1.bias", "3.weight", "5.weight"], ["1.weight"], ["5.bias"]):
+        for X2 in (None, Z):
+            ref = empirical_ntk_loop(net, X, X2, mode=mode, dtype=F64, params=params)
+            K = empirical_ntk(net, X, X2, mode=mode, dtype=F64, params=params, method="layers")
+            torch.testing.assert_close(K, ref, rtol=1e-10, atol=1e-12)
+    diff, const = _split_params(net, None, "t", device=X.device, dtype=F64)
+    plan, _ = per_sample.plan(net, list(diff))
+    J = per_sample.batched_jacobian(net, plan, diff, const, X.double(), mode, factor_linear=True)
+    assert set(J) == {"1", "3", "5"} and all(isinstance(v, per_sample.LinearFactor) for v in J.values())
+    assert (J["1"].weight, J["1"].bias, J["3"].bias) == (True, True, False)
+
+
+def test_auto_uses_layers_in_sum_mode_only_when_linear_layers_dominate(monkeypatch):
+    calls = []
+    real = per_sample.batched_jacobian
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(per_sample, "batched_jacobian", counting)
+    X = _x(5, (3, 2, 2))
+    empirical_ntk(_plain_mlp(), X, dtype=F64)
+    assert len(calls) == 2  # the one-example probe, then the batch
+    calls.clear()
+    cnn = _settle_bn(make_model("fastnet", seed=0, widths=(4, 8, 8)), _x(4, (3, 32, 32), seed=3))
+    K = empirical_ntk(cnn, _x(3, (3, 32, 32), seed=4), dtype=F64)
+    assert len(calls) == 1  # the probe only: convolutions dominate, vmap builds the Jacobians
+    torch.testing.assert_close(K, empirical_ntk_loop(cnn, _x(3, (3, 32, 32), seed=4), dtype=F64), rtol=1e-9, atol=1e-12)
