@@ -239,11 +239,24 @@ def row_distill(cfg: dict, seed: int) -> dict:
     return {"rows": rows}
 
 
-def row_ridge_path(cfg: dict, seed: int) -> dict:
+def _ridge_path_parts(X: np.ndarray, Xt: np.ndarray, g: float, ridge: float) -> tuple[float, float, float, float]:
+    """Seconds for what a ridge path is made of: the Gram and cross-Gram (paid once by the toolkit),
+    one float32 eigendecomposition (``solver="mixed"``) and one Cholesky (paid per ridge by sklearn)."""
     import scipy.linalg
-    from sklearn.kernel_ridge import KernelRidge as SkKR
 
     from kernels.functions import rbf
+
+    t_gram, _, K = timed(lambda: rbf(X, gamma=g))
+    t_cross, _, _ = timed(lambda: rbf(Xt, X, gamma=g))
+    K32 = K.astype(np.float32)
+    t_evd32, _, _ = timed(lambda: scipy.linalg.eigh(K32, driver="evd", check_finite=False))
+    t_chol, _, _ = timed(lambda: scipy.linalg.cholesky(K + ridge * np.eye(K.shape[0]), lower=True, check_finite=False))
+    return t_gram, t_cross, t_evd32, t_chol
+
+
+def row_ridge_path(cfg: dict, seed: int) -> dict:
+    from sklearn.kernel_ridge import KernelRidge as SkKR
+
     from kernels.ridge import KernelRidge
 
     ridges = np.logspace(-3, 1, cfg["ridges"])
@@ -259,14 +272,7 @@ def row_ridge_path(cfg: dict, seed: int) -> dict:
         for solver in ("mixed", "eigen", "cholesky"):  # warm-up: first-call set-up of BLAS/LAPACK threads and buffers
             KernelRidge(ridge=1.0, kernel="rbf", gamma=g, solver=solver).fit(X[:200], y[:200]).ridge_path(ridges[:2], Xt[:10])
         SkKR(alpha=1.0, kernel="rbf", gamma=g).fit(X[:200], y[:200]).predict(Xt[:10])
-        # What the toolkit's path is made of: the Grams (paid once) and one float32 eigendecomposition,
-        # against the Cholesky factorisation sklearn pays per ridge.
-        t_gram, _, K = timed(lambda: rbf(X, gamma=g))
-        t_cross, _, _ = timed(lambda: rbf(Xt, X, gamma=g))
-        K32 = K.astype(np.float32)
-        t_evd32, _, _ = timed(lambda: scipy.linalg.eigh(K32, driver="evd", check_finite=False))
-        t_chol, _, _ = timed(lambda: scipy.linalg.cholesky(K + ridges[0] * np.eye(n), lower=True, check_finite=False))
-        del K, K32
+        t_gram, t_cross, t_evd32, t_chol = _ridge_path_parts(X, Xt, g, float(ridges[0]))
         t_tk, mem_tk, path = timed(lambda: toolkit("mixed"))
         t_eig, _, path_eig = timed(lambda: toolkit("eigen"))
         t_ch, _, path_ch = timed(lambda: toolkit("cholesky"))
