@@ -10,12 +10,12 @@ from deep.config import TrainConfig
 from deep.data import CifarData, CifarFormatError, download_cifar10, load_cifar10, split_validation, subset_indices
 from deep.fullbatch import FullBatchRun, train_full_batch
 from deep.models import MODELS, NTKMLP, FastNet, ResNet18, ShakeShake26, make_model
-from deep.ntk import empirical_ntk, empirical_ntk_loop
+from deep.ntk import empirical_ntk, empirical_ntk_loop, ntk_method
 
 __all__ = [
     "CifarData", "CifarFormatError", "load_cifar10", "download_cifar10", "subset_indices", "split_validation",
     "MODELS", "make_model", "FastNet", "ResNet18", "ShakeShake26", "NTKMLP",
-    "empirical_ntk", "empirical_ntk_loop",
+    "empirical_ntk", "empirical_ntk_loop", "ntk_method",
     "TrainConfig",
     "train_full_batch", "FullBatchRun",
 ]

@@ -50,7 +50,7 @@ from deep import per_sample
 from kernels._backend import backend_name, to_numpy
 from kernels._checks import Interval, Options, as_array, check_param, iter_blocks
 
-__all__ = ["empirical_ntk", "empirical_ntk_loop", "NTK_MODES", "NTK_METHODS"]
+__all__ = ["empirical_ntk", "empirical_ntk_loop", "ntk_method", "NTK_MODES", "NTK_METHODS"]
 
 NTK_MODES = ("sum", "trace", "full")
 NTK_METHODS = ("auto", "layers", "vmap")
@@ -360,6 +360,64 @@ def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: s
     return jac
 
 
+def _check_call(fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: str, dtype: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.dtype]:
+    """Checked (X1, X2, working dtype) of an empirical-NTK call."""
+    check_param(fn, "mode", mode, _TABLE["mode"])
+    check_param(fn, "method", method, _TABLE["method"])
+    device, default = _check_model(model, fn)
+    dtype = _check_dtype(dtype, fn, default)
+    X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
+    X2 = None if X2 is None else _check_inputs(X2, fn, "X2", device=device, dtype=dtype, like=X1)
+    return X1, X2, dtype
+
+
+def _jacobian_source(model: nn.Module, diff: dict, const: dict, X1: torch.Tensor, mode: str, method: str, fn: str,
+                     dtype: torch.dtype) -> tuple[str, int, Callable[[torch.Tensor], dict], int]:
+    """(method used, number of logits C, X -> per-example Jacobians, bytes of Jacobian per example).
+
+    Applies the ``method`` rule of :func:`empirical_ntk`; the model must be in eval mode.
+    """
+    f = _forward_one(model, const, fn)
+    with torch.no_grad():
+        C = int(f(diff, X1[0]).shape[0])
+    n_par = sum(t.numel() for t in diff.values())
+    itemsize = torch.finfo(dtype).bits // 8
+    layers = None if method == "vmap" else _layers_jacobian(model, diff, const, mode, fn, X1, strict=method == "layers")
+    if layers is not None:
+        probe = layers(X1[:1])  # one example: which layers come factored, and the bytes per example
+        factored = sum(diff[k].numel() for v in probe.values() if isinstance(v, per_sample.LinearFactor) for k in v.names)
+        if not (method == "auto" and mode == "sum" and factored < 0.5 * n_par):
+            size = sum(v.A.numel() + v.D.numel() if isinstance(v, per_sample.LinearFactor) else v.numel() for v in probe.values())
+            return "layers", C, layers, size * itemsize
+        # mostly convolutions: vmap(grad) was faster in "sum" mode (see empirical_ntk's docstring)
+    one = vmap(grad(lambda d, x: f(d, x).sum()), in_dims=(None, 0)) if mode == "sum" else vmap(jacrev(f), in_dims=(None, 0))
+    return "vmap", C, lambda X: one(diff, X), n_par * (1 if mode == "sum" else C) * itemsize
+
+
+def ntk_method(model: nn.Module, X: Any, *, mode: str = "sum", params: Params = None, dtype: torch.dtype | None = None,
+               method: str = "auto") -> str:
+    """Which way :func:`empirical_ntk` would compute the NTK of ``model`` on inputs like ``X``.
+
+    Returns ``"ntkmlp-closed-form"``, ``"layers"`` or ``"vmap"`` by the rule of
+    :func:`empirical_ntk`'s ``method`` (it runs the same checks and a one-example probe), so
+    benchmarks and logs can state the path taken. ``method="layers"`` raises when that path
+    does not apply, as :func:`empirical_ntk` does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ntk_method(torch.nn.Linear(3, 2), torch.randn(4, 3))
+    'layers'
+    """
+    fn = "ntk_method"
+    X, _, dtype = _check_call(fn, model, X, None, mode, method, dtype)
+    if method == "auto" and _is_plain_mlp(model, params, mode):
+        return "ntkmlp-closed-form"
+    diff, const = _split_params(model, params, fn, device=X.device, dtype=dtype)
+    with _eval_mode(model):
+        return _jacobian_source(model, diff, const, X, mode, method, fn, dtype)[0]
+
+
 # ============================================================================ public
 
 
@@ -465,45 +523,21 @@ def empirical_ntk(
     True
     """
     fn = "empirical_ntk"
-    check_param(fn, "mode", mode, _TABLE["mode"])
     check_param(fn, "memory_budget", memory_budget, _TABLE["memory_budget"])
-    check_param(fn, "method", method, _TABLE["method"])
-    device, default = _check_model(model, fn)
-    dtype = _check_dtype(dtype, fn, default)
-    X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
-    X2 = None if X2 is None else _check_inputs(X2, fn, "X2", device=device, dtype=dtype, like=X1)
+    X1, X2, dtype = _check_call(fn, model, X1, X2, mode, method, dtype)
     if method == "auto" and _is_plain_mlp(model, params, mode):
         with _eval_mode(model):
             return _ntk_mlp(model, X1, X2, mode, dtype)
-    diff, const = _split_params(model, params, fn, device=device, dtype=dtype)
+    diff, const = _split_params(model, params, fn, device=X1.device, dtype=dtype)
     with _eval_mode(model):
-        f = _forward_one(model, const, fn)
-        with torch.no_grad():
-            C = int(f(diff, X1[0]).shape[0])
-        n_par = sum(t.numel() for t in diff.values())
-        itemsize = torch.finfo(dtype).bits // 8
-        per_example = n_par * (1 if mode == "sum" else C) * itemsize
-        layers = None if method == "vmap" else _layers_jacobian(model, diff, const, mode, fn, X1, strict=method == "layers")
-        if layers is not None:
-            probe = layers(X1[:1])  # one example: which layers come factored, and the bytes per example
-            factored = sum(diff[k].numel() for v in probe.values() if isinstance(v, per_sample.LinearFactor) for k in v.names)
-            if method == "auto" and mode == "sum" and factored < 0.5 * n_par:
-                layers = None  # mostly convolutions: vmap(grad) was faster in "sum" mode (see the docstring)
-            else:
-                per_example = itemsize * sum(v.A.numel() + v.D.numel() if isinstance(v, per_sample.LinearFactor) else v.numel() for v in probe.values())
-        if layers is not None:
-            jac_fn = lambda d, X: layers(X)  # noqa: E731
-        elif mode == "sum":
-            jac_fn = vmap(grad(lambda d, x: f(d, x).sum()), in_dims=(None, 0))
-        else:
-            jac_fn = vmap(jacrev(f), in_dims=(None, 0))
+        _, C, jac_fn, per_example = _jacobian_source(model, diff, const, X1, mode, method, fn, dtype)
         half = memory_budget // 2
         block = max(1, half // per_example)
         n2 = X1.shape[0] if X2 is None else X2.shape[0]
         cache_cols = n2 * per_example <= half
         n1 = X1.shape[0]
         shape = (n1, n2) if mode != "full" else (n1, n2, C, C)
-        return _assemble(lambda X: jac_fn(diff, X), X1, X2, mode, block, cache_cols, shape, X1)
+        return _assemble(jac_fn, X1, X2, mode, block, cache_cols, shape, X1)
 
 
 def empirical_ntk_loop(

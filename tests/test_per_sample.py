@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from deep import per_sample
-from deep.models import make_model
-from deep.ntk import NTK_MODES, _split_params, empirical_ntk, empirical_ntk_loop
+from deep.models import NTKMLP, make_model
+from deep.ntk import NTK_MODES, _split_params, empirical_ntk, empirical_ntk_loop, ntk_method
 
 F64 = torch.float64
 
@@ -222,20 +222,18 @@ def test_factored_linear_layers_match_loop(mode):
     assert (J["1"].weight, J["1"].bias, J["3"].bias) == (True, True, False)
 
 
-def test_auto_uses_layers_in_sum_mode_only_when_linear_layers_dominate(monkeypatch):
-    calls = []
-    real = per_sample.batched_jacobian
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(per_sample, "batched_jacobian", counting)
+def test_auto_uses_layers_in_sum_mode_only_when_linear_layers_dominate():
+    """ntk_method reports the rule empirical_ntk applies; every path still equals the loop."""
     X = _x(5, (3, 2, 2))
-    empirical_ntk(_plain_mlp(), X, dtype=F64)
-    assert len(calls) == 2  # the one-example probe, then the batch
-    calls.clear()
+    mlp = _plain_mlp()
+    assert ntk_method(mlp, X) == ntk_method(mlp, X, mode="trace") == "layers"
     cnn = _settle_bn(make_model("fastnet", seed=0, widths=(4, 8, 8)), _x(4, (3, 32, 32), seed=3))
-    K = empirical_ntk(cnn, _x(3, (3, 32, 32), seed=4), dtype=F64)
-    assert len(calls) == 1  # the probe only: convolutions dominate, vmap builds the Jacobians
-    torch.testing.assert_close(K, empirical_ntk_loop(cnn, _x(3, (3, 32, 32), seed=4), dtype=F64), rtol=1e-9, atol=1e-12)
+    Xc = _x(3, (3, 32, 32), seed=4)
+    assert ntk_method(cnn, Xc) == "vmap"  # convolutions dominate: vmap(grad) in "sum" mode
+    assert ntk_method(cnn, Xc, mode="trace") == "layers" and ntk_method(cnn, Xc, method="vmap") == "vmap"
+    assert ntk_method(NTKMLP(12, width=8), X) == "ntkmlp-closed-form"
+    assert ntk_method(_Grouped(), torch.randn(2, 4, 5, 5), mode="trace") == "vmap"
+    with pytest.raises(ValueError, match="groups"):
+        ntk_method(_Grouped(), torch.randn(2, 4, 5, 5), method="layers")
+    for net, inputs in ((mlp, X), (cnn, Xc)):
+        torch.testing.assert_close(empirical_ntk(net, inputs, dtype=F64), empirical_ntk_loop(net, inputs, dtype=F64), rtol=1e-9, atol=1e-12)
