@@ -35,7 +35,7 @@ __all__ = [
     "config_from_args",
 ]
 
-METHODS = ("ce", "self-distill", "interp", "generations")
+METHODS = ("ce", "self-distill", "sat", "interp", "generations")
 ALPHA_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("linear", "constant")
 DEVICES = ("cpu", "cuda", "auto")
@@ -72,6 +72,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "val_fraction": Interval(float, 0, 1, "left"),
     "alpha": Interval(float, 0, 1, "both"),
     "alpha_schedule": Options(ALPHA_SCHEDULES),
+    "distill_start": Interval(int, 0, None, "left"),
     "soft": Options((True, False)),
     "generations": _POS_INT,
     "freq_subset": Interval(int, 0, None, "left"),
@@ -98,9 +99,11 @@ class TrainConfig:
         smoke test of the pipeline, not a benchmark.
     noise : str, default="symmetric:0.4"
         Label-noise spec for :func:`theory.noise.make_noise` (``"none"``,
-        ``"symmetric:<rate>"``, ``"pair:<rate>"``, ``"asym:<rate>"``). Injected once,
+        ``"symmetric:<rate>"`` (new label from the 9 other classes, Co-teaching),
+        ``"uniform:<rate>"`` (resampled from all 10, DivideMix / ELR / SAT),
+        ``"pair:<rate>"``, ``"asym:<rate>"``). Injected once,
         before epoch 0, into the training + validation labels with ``seed``.
-    method : {"ce", "self-distill", "interp", "generations"}, default="ce"
+    method : {"ce", "self-distill", "sat", "interp", "generations"}, default="ce"
         How targets are formed (see :mod:`deep.methods`).
     model : str, default="fastnet"
         A name in :data:`deep.models.MODELS`.
@@ -143,12 +146,17 @@ class TrainConfig:
         Fraction of the (noisy) training images held out for early stopping.
     alpha : float in [0, 1], default=0.8
         ``"self-distill"``: weight on the previous target, ``t_{e+1} = alpha t_e +
-        (1 - alpha) p_e`` (Dong et al. 2019). ``"generations"``: weight on the noisy
+        (1 - alpha) p_e`` (Dong et al. 2019). ``"sat"``: the same weight (the paper's
+        momentum, 0.9 there), per batch. ``"generations"``: weight on the noisy
         label, ``t = alpha onehot(y) + (1 - alpha) teacher`` (Borup & Andersen 2021).
         Unused by ``"ce"`` and ``"interp"``.
     alpha_schedule : {"constant", "linear"}, default="constant"
         ``"linear"`` ramps alpha from 1 (first epoch / generation) to ``alpha`` (last);
         see :func:`deep.methods.alpha_at`.
+    distill_start : int >= 0, default=0
+        ``"self-distill"`` and ``"sat"``: epochs of plain one-hot targets (alpha = 1)
+        before the carried targets start to move (SAT's start epoch E_s); must be
+        below ``epochs``. 0 for the other methods.
     soft : bool, default=True
         Distil softmax outputs (True) or one-hot argmax predictions (False).
     generations : int >= 1, default=1
@@ -201,6 +209,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     alpha: float = 0.8
     alpha_schedule: str = "constant"
+    distill_start: int = 0
     soft: bool = True
     generations: int = 1
     freq_subset: int = 256
@@ -277,6 +286,10 @@ def validate_config(cfg: TrainConfig) -> None:
                 raise ValueError(f"{fn}: freq_deltas must be finite floats > 0; got {d!r}")
     if cfg.generations > 1 and cfg.method != "generations":
         raise ValueError(f"{fn}: generations must be 1 unless method='generations'; got generations={cfg.generations} with method={cfg.method!r}")
+    if cfg.distill_start and cfg.method not in ("self-distill", "sat"):
+        raise ValueError(f"{fn}: distill_start must be 0 unless method is 'self-distill' or 'sat'; got distill_start={cfg.distill_start} with method={cfg.method!r}")
+    if cfg.distill_start >= cfg.epochs:
+        raise ValueError(f"{fn}: distill_start must be below epochs={cfg.epochs} (the targets would never move); got {cfg.distill_start}")
     if cfg.download and cfg.data is None:
         raise ValueError(f"{fn}: download needs a data path to download into; got data=None")
 
@@ -347,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
     a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")
     a("--cache-dir", default=None, metavar="DIR", help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)")
-    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate>, pair:<rate> or asym:<rate> (default %(default)s)")
-    a("--method", default=d["method"], help="target rule: ce, self-distill, interp or generations (default %(default)s)")
+    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate> (9 other classes), uniform:<rate> (all 10 classes), pair:<rate> or asym:<rate> (default %(default)s)")
+    a("--method", default=d["method"], help="target rule: ce, self-distill, sat, interp or generations (default %(default)s)")
     a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
     a("--model-option", action="append", default=[], metavar="KEY=VALUE", help="network option for deep.models.make_model, repeatable; VALUE is a Python literal (e.g. width=2048, widths=(32,64,64))")
     a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
@@ -360,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
     a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
     a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
-    a("--alpha", type=float, default=d["alpha"], help="self-distill: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
+    a("--alpha", type=float, default=d["alpha"], help="self-distill, sat: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
     a("--alpha-schedule", default=d["alpha_schedule"], help="constant, or linear from 1 to --alpha (default %(default)s)")
+    a("--distill-start", type=int, default=d["distill_start"], metavar="E", help="self-distill, sat: epochs of plain one-hot targets before the targets start to move (default %(default)s)")
     a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
     a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")
     a("--seed", type=int, default=d["seed"], help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)")
@@ -400,6 +414,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         label_smoothing=args.label_smoothing,
         alpha=args.alpha,
         alpha_schedule=args.alpha_schedule,
+        distill_start=args.distill_start,
         soft=not args.hard,
         generations=args.generations,
         seed=args.seed,

@@ -18,6 +18,14 @@ differ only in the targets ``t``:
 ``"interp"`` (lizhemin15/self-distillation)
     ``t = (1 - lam) onehot(y~) + lam onehot(argmax z)``, with ``lam`` the batch's rate
     of agreement of the predictions with the noisy labels -- :func:`interp_targets`.
+``"sat"`` (Self-Adaptive Training; Huang, Zhang, Zhang 2020, Algorithm 1)
+    per-sample targets updated *in every batch* before the loss is taken,
+    ``t_i <- alpha t_i + (1 - alpha) p_i`` with ``p_i = softmax(z_i)`` of the current
+    forward pass (``t_0 = onehot(y~)``), and the loss weighted per sample by the target's
+    confidence ``w_i = max_c t_ic``: ``L = sum_i w_i l_i / sum_i w_i``
+    -- :func:`sat_targets`. This is Dong et al.'s chained rule applied per batch, with
+    a warm-up (``TrainConfig.distill_start`` epochs of plain ``"ce"``) and the weighting;
+    the paper uses ``alpha = 0.9`` and starts at 30% of training.
 ``"generations"`` (Borup & Andersen 2021, eq. 3)
     generation 1 is ``"ce"``; generation k > 1 is a fresh student trained on
     ``t = alpha onehot(y~) + (1 - alpha) q`` with ``q`` the softmax output (or one-hot
@@ -25,7 +33,7 @@ differ only in the targets ``t``:
     is computed once, in eval mode, on the un-augmented training images.
 
 ``alpha`` always weighs what the targets had *before* the new prediction enters: the
-previous target (self-distill) or the given label (generations, as in the DESIGN
+previous target (self-distill, sat) or the given label (generations, as in the DESIGN
 notes: alpha is the weight on ground truth).
 
 References
@@ -33,6 +41,8 @@ References
 Dong, Hu, Xiao, Huang (2019). Distillation ~ early stopping? Harvesting dark
 knowledge utilizing anisotropic information retrieval for overparameterized neural
 network. arXiv:1910.01255.
+Huang, Zhang, Zhang (2020). Self-adaptive training: beyond empirical risk
+minimization. NeurIPS. arXiv:2002.10319.
 Borup, Andersen (2021). Even your teacher needs guidance: ground-truth targets
 dampen regularization imposed by self-distillation. NeurIPS.
 """
@@ -41,6 +51,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from typing import NamedTuple
 
 from deep.config import ALPHA_SCHEDULES, METHODS
 from kernels._checks import Interval, Options, check_param
@@ -54,6 +66,8 @@ __all__ = [
     "chained_targets",
     "interp_targets",
     "generation_targets",
+    "sat_targets",
+    "BatchTargets",
     "batch_targets",
     "target_agreement",
 ]
@@ -66,8 +80,9 @@ def one_hot(labels: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torc
     return F.one_hot(labels.long(), num_classes).to(dtype)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean over the batch of ``sum_c -t_c log softmax(z)_c``.
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of ``sum_c -t_c log softmax(z)_c`` (weighted mean with ``weights``).
 
     With ``label_smoothing = eps`` the targets are first mixed with the uniform
     distribution, ``t <- (1 - eps) t + eps / C`` (as
@@ -79,6 +94,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smo
     targets : Tensor of shape (B, C)
         Rows are distributions (they sum to 1) for every method here.
     label_smoothing : float in [0, 1), default=0.0
+    weights : Tensor of shape (B,) or None
+        Per-sample weights ``w_i >= 0``: the loss is ``sum_i w_i l_i / sum_i w_i``
+        (Self-Adaptive Training's confidence weighting).
     """
     check_param("soft_cross_entropy", "label_smoothing", label_smoothing, Interval(float, 0, 1, "left"))
     if logits.shape != targets.shape:
@@ -86,7 +104,13 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smo
     t = targets.to(logits.dtype)
     if label_smoothing:
         t = (1 - label_smoothing) * t + label_smoothing / logits.shape[1]
-    return -(t * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    per_sample = -(t * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if weights is None:
+        return per_sample.mean()
+    if weights.shape != per_sample.shape:
+        raise ValueError(f"soft_cross_entropy: weights must have shape {tuple(per_sample.shape)}; got {tuple(weights.shape)}")
+    w = weights.to(per_sample.dtype)
+    return (w * per_sample).sum() / w.sum()
 
 
 def predictions(logits: torch.Tensor, *, soft: bool) -> torch.Tensor:
@@ -145,7 +169,37 @@ def generation_targets(labels_onehot: torch.Tensor, teacher: torch.Tensor, alpha
     return alpha * labels_onehot + (1.0 - alpha) * teacher.to(labels_onehot.dtype)
 
 
-def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sat_targets(stored: torch.Tensor, logits: torch.Tensor, alpha: float, *, soft: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-Adaptive Training update of one batch (Huang, Zhang, Zhang 2020, Algorithm 1).
+
+    ``t = alpha t_stored + (1 - alpha) p`` with ``p = softmax(z)`` (one-hot argmax when
+    ``soft=False``) of this batch's forward pass, and the sample weights
+    ``w = max_c t_c``. With ``alpha = 1`` the targets and weights of one-hot rows are
+    returned unchanged (``w = 1``): plain cross-entropy, the warm-up.
+
+    Returns
+    -------
+    targets : Tensor (B, C)
+        The updated targets; the caller stores them back (they are this batch's ``t``).
+    weights : Tensor (B,)
+    """
+    check_param("sat_targets", "alpha", alpha, _UNIT)
+    if stored.shape != logits.shape:
+        raise ValueError(f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}")
+    t = chained_targets(stored, predictions(logits, soft=soft), alpha)
+    return t, t.max(dim=1).values
+
+
+class BatchTargets(NamedTuple):
+    """Targets of one batch, with interp's agreement rate and sat's sample weights (or None)."""
+
+    targets: torch.Tensor
+    lam: torch.Tensor | None
+    weights: torch.Tensor | None
+
+
+def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor | None, *,
+                  alpha: float | None = None, soft: bool = True) -> BatchTargets:
     """Targets of one batch for ``method`` (the loop's only method-specific call).
 
     Parameters
@@ -156,20 +210,30 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
     labels : Tensor (B,)
         The batch's noisy labels.
     stored : Tensor (B, C) or None
-        The batch's rows of the carried targets (``"self-distill"``, ``"generations"``).
+        The batch's rows of the carried targets (``"self-distill"``, ``"sat"``,
+        ``"generations"``).
+    alpha : float in [0, 1] or None
+        ``"sat"`` only: this epoch's weight on the stored target (:func:`sat_targets`).
+    soft : bool, default=True
+        ``"sat"`` only: distil softmax outputs (or one-hot argmax).
 
     Returns
     -------
-    targets : Tensor (B, C)
-    lam : Tensor of shape () or None
-        The agreement rate for ``"interp"``.
+    BatchTargets
+        ``(targets, lam, weights)``: ``lam`` is interp's agreement rate, ``weights``
+        sat's per-sample weights; the caller stores sat's targets back.
     """
     check_param("batch_targets", "method", method, Options(METHODS))
     if method == "interp":
-        return interp_targets(logits, labels)
+        return BatchTargets(*interp_targets(logits, labels), None)
+    if method == "sat" and stored is not None:
+        if alpha is None:
+            raise ValueError("batch_targets: alpha is required for method='sat' (a float in [0, 1])")
+        t, w = sat_targets(stored, logits, alpha, soft=soft)
+        return BatchTargets(t, None, w)
     if method == "ce" or stored is None:
-        return one_hot(labels, logits.shape[1]), None
-    return stored, None
+        return BatchTargets(one_hot(labels, logits.shape[1]), None, None)
+    return BatchTargets(stored, None, None)
 
 
 def target_agreement(targets: torch.Tensor, true_labels: torch.Tensor) -> torch.Tensor:

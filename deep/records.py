@@ -15,6 +15,13 @@ Files in the run folder (``TrainConfig.out``):
 ``split.npz``
     the data split: training/validation/test indices into the CIFAR-10 arrays, the
     noisy and true labels and the flipped mask of the training images.
+``train_predictions.npz``
+    ``pred`` (epochs, n_train) int8: the eval-mode class prediction of every training
+    image after every epoch, so when each example is first fitted
+    (:func:`first_fit_epochs`) can be compared with the theory's ordering.
+``best_model.pt``
+    ``{"global_epoch", "generation", "val_acc", "model"}``: the weights at the best
+    noisy-validation epoch so far (the early-stopped network), rewritten when it improves.
 ``summary.json``
     :class:`Summary`: early-stopping choice (best epoch on the *noisy* validation
     split, never on the test set) and its test accuracy, final and best test
@@ -60,6 +67,8 @@ __all__ = [
     "git_commit",
     "logits_of",
     "evaluate",
+    "measure",
+    "first_fit_epochs",
     "frequency_setup",
     "FrequencySubset",
     "NUM_CLASSES",
@@ -256,7 +265,13 @@ def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = N
 def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None) -> dict[str, Any]:
     """Accuracies on the test set, the training subsets and the validation split, and the
     frequency measures of the logits on ``freq``: the measured fields of :class:`EpochRecord`
-    (keyword arguments for it)."""
+    (keyword arguments for it). :func:`measure` also returns the training predictions."""
+    return measure(model, dd, split, cfg, freq)[0]
+
+
+def measure(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None) -> tuple[dict[str, Any], torch.Tensor]:
+    """:func:`evaluate`'s fields and the eval-mode class predictions on the training images
+    (int64, on the device) from the same pass: per-example fit histories come from them."""
     bs = cfg.eval_batch_size
     z_train = logits_of(model, dd.x_train, bs)
     p_train = z_train.argmax(1)
@@ -284,7 +299,7 @@ def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig
             e_high=[float(v) for v in m.e_high.tolist()],
             low_ratio=[float(v) for v in m.low_ratio.tolist()],
         )
-    return out
+    return out, p_train
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,6 +336,35 @@ def frequency_setup(dd: DeviceData, split: RunSplit, cfg: TrainConfig) -> Freque
     Y = np.eye(NUM_CLASSES)[split.labels[split.freq_pos]]
     deltas = np.array(cfg.freq_deltas, dtype=np.float64) if cfg.freq_deltas is not None else delta_grid(X, num=5, seed=cfg.seed)
     return FrequencySubset(pos=pos, X=X, Y=Y, deltas=deltas)
+
+
+def first_fit_epochs(predictions: np.ndarray, labels: np.ndarray, *, stay: bool = False) -> np.ndarray:
+    """Per example, the first epoch (1-based) whose prediction equals ``labels`` (inf if none).
+
+    Parameters
+    ----------
+    predictions : int array (E, n)
+        Class predictions after each epoch (``train_predictions.npz`` of a run).
+    labels : int array (n,)
+        The labels to fit (the given, noisy ones for memorisation).
+    stay : bool, default=False
+        Count an example as fitted only from the epoch after which it stays fitted to
+        the end ("learned for good") instead of the first hit.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
+    pred = np.asarray(predictions)
+    lab = np.asarray(labels)
+    if pred.ndim != 2 or lab.ndim != 1 or pred.shape[1] != lab.shape[0]:
+        raise ValueError(f"first_fit_epochs: predictions must have shape (epochs, n) and labels (n,); got {pred.shape} and {lab.shape}")
+    hit = pred == lab[None, :]
+    if stay:  # fitted at e and at every later epoch: reverse cumulative AND
+        hit = np.flip(np.logical_and.accumulate(np.flip(hit, axis=0), axis=0), axis=0)
+    any_hit = hit.any(axis=0)
+    first = hit.argmax(axis=0).astype(np.float64) + 1.0
+    return np.where(any_hit, first, np.inf)
 
 
 # ----------------------------------------------------------------------------- summary

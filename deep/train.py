@@ -62,10 +62,10 @@ from deep.records import (
     NUM_CLASSES,
     EpochRecord,
     Summary,
-    evaluate,
     frequency_setup,
     load_checkpoint,
     logits_of,
+    measure,
     save_checkpoint,
     summarize,
     write_json,
@@ -75,7 +75,7 @@ from deep.records import (
 from deep.synthetic import fake_cifar_arrays
 from theory.noise import make_noise
 
-__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "lr_factor", "resolve_device"]
+__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
 
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
 
@@ -309,18 +309,27 @@ def _sync(device: torch.device) -> None:
 def initial_targets(cfg: TrainConfig, generation: int, dd: DeviceData, teacher: nn.Module | None) -> tuple[torch.Tensor | None, float | None]:
     """Carried per-sample targets at the start of a generation, and its alpha.
 
-    ``"self-distill"``: ``onehot(y~)`` (alpha varies per epoch, returned as None).
+    ``"self-distill"``, ``"sat"``: ``onehot(y~)`` (alpha varies per epoch, returned as None).
     ``"generations"``, generation k > 1: ``alpha_k onehot(y~) + (1 - alpha_k) q`` with
     ``q`` the teacher's eval-mode prediction on the un-augmented training images and
     ``alpha_k = alpha_at(schedule, alpha, k - 1, generations)``. Otherwise None.
     """
-    if cfg.method == "self-distill":
+    if cfg.method in ("self-distill", "sat"):
         return one_hot(dd.y_train, NUM_CLASSES), None
     if cfg.method == "generations" and generation > 1:
         q = predictions(logits_of(teacher, dd.x_train, cfg.eval_batch_size), soft=cfg.soft)
         alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, generation - 1, cfg.generations)
         return generation_targets(one_hot(dd.y_train, NUM_CLASSES), q, alpha), alpha
     return None, None
+
+
+def epoch_alpha(cfg: TrainConfig, epoch: int) -> float:
+    """Weight on the carried target in epoch ``epoch`` (0-based) of self-distill / sat:
+    1 (targets stay one-hot) before ``cfg.distill_start``, then
+    :func:`deep.methods.alpha_at` of the schedule."""
+    if epoch < cfg.distill_start:
+        return 1.0
+    return alpha_at(cfg.alpha_schedule, cfg.alpha, epoch, cfg.epochs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,6 +364,8 @@ def train_epoch(
 
     For ``"self-distill"`` the returned ``targets`` are ``t_{e+1}``, built row by row
     from each sample's prediction in this pass (:func:`deep.methods.chained_targets`).
+    For ``"sat"`` each batch's rows are updated before its loss and stored back at once
+    (:func:`deep.methods.sat_targets`), so the returned targets are those after the pass.
     """
     model.train()
     n = len(dd.x_train)
@@ -374,8 +385,10 @@ def train_epoch(
             x = augment(x, gen, pad=4, flip=True)
         logits = model(x)
         stored = targets[idx] if targets is not None else None
-        t, lam = batch_targets(cfg.method, logits, dd.y_train[idx], stored)
-        loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing)
+        t, lam, weights = batch_targets(cfg.method, logits, dd.y_train[idx], stored, alpha=alpha, soft=cfg.soft)
+        if cfg.method == "sat":
+            next_targets[idx] = t
+        loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights)
         lr = cfg.lr * lr_factor(step, total_steps, cfg.lr_schedule, cfg.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -461,6 +474,8 @@ def train(config: TrainConfig) -> TrainResult:
         "n_val": len(split.val_idx),
         "n_test": len(split.test_idx),
         "n_flipped": int(split.flipped.sum()),
+        "realised_error_rate": float(split.flipped.mean()) if len(split.flipped) else 0.0,
+        "val_realised_error_rate": float((split.val_labels != split.val_true_labels).mean()) if len(split.val_labels) else None,
         "noise_kind": split.noise_kind,
         "noise_rate": split.noise_rate,
         "device": str(device),
@@ -471,6 +486,9 @@ def train(config: TrainConfig) -> TrainResult:
     if ckpt is not None:
         _check_resume(ckpt, cfg, split)
     records = [EpochRecord.from_dict(r) for r in ckpt["records"]] if ckpt else []
+    # per-epoch class predictions on the training images (int8, epochs x n_train)
+    history = [np.asarray(p, dtype=np.int8) for p in ckpt.get("train_predictions", [])] if ckpt else []
+    best_val = max((r.val_acc for r in records if r.val_acc is not None), default=None)
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     g0, e0 = (int(ckpt["generation"]), int(ckpt["epoch"])) if ckpt else (1, 0)
     resumed_from = len(records)
@@ -505,11 +523,12 @@ def train(config: TrainConfig) -> TrainResult:
                     stopped = True
                     break
                 t0 = time.perf_counter()
-                alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, e, cfg.epochs) if cfg.method == "self-distill" else gen_alpha
+                alpha = epoch_alpha(cfg, e) if cfg.method in ("self-distill", "sat") else gen_alpha
                 desc = f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {e + 1}/{cfg.epochs}"
                 stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, alpha=alpha, desc=desc)
                 step, targets = stats.step, stats.targets
-                metrics = evaluate(model, dd, split, cfg, freq)
+                metrics, p_train = measure(model, dd, split, cfg, freq)
+                history.append(p_train.cpu().numpy().astype(np.int8))
                 _sync(device)
                 dt = time.perf_counter() - t0
                 rec = EpochRecord(
@@ -527,6 +546,10 @@ def train(config: TrainConfig) -> TrainResult:
                     **metrics,
                 )
                 records.append(rec)
+                if rec.val_acc is not None and (best_val is None or rec.val_acc > best_val):
+                    best_val = rec.val_acc  # the early-stopping choice so far (first of ties)
+                    save_checkpoint(out / "best_model.pt", {"global_epoch": rec.global_epoch, "generation": g, "val_acc": rec.val_acc,
+                                                            "model": model.state_dict()})
                 # ---- records: checkpoint first (it holds the records), then the jsonl
                 save_checkpoint(
                     ckpt_path,
@@ -541,12 +564,14 @@ def train(config: TrainConfig) -> TrainResult:
                         "targets": None if targets is None else targets.detach().cpu(),
                         "rng": _rng_state(gen, device),
                         "records": [r.to_dict() for r in records],
+                        "train_predictions": history,
                         "elapsed": rec.elapsed,
                         "train_idx": split.train_idx,
                         "labels": split.labels,
                     },
                 )
                 write_records(out / "records.jsonl", records)
+                write_split(out / "train_predictions.npz", pred=np.stack(history), global_epoch=np.arange(1, len(history) + 1))
                 if cfg.progress:
                     _print_epoch(rec)
             if stopped:

@@ -1,16 +1,33 @@
-"""Label-noise models with exact flip counts and the mask of flipped samples.
+"""Label-noise models with exact selection counts and the mask of changed samples.
 
-Three generators share one recipe. Let ``E`` be the indices *eligible* for a flip
-(every sample for symmetric and pair noise; the samples of the five source
+All generators share one recipe. Let ``E`` be the indices *eligible* for noise
+(every sample for symmetric, uniform and pair noise; the samples of the five source
 classes for the CIFAR-10 map). Exactly ``m = floor(rate * |E| + 1/2)`` of them
-(``rate * |E|`` rounded half up) are drawn uniformly **without replacement** with
-``numpy.random.default_rng(seed)``, and each drawn sample gets a new class that is
-never its own. So the empirical flip rate over ``E`` is ``rate`` up to the rounding
-of one sample, and ``flipped == (labels != true_labels)`` exactly.
+(``rate * |E|`` rounded half up) are *selected* uniformly **without replacement** with
+``numpy.random.default_rng(seed)`` (:attr:`NoisyLabels.n_selected` records ``m``),
+and each selected sample gets a new class. In every case
+``flipped == (labels != true_labels)`` exactly, and
+:attr:`NoisyLabels.realised_rate` is the fraction of all labels that changed.
 
-- symmetric: the new class is uniform over the ``C - 1`` *other* classes. (Some papers
-  draw from all ``C`` classes, which flips only ``rate (C-1)/C`` of the labels; here
-  ``rate`` is the fraction actually changed.)
+The literature uses two conventions for "symmetric" noise at rate ``r`` with ``C``
+classes, and they differ in what ``r`` means:
+
+- symmetric (:func:`symmetric_noise`, the Co-teaching code of Han et al. 2018): each
+  selected label is replaced by a class drawn uniformly from the ``C - 1`` *other*
+  classes, so every selected label changes and ``rate`` is the **flip rate**: exactly
+  ``rate`` of the labels are wrong (up to rounding of one sample).
+- uniform (:func:`uniform_noise`, DivideMix (Li, Socher, Hoi 2020), ELR (Liu et al.
+  2020), Self-Adaptive Training (Huang, Zhang, Zhang 2020)): each selected label is
+  *resampled* uniformly from **all** ``C`` classes, its true class included, so
+  ``rate`` is the **resampling rate** and only about ``rate (C-1)/C`` of the labels
+  change (36% for "40%" on CIFAR-10).
+
+Compare papers only after converting to one convention: uniform at ``r`` is
+symmetric at about ``r (C-1)/C``.
+
+The other two generators give, like symmetric noise, every selected sample a class
+that is never its own (so ``n_selected == n_flipped`` and ``rate`` is a flip rate):
+
 - pair: ``c -> (c + 1) mod C``, the next-class generator of the lizhemin15
   self-distillation code.
 - CIFAR-10 asymmetric (Patrini et al. 2017): truck -> automobile, bird -> airplane,
@@ -25,6 +42,19 @@ References
 ----------
 Patrini, Rozza, Menon, Nock, Qu (2017). Making deep neural networks robust to label
 noise: a loss correction approach. CVPR, Sec. 5 (CIFAR-10 asymmetric flips).
+
+Han, Yao, Yu, Niu, Xu, Hu, Tsang, Sugiyama (2018). Co-teaching: robust training of
+deep neural networks with extremely noisy labels. NeurIPS (symmetric flips to the
+``C - 1`` other classes in its released code).
+
+Li, Socher, Hoi (2020). DivideMix: learning with noisy labels as semi-supervised
+learning. ICLR (symmetric noise resampled from all ``C`` classes).
+
+Liu, Niles-Weed, Razavian, Fernandez-Granda (2020). Early-learning regularization
+prevents memorization of noisy labels (ELR). NeurIPS (resampled from all classes).
+
+Huang, Zhang, Zhang (2020). Self-adaptive training: beyond empirical risk
+minimization. NeurIPS (resampled from all classes).
 """
 
 from __future__ import annotations
@@ -44,6 +74,7 @@ __all__ = [
     "CIFAR10_ASYMMETRIC_MAP",
     "NOISE_KINDS",
     "symmetric_noise",
+    "uniform_noise",
     "pair_noise",
     "cifar10_asymmetric_noise",
     "make_noise",
@@ -58,12 +89,15 @@ CIFAR10_ASYMMETRIC_MAP: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 # canonical kind -> accepted spellings in make_noise specs.
 NOISE_KINDS: dict[str, tuple[str, ...]] = {
     "symmetric": ("symmetric", "sym"),
+    "uniform": ("uniform",),
     "pair": ("pair",),
     "cifar10-asym": ("asym", "cifar10-asym"),
 }
 
 _PARAMS = {
     "rate": Interval(float, 0, 1, "left"),
+    # resampling every label (rate 1) is meaningful for uniform noise: about 1/C stay correct.
+    "uniform_rate": Interval(float, 0, 1, "both"),
     "seed": Interval(int, 0, None, "left"),
     "num_classes": Interval(int, 1, None, "left"),
 }
@@ -72,6 +106,11 @@ _PARAMS = {
 @dataclass(frozen=True, eq=False)
 class NoisyLabels:
     """Noisy integer labels together with the clean ones and the flip mask.
+
+    ``flipped`` marks the labels that actually changed. For symmetric, pair and
+    CIFAR-10 noise every selected sample changes (``n_selected == n_flipped``); for
+    uniform noise a selected sample keeps its class with probability ``1/C``, so
+    ``n_flipped`` is about ``n_selected (C-1)/C``.
 
     Attributes
     ----------
@@ -82,15 +121,20 @@ class NoisyLabels:
     true_labels : numpy.ndarray of int64, shape (n,)
         The clean labels (a copy of the input).
     kind : str
-        ``"none"``, ``"symmetric"``, ``"pair"`` or ``"cifar10-asym"``.
+        ``"none"``, ``"symmetric"``, ``"uniform"``, ``"pair"`` or ``"cifar10-asym"``.
     rate : float
-        The requested flip fraction among the eligible samples.
+        The requested fraction of the eligible samples that is selected: the flip
+        rate for symmetric, pair and CIFAR-10 noise, the resampling rate for uniform.
     seed : int
         Seed of :func:`numpy.random.default_rng` that drew the flips.
     num_classes : int
         Number of classes C.
     n_eligible : int
         How many samples could be flipped (n, or the five source classes' count).
+    n_selected : int
+        How many samples were selected for noise: ``rate * n_eligible`` rounded half up
+        (0 for ``"none"``). Equals ``n_flipped`` except for uniform noise, where it
+        counts the resampled samples, including those that drew their own class.
     """
 
     labels: np.ndarray
@@ -101,6 +145,7 @@ class NoisyLabels:
     seed: int
     num_classes: int
     n_eligible: int = 0
+    n_selected: int = 0
 
     @property
     def n_flipped(self) -> int:
@@ -113,8 +158,20 @@ class NoisyLabels:
         return float(self.flipped.mean()) if self.flipped.size else 0.0
 
     @property
+    def realised_rate(self) -> float:
+        """Realised error rate: fraction of all n labels that differ from the true ones.
+
+        ``rate`` (up to rounding, over the eligible samples) for symmetric and pair noise,
+        about ``rate (C-1)/C`` for uniform noise.
+        """
+        return float(np.mean(self.labels != self.true_labels)) if self.labels.size else 0.0
+
+    @property
     def eligible_rate(self) -> float:
-        """Fraction of the eligible samples whose label changed (``== rate`` up to rounding)."""
+        """Fraction of the eligible samples whose label changed.
+
+        ``== rate`` up to rounding, except for uniform noise (about ``rate (C-1)/C``).
+        """
         return self.n_flipped / self.n_eligible if self.n_eligible else 0.0
 
 
@@ -148,7 +205,7 @@ def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np
 
 
 def _flip_count(rate: float, n_eligible: int) -> int:
-    """``rate * n_eligible`` rounded half up (deterministic, unlike banker's rounding)."""
+    """``rate * n_eligible`` rounded half up (deterministic, unlike banker's rounding): the selection count."""
     return min(n_eligible, int(math.floor(rate * n_eligible + 0.5)))
 
 
@@ -160,12 +217,15 @@ def _draw(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.nda
     return np.sort(rng.choice(eligible, size=m, replace=False))
 
 
-def _result(true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: int, num_classes: int, n_eligible: int) -> NoisyLabels:
-    return NoisyLabels(labels=noisy, flipped=noisy != true, true_labels=true, kind=kind, rate=float(rate), seed=int(seed), num_classes=num_classes, n_eligible=int(n_eligible))
+def _result(true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: int, num_classes: int, n_eligible: int, n_selected: int) -> NoisyLabels:
+    return NoisyLabels(
+        labels=noisy, flipped=noisy != true, true_labels=true, kind=kind, rate=float(rate), seed=int(seed),
+        num_classes=num_classes, n_eligible=int(n_eligible), n_selected=int(n_selected),
+    )
 
 
-def _check_rate_seed(fn: str, rate: float, seed: int) -> None:
-    check_param(fn, "rate", rate, _PARAMS["rate"])
+def _check_rate_seed(fn: str, rate: float, seed: int, rate_param: str = "rate") -> None:
+    check_param(fn, "rate", rate, _PARAMS[rate_param])
     check_param(fn, "seed", seed, _PARAMS["seed"])
 
 
@@ -175,12 +235,19 @@ def _check_rate_seed(fn: str, rate: float, seed: int) -> None:
 def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
     """Flip exactly ``round(rate * n)`` labels, each to a uniformly chosen *other* class.
 
+    The Co-teaching convention (Han et al. 2018, released code): ``rate`` is the
+    **flip rate**, the fraction of labels that end up wrong. DivideMix, ELR and
+    Self-Adaptive Training instead resample from all C classes; see
+    :func:`uniform_noise`, whose ``rate`` r corresponds to a flip rate of about
+    ``r (C-1)/C`` here.
+
     Parameters
     ----------
     labels : array-like of int, shape (n,)
         Clean class indices in ``[0, num_classes)``.
     rate : float in [0, 1)
-        Fraction of labels changed (exact up to rounding to a whole sample).
+        Flip rate: fraction of labels changed (exact up to rounding to a whole sample,
+        ``rate * n`` rounded half up).
     num_classes : int, default=None
         C; inferred as ``max(labels) + 1`` when None. Must be >= 2 when ``rate > 0``.
     seed : int, default=0
@@ -189,7 +256,8 @@ def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None,
     Returns
     -------
     NoisyLabels
-        With ``kind="symmetric"``; ``flipped`` marks the changed samples.
+        With ``kind="symmetric"``; ``flipped`` marks the changed samples and
+        ``n_selected == n_flipped``.
 
     Notes
     -----
@@ -213,7 +281,60 @@ def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None,
     if idx.size:
         j = rng.integers(0, C - 1, size=idx.size)
         noisy[idx] = j + (j >= true[idx])
-    return _result(true, noisy, "symmetric", rate, seed, C, true.size)
+    return _result(true, noisy, "symmetric", rate, seed, C, true.size, idx.size)
+
+
+def uniform_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
+    """Resample exactly ``round(rate * n)`` labels uniformly from all C classes, the true one included.
+
+    The convention of DivideMix (Li, Socher, Hoi 2020), ELR (Liu et al. 2020) and
+    Self-Adaptive Training (Huang, Zhang, Zhang 2020): ``rate`` is the **resampling
+    rate**, not the flip rate. A resampled label keeps its class with probability
+    ``1/C``, so the realised error rate is about ``rate (C-1)/C`` (0.36 for "40%" with
+    C = 10). The Co-teaching convention (Han et al. 2018), where ``rate`` is the flip
+    rate and the new class is one of the ``C - 1`` others, is :func:`symmetric_noise`.
+
+    The samples are selected exactly as :func:`symmetric_noise` selects them (the
+    same ``rate * n`` rounded half up, drawn without replacement by the same
+    generator), so with equal seeds the labels changed here are a subset of those
+    flipped there.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+        Clean class indices in ``[0, num_classes)``.
+    rate : float in [0, 1]
+        Resampling rate: fraction of labels selected and redrawn (exact up to rounding
+        to a whole sample, ``rate * n`` rounded half up). ``rate = 1`` redraws every label.
+    num_classes : int, default=None
+        C; inferred as ``max(labels) + 1`` when None. Must be >= 2 when ``rate > 0``.
+    seed : int, default=0
+        Seed for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``kind="uniform"``; ``n_selected`` counts the resampled samples,
+        ``flipped`` marks those whose label actually changed (``labels != true_labels``)
+        and ``realised_rate`` is their fraction.
+
+    Examples
+    --------
+    >>> out = uniform_noise([0, 1, 2, 3] * 25, 0.4, seed=1)
+    >>> out.n_selected, out.n_flipped <= out.n_selected
+    (40, True)
+    """
+    fn = "uniform_noise"
+    _check_rate_seed(fn, rate, seed, "uniform_rate")
+    true, C = _check_int_labels(labels, fn, num_classes)
+    if rate > 0 and C < 2:
+        raise ValueError(f"{fn}: num_classes must be >= 2 to resample labels; got {C}")
+    rng = np.random.default_rng(seed)
+    idx = _draw(rng, np.arange(true.size), rate)
+    noisy = true.copy()
+    if idx.size:
+        noisy[idx] = rng.integers(0, C, size=idx.size)
+    return _result(true, noisy, "uniform", rate, seed, C, true.size, idx.size)
 
 
 def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
@@ -253,7 +374,7 @@ def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed
     idx = _draw(rng, np.arange(true.size), rate)
     noisy = true.copy()
     noisy[idx] = (true[idx] + 1) % C
-    return _result(true, noisy, "pair", rate, seed, C, true.size)
+    return _result(true, noisy, "pair", rate, seed, C, true.size, idx.size)
 
 
 def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
@@ -299,12 +420,18 @@ def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | Non
     idx = _draw(rng, eligible, rate)
     noisy = true.copy()
     noisy[idx] = dst_of[true[idx]]
-    return _result(true, noisy, "cifar10-asym", rate, seed, C, eligible.size)
+    return _result(true, noisy, "cifar10-asym", rate, seed, C, eligible.size, idx.size)
 
 
-_GENERATORS = {"symmetric": symmetric_noise, "pair": pair_noise, "cifar10-asym": cifar10_asymmetric_noise}
+_GENERATORS = {"symmetric": symmetric_noise, "uniform": uniform_noise, "pair": pair_noise, "cifar10-asym": cifar10_asymmetric_noise}
 
-_SPEC_FORMS = "'none', 'symmetric:<rate>' (or 'sym:<rate>'), 'pair:<rate>', 'asym:<rate>' (or 'cifar10-asym:<rate>'), with rate a float in [0, 1)"
+# the allowed rate of each kind in a make_noise spec.
+_SPEC_RATES = {"symmetric": _PARAMS["rate"], "uniform": _PARAMS["uniform_rate"], "pair": _PARAMS["rate"], "cifar10-asym": _PARAMS["rate"]}
+
+_SPEC_FORMS = (
+    "'none', 'symmetric:<rate>' (or 'sym:<rate>'), 'pair:<rate>', 'asym:<rate>' (or 'cifar10-asym:<rate>'), "
+    "with rate a float in [0, 1), or 'uniform:<rate>' with rate a float in [0, 1]"
+)
 
 
 def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) -> NoisyLabels:
@@ -313,9 +440,12 @@ def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) 
     Parameters
     ----------
     spec : str
-        ``"none"``, ``"symmetric:0.4"`` (alias ``"sym:0.4"``), ``"pair:0.4"`` or
-        ``"asym:0.4"`` (alias ``"cifar10-asym:0.4"``). Case and surrounding spaces
-        are ignored.
+        ``"none"``, ``"symmetric:0.4"`` (alias ``"sym:0.4"``), ``"uniform:0.4"``,
+        ``"pair:0.4"`` or ``"asym:0.4"`` (alias ``"cifar10-asym:0.4"``). Case and
+        surrounding spaces are ignored. ``symmetric`` flips to one of the C - 1 other
+        classes (rate = flip rate, Co-teaching); ``uniform`` resamples from all C
+        classes (rate = resampling rate, DivideMix / ELR / SAT), so ``"uniform:0.4"``
+        changes about 36% of CIFAR-10 labels. Rates are in [0, 1), or [0, 1] for uniform.
     labels : array-like of int, shape (n,)
         Clean class indices.
     num_classes : int, default=10
@@ -327,7 +457,7 @@ def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) 
     -------
     NoisyLabels
         ``kind="none"`` (no flips) or the result of :func:`symmetric_noise`,
-        :func:`pair_noise` or :func:`cifar10_asymmetric_noise`.
+        :func:`uniform_noise`, :func:`pair_noise` or :func:`cifar10_asymmetric_noise`.
 
     Examples
     --------
@@ -341,17 +471,18 @@ def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) 
     if text in ("none", "clean"):
         check_param(fn, "seed", seed, _PARAMS["seed"])
         true, C = _check_int_labels(labels, fn, num_classes)
-        return _result(true, true.copy(), "none", 0.0, seed, C, true.size)
+        return _result(true, true.copy(), "none", 0.0, seed, C, true.size, 0)
     name, sep, rate_text = text.partition(":")
     kind = next((k for k, aliases in NOISE_KINDS.items() if name.strip() in aliases), None)
     if kind is None or not sep:
         raise ValueError(f"{fn}: noise spec must be one of {_SPEC_FORMS}; got {spec!r}")
+    allowed = _SPEC_RATES[kind]
     try:
         rate = float(rate_text)
     except ValueError:
-        raise ValueError(f"{fn}: noise spec rate must be a float in [0, 1) as in {_SPEC_FORMS}; got {spec!r}") from None
-    if not _PARAMS["rate"].contains(rate):
-        raise ValueError(f"{fn}: noise spec rate must be a float in [0, 1); got {rate_text.strip()!r} in {spec!r}")
+        raise ValueError(f"{fn}: noise spec rate must be {allowed.describe()} as in {_SPEC_FORMS}; got {spec!r}") from None
+    if not allowed.contains(rate):
+        raise ValueError(f"{fn}: noise spec rate must be {allowed.describe()}; got {rate_text.strip()!r} in {spec!r}")
     return _GENERATORS[kind](labels, rate, num_classes=num_classes, seed=seed)
 
 
