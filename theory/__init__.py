@@ -9,6 +9,7 @@ from theory.air import (
     LabelSpectrum,
     LearningCurves,
     distillation_vs_early_stopping,
+    first_fit_times,
     half_fit_time,
     label_spectrum,
     predicted_curves,
@@ -38,6 +39,7 @@ from theory.noise import (
     one_hot,
     pair_noise,
     symmetric_noise,
+    uniform_noise,
 )
 
 __all__ = [
@@ -46,8 +48,8 @@ __all__ = [
     "mobahi_rounds", "MobahiPath",
     "linearized_training", "TrainingPath", "max_stable_lr", "TARGET_RULES",
     "label_spectrum", "LabelSpectrum", "half_fit_time", "predicted_curves", "LearningCurves",
-    "distillation_vs_early_stopping", "DistillationComparison",
+    "distillation_vs_early_stopping", "DistillationComparison", "first_fit_times",
     "low_pass", "frequency_split", "FrequencySplit", "frequency_measures", "FrequencyMeasures", "delta_grid",
-    "make_noise", "NoisyLabels", "symmetric_noise", "pair_noise", "cifar10_asymmetric_noise", "one_hot",
+    "make_noise", "NoisyLabels", "symmetric_noise", "uniform_noise", "pair_noise", "cifar10_asymmetric_noise", "one_hot",
     "CIFAR10_CLASSES", "CIFAR10_ASYMMETRIC_MAP", "NOISE_KINDS",
 ]

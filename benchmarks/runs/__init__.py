@@ -1,8 +1,8 @@
 """The named benchmark runs, in the order ``run all`` executes them."""
 
-from benchmarks.runs import air_spectrum, analytic_vs_trained, frequency, noisy_cifar, speed, toy_distill
+from benchmarks.runs import air_spectrum, analytic_vs_trained, confirm, frequency, noisy_cifar, speed, toy_distill
 
 ALL_RUNS = (toy_distill.BENCHMARK, air_spectrum.BENCHMARK, analytic_vs_trained.BENCHMARK, frequency.BENCHMARK,
-            noisy_cifar.BENCHMARK, speed.BENCHMARK)
+            noisy_cifar.BENCHMARK, confirm.BENCHMARK, speed.BENCHMARK)
 
 __all__ = ["ALL_RUNS"]

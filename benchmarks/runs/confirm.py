@@ -1,0 +1,436 @@
+"""confirm: the theory's predictions beside networks trained on noisy CIFAR-10, with verdicts.
+
+Each prediction of the theory (Dong, Hou, Lu, Zhang 2019, AIR; Borup & Andersen 2021;
+Jacot et al. 2018 for the kernel regime) is stated, measured in trained networks and
+judged against a stated tolerance:
+
+P1  AIR: the clean labels' energy share in the top 1% / 5% / 10% eigen-directions of the
+    CNN's empirical NTK is at least twice the label noise's share.
+P2  Ordering: the clean subset is fitted before the flipped one, and the linearised model's
+    first-fit times rank the examples the way training fits them (Spearman rho > 0, p < 0.01).
+P3  Early stopping: CE's test accuracy peaks before memorisation passes 50%, and its final
+    accuracy is below the peak.
+P4  Self-distillation ~ early stopping without stopping: final accuracy of self-distill and
+    SAT at least CE's early-stopped accuracy minus 1 point and above CE's final, with at
+    most half of CE's final memorisation.
+P5  NTK regime: the widest NTK-parameterised MLP's test-accuracy curve within 2 points of
+    the analytic curve, and the output gap shrinking with width (exponent -1/2).
+
+Parts (each saved when done, so ``--resume`` skips it): ``cnn-<method>-seed<k>`` (one
+training run each, itself resumable epoch by epoch), ``kernel-seed<k>`` (eNTK of CE run k),
+``ntk`` (the MLP widths). Sizes: the CPU configuration (default with ``--data``) fits in about
+an hour on 2 cores; ``--quick`` takes minutes (scikit-learn's digits written as CIFAR batches
+when no ``--data`` is given); ``--device cuda`` runs the GPU configuration (all 50k images,
+augmentation, more epochs, ResNet-18 beside the fast net).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._io import atomic_savefig
+from benchmarks.datasets import write_digits_as_cifar
+from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, kernel_part, train_one
+from benchmarks.runs.confirm_ntk import ntk_regime
+from benchmarks.verdicts import (
+    Verdict,
+    air_energy_verdicts,
+    distillation_verdicts,
+    early_stopping_verdict,
+    ntk_regime_verdicts,
+    ordering_verdicts,
+    verdict_summary,
+    verdict_table,
+)
+
+NOISE = "symmetric:0.4"
+
+
+def _config(ctx: RunContext) -> dict:
+    """Sizes per configuration. Why these: see the report's "Configurations" section."""
+    gpu = ctx.device == "cuda" and not ctx.quick
+    if ctx.quick:
+        cnn = {"model": "fastnet", "model_options": {"widths": (16, 32, 32)}, "subset": 2000, "test_subset": 1000,
+               "epochs": 10, "batch_size": 64, "lr": 0.1, "augment": False, "freq_subset": 0}
+        ntk = {"n": 300, "n_val": 100, "n_test": 300, "dim": 32, "depth": 1, "widths": [128, 512, 2048], "seeds": 2,
+               "steps": 300, "points": 20, "lr_scale": 1.0}
+        seeds, entk_m, gens_seeds = 2, 128, 1
+    elif gpu:
+        cnn = {"model": "fastnet", "model_options": {}, "subset": None, "test_subset": None, "epochs": 60,
+               "batch_size": 512, "lr": 0.2, "augment": True, "freq_subset": 256}
+        ntk = {"n": 5000, "n_val": 1000, "n_test": 2000, "dim": 128, "depth": 1, "widths": [512, 2048, 8192, 32768],
+               "seeds": 3, "steps": 3000, "points": 40, "lr_scale": 1.0}
+        seeds, entk_m, gens_seeds = 3, 1000, 1
+    else:
+        cnn = {"model": "fastnet", "model_options": {"widths": (32, 64, 64)}, "subset": 5000, "test_subset": 2000,
+               "epochs": 20, "batch_size": 128, "lr": 0.1, "augment": False, "freq_subset": 256}
+        ntk = {"n": 1000, "n_val": 500, "n_test": 1000, "dim": 64, "depth": 1, "widths": [256, 1024, 4096], "seeds": 2,
+               "steps": 1000, "points": 30, "lr_scale": 1.0}
+        seeds, entk_m, gens_seeds = 3, 500, 1
+    start = int(round(0.3 * cnn["epochs"]))  # SAT's start epoch: 60 of 200 in the paper
+    cfg = {"cnn": cnn, "ntk": ntk, "seeds": seeds, "entk_m": entk_m, "noise": NOISE, "distill_start": start,
+           "methods": {"ce": {}, "self-distill": {"alpha": 0.8, "distill_start": start},
+                       "sat": {"alpha": 0.9, "distill_start": start}, "generations": {"alpha": 0.6, "generations": 2}},
+           "method_seeds": {"ce": seeds, "self-distill": seeds, "sat": seeds, "generations": gens_seeds},
+           "extra_models": ["resnet18"] if gpu else [], "gpu": gpu}
+    return ctx.sizes(cfg)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(ctx: RunContext) -> RunOutput:
+    t_run = time.perf_counter()
+    cfg = _config(ctx)
+    if ctx.data is not None:
+        data_path, source = Path(ctx.data), str(ctx.data)
+    else:
+        data_path = write_digits_as_cifar(ctx.directory / "digits", seed=ctx.seed)
+        source = "scikit-learn digits (8x8 upsampled to 32x32, tiled to RGB) written as CIFAR batches: no CIFAR-10 was given"
+    cnn_cfg = {**cfg["cnn"], "noise": cfg["noise"]}
+    if ctx.data is None:  # digits: 1397 training and 400 test images in all
+        cnn_cfg.update(subset=None, test_subset=None)
+
+    # ---- part 2: networks trained by SGD (feature-learning regime)
+    runs: dict[str, list[dict]] = {}
+    for method, params in cfg["methods"].items():
+        runs[method] = []
+        for k in range(cfg["method_seeds"][method]):
+            seed = ctx.seed + k
+            key = f"cnn-{method}-seed{seed}"
+            _log(f"[confirm] {key}: training ({cnn_cfg['epochs']} epochs per generation)")
+            runs[method].append(ctx.part(key, lambda m=method, p=params, s=seed: train_one(
+                ctx.directory / "train" / f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress)))
+    extra = {}
+    for model in cfg["extra_models"]:  # GPU configuration: a second architecture, CE and SAT, one seed
+        ecfg = {**cnn_cfg, "model": model, "model_options": {}}
+        for method in ("ce", "sat"):
+            key = f"cnn-{model}-{method}-seed{ctx.seed}"
+            extra[key] = ctx.part(key, lambda m=method, e=ecfg: train_one(
+                ctx.directory / "train" / f"{model}-{m}-seed{ctx.seed}", str(data_path), e, m, cfg["methods"][m], ctx.seed,
+                ctx.device, ctx.progress))
+
+    # ---- part 3: the CE networks' own kernels
+    kern = []
+    for r in runs["ce"]:
+        key = f"kernel-seed{r['seed']}"
+        _log(f"[confirm] {key}: empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images")
+        kern.append(ctx.part(key, lambda r=r: _timed(kernel_part, Path(r["out"]), cfg["entk_m"], r["seed"], ctx.device)))
+    analytic_air = ctx.part("kernel-analytic", lambda: _analytic_air(data_path, Path(runs["ce"][0]["out"]), kern[0]))
+
+    # ---- part 1: NTK regime
+    from deep.data import load_cifar10
+
+    ntk = ctx.part("ntk", lambda: ntk_regime(load_cifar10(data_path, progress=False),
+                                             {**cfg["ntk"], "noise": cfg["noise"]}, ctx.seed, log=_log))
+
+    verdicts = _verdicts(runs, kern, analytic_air, ntk)
+    figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
+    seconds = time.perf_counter() - t_run
+    md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds)
+    _log("\n" + verdict_table(verdicts) + "\n" + verdict_summary(verdicts))
+    numbers = {"config": cfg, "source": source, "verdicts": [v.to_dict() for v in verdicts],
+               "summary": verdict_summary(verdicts), "cnn": runs, "extra_models": extra, "kernel": kern,
+               "kernel_analytic": analytic_air, "ntk": ntk}
+    return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
+
+
+def _timed(fn: Any, *args: Any) -> dict:
+    t = time.perf_counter()
+    out = fn(*args)
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
+def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
+    """Label-energy shares under the analytic ReLU NTK (depth 1) of the same images' pixels:
+    the kernel-regime number set beside the CNN's eNTK shares in P1."""
+    from deep.data import load_cifar10
+    from kernels import spectrum
+    from kernels.functions import ntk_relu
+    from theory.air import label_spectrum
+
+    t = time.perf_counter()
+    split = np.load(run_dir / "split.npz")
+    pos = np.asarray(kern0["positions"], dtype=np.int64)
+    data = load_cifar10(data_path, progress=False)
+    imgs = data.train_images[split["train_idx"][pos]].reshape(len(pos), -1).astype(np.float64) / 255.0
+    X = imgs - imgs.mean(axis=0)
+    X *= np.sqrt(X.shape[1]) / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    given, true = split["labels"][pos], split["true_labels"][pos]
+    y = lambda lab: np.eye(10)[lab] - np.eye(10)[lab].mean(axis=0)  # noqa: E731
+    ls = label_spectrum(spectrum(ntk_relu(X, depth=1)), y(true), y(given))
+    ks = kern0["ks"]
+    return {"ks": ks, "clean_share": ls.share_at(ks, "clean"), "noise_share": ls.share_at(ks, "noise"),
+            "seconds": time.perf_counter() - t}
+
+
+def _stack(rs: list[dict], key: str) -> np.ndarray:
+    return np.array([np.asarray(r["curves"][key], dtype=float) for r in rs])
+
+
+def _verdicts(runs: dict, kern: list[dict], analytic_air: dict, ntk: dict) -> list[Verdict]:
+    out: list[Verdict] = []
+    ratio = np.asarray(analytic_air["clean_share"]) / np.maximum(np.asarray(analytic_air["noise_share"]), 1e-300)
+    for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
+        clean = np.array([k["kernels"][when]["clean_share"] for k in kern])
+        noise = np.array([k["kernels"][when]["noise_share"] for k in kern])
+        for i, v in enumerate(air_energy_verdicts(clean, noise, ENTK_FRACTIONS)):
+            out.append(replace(v, key=f"{v.key} [{label}]", analytic=float(ratio[i])))
+    for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
+        measured = [as_inf(k["measured_fit_all"])[np.asarray(k["positions"], dtype=np.int64)] for k in kern]
+        predicted = [as_inf(k["kernels"][when]["predicted_fit"]) for k in kern]
+        flipped = [np.asarray(k["flipped"], dtype=bool) for k in kern]
+        for v in ordering_verdicts(measured, predicted, flipped):
+            if when == "es" and "(net)" in v.key:
+                continue  # the measured ordering does not depend on the kernel: report it once
+            out.append(replace(v, key=f"{v.key} [{label}]") if "(net)" not in v.key else v)
+    ce = runs["ce"]
+    out.append(early_stopping_verdict(_stack(ce, "test_acc"), _stack(ce, "train_acc_flipped_given")))
+    ce_es = [r["test_acc_at_best_val"] for r in ce]
+    ce_final = [r["final_test_acc"] for r in ce]
+    ce_mem = [r["final_memorised"] for r in ce]
+    for method in ("self-distill", "sat", "generations"):
+        rs = runs.get(method, [])
+        if rs:
+            out.extend(distillation_verdicts(method, [r["final_test_acc"] for r in rs], [r["final_memorised"] for r in rs],
+                                             ce_es, ce_final, ce_mem))
+    widths = ntk["widths"]
+    for rule in ("gd", "chained"):
+        curves = [np.asarray(ntk["per_width"][str(w)][rule]["test_acc"], dtype=float) for w in widths]
+        gaps = [np.asarray(ntk["per_width"][str(w)][rule]["gap_train"], dtype=float)[:, -1] for w in widths]
+        for v in ntk_regime_verdicts(widths, curves, np.asarray(ntk["theory"][rule]["test_acc"], dtype=float), gaps):
+            out.append(replace(v, key=f"{v.key} [{rule}]"))
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _ms(values: Any, digits: int = 3) -> str:
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return "—"
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], analytic_air: dict, ntk: dict,
+            verdicts: list[Verdict], seconds: float) -> str:
+    n_pass = sum(v.passed for v in verdicts)
+    ce = runs["ce"][0]["data"]
+    cnn = cfg["cnn"]
+    lines = [f"**{verdict_summary(verdicts)}**", "", "## Verdicts", "", verdict_table(verdicts), "",
+             "## Data and configurations", "",
+             f"Data: {source}. Noise: `{cfg['noise']}` (the new label drawn from the 9 other classes, Co-teaching's "
+             f"convention); realised error rate {ce.get('realised_error_rate', float('nan')):.3f} of "
+             f"{ce['n_train']} training images ({ce['n_flipped']} flipped) in the CNN runs, "
+             f"{ntk['realised_error_rate']:.3f} in the NTK part.", "",
+             f"- **Feature-learning regime (P3, P4).** {cnn['model']} {cnn['model_options'] or '(default widths)'}, "
+             f"{ce['n_train']} training / {ce['n_val']} noisy validation / {ce['n_test']} test images, "
+             f"{cnn['epochs']} epochs (linear warm-up and decay), batch {cnn['batch_size']}, lr {cnn['lr']}, "
+             f"augmentation {'on' if cnn['augment'] else 'off'}. Without augmentation a network of this size memorises "
+             "the flipped labels within the run, which is the regime the predictions are about: the question is what "
+             "each method does once plain CE memorises. "
+             f"self-distill: alpha {cfg['methods']['self-distill']['alpha']} (weight on the previous epoch's target), SAT: "
+             f"momentum {cfg['methods']['sat']['alpha']} (the paper's 0.9), both starting at epoch {cfg['distill_start']} "
+             "(30% of training, SAT's 60 of 200); generations: alpha "
+             f"{cfg['methods']['generations']['alpha']} on the noisy label, 2 generations. Early stopping: CE's epoch of "
+             "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + ".",
+             f"- **Network's own kernel (P1, P2).** Empirical NTK (trace over the 10 logits) of each CE network at "
+             f"initialisation and at its early-stopping epoch, on {len(kern[0]['positions'])} training images; labels "
+             "centred one-hot. Predicted first-fit time: linearised gradient flow under that kernel on the noisy labels; "
+             "measured: the first epoch at which the trained CE network predicts the given label. The analytic column of "
+             "P1 is the clean/noise share ratio under the analytic ReLU NTK (depth 1) of the same images' centred pixels.",
+             f"- **NTK regime (P5).** NTK-parameterised MLPs (depth {ntk['depth']}, widths {ntk['widths']}, {ntk['seeds']} "
+             f"seeds each), full-batch GD on the squared loss, {ntk['steps']} steps at lr = 1/d_max = {ntk['lr']:.4g}, "
+             f"n = {ntk['n']} training images with {ntk['n_val']} noisy validation and {ntk['n_test']} test images. Input "
+             f"reduced for the CPU: images projected on their top {ntk['dim']} principal components, rows scaled to norm "
+             f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses alpha = "
+             f"1 - 1/k* = {ntk['alpha']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping step (best noisy "
+             f"validation), so that its limit, KRR with ridge (1 - alpha)/lr = {ntk['chained_ridge']:.3g}, matches the "
+             "early-stopped filter. One eigendecomposition gives every analytic curve.", ""]
+
+    lines += ["## Feature-learning regime: the methods", "",
+              "| method | seeds | early-stop epoch | test acc at early stop | best test acc | final test acc | "
+              "final memorised | final recovered | train time per run (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, rs in runs.items():
+        lines.append(f"| {m} | {len(rs)} | {_ms([r['best_epoch'] for r in rs], 1)} | {_ms([r['test_acc_at_best_val'] for r in rs])} | "
+                     f"{_ms([r['best_test_acc'] for r in rs])} | {_ms([r['final_test_acc'] for r in rs])} | "
+                     f"{_ms([r['final_memorised'] for r in rs])} | {_ms([r['final_recovered'] for r in rs])} | "
+                     f"{_ms([r['seconds'] for r in rs], 0)} |")
+    for key, r in extra.items():
+        lines.append(f"| {key} | 1 | {r['best_epoch']} | {_ms([r['test_acc_at_best_val']])} | {_ms([r['best_test_acc']])} | "
+                     f"{_ms([r['final_test_acc']])} | {_ms([r['final_memorised']])} | {_ms([r['final_recovered']])} | "
+                     f"{_ms([r['seconds']], 0)} |")
+    ce_runs = runs["ce"]
+    peak = [int(np.argmax(r["curves"]["test_acc"])) + 1 for r in ce_runs]
+    mem = _stack(ce_runs, "train_acc_flipped_given")
+    mem50 = [int(np.argmax(row >= 0.5)) + 1 if np.any(row >= 0.5) else None for row in mem]
+    lines += ["", f"CE's test accuracy peaked at epoch(s) {peak}; its memorisation of the flipped labels first reached 50% "
+              f"at epoch(s) {mem50} and ended at {_ms(mem[:, -1])}.", ""]
+
+    lines += ["## The network's own kernel", "", "| kernel | " + " | ".join(f"top {100 * f:g}% ({k})" for f, k in
+              zip(ENTK_FRACTIONS, kern[0]["ks"])) + " |", "|---" * (len(ENTK_FRACTIONS) + 1) + "|"]
+    for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
+        for which in ("clean", "noise"):
+            vals = np.array([k["kernels"][when][f"{which}_share"] for k in kern])
+            lines.append(f"| {label}, {which} share | " + " | ".join(_ms(vals[:, j]) for j in range(vals.shape[1])) + " |")
+    for which in ("clean", "noise"):
+        lines.append(f"| analytic ReLU NTK (pixels), {which} share | " +
+                     " | ".join(f"{v:.3f}" for v in analytic_air[f"{which}_share"]) + " |")
+    es_epochs = [k["es_epoch"] for k in kern]
+    lines += ["", f"Early-stopping epochs of the CE networks whose kernels were taken: {es_epochs}.", ""]
+
+    lines += ["## NTK regime", "", "| width | rule | final test acc (net) | final test acc (theory) | max abs. deviation of the "
+              "test-acc curve | final train-output gap | param. change |", "|---|---|---|---|---|---|---|"]
+    for w in ntk["widths"]:
+        for rule in ("gd", "chained"):
+            e = ntk["per_width"][str(w)][rule]
+            acc = np.asarray(e["test_acc"], dtype=float)
+            th = np.asarray(ntk["theory"][rule]["test_acc"], dtype=float)
+            lines.append(f"| {w} | {rule} | {_ms(acc[:, -1])} | {th[-1]:.3f} | {np.max(np.abs(acc.mean(0) - th)):.3f} | "
+                         f"{_ms(np.asarray(e['gap_train'], dtype=float)[:, -1])} | {_ms(e['param_change'], 4)} |")
+    sm = ntk["summary"]
+    lines += ["", f"Analytic curves: gd peaks at step {sm['gd_best_step']:.0f} with test accuracy {sm['gd_best_test_acc']:.3f} "
+              f"and ends at {sm['gd_final_test_acc']:.3f} with {sm['gd_final_acc_flipped_given']:.3f} of the flipped labels "
+              f"memorised; chained ends at {sm['chained_final_test_acc']:.3f} with {sm['chained_final_acc_flipped_given']:.3f} "
+              "memorised.", ""]
+
+    t_cnn = {m: float(sum(r["seconds"] or 0 for r in rs)) for m, rs in runs.items()}
+    t_extra = float(sum(r["seconds"] or 0 for r in extra.values()))
+    t_kern = float(sum(k.get("seconds", 0) for k in kern)) + float(analytic_air.get("seconds", 0))
+    lines += ["## Where the time went", "",
+              f"This session of the run took {seconds:.0f} s (parts finished in an earlier session are read back, and their "
+              "times below are those of the session that computed them). Training: " +
+              ", ".join(f"{m} {t:.0f} s" for m, t in t_cnn.items()) + (f", extra models {t_extra:.0f} s" if extra else "") +
+              f"; empirical NTKs and label spectra {t_kern:.0f} s; NTK regime {ntk['seconds']:.0f} s "
+              f"(of which {ntk['seconds_theory']:.0f} s for the kernel, its eigendecomposition and every analytic curve).", ""]
+    del n_pass
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _plot_ntk(ntk: dict, ctx: RunContext) -> tuple[str, str]:
+    import matplotlib.pyplot as plt
+
+    record = np.asarray(ntk["record"], dtype=float)
+    t = np.maximum(record, 0.5)  # step 0 drawn at 0.5 on the log axis
+    widths = ntk["widths"]
+    cmap = plt.get_cmap("viridis")
+    panels = (("test_acc", "test accuracy"), ("memorised", "flipped vs given label (memorised)"),
+              ("recovered", "flipped vs true label (recovered)"), ("train_acc_clean", "clean training subset"))
+    fig, axes = plt.subplots(2, 5, figsize=(22, 7.5), layout="constrained")
+    for row, rule in enumerate(("gd", "chained")):
+        th = ntk["theory"][rule]
+        for col, (key, title) in enumerate(panels):
+            ax = axes[row, col]
+            for i, w in enumerate(widths):
+                v = np.asarray(ntk["per_width"][str(w)][rule][key], dtype=float)
+                ax.semilogx(t, v.mean(0), color=cmap(i / max(len(widths) - 1, 1)), label=f"net, width {w}")
+            ax.semilogx(t, np.asarray(th[key], dtype=float), "k--", lw=2, label="analytic NTK")
+            ax.set_title(f"{rule}: {title}", fontsize=9)
+            ax.set_xlabel("GD step")
+            ax.set_ylabel("accuracy")
+            ax.legend(fontsize=6)
+        ax = axes[row, 4]
+        for i, w in enumerate(widths):
+            g = np.asarray(ntk["per_width"][str(w)][rule]["gap_train"], dtype=float).mean(0)
+            ax.loglog(t[1:], g[1:], color=cmap(i / max(len(widths) - 1, 1)), label=f"width {w}")
+        ax.set_title(f"{rule}: relative output gap (train)", fontsize=9)
+        ax.set_xlabel("GD step")
+        ax.set_ylabel("||u_net - u_theory|| / ||u_theory||")
+        ax.legend(fontsize=6)
+    atomic_savefig(fig, ctx.path("ntk_regime.png"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+    ws = np.asarray(widths, dtype=float)
+    for rule, marker in (("gd", "o"), ("chained", "s")):
+        g = np.array([np.asarray(ntk["per_width"][str(w)][rule]["gap_train"], dtype=float)[:, -1].mean() for w in widths])
+        ax.loglog(ws, g, marker + "-", label=f"{rule}: final train-output gap")
+        ax.loglog(ws, g[0] * (ws / ws[0]) ** -0.5, ":", color="gray")
+    ax.set_xlabel("width")
+    ax.set_ylabel("relative gap")
+    ax.set_title("gap vs width (dotted: width^-1/2)")
+    ax.legend(fontsize=7)
+    atomic_savefig(fig, ctx.path("ntk_gap_width.png"))
+    plt.close(fig)
+    return "ntk_regime.png", "ntk_gap_width.png"
+
+
+def _plot_cnn(runs: dict, ctx: RunContext) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
+    styles = {"ce": "-", "self-distill": "--", "sat": "-.", "generations": ":"}
+    for m, rs in runs.items():
+        e = np.asarray(rs[0]["curves"]["global_epoch"], dtype=float)
+        for ax, key in zip(axes, ("test_acc", "train_acc_flipped_given", "train_acc_flipped_true")):
+            v = _stack(rs, key)
+            line, = ax.plot(e, v.mean(0), styles.get(m, "-"), marker="o", ms=3, label=f"{m} ({len(rs)} seeds)")
+            if len(rs) > 1:
+                ax.fill_between(e, v.min(0), v.max(0), color=line.get_color(), alpha=0.15)
+    ce = runs["ce"]
+    es = [r["best_epoch"] for r in ce if r["best_epoch"] is not None]
+    for ax, title in zip(axes, ("clean test accuracy", "flipped subset vs given label (memorised)",
+                                "flipped subset vs true label (recovered)")):
+        for b in es:
+            ax.axvline(b, color="gray", lw=0.8, ls=":")
+        ax.set_title(title + " (dotted: CE early-stop epochs; band: min-max over seeds)", fontsize=8)
+        ax.set_xlabel("epoch (over all generations)")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=7)
+    atomic_savefig(fig, ctx.path("cnn_methods.png"))
+    plt.close(fig)
+    return "cnn_methods.png"
+
+
+def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
+    import matplotlib.pyplot as plt
+    from scipy.stats import rankdata
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
+    ks = kern[0]["ks"]
+    x = np.arange(len(ks))
+    bars = (("init", "clean", "tab:blue"), ("init", "noise", "tab:red"), ("es", "clean", "navy"), ("es", "noise", "darkred"))
+    for j, (when, which, col) in enumerate(bars):
+        v = np.array([k["kernels"][when][f"{which}_share"] for k in kern])
+        axes[0].bar(x + (j - 1.5) * 0.2, v.mean(0), width=0.2, color=col, yerr=v.std(0) if len(kern) > 1 else None,
+                    label=f"{which}, eNTK at {'init' if when == 'init' else 'early stop'}")
+    axes[0].set_xticks(x, [f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, ks)])
+    axes[0].set_ylabel("share of label energy")
+    axes[0].set_title("P1: label energy in the top eigen-directions (CNN eNTK)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    k0 = kern[0]
+    pos = np.asarray(k0["positions"], dtype=np.int64)
+    measured = as_inf(k0["measured_fit_all"])[pos]
+    flipped = np.asarray(k0["flipped"], dtype=bool)
+    for ax, when in zip(axes[1:], ("init", "es")):
+        pred = as_inf(k0["kernels"][when]["predicted_fit"])
+        top = lambda a: np.where(np.isfinite(a), a, np.nanmax(np.where(np.isfinite(a), a, np.nan)) * 2 if np.any(np.isfinite(a)) else 1.0)  # noqa: E731
+        rp, rm = rankdata(top(pred)), rankdata(top(measured))
+        ax.scatter(rp[~flipped], rm[~flipped], s=6, alpha=0.5, label="clean")
+        ax.scatter(rp[flipped], rm[flipped], s=6, alpha=0.5, color="tab:red", label="flipped")
+        ax.set_xlabel("rank of predicted first-fit time (linearised, eNTK)")
+        ax.set_ylabel("rank of measured first-fit epoch (CE net)")
+        ax.set_title(f"P2 (seed {ctx.seed}): eNTK at {'init' if when == 'init' else 'early stop'}", fontsize=9)
+        ax.legend(fontsize=7)
+    atomic_savefig(fig, ctx.path("kernel_air.png"))
+    plt.close(fig)
+    return "kernel_air.png"
+
+
+BENCHMARK = Benchmark(name="confirm", summary="the theory's predictions (AIR, early stopping, self-distillation, NTK regime) beside networks trained on noisy CIFAR-10, with PASS/FAIL verdicts",
+                      func=run, options=())
