@@ -25,6 +25,8 @@ RUN_OPTIONS = {
     "steps": (int, "distillation steps for toy-distill; default 10"),
     "n": (int, "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, noisy-cifar)"),
     "epochs": (int, "training epochs for runs that train networks"),
+    "noise": (str, "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
+                   "uniform:<rate> (from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4"),
 }
 
 

@@ -355,7 +355,7 @@ def _model_options(items: Sequence[str]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m deep.train`` argument parser (defaults from :class:`TrainConfig`)."""
     d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, interp, generations) and record every epoch.")
+    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, sat, interp, generations) and record every epoch.")
     a = p.add_argument
     a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
     a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")

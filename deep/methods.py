@@ -226,7 +226,9 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
     check_param("batch_targets", "method", method, Options(METHODS))
     if method == "interp":
         return BatchTargets(*interp_targets(logits, labels), None)
-    if method == "sat" and stored is not None:
+    if method == "sat":
+        if stored is None:
+            raise ValueError("batch_targets: method='sat' needs the batch's stored targets (stored=...)")
         if alpha is None:
             raise ValueError("batch_targets: alpha is required for method='sat' (a float in [0, 1])")
         t, w = sat_targets(stored, logits, alpha, soft=soft)

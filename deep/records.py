@@ -120,7 +120,7 @@ class EpochRecord:
         Fraction of the training targets used this epoch whose argmax is the true
         label, over all training images and over the flipped ones.
     alpha : float or None
-        Alpha used this epoch / generation (self-distill, generations).
+        Alpha used this epoch / generation (self-distill, sat, generations); 1.0 during the warm-up of distill_start.
     lam : float or None
         Mean batch agreement rate (interp).
     freq_deltas, e_low, e_high, low_ratio : list of float
@@ -357,8 +357,8 @@ def first_fit_epochs(predictions: np.ndarray, labels: np.ndarray, *, stay: bool 
     """
     pred = np.asarray(predictions)
     lab = np.asarray(labels)
-    if pred.ndim != 2 or lab.ndim != 1 or pred.shape[1] != lab.shape[0]:
-        raise ValueError(f"first_fit_epochs: predictions must have shape (epochs, n) and labels (n,); got {pred.shape} and {lab.shape}")
+    if pred.ndim != 2 or lab.ndim != 1 or pred.shape[1] != lab.shape[0] or pred.shape[0] == 0:
+        raise ValueError(f"first_fit_epochs: predictions must have shape (epochs >= 1, n) and labels (n,); got {pred.shape} and {lab.shape}")
     hit = pred == lab[None, :]
     if stay:  # fitted at e and at every later epoch: reverse cumulative AND
         hit = np.flip(np.logical_and.accumulate(np.flip(hit, axis=0), axis=0), axis=0)

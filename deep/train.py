@@ -1,4 +1,4 @@
-"""Train a CIFAR-10 network on noisy labels with one of four target rules; record every epoch.
+"""Train a CIFAR-10 network on noisy labels with one of five target rules; record every epoch.
 
     python -m deep.train --data ../shared/data/cifar10-jpeg.tar.gz --noise symmetric:0.4 \\
         --method self-distill --model fastnet --epochs 20 --out results/train/sd

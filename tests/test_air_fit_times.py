@@ -192,3 +192,26 @@ def test_bad_input(rng):
             first_fit_times(args["spectrum"], args["y"], args["labels"], args["times"], chunk=chunk)
         text = str(info.value)
         assert text.startswith("first_fit_times: ") and "\n" not in text, text
+
+
+def test_half_criterion_matches_dense_expm_reference(rng):
+    """criterion="half": first grid time with <u_i(t), y_i> >= ||y_i||^2 / 2, against expm(-K t)."""
+    from scipy.linalg import expm
+
+    n, C = 30, 3
+    K = _random_psd(rng, n)
+    given = rng.integers(0, C, n)
+    y = np.eye(C)[given] - np.eye(C)[given].mean(axis=0)
+    times = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 60)])
+    got = first_fit_times(spectrum(K), y, given, times, criterion="half")
+    first = np.full(n, np.inf)
+    for t in times:
+        u = (np.eye(n) - expm(-K * t)) @ y
+        hit = (np.sum(u * y, axis=1) >= 0.5 * np.sum(y * y, axis=1)) & np.isinf(first)
+        first[hit] = t
+    np.testing.assert_array_equal(got, first)
+    assert len(np.unique(first[np.isfinite(first)])) >= 3
+    # the argmax criterion is a different rule: it must not coincide on this case
+    assert not np.array_equal(got, first_fit_times(spectrum(K), y, given, times))
+    with pytest.raises(ValueError, match="criterion"):
+        first_fit_times(spectrum(K), y, given, times, criterion="median")

@@ -471,8 +471,9 @@ def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_t
 _FIT_CHUNK_ELEMENTS = 1 << 22  # ~32 MiB of float64 outputs per chunk of times
 
 
-def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, chunk: int | None = None) -> np.ndarray:
-    """First time on a grid at which the linearised gradient flow predicts each example's label.
+def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, criterion: str = "argmax",
+                    chunk: int | None = None) -> np.ndarray:
+    """First time on a grid at which the linearised gradient flow fits each example.
 
     Gradient flow on the squared loss ``1/2 ||u - y||^2`` from ``u(0) = 0`` with the
     kernel ``K = V diag(d) V^T`` gives (Jacot et al. 2018; Dong et al. 2019)
@@ -483,7 +484,9 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, chun
     i is *fitted* at time t when its given label is the unique largest output,
     ``u_ic(t) < u_{i, labels[i]}(t)`` for every class ``c != labels[i]``; the result is
     the first grid time at which that holds, ``+inf`` if it never does on the grid.
-    Exact ties are not fitted, so at ``t = 0`` (``u = 0``) no example is.
+    Exact ties are not fitted, so at ``t = 0`` (``u = 0``) no example is. With
+    ``criterion="half"`` example i is fitted once half of its own target is,
+    ``<u_i(t), y_i> >= ||y_i||^2 / 2`` (its half-fit time; never for a zero row ``y_i``).
 
     This is the per-example version of the AIR ordering of Dong, Hou, Lu and Zhang
     (2019): direction i is fitted by the fraction ``1 - exp(-d_i t)``, top directions
@@ -503,6 +506,9 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, chun
         label: then the flipped examples' times measure memorisation).
     times : array of shape (T,)
         Strictly increasing, finite times >= 0 (gradient-flow time ``lr * step``).
+    criterion : {"argmax", "half"}, default="argmax"
+        Fitted when the label is the unique largest output, or when half of the target
+        row is fitted (``labels`` must still be given; it is checked but unused).
     chunk : int, default=None
         Number of times evaluated together; memory is O(n c chunk). Default: as
         many as fit in about 2^22 outputs.
@@ -545,6 +551,7 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, chun
     if t.size > 1 and not np.all(np.diff(t) > 0):
         k = int(np.flatnonzero(np.diff(t) <= 0)[0])
         raise ValueError(f"{fn}: times must be strictly increasing; got times[{k}] = {t[k]!r} >= times[{k + 1}] = {t[k + 1]!r}")
+    check_param(fn, "criterion", criterion, Options(("argmax", "half")))
     if chunk is None:
         chunk = max(1, min(t.size, _FIT_CHUNK_ELEMENTS // max(n * C, 1)))
     else:
@@ -560,9 +567,13 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, chun
         m = ts.shape[0]
         scaled = (frac.T[:, :, None] * coef[:, None, :]).reshape(coef.shape[0], m * C)  # (k, m C)
         U = (V @ scaled).reshape(n, m, C).transpose(1, 0, 2)  # (m, n, C): one GEMM per chunk
-        own = U[:, rows, lab]  # (m, n)
-        U[:, rows, lab] = -math.inf
-        fitted = own > U.max(axis=2)  # (m, n): strict, so ties (u = 0 at t = 0) are not fitted
+        if criterion == "half":
+            norm2 = np.sum(Y * Y, axis=1)
+            fitted = (np.einsum("mnc,nc->mn", U, Y) >= 0.5 * norm2) & (norm2 > 0)
+        else:
+            own = U[:, rows, lab]  # (m, n)
+            U[:, rows, lab] = -math.inf
+            fitted = own > U.max(axis=2)  # (m, n): strict, so ties (u = 0 at t = 0) are not fitted
         hit = fitted.any(axis=0) & todo
         if np.any(hit):
             first = np.argmax(fitted[:, hit], axis=0)

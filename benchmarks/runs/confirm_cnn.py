@@ -26,8 +26,13 @@ __all__ = ["train_one", "kernel_part", "ENTK_FRACTIONS"]
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
 
 
-def train_one(out: Path, data: str, cfg: dict, method: str, params: dict, seed: int, device: str, progress: bool) -> dict:
-    """Train (or resume, or read back) one method at one seed; return its numbers and curves."""
+def train_one(root: Path, name: str, data: str, cfg: dict, method: str, params: dict, seed: int, device: str,
+              progress: bool) -> dict:
+    """Train (or resume) one method at one seed in ``root/train/name``; return its numbers and curves.
+
+    ``run_dir`` in the result is relative to ``root`` (the benchmark's folder is renamed when
+    it finishes)."""
+    out = Path(root) / "train" / name
     from deep.config import TrainConfig
     from deep.train import train
 
@@ -41,7 +46,7 @@ def train_one(out: Path, data: str, cfg: dict, method: str, params: dict, seed: 
     last = recs[-1]
     keys = ("global_epoch", "test_acc", "val_acc", "train_acc_clean", "train_acc_flipped_given", "train_acc_flipped_true",
             "loss", "alpha")
-    return {"method": method, "params": params, "seed": seed, "out": str(out), "best_epoch": s.best_epoch,
+    return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", "best_epoch": s.best_epoch,
             "test_acc_at_best_val": s.best_epoch_test_acc, "final_test_acc": s.final_test_acc,
             "best_test_acc": s.best_test_acc, "final_memorised": last.train_acc_flipped_given,
             "final_recovered": last.train_acc_flipped_true, "final_clean_acc": last.train_acc_clean,
@@ -73,8 +78,10 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
     """eNTK of a CE run's network at init and at its early-stopping epoch on ``m`` training images.
 
     Returns the label-energy shares (clean, noise) in the top 1% / 5% / 10% directions, the
-    predicted first-fit times of the ``m`` examples under each kernel, and the measured
-    first-fit epochs (prediction == given label) of every training example.
+    predicted half-fit times of the ``m`` examples under each kernel (``<u_i, y_i> >=
+    ||y_i||^2 / 2`` in linearised gradient flow on the centred noisy labels; the argmax
+    first-fit times beside them), and the measured first-fit epochs (prediction == given
+    label) of every training example.
     """
     import torch
 
@@ -101,9 +108,11 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
         ls = label_spectrum(s, y_clean, y_noisy)
         d_max = float(s.values[0])
         times = np.logspace(-3, 7, 400) / d_max
-        fit = first_fit_times(s, y_noisy, given, times)
+        enc = lambda f: np.where(np.isfinite(f), f * d_max, -1.0)  # noqa: E731  (time in units of 1/d_max; -1 = never)
         kernels[when] = {"clean_share": ls.share_at(ks, "clean"), "noise_share": ls.share_at(ks, "noise"),
-                         "eigenvalues": np.asarray(s.values)[:100], "predicted_fit": np.where(np.isfinite(fit), fit * d_max, -1.0)}
+                         "eigenvalues": np.asarray(s.values)[:100],
+                         "predicted_fit": enc(first_fit_times(s, y_noisy, given, times, criterion="half")),
+                         "predicted_fit_argmax": enc(first_fit_times(s, y_noisy, given, times))}
     out["kernels"] = kernels
     preds = np.load(run_dir / "train_predictions.npz")["pred"]
     measured = first_fit_epochs(preds, split.labels)
