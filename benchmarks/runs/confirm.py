@@ -160,7 +160,8 @@ def run(ctx: RunContext) -> RunOutput:
     verdicts = _verdicts(runs, kern, analytic_air, ntk)
     figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
     seconds = time.perf_counter() - t_run
-    md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds)
+    epoch_times = _epoch_times(ctx.directory, [r for rs in runs.values() for r in rs] + list(extra.values()))
+    md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds, epoch_times)
     _log("\n" + verdict_table(verdicts) + "\n" + verdict_summary(verdicts))
     numbers = {"config": cfg, "source": source, "verdicts": [v.to_dict() for v in verdicts],
                "summary": verdict_summary(verdicts), "cnn": runs, "extra_models": extra, "kernel": kern,
@@ -171,6 +172,18 @@ def run(ctx: RunContext) -> RunOutput:
 def _run_dir(r: dict) -> str:
     """A training part's folder relative to the run's (parts written before ``run_dir`` existed hold ``out``)."""
     return r.get("run_dir") or f"train/{Path(r['out']).name}"
+
+
+def _epoch_times(root: Path, results: list[dict]) -> np.ndarray:
+    """Wall-clock seconds of every training epoch (training + evaluation) of the runs, from their records."""
+    import json
+
+    times = []
+    for r in results:
+        path = root / _run_dir(r) / "records.jsonl"
+        if path.exists():
+            times += [json.loads(line)["time"] for line in path.read_text().splitlines() if line.strip()]
+    return np.asarray(times, dtype=float)
 
 
 def _timed(fn: Any, *args: Any) -> dict:
@@ -255,7 +268,7 @@ def _ms(values: Any, digits: int = 3) -> str:
 
 
 def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], analytic_air: dict, ntk: dict,
-            verdicts: list[Verdict], seconds: float) -> str:
+            verdicts: list[Verdict], seconds: float, epoch_times: np.ndarray) -> str:
     n_pass = sum(v.passed for v in verdicts)
     ce = runs["ce"][0]["data"]
     cnn = cfg["cnn"]
@@ -346,6 +359,13 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
               ", ".join(f"{m} {t:.0f} s" for m, t in t_cnn.items()) + (f", extra models {t_extra:.0f} s" if extra else "") +
               f"; empirical NTKs and label spectra {t_kern:.0f} s; NTK regime {ntk['seconds']:.0f} s "
               f"(of which {ntk['seconds_theory']:.0f} s for the kernel, its eigendecomposition and every analytic curve).", ""]
+    if epoch_times.size:
+        med, total = float(np.median(epoch_times)), float(epoch_times.sum())
+        slow = int(np.sum(epoch_times > 2 * med))
+        lines += [f"{epoch_times.size} training epochs took {total:.0f} s in all; the median epoch took {med:.1f} s, so at "
+                  f"that pace training needs {epoch_times.size * med / 60:.1f} min. {slow} epoch(s) took more than twice the "
+                  "median (the cores were shared with other work while they ran)." if slow else
+                  f"{epoch_times.size} training epochs took {total:.0f} s in all (median epoch {med:.1f} s).", ""]
     del n_pass
     return "\n".join(lines)
 
