@@ -74,12 +74,13 @@ def _curves(outputs: np.ndarray, given: np.ndarray, true: np.ndarray, flipped: n
             "recovered": (pred[:, flipped] == true[flipped]).mean(-1)}
 
 
-def ntk_regime(data: Any, cfg: dict, seed: int, *, log: Callable[[str], None] | None = None) -> dict:
+def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Callable[[str], None] | None = None) -> dict:
     """Run part 1 (see the module docstring) and return its curves as plain lists/arrays.
 
     ``data`` is a :class:`deep.data.CifarData`; ``cfg`` holds ``n``, ``n_val``, ``n_test``,
     ``dim``, ``depth``, ``widths``, ``seeds``, ``steps``, ``points`` (recorded steps),
-    ``lr_scale`` (lr = lr_scale / d_max) and ``noise``.
+    ``lr_scale`` (lr = lr_scale / d_max) and ``noise``. The networks train on ``device``; the
+    analytic side runs in numpy.
     """
     import torch
 
@@ -133,9 +134,9 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, log: Callable[[str], None] | 
                         "train_outputs": np.asarray(c.path.fits), "test_outputs": np.asarray(c.path.predict(K_cross))[:, :m_test]}
 
     dtype = torch.float64 if cfg.get("float64", False) else torch.float32
-    Xt = torch.as_tensor(Z, dtype=dtype)
-    Xe = torch.as_tensor(Zt, dtype=dtype)
-    Yt = torch.as_tensor(Y, dtype=dtype)
+    Xt = torch.as_tensor(Z, dtype=dtype, device=device)
+    Xe = torch.as_tensor(Zt, dtype=dtype, device=device)
+    Yt = torch.as_tensor(Y, dtype=dtype, device=device)
     per_width: dict[str, Any] = {}
     for width in cfg["widths"]:
         entry: dict[str, Any] = {}
@@ -143,7 +144,8 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, log: Callable[[str], None] | 
             runs = []
             for rep in range(cfg["seeds"]):
                 t1 = time.perf_counter()
-                model = make_model("mlp", in_features=Z.shape[1], width=width, depth=depth, seed=seed * 1000 + rep, dtype=dtype)
+                model = make_model("mlp", in_features=Z.shape[1], width=width, depth=depth, seed=seed * 1000 + rep, dtype=dtype,
+                                   device=device)
                 run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe, targets=rule,
                                        alpha=alpha if rule == "chained" else None)
                 th = theory[rule]
