@@ -537,3 +537,32 @@ def test_no_torch_import():
     code = "import sys, benchmarks.verdicts; assert 'torch' not in sys.modules, 'torch imported'"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_p1_end_to_end_on_a_planted_air_spectrum():
+    """Kernel with planted eigenvectors: clean labels built from the top directions, the noise
+    from the tail -> label_spectrum -> air_energy_verdicts passes; swapping the two fails."""
+    from kernels import Spectrum, spectrum
+    from theory.air import label_spectrum
+
+    rng = np.random.default_rng(3)
+    n, c = 200, 4
+    V, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    d = np.geomspace(100.0, 1e-3, n)
+    K = (V * d) @ V.T
+    top, tail = V[:, :10], V[:, -100:]
+    clean = top @ rng.normal(size=(10, c))
+    noise = 0.5 * tail @ rng.normal(size=(100, c))
+    s = spectrum(K)
+    assert isinstance(s, Spectrum)
+    fractions = [0.01, 0.05, 0.10]
+    ks = [int(round(f * n)) for f in fractions]
+
+    def shares(y_clean, y_noisy):
+        ls = label_spectrum(s, y_clean, y_noisy)
+        return ls.share_at(ks, "clean")[None, :], ls.share_at(ks, "noise")[None, :]
+
+    good = air_energy_verdicts(*shares(clean, clean + noise), fractions)
+    assert all(v.passed for v in good)
+    swapped = air_energy_verdicts(*shares(noise, noise + clean), fractions)
+    assert not any(v.passed for v in swapped)
