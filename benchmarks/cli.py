@@ -8,26 +8,109 @@
 from __future__ import annotations
 
 import argparse
+import math
+import numbers
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from benchmarks._io import atomic_write_json, atomic_write_text, environment, finalize_dir, latest_partial_dir, new_partial_dir
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext
-from benchmarks.runs import ALL_RUNS
+from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, frequency, noisy_cifar
+from benchmarks.runs.toy_distill import parse_alphas
 
 RUN_OPTIONS = {
-    "gamma": (float, "RBF gamma for toy-distill (k = exp(-gamma |x-x'|^2)); default 80"),
-    "ridge": (float, "ridge lambda for toy-distill; default 0.2"),
+    "gamma": (float, "RBF gamma > 0 for toy-distill (k = exp(-gamma |x-x'|^2)); default 80"),
+    "ridge": (float, "ridge lambda > 0 for toy-distill; default 0.2"),
     "alphas": (str, "comma-separated distillation weights alpha in [0,1] for toy-distill; default 0,0.25,0.35,0.6,1"),
-    "steps": (int, "distillation steps for toy-distill; default 10"),
-    "n": (int, "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, noisy-cifar)"),
-    "epochs": (int, "training epochs for runs that train networks"),
+    "steps": (int, "distillation steps >= 1 for toy-distill; default 10"),
+    "n": (int, "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar)"),
+    "epochs": (int, "training epochs >= 1 for runs that train networks"),
     "noise": (str, "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
                    "uniform:<rate> (from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4"),
 }
+
+# The smallest --n of each run that takes one, and why (the runs' own constants).
+MIN_N = {m.BENCHMARK.name: (m.MIN_N, m.MIN_N_WHY) for m in (air_spectrum, analytic_vs_trained, frequency, noisy_cifar)}
+
+
+# ----------------------------------------------------------------------------- option values
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (numbers.Real, str)):
+        return float(value)
+    raise ValueError(value)
+
+
+def _shown(value: Any) -> str:
+    """A value as the user gave it: command-line text unquoted, Python values by repr."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _checked(flag: str, value: Any, convert: Any, ok: Any, allowed: str) -> Any:
+    """``convert(value)`` if it converts and satisfies ``ok``; else a one-line BenchmarkError naming the flag."""
+    try:
+        converted = convert(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BenchmarkError(f"{flag} must be {allowed}; got {value!r}") from None
+    if not ok(converted):
+        raise BenchmarkError(f"{flag} must be {allowed}; got {_shown(value)}")
+    return converted
+
+
+def _min_n(benches: Sequence[Benchmark]) -> tuple[int, str]:
+    needs = [MIN_N.get(b.name, (1, "")) for b in benches if "n" in b.options]
+    return max(needs, key=lambda t: t[0]) if needs else (1, "")
+
+
+def check_seed(value: Any) -> int:
+    """``--seed``: an integer >= 0."""
+    return _checked("--seed", value, _to_int, lambda v: v >= 0, "an integer >= 0")
+
+
+def check_run_options(options: dict[str, Any], benches: Sequence[Benchmark]) -> dict[str, Any]:
+    """The run options (CLI text or Python values) converted and range-checked, else one-line errors.
+
+    A value given is used or refused, never replaced by a default: gamma and ridge are
+    finite floats > 0, steps and epochs integers >= 1, n an integer >= what the
+    selected runs need (:data:`MIN_N`), alphas comma-separated numbers in [0, 1].
+    """
+    out: dict[str, Any] = {}
+    positive = lambda v: math.isfinite(v) and v > 0  # noqa: E731
+    for key, value in options.items():
+        flag = f"--{key}"
+        if key not in RUN_OPTIONS:
+            raise BenchmarkError(f"unknown run option {key!r}; known: {', '.join(RUN_OPTIONS)}")
+        if key in ("gamma", "ridge"):
+            out[key] = _checked(flag, value, _to_float, positive, "a finite float > 0")
+        elif key in ("steps", "epochs"):
+            out[key] = _checked(flag, value, _to_int, lambda v: v >= 1, "an integer >= 1")
+        elif key == "n":
+            low, why = _min_n(benches)
+            out[key] = _checked(flag, value, _to_int, lambda v: v >= low, f"an integer >= {low}" + (f" ({why})" if why else ""))
+        elif key == "alphas":
+            parse_alphas(value)
+            out[key] = value
+        else:
+            if not isinstance(value, str):
+                raise BenchmarkError(f"{flag} must be a string; got {value!r}")
+            out[key] = value
+    return out
 
 
 def _benchmarks() -> dict[str, Benchmark]:
@@ -49,11 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "an image-folder tree or its tarball) for the image runs")
     run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend of the kernel-side runs (toy-distill, air-spectrum); the network runs use torch")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--seed", type=str, default="0", help="random seed, an integer >= 0 (default 0)")
     run.add_argument("--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    for key, (typ, text) in RUN_OPTIONS.items():
-        run.add_argument(f"--{key}", type=typ, default=None, help=text)
+    for key, (_typ, text) in RUN_OPTIONS.items():  # text: converted and range-checked by check_run_options
+        if key == "n":
+            text += "; at least " + ", ".join(f"{m} for {name}" for name, (m, _why) in MIN_N.items())
+        run.add_argument(f"--{key}", type=str, default=None, help=text)
     train = sub.add_parser("train", help="train a network on noisy CIFAR-10 (python -m deep.train)", add_help=False)
     train.add_argument("train_args", nargs=argparse.REMAINDER)
     return parser
@@ -94,13 +179,17 @@ def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | 
 
     The run writes into a hidden ``.<timestamp>.partial`` directory (its finished parts under
     ``parts/``), then ``result.json`` and ``report.md``, and only then renames the directory.
-    With ``resume`` the newest partial directory of this run is continued.
+    With ``resume`` the newest partial directory of this run is continued. ``seed`` and
+    ``options`` are checked first (:func:`check_seed`, :func:`check_run_options`): a value out
+    of range raises :class:`BenchmarkError` before anything is written.
     """
+    seed = check_seed(seed)
+    options = check_run_options({k: v for k, v in (options or {}).items() if k in bench.options}, [bench])
     directory = latest_partial_dir(out, bench.name) if resume else None
     resumed = directory is not None
     directory = directory or new_partial_dir(out, bench.name)
     ctx = RunContext(name=bench.name, directory=directory, quick=quick, data=data, backend=backend, device=device,
-                     seed=seed, progress=progress, options={k: v for k, v in (options or {}).items() if k in bench.options},
+                     seed=seed, progress=progress, options=options,
                      overrides=dict(overrides or {}))
     start = time.perf_counter()
     try:
@@ -144,12 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not any(key in b.options for b in benches):
                 takers = [b.name for b in ALL_RUNS if key in b.options]
                 raise BenchmarkError(f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}")
+        seed = check_seed(args.seed)
+        options = check_run_options(options, benches)
         if args.device == "cuda":
             _require_cuda(args.backend)
         for bench in benches:
             print(f"[airkit] running {bench.name} ...", flush=True)
             final = run_named(bench, out=args.out, quick=args.quick, data=args.data, backend=args.backend,
-                              device=args.device, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+                              device=args.device, seed=seed, resume=args.resume, progress=not args.no_progress,
                               options=options)
             print(f"[airkit] {bench.name}: {final / 'report.md'}", flush=True)
         index = _write_index(args.out)

@@ -17,18 +17,19 @@ the state at step t).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from kernels._checks import Interval, Options, check_param, check_vector
+from kernels._checks import Interval, Options, check_param, check_result_size, check_vector
 
 __all__ = ["FullBatchRun", "train_full_batch"]
 
 _TABLE = {
-    "lr": Interval(float, 0, None, "neither"),
+    "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "left"),
     "targets": Options(("gd", "chained")),
     "alpha": Interval(float, 0, 1, "both"),
@@ -64,9 +65,56 @@ def _flat(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_model(fn: str, model: Any) -> tuple[torch.device, torch.dtype]:
+    """The device and float dtype of the model's parameters (one of each)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{fn}: model must be a torch.nn.Module; got {type(model).__name__}")
+    floats = [p for p in model.parameters() if p.is_floating_point()]
+    if not floats:
+        raise ValueError(f"{fn}: model must have at least one floating-point parameter to train")
+    devices, dtypes = {p.device for p in floats}, {p.dtype for p in floats}
+    if len(devices) > 1 or len(dtypes) > 1:
+        raise ValueError(f"{fn}: model parameters must share one device and dtype; got devices {sorted(map(str, devices))} "
+                         f"and dtypes {sorted(map(str, dtypes))}; use model.to(device, dtype)")
+    return floats[0].device, floats[0].dtype
+
+
+def _check_tensor(fn: str, name: str, t: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A finite tensor of ``dtype`` on ``device`` with at least one row."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(t).__name__} (convert with torch.as_tensor)")
+    if t.ndim < 1 or t.shape[0] < 1:
+        raise ValueError(f"{fn}: {name} must have at least one row; got shape {tuple(t.shape)}")
+    if t.dtype != dtype:
+        raise ValueError(f"{fn}: {name} must have dtype {dtype} (the model's); got {t.dtype}; convert with {name}.to({dtype})")
+    if t.device != device:
+        raise ValueError(f"{fn}: {name} is on device {t.device} but the model is on {device}; move both to one device")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{fn}: {name} contains NaN or inf; remove or impute those entries first")
+    return t
+
+
+def _outputs_of(fn: str, name: str, f: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """``f(X)`` without gradients; an input the model cannot take is a one-line error naming it."""
+    try:
+        with torch.no_grad():
+            out = f(X)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{fn}: {name} of shape {tuple(X.shape)} does not fit the model: {_first_line(exc)}") from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise ValueError(f"{fn}: the model must return a tensor of shape (n, c) on {name}; got "
+                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return out
+
+
 def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, lr: float, steps: int,
                      record: Any = None, X_test: torch.Tensor | None = None, targets: str = "gd",
-                     alpha: float | None = None) -> FullBatchRun:
+                     alpha: float | None = None, memory_budget: int | None = None) -> FullBatchRun:
     """Train ``model`` by full-batch GD on ``1/2 sum ||u - target||^2`` and record its outputs.
 
     Parameters
@@ -74,40 +122,62 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     model : torch.nn.Module
         Trained in place (a centred copy of its initial function is kept).
     X, Y : tensors (n, ...) and (n, c)
-        Inputs and regression targets (e.g. one-hot labels); same dtype/device as the model.
+        Inputs and regression targets (e.g. one-hot labels); finite, with the dtype and
+        device of the model's parameters; ``Y`` has the shape of the model's outputs on ``X``.
     lr : float
         Step size on the parameters; equals the function-space step of the linearised theory.
     steps : int
         Number of GD steps.
     record : sequence of int, default=None
-        Steps (0..steps) at which to store outputs; all steps by default.
+        Steps (integers in 0..steps) at which to store outputs; all steps by default.
     X_test : tensor (m, ...), default=None
+        Finite, per-example shape, dtype and device as ``X``.
     targets : {"gd", "chained"}, default="gd"
     alpha : float in [0, 1], required for "chained"
+    memory_budget : int, default=None
+        Bytes the recorded outputs may take (default 2 GiB); more raises ``ValueError``
+        before training (pass ``record=`` with the steps you need).
 
     Returns
     -------
     FullBatchRun
     """
     fn = "train_full_batch"
-    check_param(fn, "lr", float(lr) if isinstance(lr, (int, float)) else lr, _TABLE["lr"])
+    check_param(fn, "lr", lr, _TABLE["lr"])
     check_param(fn, "steps", steps, _TABLE["steps"])
     check_param(fn, "targets", targets, _TABLE["targets"])
     if targets == "chained":
         if alpha is None:
             raise ValueError(f"{fn}: alpha is required with targets='chained' (a float in [0, 1])")
         check_param(fn, "alpha", alpha, _TABLE["alpha"])
+    device, dtype = _check_model(fn, model)
+    X = _check_tensor(fn, "X", X, device, dtype)
+    Y = _check_tensor(fn, "Y", Y, device, dtype)
     if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
         raise ValueError(f"{fn}: Y must have shape (n, c) with n = {X.shape[0]}; got {tuple(Y.shape)}")
-    rec = np.arange(steps + 1) if record is None else np.unique(check_vector(record, fn, "record").astype(np.int64))
-    if rec.size == 0 or rec.min() < 0 or rec.max() > steps:
-        raise ValueError(f"{fn}: record must hold steps in [0, {steps}]; got {record!r}")
+    if X_test is not None:
+        X_test = _check_tensor(fn, "X_test", X_test, device, dtype)
+    if record is None:
+        n_rec, what = steps + 1, f"recording all {steps + 1} steps (0..{steps})"
+    else:
+        rec_f = check_vector(record, fn, "record")
+        ok = np.isfinite(rec_f) & (rec_f == np.round(rec_f)) & (rec_f >= 0) & (rec_f <= steps)
+        if not np.all(ok):
+            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}]; got {float(rec_f[~ok][0])!r} in record")
+        n_rec, what = np.unique(rec_f).size, f"recording {np.unique(rec_f).size} steps"
+    m = 0 if X_test is None else X_test.shape[0]
+    check_result_size(fn, n_rec * ((X.shape[0] + m) * Y.shape[1] * 8 + 8), memory_budget, what,
+                      "pass record=[...] with the steps you need or a larger memory_budget=")
+    rec = np.arange(steps + 1) if record is None else np.unique(rec_f.astype(np.int64))
     model.train(False)
     init = copy.deepcopy(model)
     theta0 = _flat(model)
-    with torch.no_grad():
-        f0 = init(X)
-        f0_test = init(X_test) if X_test is not None else None
+    f0 = _outputs_of(fn, "X", init, X)
+    if X_test is not None and tuple(X_test.shape[1:]) != tuple(X.shape[1:]):
+        raise ValueError(f"{fn}: X_test must have per-example shape {tuple(X.shape[1:])} (that of X); got {tuple(X_test.shape[1:])}")
+    f0_test = _outputs_of(fn, "X_test", init, X_test) if X_test is not None else None
+    if tuple(f0.shape) != tuple(Y.shape):
+        raise ValueError(f"{fn}: Y must have shape {tuple(f0.shape)} (the model's outputs on X); got {tuple(Y.shape)}")
     opt = torch.optim.SGD(model.parameters(), lr=float(lr), momentum=0.0)
     target = Y.clone()
     train_out, test_out = [], []

@@ -35,7 +35,16 @@ __all__ = [
     "check_vector",
     "check_same_namespace",
     "as_array",
+    "DEFAULT_RESULT_BUDGET",
+    "check_result_size",
+    "result_budget",
+    "format_bytes",
 ]
+
+# Bytes the arrays returned by one call may take when ``memory_budget=None`` (see
+# :func:`check_result_size`): results whose size follows from the arguments (all steps
+# of a path, every recorded step) are refused above it before anything is allocated.
+DEFAULT_RESULT_BUDGET = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,9 @@ class Interval:
     """A real (or integer) interval constraint, e.g. ``Interval(float, 0, None, "neither")``.
 
     ``closed`` is one of ``"both"``, ``"left"``, ``"right"``, ``"neither"``; ``None``
-    bounds mean unbounded.
+    bounds mean unbounded, and admit ``-inf``/``inf`` (NaN is always refused). For a
+    parameter that must be finite give the bound explicitly as ``math.inf`` with that
+    end open, e.g. ``Interval(float, 0, math.inf, "neither")`` = (0, inf) without inf.
     """
 
     kind: type
@@ -258,6 +269,38 @@ def check_same_namespace(fn: str, **arrays: Any) -> ModuleType:
         desc = ", ".join(f"{k} is {v}" for k, v in names.items())
         raise TypeError(f"{fn}: inputs must share one array backend; {desc}")
     return namespace(*[v for v in arrays.values() if v is not None])
+
+
+def format_bytes(nbytes: float) -> str:
+    """``1000 B``, ``2 GiB``, ``7.28 TiB``: binary units, 3 significant digits."""
+    value = float(nbytes)
+    if value < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        value /= 1024
+        if value < 1024 or unit == "EiB":
+            return f"{value:.3g} {unit}"
+    raise AssertionError  # pragma: no cover
+
+
+def result_budget(fn: str, memory_budget: Any) -> int:
+    """The checked ``memory_budget`` keyword in bytes (an int >= 1; ``None``: :data:`DEFAULT_RESULT_BUDGET`)."""
+    if memory_budget is None:
+        return DEFAULT_RESULT_BUDGET
+    return int(check_param(fn, "memory_budget", memory_budget, Interval(int, 1, None, "both")))
+
+
+def check_result_size(fn: str, nbytes: float, memory_budget: Any, what: str, fix: str) -> None:
+    """Refuse a result of ``nbytes`` bytes above the memory budget, before it is allocated.
+
+    ``memory_budget`` is the caller's keyword (bytes, an int >= 1; ``None`` means
+    :data:`DEFAULT_RESULT_BUDGET`, 2 GiB). The error is one line::
+
+        "<fn>: <what> needs <size> (> memory budget <budget>); <fix>"
+    """
+    budget = result_budget(fn, memory_budget)
+    if nbytes > budget:
+        raise ValueError(f"{fn}: {what} needs {format_bytes(nbytes)} (> memory budget {format_bytes(budget)}); {fix}")
 
 
 def iter_blocks(n: int, block: int) -> Iterable[slice]:

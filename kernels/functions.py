@@ -44,12 +44,14 @@ _DTYPES = ("float32", "float64")
 _SYM_MAX_ROWS = 512  # row-block cap for symmetric Grams (see _fill_gram)
 
 # Parameter bounds as data (checked by kernels._checks.check_params).
+# Float parameters are finite: an explicit math.inf bound with an open end refuses inf
+# (gamma = inf would give exp(-inf * 0) = NaN on the diagonal).
 _CONSTRAINTS: dict[str, Interval | Options] = {
-    "gamma": Interval(float, 0, None, "neither"),
+    "gamma": Interval(float, 0, math.inf, "neither"),
     "degree": Interval(int, 1, None, "both"),
-    "coef0": Interval(float, 0, None, "both"),
+    "coef0": Interval(float, 0, math.inf, "left"),
     "depth": Interval(int, 1, None, "both"),
-    "bias": Interval(float, 0, None, "both"),
+    "bias": Interval(float, 0, math.inf, "left"),
     "memory_budget": Interval(int, 1, None, "both"),
     "dtype": Options(_DTYPES),
 }
@@ -97,6 +99,10 @@ def _prepare(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: 
             Za = xp.astype(Za, Xa.dtype)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     return Xa, Za, xp, symmetric, budget
+
+
+def _dtype_label(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 def _gamma(gamma: float | None, X: Any) -> float:
@@ -210,9 +216,9 @@ def polynomial(X: Any, Z: Any = None, *, degree: int = 3, gamma: float | None = 
     X, Z : arrays of shape (n, d) and (m, d)
         Samples as rows; ``Z=None`` means ``X``.
     degree : int >= 1, default=3
-    gamma : float > 0, default=None
+    gamma : float > 0 (finite), default=None
         ``None`` means ``1 / n_features`` (scikit-learn's default).
-    coef0 : float >= 0, default=1.0
+    coef0 : float >= 0 (finite), default=1.0
     dtype, memory_budget
         See :func:`linear`.
 
@@ -251,7 +257,7 @@ def rbf(X: Any, Z: Any = None, *, gamma: float | None = None, dtype: Any = None,
     ----------
     X, Z : arrays of shape (n, d) and (m, d)
         Samples as rows; ``Z=None`` means ``X``.
-    gamma : float > 0, default=None
+    gamma : float > 0 (finite), default=None
         ``None`` means ``1 / n_features`` (scikit-learn's default).
     dtype, memory_budget
         See :func:`linear`.
@@ -300,7 +306,7 @@ def exponential(X: Any, Z: Any = None, *, gamma: float | None = None, dtype: Any
     ----------
     X, Z : arrays of shape (n, d) and (m, d)
         Samples as rows; ``Z=None`` means ``X``.
-    gamma : float > 0, default=None
+    gamma : float > 0 (finite), default=None
         ``None`` means ``1 / n_features`` (the same default as the other kernels).
     dtype, memory_budget
         See :func:`linear`.
@@ -348,7 +354,7 @@ def laplace(X: Any, Z: Any = None, *, gamma: float | None = None, dtype: Any = N
     ----------
     X, Z : arrays of shape (n, d) and (m, d)
         Samples as rows; ``Z=None`` means ``X``.
-    gamma : float > 0, default=None
+    gamma : float > 0 (finite), default=None
         ``None`` means ``1 / n_features`` (scikit-learn's default).
     dtype, memory_budget
         See :func:`linear`.
@@ -452,7 +458,13 @@ def _workers() -> int:
 
 def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, memory_budget: Any, *, ntk: bool) -> Any:
     X, Z, xp, sym, budget = _prepare(fn, X, Z, dtype, memory_budget, depth=depth, bias=bias)
-    beta2, d = float(bias) ** 2, X.shape[1]
+    beta2, d = float(bias) * float(bias), X.shape[1]
+    # The diagonal grows to |x|^2 / d + (depth + 1) beta^2: refuse a bias that overflows the working dtype.
+    big = float(xp.finfo(X.dtype).max)
+    if not beta2 * (int(depth) + 1) < big:
+        top = math.sqrt(big / (int(depth) + 1))
+        raise ValueError(f"{fn}: bias must be a float in [0, {top:.4g}] for depth={int(depth)} in {_dtype_label(X.dtype)} "
+                         f"((depth + 1) * bias**2 must be finite); got {bias!r}")
     sx = xp.sum(X * X, axis=1) / d + beta2
     sz = sx if sym else xp.sum(Z * Z, axis=1) / d + beta2
     # numpy's elementwise passes are single-threaded; torch and CuPy parallelise their own.
@@ -504,7 +516,8 @@ _RELU_DOC = """
     depth : int >= 1, default=1
         Number of hidden layers L.
     bias : float >= 0, default=0.0
-        Bias standard deviation beta (0: no bias terms).
+        Bias standard deviation beta (0: no bias terms); finite, with
+        ``(depth + 1) * bias**2`` representable in the working dtype.
     dtype, memory_budget
         See :func:`linear`.
 

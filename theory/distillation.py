@@ -35,16 +35,18 @@ the sparsification of the diagonal of B^(t)).
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from kernels._backend import backend_name, device, namespace, to_numpy
-from kernels._checks import Interval, check_features, check_labels, check_param, check_same_namespace, check_vector
+from kernels._checks import (Interval, check_features, check_labels, check_param, check_result_size, check_same_namespace,
+                             check_vector, result_budget)
 from kernels.spectrum import Spectrum
 
 __all__ = [
@@ -59,7 +61,7 @@ __all__ = [
     "sparsification",
 ]
 
-_CONSTRAINTS: dict[str, Interval] = {
+_CONSTRAINTS: dict[str, Interval] = {  # ridge: explicit math.inf bound, open = finite
     "ridge": Interval(float, 0, math.inf, "neither"),
     "alpha": Interval(float, 0, 1, "both"),
     "steps": Interval(int, 1, None, "left"),
@@ -107,6 +109,23 @@ def _labels(y: Any, s: Spectrum, fn: str, name: str = "y") -> Any:
     return arr
 
 
+def _itemsize(s: Spectrum) -> int:
+    return int(s.xp.finfo(s.vectors.dtype).bits // 8)
+
+
+def _outputs(y: Any) -> int:
+    return 1 if y.ndim == 1 else int(y.shape[1])
+
+
+def _check_steps_size(fn: str, steps: int, per_step: int, fixed: int, memory_budget: Any) -> None:
+    """Refuse ``steps`` whose path (``per_step`` bytes a step plus ``fixed``) exceeds the budget."""
+    budget = result_budget(fn, memory_budget)
+    fit = (budget - fixed) // per_step
+    fix = (f"pass steps <= {fit} (every step is stored) or a larger memory_budget=" if fit >= 1
+           else "pass a larger memory_budget= (not even one step fits)")
+    check_result_size(fn, fixed + steps * per_step, budget, f"steps={steps}", fix)
+
+
 # ----------------------------------------------------------------------------- eigenbasis maps
 
 
@@ -122,28 +141,33 @@ def _scale(h: Any, coef: Any) -> Any:
     return h * coef if coef.ndim == 1 else h[..., :, None] * coef
 
 
-def _predict(s: Spectrum, C: Any, y_coef: Any, K_cross: Any, fn: str) -> Any:
+def _predict(s: Spectrum, C: Any, y_coef: Any, K_cross: Any, fn: str, memory_budget: Any = None) -> Any:
     Kc = _check_cross(K_cross, s, fn)
+    rows, m = math.prod(int(v) for v in C.shape[:-1]), int(Kc.shape[0])
+    check_result_size(fn, rows * m * _outputs(y_coef) * _itemsize(s), memory_budget,
+                      f"predicting {rows} fit(s) at {m} points", "pass fewer rows of K_cross at a time or a larger memory_budget=")
     KV = Kc @ s.vectors  # (m, k)
     return _to_samples(KV, _scale(C, y_coef), y_coef.ndim == 1, s.xp)
 
 
-def _recursion(d: Any, ridge: float, alphas: list[Any], batch: tuple[int, ...], xp: ModuleType) -> tuple[Any, Any]:
-    """B^(t) and C^(t) = B^(t)/d for t = 1..len(alphas); alphas[t] is the weight of step t+1.
+def _recursion(d: Any, ridge: float, alphas: Iterable[Any], steps: int, batch: tuple[int, ...], xp: ModuleType) -> tuple[Any, Any]:
+    """B^(t) and C^(t) = B^(t)/d for t = 1..steps; the t-th of ``alphas`` is the weight of step t+1.
 
     ``B^(0) = 1`` (yhat^(0) = y), ``B^(t) = a ((1 - alpha_t) B^(t-1) + alpha_t)``,
     ``C^(t) = ((1 - alpha_t) B^(t-1) + alpha_t) / (d + ridge)``; step 1 is ``a`` for any alpha.
+    Written row by row into the preallocated (.., steps, k) results.
     """
     inv = 1.0 / (d + ridge)
     a = d * inv
     prev = xp.ones(batch + (d.shape[0],), dtype=d.dtype, device=device(d))
-    Bs, Cs = [], []
-    for al in alphas:
+    B = xp.empty(batch + (steps, d.shape[0]), dtype=d.dtype, device=device(d))
+    C = xp.empty(batch + (steps, d.shape[0]), dtype=d.dtype, device=device(d))
+    for t, al in enumerate(itertools.islice(alphas, steps)):
         target = (1 - al) * prev + al
         prev = a * target
-        Bs.append(prev)
-        Cs.append(inv * target)
-    return xp.stack(Bs, axis=-2), xp.stack(Cs, axis=-2)
+        B[..., t, :] = prev
+        C[..., t, :] = inv * target
+    return B, C
 
 
 # ----------------------------------------------------------------------------- results
@@ -196,16 +220,17 @@ class DistillationPath:
     def backend(self) -> str:
         return backend_name(namespace(self.B))
 
-    def predict(self, K_cross: Any) -> Any:
+    def predict(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
         """Test predictions of every step, ``K_cross V diag(C^(t)) V^T y``: shape (.., T, m[, c]).
 
-        ``K_cross = k(X_new, X_train)`` has shape (m, n).
+        ``K_cross = k(X_new, X_train)`` has shape (m, n). A result above ``memory_budget``
+        bytes (default 2 GiB) raises ``ValueError`` before it is computed.
         """
-        return _predict(self.spectrum, self.C, self.y_coef, K_cross, "DistillationPath.predict")
+        return _predict(self.spectrum, self.C, self.y_coef, K_cross, "DistillationPath.predict", memory_budget)
 
-    def predict_limit(self, K_cross: Any) -> Any:
+    def predict_limit(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
         """Test predictions of the limit (KRR with ridge lambda/alpha): shape (.., m[, c])."""
-        return _predict(self.spectrum, self.C_limit, self.y_coef, K_cross, "DistillationPath.predict_limit")
+        return _predict(self.spectrum, self.C_limit, self.y_coef, K_cross, "DistillationPath.predict_limit", memory_budget)
 
     def summary(self) -> str:
         """Aligned ``key: value`` block: parameters and how close step T is to the limit."""
@@ -233,7 +258,8 @@ class DistillationPath:
                 f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})")
 
 
-def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float | Any, steps: int) -> DistillationPath:
+def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float | Any, steps: int,
+                      memory_budget: int | None = None) -> DistillationPath:
     """Alpha-weighted self-distillation of KRR: all T steps and the limit in closed form.
 
     ``B^(1) = A = D(D + lambda I)^-1``, ``B^(t+1) = A((1 - alpha) B^(t) + alpha I)``,
@@ -253,7 +279,11 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
         Weight on the ground truth in the targets of steps 2..T. An array adds a
         leading axis to every result (same as separate calls, one per alpha).
     steps : int
-        Number of steps T >= 1.
+        Number of steps T >= 1. Every step is stored (B, C and the fits).
+    memory_budget : int, default=None
+        Bytes the returned arrays may take (default 2 GiB, ``kernels._checks.DEFAULT_RESULT_BUDGET``);
+        a larger path raises ``ValueError`` before anything is computed, saying how many
+        steps fit.
 
     Returns
     -------
@@ -277,12 +307,14 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     y = _labels(y, s, fn)
     xp, d = s.xp, s.values
     ridge, steps = float(ridge), int(steps)
+    p, k, row = (len(alpha_v) if batch else 1), s.k, (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s)
+    _check_steps_size(fn, steps, p * row, p * row + k * _outputs(y) * _itemsize(s), memory_budget)  # B, C, fits; limits, coef
     if batch:
         al = xp.asarray(alpha_v[:, None], dtype=d.dtype, device=device(d))
         shape: tuple[int, ...] = (len(alpha_v),)
     else:
         al, shape = alpha_v, ()
-    B, C = _recursion(d, ridge, [al] * steps, shape, xp)
+    B, C = _recursion(d, ridge, itertools.repeat(al), steps, shape, xp)
     B_lim = al * d / (al * d + ridge)  # 0 where alpha = 0; no division by d
     C_lim = al / (al * d + ridge)
     coef = s.vectors.T @ y
@@ -435,9 +467,12 @@ class OptimalAlphaPath:
     y_coef: Any
     spectrum: Spectrum = field(repr=False)
 
-    def predict(self, K_cross: Any) -> Any:
-        """Test predictions of every step: shape (T, m[, c]) for ``K_cross`` of shape (m, n)."""
-        return _predict(self.spectrum, self.C, self.y_coef, K_cross, "OptimalAlphaPath.predict")
+    def predict(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
+        """Test predictions of every step: shape (T, m[, c]) for ``K_cross`` of shape (m, n).
+
+        A result above ``memory_budget`` bytes (default 2 GiB) raises ``ValueError``.
+        """
+        return _predict(self.spectrum, self.C, self.y_coef, K_cross, "OptimalAlphaPath.predict", memory_budget)
 
     def __repr__(self) -> str:
         best = int(np.argmin(self.errors))
@@ -445,7 +480,8 @@ class OptimalAlphaPath:
                 f"best_step={best + 1}, best_error={self.errors[best]:.4g})")
 
 
-def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, steps: int) -> OptimalAlphaPath:
+def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, steps: int,
+                       memory_budget: int | None = None) -> OptimalAlphaPath:
     """Distillation where every step uses the alpha closest to ``reference`` (greedy).
 
     Step t picks ``alpha_t`` by :func:`optimal_alpha` given the fit of step t-1, then
@@ -460,7 +496,10 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     ridge : float
         KRR ridge lambda > 0.
     steps : int
-        Number of steps T >= 1.
+        Number of steps T >= 1. Every step is stored.
+    memory_budget : int, default=None
+        Bytes the returned arrays may take (default 2 GiB); a larger path raises
+        ``ValueError`` before anything is computed, saying how many steps fit.
 
     Returns
     -------
@@ -476,6 +515,9 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
         raise ValueError(f"{fn}: reference must have the shape of y {tuple(y.shape)}; got {tuple(ref.shape)}")
     xp, V, d = s.xp, s.vectors, s.values
     ridge = float(ridge)
+    # per step: B, C (k each), the fit (n[, c]) and five scalars (alphas, raw, clipped, degenerate, error)
+    _check_steps_size(fn, int(steps), (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s) + 5 * 8,
+                      s.k * _outputs(y) * _itemsize(s), memory_budget)
     a = d / (d + ridge)
     zy, zr = V.T @ y, V.T @ ref
     prev = xp.ones_like(d)
@@ -485,7 +527,7 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
         al = min(max(raw, 0.0), 1.0)
         prev = a * ((1 - al) * prev + al)
         raws.append(raw), alphas.append(al), degs.append(deg)
-    B, C = _recursion(d, ridge, alphas, (), xp)
+    B, C = _recursion(d, ridge, alphas, len(alphas), (), xp)
     vec = y.ndim == 1
     fits = _to_samples(V, _scale(B, zy), vec, xp)
     diff = fits - ref

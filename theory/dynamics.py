@@ -80,7 +80,8 @@ from typing import Any
 import numpy as np
 
 from kernels._backend import namespace
-from kernels._checks import Interval, Options, check_features, check_labels, check_param, check_same_namespace, check_vector
+from kernels._checks import (Interval, Options, check_features, check_labels, check_param, check_result_size,
+                             check_same_namespace, check_vector)
 from kernels.spectrum import Spectrum
 
 __all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr"]
@@ -89,7 +90,7 @@ TARGET_RULES = ("gd", "anchored", "chained")
 
 # Parameter bounds as data (one shape of error message, see kernels._checks).
 PARAMS = {
-    "lr": Interval(float, 0, None, "neither"),
+    "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "both"),
     "alpha": Interval(float, 0, 1, "both"),
     "targets": Options(TARGET_RULES),
@@ -173,18 +174,26 @@ class TrainingPath:
         """
         return _to_points(self.spectrum.vectors, self.target_filter, self.y_coef)
 
-    def predict(self, K_cross: Any) -> Any:
+    def predict(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
         """Outputs at new points ``K_cross V coef``: shape (T, m) or (T, m, c).
 
         Parameters
         ----------
         K_cross : array of shape (m, n)
             Kernel between the new points and the training points.
+        memory_budget : int, default=None
+            Bytes the result may take (default 2 GiB); a larger one raises ``ValueError``
+            before it is computed.
         """
         fn = "TrainingPath.predict"
         V = self.spectrum.vectors
         Kc, _ = check_features(K_cross, fn, "K_cross", like=V, dtype=V.dtype, n_features=self.spectrum.n_samples)
         xp = check_same_namespace(fn, K_cross=Kc, spectrum=V)
+        T, m = int(self.coef.shape[0]), int(Kc.shape[0])
+        cols = 1 if self.coef.ndim == 2 else int(self.coef.shape[2])
+        check_result_size(fn, T * m * cols * (xp.finfo(V.dtype).bits // 8), memory_budget,
+                          f"predicting {T} recorded steps at {m} points",
+                          "pass fewer rows of K_cross at a time or a larger memory_budget=")
         Kv = Kc @ V  # (m, k)
         if self.coef.ndim == 2:
             return self.coef @ Kv.T
@@ -256,6 +265,23 @@ def _check_record(fn: str, record: Any, steps: int, integer: bool) -> np.ndarray
             raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or an alpha schedule); got {record!r}")
         return rec.astype(np.int64)
     return rec
+
+
+def _check_size(fn: str, spectrum: Spectrum, y: Any, steps: int, record: Any, memory_budget: Any) -> None:
+    """Refuse records whose arrays (3 filters, coef, fits, record, times) exceed the budget."""
+    k, n, c = spectrum.k, spectrum.n_samples, (1 if y.ndim == 1 else int(y.shape[1]))
+    item = spectrum.xp.finfo(spectrum.vectors.dtype).bits // 8
+    per_record = (3 * k + k * c + n * c) * item + 2 * 8
+    if record is None:
+        T = steps + 1
+        what, fix = f"recording all {T} steps (0..{steps})", "pass record=[...] with the steps you need (e.g. a log-spaced grid) or a larger memory_budget="
+    else:
+        try:
+            T = len(record)
+        except TypeError:  # a scalar (or something check_vector refuses next)
+            T = 1
+        what, fix = f"recording {T} steps", "pass fewer steps in record= or a larger memory_budget="
+    check_result_size(fn, T * per_record, memory_budget, what, fix)
 
 
 def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None = None) -> float:
@@ -398,7 +424,8 @@ def _to_points(V: Any, g: Any, coef: Any) -> Any:
 
 
 def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, targets: str = "gd",
-                        alpha: Any = None, record: Any = None, continuous: bool = False) -> TrainingPath:
+                        alpha: Any = None, record: Any = None, continuous: bool = False,
+                        memory_budget: int | None = None) -> TrainingPath:
     """Linearised (NTK-regime) training path with a target schedule, in the eigenbasis.
 
     Gradient descent on ``1/2 ||u - target_t||^2`` in function space,
@@ -434,6 +461,11 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
         With ``continuous=True`` and a constant alpha, real values are allowed.
     continuous : bool, default=False
         Use the gradient-flow limit ``lr -> 0`` at times ``t = lr * record``.
+    memory_budget : int, default=None
+        Bytes the returned arrays may take (default 2 GiB). Every recorded step stores
+        ``3k + k c + n c`` numbers; a run whose records exceed the budget raises
+        ``ValueError`` before anything is computed (pass ``record=`` with the steps
+        you need, e.g. a log-spaced grid: a long run is cheap, storing all of it is not).
 
     Returns
     -------
@@ -469,10 +501,11 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
         extra = " (for chained the eigenvalue alpha - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
         raise ValueError(f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
                          f"with d_max = {d_max:.6g}{extra}; got {lr!r}")
-    rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
     V = spectrum.vectors
     y, _ = check_labels(y, spectrum.n_samples, fn, "y", like=V, dtype=V.dtype)
     check_same_namespace(fn, y=y, spectrum=V)
+    _check_size(fn, spectrum, y, steps, record, memory_budget)
+    rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
     y_coef = V.T @ y
     g_c, g_tau = _filters(d, xp, lr=lr, alpha=alpha_c, schedule=schedule, rule=targets,
                           continuous=continuous, record=rec)

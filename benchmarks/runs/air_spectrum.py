@@ -16,6 +16,8 @@ from benchmarks.registry import Benchmark, RunContext, RunOutput
 
 ALPHAS = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
+MIN_N = 10  # smallest --n (the CLI refuses less)
+MIN_N_WHY = "air-spectrum's stratified split needs one training point per class, 10 classes"
 
 
 def kernel_specs(d: int) -> dict[str, tuple[str, dict]]:
@@ -64,7 +66,7 @@ def run(ctx: RunContext) -> RunOutput:
     from kernels.functions import gram
 
     n_default = (1000 if ctx.quick else 1400) if ctx.data is None else (1000 if ctx.quick else 5000)
-    n = int(ctx.options.get("n") or n_default)
+    n = int(ctx.options["n"]) if ctx.options.get("n") is not None else n_default
     sizes = ctx.sizes({"n_val": 200 if ctx.data is None else max(200, n // 10), "n_test": 1000 if ctx.quick else 2000})
     n_val = sizes["n_val"]
     data = load_noisy(ctx.data, n_train=n, n_val=n_val, n_test=sizes["n_test"], noise="symmetric:0.4",

@@ -21,6 +21,8 @@ from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 
 ALPHA = 0.99
+MIN_N = 10  # smallest --n (the CLI refuses less)
+MIN_N_WHY = "frequency's stratified split needs one training point per class, 10 classes"
 
 
 def _measures(X, outputs: np.ndarray, Y: np.ndarray, deltas: np.ndarray) -> dict:
@@ -67,7 +69,7 @@ def _compute(data, cfg: dict, seed: int) -> dict:
 
 def run(ctx: RunContext) -> RunOutput:
     cfg = ctx.sizes({"n": 400, "steps": 400, "width": 1024} if ctx.quick else {"n": 1000, "steps": 3000, "width": 4096})
-    if ctx.options.get("n"):
+    if ctx.options.get("n") is not None:
         cfg["n"] = int(ctx.options["n"])
     data = load_noisy(ctx.data, n_train=cfg["n"], n_val=100, n_test=200, noise="symmetric:0.4", seed=ctx.seed,
                       progress=ctx.progress)

@@ -21,6 +21,8 @@ from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 
+MIN_N = 10  # smallest --n (the CLI refuses less)
+MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
 METHODS = (("ce", {}), ("self-distill", {"alpha": 0.8}), ("interp", {}), ("generations", {"alpha": 0.6, "generations": 2}))
 
 
@@ -32,9 +34,9 @@ def _config(ctx: RunContext) -> dict:
         cfg = {"subset": None, "test_subset": None, "epochs": 40, "model": "fastnet", "model_options": {},
                "batch_size": 512, "lr": 0.2}
     cfg = ctx.sizes(cfg)
-    if ctx.options.get("n"):
+    if ctx.options.get("n") is not None:
         cfg["subset"] = int(ctx.options["n"])
-    if ctx.options.get("epochs"):
+    if ctx.options.get("epochs") is not None:
         cfg["epochs"] = int(ctx.options["epochs"])
     return cfg
 

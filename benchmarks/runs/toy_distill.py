@@ -47,13 +47,20 @@ def sinusoid_points(seed: int, n: int = 11) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _parse_alphas(text: str | None) -> np.ndarray:
+def parse_alphas(text: str | None) -> np.ndarray:
+    """``--alphas``: comma-separated weights, each a number in [0, 1]; ``None`` gives the defaults."""
     if text is None:
         return np.array(DEFAULT_ALPHAS)
+    message = f"--alphas must be comma-separated numbers in [0, 1], e.g. 0,0.25,1; got {text!r}"
+    if not isinstance(text, str):
+        raise BenchmarkError(message)
     try:
-        return np.array([float(a) for a in text.split(",") if a.strip()])
+        alphas = np.array([float(a) for a in text.split(",") if a.strip()])
     except ValueError as exc:
-        raise BenchmarkError(f"--alphas must be comma-separated numbers in [0,1], e.g. 0,0.25,1; got {text!r}") from exc
+        raise BenchmarkError(message) from exc
+    if alphas.size == 0 or not np.all((alphas >= 0) & (alphas <= 1)):  # NaN fails both comparisons
+        raise BenchmarkError(message)
+    return alphas
 
 
 def run(ctx: RunContext) -> RunOutput:
@@ -63,10 +70,11 @@ def run(ctx: RunContext) -> RunOutput:
     from sklearn.kernel_ridge import KernelRidge as SkKernelRidge
     from theory.distillation import self_distillation
 
-    gamma = float(ctx.options.get("gamma") or 80.0)
-    ridge = float(ctx.options.get("ridge") or 0.2)
-    steps = int(ctx.options.get("steps") or 10)
-    alphas = _parse_alphas(ctx.options.get("alphas"))
+    opt = ctx.options
+    gamma = float(opt["gamma"]) if opt.get("gamma") is not None else 80.0
+    ridge = float(opt["ridge"]) if opt.get("ridge") is not None else 0.2
+    steps = int(opt["steps"]) if opt.get("steps") is not None else 10
+    alphas = parse_alphas(opt.get("alphas"))
     x, y = read_points(ctx.data) if ctx.data is not None else sinusoid_points(ctx.seed)
     grid = np.linspace(0.0, 1.0, 101)
     truth = np.sin(2 * np.pi * grid)
