@@ -54,3 +54,15 @@ try:  # one intra-op thread per pytest worker: `make test` runs 2 workers on 2 c
     _torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cifar_cache(tmp_path_factory):
+    """Tests never write to the user's CIFAR cache (~/.cache/airkit): decoded arrays go to a temp dir."""
+    old = os.environ.get("AIRKIT_CACHE")
+    os.environ["AIRKIT_CACHE"] = str(tmp_path_factory.mktemp("airkit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("AIRKIT_CACHE", None)
+    else:
+        os.environ["AIRKIT_CACHE"] = old

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import pickle
@@ -102,42 +103,146 @@ def test_jpeg_folder_is_close_and_grayscale_converts(tmp_path):
 # ----------------------------------------------------------------------------- cache
 
 
-def test_cache_is_used_then_invalidated_by_mtime_and_size(tmp_path, monkeypatch):
+class _Decoded(Exception):
+    pass
+
+
+def _forbid_decoding(monkeypatch):
+    def boom(*args, **kwargs):
+        raise _Decoded
+
+    monkeypatch.setattr(data_mod, "_decode", boom)
+
+
+def test_cache_is_keyed_by_content_not_path_or_mtime(tmp_path, monkeypatch):
     path = write_fake_cifar(tmp_path / "src", fmt="folder-tar")
     cache = tmp_path / "cache"
     first = _load(path, cache)
     assert len(_cache_files(cache)) == 1 and not first.from_cache
 
-    class Decoded(Exception):
-        pass
-
-    def boom(*args, **kwargs):
-        raise Decoded
-
-    monkeypatch.setattr(data_mod, "_decode", boom)
+    _forbid_decoding(monkeypatch)
     second = _load(path, cache)
     assert second.from_cache and second.format == "folder-tar" and second.source == first.source
     assert np.array_equal(second.train_images, first.train_images) and np.array_equal(second.test_labels, first.test_labels)
-
     st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    with pytest.raises(Decoded):
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: still the same entry
+    assert _load(path, cache).from_cache
+    copy = tmp_path / "elsewhere" / "copy.tar.gz"  # the same bytes at another path (a fresh run folder): reused
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)
+    again = _load(copy, cache)
+    assert again.from_cache and again.source == str(copy) and _cache_files(cache) == [_cache_files(cache)[0]]
+
+    blob = bytearray(path.read_bytes())
+    blob[4:8] = (int.from_bytes(blob[4:8], "little") + 1).to_bytes(4, "little")  # the gzip header's mtime: valid, new bytes
+    path.write_bytes(bytes(blob))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime, other content: a new key
+    with pytest.raises(_Decoded):
         _load(path, cache)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert _load(path, cache).from_cache  # back to the cached state
     with open(path, "ab") as fh:
-        fh.write(b"\0" * 512)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, new size
-    with pytest.raises(Decoded):
+        fh.write(b"\0" * 512)  # gzip ignores trailing zero padding: still valid, again a new key
+    with pytest.raises(_Decoded):
         _load(path, cache)
 
     monkeypatch.undo()
-    third = _load(path, cache)  # gzip ignores trailing zero padding; decoded again, stale entry replaced
-    assert not third.from_cache and len(_cache_files(cache)) == 1
-    (cache / _cache_files(cache)[0]).write_bytes(b"garbage")  # an unreadable cache entry is ignored, then rewritten
-    with pytest.warns(RuntimeWarning, match="cache"):
-        assert not _load(path, cache).from_cache
+    third = _load(path, cache)
+    assert not third.from_cache and np.array_equal(third.train_images, first.train_images)
+    assert len(_cache_files(cache)) == 1  # the old entry of this source was replaced
+    assert _load(copy, cache).from_cache is False  # (it was the copy's entry too; rebuilt from the copy)
+    assert len(_cache_files(cache)) == 2 and _load(path, cache).from_cache and _load(copy, cache).from_cache
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_loading_twice_makes_exactly_one_cache_entry(tmp_path, monkeypatch, fmt):
+    cache = tmp_path / "cache"
+    path = write_fake_cifar(tmp_path / "run1", fmt=fmt, n_train_per_class=2, n_test_per_class=1)
+    assert not _load(path, cache).from_cache
+    assert _load(path, cache).from_cache and len(_cache_files(cache)) == 1
+    # what benchmark runs do: the same bytes written again into a new folder, with new mtimes
+    again = tmp_path / "run2" / path.name
+    (tmp_path / "run2").mkdir()
+    if path.is_dir():
+        shutil.copytree(path, again, copy_function=shutil.copy)
+    else:
+        shutil.copy(path, again)
+    os.utime(again, ns=(1, 1))
+    _forbid_decoding(monkeypatch)
+    got = _load(again, cache)
+    assert got.from_cache and got.format == fmt and got.source == str(again) and len(_cache_files(cache)) == 1
+
+
+@pytest.mark.parametrize("fmt", ["python", "folder"])
+def test_changed_source_is_reread_and_replaces_its_entry(tmp_path, fmt):
+    cache = tmp_path / "cache"
+    path = write_fake_cifar(tmp_path, fmt=fmt, n_train_per_class=2, n_test_per_class=1, seed=1)
+    before = _load(path, cache)
+    name = _cache_files(cache)
+    other = write_fake_cifar(tmp_path / "other", fmt=fmt, n_train_per_class=2, n_test_per_class=1, seed=2)
+    rel = "data_batch_2" if fmt == "python" else "train/dog/0001.png"
+    shutil.copyfile(other / rel, path / rel)  # one file changed
+    after = _load(path, cache)
+    assert not after.from_cache and not np.array_equal(after.train_images, before.train_images)
+    assert len(_cache_files(cache)) == 1 and _cache_files(cache) != name
     assert _load(path, cache).from_cache
+
+
+def _flip_middle(f):
+    blob = bytearray(f.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # inside the training images: only the zip CRC can tell
+    f.write_bytes(bytes(blob))
+
+
+def _tamper_labels(f):
+    with np.load(f) as z:
+        arrays = dict(z)
+    arrays["train_labels"] = np.where(arrays["train_labels"] == 9, 0, arrays["train_labels"])  # class 9 gone, CRCs fine
+    np.savez(f, **arrays)
+
+
+def _wrong_key(f):
+    with np.load(f) as z:
+        arrays = dict(z)
+    arrays["key"] = np.array("0" * 64)
+    np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda f: f.write_bytes(b"garbage"),
+    lambda f: os.truncate(f, f.stat().st_size // 2),
+    _flip_middle,
+    _tamper_labels,
+    _wrong_key,
+    lambda f: np.save(open(f, "wb"), np.zeros(3)),  # a bare .npy, not an archive
+], ids=["garbage", "truncated", "bit-flip", "tampered-labels", "wrong-key", "npy"])
+def test_corrupt_cache_file_is_refused_and_rebuilt(tmp_path, spoil):
+    path = write_fake_cifar(tmp_path / "src", fmt="python")
+    cache = tmp_path / "cache"
+    ref = _load(path, cache)
+    entry = cache / _cache_files(cache)[0]
+    spoil(entry)
+    with pytest.warns(RuntimeWarning, match=re.escape(str(entry))):
+        got = _load(path, cache)
+    assert not got.from_cache and np.array_equal(got.train_labels, ref.train_labels)
+    assert _cache_files(cache) == [entry.name]
+    again = _load(path, cache)  # rewritten whole
+    assert again.from_cache and np.array_equal(again.train_images, ref.train_images)
+
+
+def test_old_path_keyed_entries_are_cleaned_up(tmp_path):
+    """Entries of the previous naming scheme are never read; those of this source or of a vanished one go."""
+    path = write_fake_cifar(tmp_path / "src", fmt="python")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    def legacy(name, source):
+        np.savez(cache / name, key=np.array("k"), source=np.array(str(source)))
+
+    legacy("cifar10-aaaaaaaaaaaa-0000000000000000.npz", tmp_path / "src" / ".." / "src" / path.name)  # this source, unnormalised
+    legacy("cifar10-bbbbbbbbbbbb-0000000000000000.npz", tmp_path / "gone" / "cifar-10-batches-py")  # a vanished tmp folder
+    legacy("cifar10-cccccccccccc-0000000000000000.npz", tmp_path / "src")  # another source that still exists
+    _load(path, cache)
+    files = _cache_files(cache)
+    assert len(files) == 2 and "cifar10-cccccccccccc-0000000000000000.npz" in files
 
 
 def test_cache_dir_default_follows_env_and_use_cache_false_writes_nothing(tmp_path, monkeypatch):
@@ -165,21 +270,177 @@ def test_directory_cache_notices_a_changed_file(tmp_path):
 
 
 def _assert_fails(path, cache, match):
-    with pytest.raises(CifarFormatError, match=re.escape(match)):
+    with pytest.raises(CifarFormatError, match=re.escape(match)) as info:
         _load(path, cache)
+    assert "\n" not in str(info.value)  # one line
     assert _cache_files(cache) == []
+    return str(info.value)
 
 
 @pytest.mark.parametrize("fmt", ["python-tar", "folder-tar"])
-def test_truncated_archive(tmp_path, fmt):
-    path = corrupt_file(write_fake_cifar(tmp_path, fmt=fmt), keep_fraction=0.5)
+@pytest.mark.parametrize("cut", [0.5, -8, -4, -1], ids=["half", "trailer-8", "trailer-4", "trailer-1"])
+def test_truncated_archive(tmp_path, fmt, cut):
+    path = write_fake_cifar(tmp_path, fmt=fmt)
+    if cut < 0:
+        os.truncate(path, path.stat().st_size + cut)  # the gzip trailer (CRC, length) cut short: all members still readable
+    else:
+        corrupt_file(path, keep_fraction=cut)
     _assert_fails(path, tmp_path / "cache", str(path))
+
+
+def _tree_tarball(tmp_path, mode="w:gz", **kwargs):
+    """A fake image tree tarred the way cifar10-jpeg.tar.gz is: GNU headers, test/ before train/, small JPEGs."""
+    tree = write_fake_cifar(tmp_path / "tree", fmt="folder", image_ext="jpg", **kwargs)
+    tar = tmp_path / ("tree.tar.gz" if mode.endswith("gz") else "tree.tar")
+    with tarfile.open(tar, mode, format=tarfile.GNU_FORMAT) as tf:
+        for split in ("test", "train"):
+            tf.add(tree / split, arcname=f"{FAKE_FOLDER_ROOT}/{split}")
+    return tree, tar
+
+
+def test_truncated_image_tree_tarball_is_refused_and_not_cached(tmp_path):
+    """The reported bug: a cut that ends inside a tar header made tarfile stop silently with whole classes missing."""
+    _, tar = _tree_tarball(tmp_path, n_train_per_class=8, n_test_per_class=2)
+    blob = tar.read_bytes()
+    assert _load(tar, tmp_path / "ok").n_train == 80
+    cut = tmp_path / "cut.tar.gz"
+    for frac in np.linspace(0.3, 0.98, 35):  # the reader before the fix accepted 6 of these
+        cut.write_bytes(blob[:int(len(blob) * frac)])
+        msg = _assert_fails(cut, tmp_path / "cache", str(cut))
+        assert "truncated" in msg
+
+
+@pytest.mark.parametrize("mode", ["w:bz2", "w:xz"])
+def test_bz2_and_xz_archives_read_whole_or_refused(tmp_path, mode):
+    tree, _ = _tree_tarball(tmp_path, n_train_per_class=2, n_test_per_class=1)
+    tar = tmp_path / f"tree.tar.{mode[2:]}"
+    with tarfile.open(tar, mode) as tf:
+        tf.add(tree, arcname=FAKE_FOLDER_ROOT)
+    assert _load(tar, tmp_path / "ok").format == "folder-tar"
+    for keep in (0.5, 0.99):
+        cut = tmp_path / f"cut{keep}.tar.{mode[2:]}"
+        cut.write_bytes(tar.read_bytes()[:int(tar.stat().st_size * keep)])
+        _assert_fails(cut, tmp_path / "cache", str(cut))
+
+
+def test_tar_without_its_end_block_is_refused(tmp_path):
+    """An uncompressed tar cut exactly between two members, and the same tar compressed whole."""
+    _, tar = _tree_tarball(tmp_path, mode="w", n_train_per_class=3, n_test_per_class=1)
+    with tarfile.open(tar) as tf:
+        members = [m for m in tf.getmembers() if m.isfile()]
+    blob = tar.read_bytes()
+    head = blob[:members[len(members) // 2].offset]
+    tar.write_bytes(head)
+    _assert_fails(tar, tmp_path / "cache", f"{tar} has no tar end-of-archive block")
+    gz = tmp_path / "recompressed.tar.gz"
+    gz.write_bytes(gzip.compress(head))  # a valid gzip stream of a truncated tar
+    _assert_fails(gz, tmp_path / "cache", f"{gz} has no tar end-of-archive block")
+    gz.write_bytes(gzip.compress(head + b"\x01" * 512 + bytes(1024)))  # a junk block where a header belongs
+    _assert_fails(gz, tmp_path / "cache", "neither a tar header nor the end block")
+    gz.write_bytes(gzip.compress(blob))
+    assert _load(gz, tmp_path / "cache").n_train == 30
 
 
 def test_corrupt_pickle_names_the_batch(tmp_path):
     path = write_fake_cifar(tmp_path, fmt="python")
     corrupt_file(path / "data_batch_3", keep_fraction=0.6)
     _assert_fails(path, tmp_path / "cache", str(path / "data_batch_3"))
+    for k in (0.99, 0.5):  # a truncated pickle inside the archive too
+        tar = write_fake_cifar(tmp_path / f"t{k}", fmt="python-tar")
+        inner = tmp_path / f"inner{k}.tar"
+        raw = gzip.decompress(tar.read_bytes())
+        with tarfile.open(fileobj=io.BytesIO(raw)) as src, tarfile.open(inner, "w") as dst:
+            for m in src.getmembers():
+                blob = src.extractfile(m).read() if m.isfile() else None
+                if m.name.endswith("test_batch"):
+                    blob = blob[:int(len(blob) * k)]
+                    m.size = len(blob)
+                dst.addfile(m, io.BytesIO(blob) if blob is not None else None)
+        _assert_fails(inner, tmp_path / "cache", f"{inner}:cifar-10-batches-py/test_batch")
+
+
+def test_pickle_with_trailing_bytes_is_refused(tmp_path):
+    path = write_fake_cifar(tmp_path, fmt="python")
+    with open(path / "data_batch_5", "ab") as fh:
+        fh.write(pickle.dumps({b"data": 1}))  # two pickles glued together
+    msg = _assert_fails(path, tmp_path / "cache", str(path / "data_batch_5"))
+    assert "bytes after the end of its pickle" in msg
+
+
+def test_missing_classes_are_named(tmp_path):
+    folder = write_fake_cifar(tmp_path / "a", fmt="folder", n_train_per_class=3, n_test_per_class=1)
+    for cls in CIFAR10_CLASSES[5:]:
+        shutil.rmtree(folder / "train" / cls)
+    msg = _assert_fails(folder, tmp_path / "cache", f"{folder}: train has 15 images and classes 5-9 (dog, frog, horse, ship, truck) missing")
+    assert "deer 3, dog 0" in msg
+    tar = tmp_path / "a.tar.gz"  # a complete archive of the incomplete tree: the stream is fine, the counts are not
+    with tarfile.open(tar, "w:gz") as tf:
+        tf.add(folder, arcname=FAKE_FOLDER_ROOT)
+    _assert_fails(tar, tmp_path / "cache", f"{tar}: train has 15 images and classes 5-9")
+    folder = write_fake_cifar(tmp_path / "b", fmt="folder", n_train_per_class=3, n_test_per_class=1)
+    shutil.rmtree(folder / "test" / "cat")
+    _assert_fails(folder, tmp_path / "cache", "test has 9 images and class 3 (cat) missing")
+    py = write_fake_cifar(tmp_path / "c", fmt="python", n_train_per_class=2, n_test_per_class=1)
+    batch = pickle.loads((py / "test_batch").read_bytes(), encoding="bytes")
+    keep = [i for i, y in enumerate(batch[b"labels"]) if y not in (0, 2)]
+    batch[b"data"], batch[b"labels"] = batch[b"data"][keep], [batch[b"labels"][i] for i in keep]
+    (py / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    _assert_fails(py, tmp_path / "cache", f"{py}: test has 8 images and classes 0, 2 (airplane, bird) missing")
+
+
+def test_image_tree_with_unequal_class_counts_is_refused(tmp_path):
+    folder = write_fake_cifar(tmp_path, fmt="folder", n_train_per_class=3, n_test_per_class=2)
+    (folder / "train" / "ship" / "0002.png").unlink()  # an interrupted copy
+    msg = _assert_fails(folder, tmp_path / "cache", f"{folder}: train has 29 images with unequal class counts")
+    assert "ship 2" in msg and "truck 3" in msg
+    assert _load(write_fake_cifar(tmp_path / "sub", fmt="folder", n_train_per_class=7, n_test_per_class=3), tmp_path / "c2").n_train == 70
+
+
+def _write_batches(root, train_sizes, test_labels, meta=None, seed=0):
+    """Python batches of random images with the given per-batch sizes (labels cycle 0..9) and test labels."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for k, m in enumerate(train_sizes, start=1):
+        labels = [(k + i) % 10 for i in range(m)]
+        (root / f"data_batch_{k}").write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (m, 3072), dtype=np.uint8), b"labels": labels}))
+    (root / "test_batch").write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8),
+                                                    b"labels": list(test_labels)}))
+    if meta is not None:
+        (root / "batches.meta").write_bytes(pickle.dumps(meta))
+    return root
+
+
+def test_python_batches_may_be_small_and_unbalanced_but_must_match_batches_meta(tmp_path):
+    # like benchmarks.datasets.write_digits_as_cifar: unequal batches, uneven classes, a meta without sizes
+    digits_like = _write_batches(tmp_path / "a", [28, 28, 27, 27, 27], [*range(10), 3, 4],
+                                 meta={b"label_names": [str(k).encode() for k in range(10)]})
+    got = _load(digits_like, tmp_path / "cache")
+    assert got.n_train == 137 and got.n_test == 12
+    meta = {b"num_cases_per_batch": 20, b"label_names": [c.encode() for c in CIFAR10_CLASSES]}
+    assert _load(_write_batches(tmp_path / "b", [20] * 5, range(10), meta=meta), tmp_path / "cache").n_train == 100
+    short = _write_batches(tmp_path / "c", [20, 20, 19, 20, 20], range(10), meta=meta)
+    _assert_fails(short, tmp_path / "c3", f"{short / 'data_batch_3'} holds 19 images; {short / 'batches.meta'} declares 20 per batch")
+    official = {**meta, b"num_cases_per_batch": 10000}  # the official meta: the full set is claimed
+    claimed = _write_batches(tmp_path / "d", [20] * 5, range(10), meta=official)
+    _assert_fails(claimed, tmp_path / "c4", f"{claimed / 'data_batch_1'} holds 20 images; {claimed / 'batches.meta'} declares 10000 per batch")
+    bad_meta = _write_batches(tmp_path / "e", [20] * 5, range(10), meta={b"label_names": [b"a", b"b"]})
+    _assert_fails(bad_meta, tmp_path / "c5", f"{bad_meta / 'batches.meta'}: label_names must list 10 classes")
+
+
+def test_a_full_size_split_must_hold_5000_and_1000_per_class():
+    images = np.broadcast_to(np.zeros((1, 32, 32, 3), np.uint8), (50000, 32, 32, 3))
+    labels = np.repeat(np.arange(10, dtype=np.int64), 5000)
+    test = (images[:10000], np.repeat(np.arange(10, dtype=np.int64), 1000))
+    ok = data_mod.CifarData(images, labels, *test, CIFAR10_CLASSES, "x", "python")
+    assert data_mod._verify(ok, "x") is ok
+    labels = labels.copy()
+    labels[:3] = 1
+    bad = data_mod.CifarData(images, labels, *test, CIFAR10_CLASSES, "x", "python")
+    with pytest.raises(CifarFormatError, match=re.escape("x: train has 50000 images; expected 50000 (5000 per class); found airplane 4997, automobile 5003")):
+        data_mod._verify(bad, "x")
+    small = data_mod.CifarData(images[:100], np.repeat(np.arange(10, dtype=np.int64), 10), *test, CIFAR10_CLASSES, "x", "python")
+    with pytest.raises(CifarFormatError, match=re.escape("x: train has 100 images; expected 50000 (5000 per class)")):
+        data_mod._verify(small, "x", full=True)
 
 
 def test_missing_splits(tmp_path):
@@ -457,3 +718,18 @@ def test_real_cifar10_jpeg_tarball(cifar_jpeg_tarball, cifar_cache_dir):
     np.testing.assert_allclose(mean, CIFAR_MEAN, atol=0.01)
     again = load_cifar10(cifar_jpeg_tarball, cache_dir=cifar_cache_dir, progress=False)
     assert again.from_cache and np.array_equal(again.test_images, data.test_images)
+    assert len(_cache_files(cifar_cache_dir)) == 1
+
+
+@pytest.mark.data
+def test_real_tarball_cut_to_half_is_refused(cifar_jpeg_tarball, tmp_path):
+    """The reported bug: half of cifar10-jpeg.tar.gz read as 20509 training images with classes 5-9 missing.
+
+    The reader now fails on the gzip stream's missing end after decoding what is there
+    (about 30000 images: 5-10 s on 2 busy cores).
+    """
+    half = tmp_path / "cifar10-jpeg.tar.gz"
+    with open(cifar_jpeg_tarball, "rb") as src:
+        half.write_bytes(src.read(cifar_jpeg_tarball.stat().st_size // 2))
+    msg = _assert_fails(half, tmp_path / "cache", f"{half} is truncated")
+    assert "gzip" in msg
