@@ -63,7 +63,10 @@ def atomic_savefig(fig: Any, path: Path, *, dpi: int = 120) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from deep.files import umask_file_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.fchmod(fd, umask_file_mode())
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")

@@ -195,7 +195,8 @@ def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | 
     try:
         output = bench.func(ctx)
     except BaseException:
-        if not (directory / "parts").exists():
+        # keep whatever --resume can continue from: finished parts, or a training run's checkpoint
+        if not (directory / "parts").exists() and not any(directory.rglob("checkpoint.pt")):
             shutil.rmtree(directory, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start

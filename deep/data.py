@@ -59,6 +59,7 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
+from deep.files import umask_file_mode
 from kernels._backend import to_numpy
 from kernels._checks import Interval, as_array, check_param
 
@@ -488,6 +489,7 @@ def _write_cache(file: Path, data: CifarData, key: str, location: Path) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{file.stem}-", suffix=".npz", dir=file.parent)
+        os.fchmod(fd, umask_file_mode())
         with os.fdopen(fd, "wb") as out:
             np.savez(out, key=np.array(key), train_images=data.train_images, train_labels=data.train_labels,
                      test_images=data.test_images, test_labels=data.test_labels, classes=np.array(data.classes),

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deep.files import umask_file_mode
 from theory.frequency import delta_grid, frequency_measures
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,11 +168,13 @@ class EpochRecord:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in ``path``'s folder, fsync, then :func:`os.replace`."""
+    """Write ``data`` to a temporary file in ``path``'s folder, fsync, then :func:`os.replace`
+    (the file gets the mode the user's umask gives new files, :func:`umask_file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

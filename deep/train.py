@@ -612,6 +612,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CifarFormatError, ValueError, TypeError, OSError) as exc:
         msg = " ".join(str(exc).split())
         raise SystemExit(f"deep.train: error: {msg}") from None
+    except KeyboardInterrupt:
+        ckpt = Path(args.out) / "checkpoint.pt"
+        again = " ".join(sys.argv[1:] if argv is None else list(argv))
+        if ckpt.exists():
+            done = len(load_checkpoint(ckpt)["records"])
+            raise SystemExit(f"deep.train: interrupted; {done} epoch(s) are saved in {args.out}; continue with: "
+                             f"python -m deep.train {again}{'' if args.resume else ' --resume'}") from None
+        raise SystemExit(f"deep.train: interrupted before the first epoch ended; nothing was saved in {args.out}") from None
     s = result.summary
     if s.best_epoch is not None:
         line = f"best epoch {s.best_epoch} (noisy val {s.best_val_acc:.4f}): test {s.best_epoch_test_acc:.4f}; final test {s.final_test_acc:.4f}"

@@ -348,3 +348,54 @@ def test_cli_run_writes_summary(fake, tmp_path, capsys):
     assert summary["best_epoch"] is None and summary["data"]["n_val"] == 0 and summary["data"]["n_train"] == 30
     rec = read_records(out / "records.jsonl")[0]
     assert rec.freq_deltas == [] and rec.val_acc is None and math.isfinite(rec.test_acc)
+
+
+def test_result_files_follow_the_umask(tmp_path):
+    """Atomic writers (records, JSON, figures) give new files the umask's mode, not mkstemp's 0600."""
+    import os
+    import stat
+
+    import matplotlib.pyplot as plt
+
+    from benchmarks._io import atomic_savefig, atomic_write_json
+    from deep.records import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        a = atomic_write_bytes(tmp_path / "a.bin", b"x")
+        b = atomic_write_json(tmp_path / "b.json", {"x": 1})
+        fig = plt.figure()
+        c = atomic_savefig(fig, tmp_path / "c.png")
+        for p in (a, b, c):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write_bytes(tmp_path / "d.bin", b"x").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after an epoch: one line saying how to continue (no traceback), checkpoint kept."""
+    import deep.train as train_mod
+
+    real = train_mod.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_epoch", interrupted)
+    out = tmp_path / "run"
+    argv = ["--epochs", "3", "--model", "mlp", "--model-option", "width=8", "--no-progress", "--freq-subset", "0",
+            "--out", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        train_mod.main(argv)
+    msg = str(exc.value)
+    assert "\n" not in msg and "interrupted; 1 epoch(s) are saved" in msg and msg.endswith(" --resume")
+    assert (out / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_mod, "train_epoch", real)
+    assert train_mod.main(argv + ["--resume"]) == 0
+    assert len((out / "records.jsonl").read_text().splitlines()) == 3
