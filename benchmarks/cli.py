@@ -12,6 +12,7 @@ import math
 import numbers
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,6 +77,20 @@ def _checked(flag: str, value: Any, convert: Any, ok: Any, allowed: str) -> Any:
 def _min_n(benches: Sequence[Benchmark]) -> tuple[int, str]:
     needs = [MIN_N.get(b.name, (1, "")) for b in benches if "n" in b.options]
     return max(needs, key=lambda t: t[0]) if needs else (1, "")
+
+
+def check_out(out: Path) -> Path:
+    """``--out``: a folder that exists or can be made, and that this user can write into."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchmarkError(f"--out {out} is a file; give a folder for the results (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".airkit-write-test-")
+        probe.close()
+    except OSError as exc:
+        raise BenchmarkError(f"--out {out} is not writable ({exc.strerror or type(exc).__name__}); choose a folder you can write to") from None
+    return out
 
 
 def check_seed(value: Any) -> int:
@@ -235,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 takers = [b.name for b in ALL_RUNS if key in b.options]
                 raise BenchmarkError(f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}")
         seed = check_seed(args.seed)
+        check_out(args.out)
         options = check_run_options(options, benches)
         if args.device == "cuda":
             _require_cuda(args.backend)
@@ -245,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               options=options)
             print(f"[airkit] {bench.name}: {final / 'report.md'}", flush=True)
         index = _write_index(args.out)
-    except (BenchmarkError, ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except (BenchmarkError, ValueError, TypeError, OSError, ImportError) as exc:
+        return _fail(" ".join(str(exc).split()) if str(exc) else type(exc).__name__)
     except KeyboardInterrupt:
         return _fail("interrupted; rerun with --resume to continue")
     print(f"[airkit] index report: {index.resolve()}")

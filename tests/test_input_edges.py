@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from pathlib import Path
 import torch
 
 import benchmarks.cli as cli
@@ -369,3 +370,27 @@ def test_train_full_batch_valid_input_unchanged():
         opt.step()
     np.testing.assert_array_equal(run.train_outputs[-1], (ref(X) - f0).detach().numpy())
     assert run.train_outputs.dtype == np.float64 and run.test_outputs.shape == (2, 5, 3)
+
+
+def test_cli_out_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys):
+    """--out pointing at a file, or at a folder the user cannot write, fails in one line naming --out."""
+    import os
+
+    from benchmarks.cli import main
+
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert main(["run", "toy-distill", "--quick", "--out", str(f)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--out" in err and "is a file" in err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        # root ignores permission bits: /proc refuses new folders to everyone
+        target = ro / "sub" if not os.access(ro, os.W_OK) else Path("/proc/airkit-not-writable")
+        assert main(["run", "toy-distill", "--quick", "--out", str(target)]) != 0
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--out" in err and "not writable" in err
+    finally:
+        os.chmod(ro, 0o700)
