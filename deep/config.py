@@ -94,9 +94,10 @@ class TrainConfig:
     data : str or None, default=None
         CIFAR-10 location: ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz``, or an
         image-folder tree (``train/<class>/*.png|jpg``, ``test/...``) or its tar.gz,
-        read by :func:`deep.data.load_cifar10`. ``None`` writes a small synthetic
-        CIFAR-shaped set (:func:`deep.synthetic.write_fake_cifar`) under ``out`` -- a
-        smoke test of the pipeline, not a benchmark.
+        read by :func:`deep.data.load_cifar10`. ``None`` makes a small synthetic
+        CIFAR-shaped set in memory (:func:`deep.synthetic.fake_cifar_arrays`, 16 train
+        and 8 test images per class, seeded by ``seed``; no data files are written) --
+        a smoke test of the pipeline, not a benchmark.
     noise : str, default="symmetric:0.4"
         Label-noise spec for :func:`theory.noise.make_noise` (``"none"``,
         ``"symmetric:<rate>"`` (new label from the 9 other classes, Co-teaching),

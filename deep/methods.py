@@ -6,7 +6,7 @@ differ only in the targets ``t``:
 
 ``"ce"``
     ``t = onehot(y~)``, the noisy label.
-``"self-distill"`` (Dong, Hu, Xiao, Huang 2019, Sec. 4: "self-distillation from the
+``"self-distill"`` (Dong, Hou, Lu, Zhang 2019, Sec. 4: "self-distillation from the
     previous epoch")
     per-sample targets carried across epochs,
     ``t_0 = onehot(y~)``, ``t_{e+1} = alpha_e t_e + (1 - alpha_e) p_e`` with ``p_e``
@@ -33,12 +33,12 @@ differ only in the targets ``t``:
     is computed once, in eval mode, on the un-augmented training images.
 
 ``alpha`` always weighs what the targets had *before* the new prediction enters: the
-previous target (self-distill, sat) or the given label (generations, as in the DESIGN
-notes: alpha is the weight on ground truth).
+previous target (self-distill, sat) or the given label (generations, following the
+project's convention that alpha is the weight on ground truth; README, "Conventions").
 
 References
 ----------
-Dong, Hu, Xiao, Huang (2019). Distillation ~ early stopping? Harvesting dark
+Dong, Hou, Lu, Zhang (2019). Distillation ~ early stopping? Harvesting dark
 knowledge utilizing anisotropic information retrieval for overparameterized neural
 network. arXiv:1910.01255.
 Huang, Zhang, Zhang (2020). Self-adaptive training: beyond empirical risk

@@ -324,7 +324,7 @@ class NTKMLP(nn.Module):
     with every W, b ~ N(0, 1) at initialisation and all of them trained. As m -> inf
     each output is a GP with covariance ``kernels.nngp_relu(X, depth=L, bias=beta)``
     and the NTK of each output tends to ``kernels.ntk_relu(X, depth=L, bias=beta)``
-    (DESIGN.md Sec. 4: Sigma^0 = x.x'/d + beta^2, Theta^{L+1} = Theta^L dSigma^L + Sigma^L);
+    (docs/derivations.md, section 2: Sigma^0 = x.x'/d + beta^2, Theta^{L+1} = Theta^L dSigma^L + Sigma^L);
     distinct outputs have zero limiting NTK. Inputs are flattened, so (N, 3, 32, 32)
     needs ``in_features=3072``.
 

@@ -80,8 +80,9 @@ def eigh(a: Any, *, driver: str = "auto") -> tuple[Any, Any]:
 
     On numpy, ``driver='auto'`` uses scipy's divide-and-conquer ``evd`` driver and falls
     back to :func:`numpy.linalg.eigh` above n = 32767, where scipy's 32-bit LAPACK
-    integers overflow. DESIGN.md expected ``evd`` to be about twice numpy's speed; with
-    numpy 2.4 / OpenBLAS 0.3.31 on 2 cores the speed row 4 measured 0.7-1.2x numpy
+    integers overflow. The project's early design expected ``evd`` to be about twice
+    numpy's speed (docs/derivations.md, section 5); with numpy 2.4 / OpenBLAS 0.3.31 on
+    2 cores the speed row 4 measured 0.7-1.2x numpy
     (``benchmarks/BASELINES.md``), so the choice is kept for float32 support and
     ``driver="numpy"`` selects numpy's. torch and CuPy call their own ``linalg.eigh``.
     """

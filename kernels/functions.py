@@ -17,7 +17,7 @@ ReLU kernels (``arccos`` and about 20 passes per layer, single-threaded in numpy
 cache-sized row tiles in a thread pool with one thread per available core (numpy releases
 the GIL); the result is bit-identical to one thread.
 
-Distance kernels (DESIGN.md section 4): ``rbf`` = exp(-gamma ||x - z||_2^2) and
+Distance kernels (docs/derivations.md, section 1): ``rbf`` = exp(-gamma ||x - z||_2^2) and
 ``laplace`` (alias ``laplacian``) = exp(-gamma ||x - z||_1) follow scikit-learn;
 ``exponential`` = exp(-gamma ||x - z||_2) is the "Laplace kernel" of the NTK literature.
 """
@@ -248,10 +248,10 @@ def polynomial(X: Any, Z: Any = None, *, degree: int = 3, gamma: float | None = 
 def rbf(X: Any, Z: Any = None, *, gamma: float | None = None, dtype: Any = None, memory_budget: int | None = None) -> Any:
     """Gaussian (RBF) kernel ``k(x, z) = exp(-gamma ||x - z||_2^2)``.
 
-    scikit-learn's convention (:func:`sklearn.metrics.pairwise.rbf_kernel`), DESIGN.md
-    section 4. Squared distances come from BLAS as ``|x|^2 + |z|^2 - 2 x.z`` after
-    shifting both sets by the mean of ``X``, clamped at 0; the diagonal of ``K(X, X)``
-    is exactly 1.
+    scikit-learn's convention (:func:`sklearn.metrics.pairwise.rbf_kernel`);
+    docs/derivations.md, section 1. Squared distances come from BLAS as
+    ``|x|^2 + |z|^2 - 2 x.z`` after shifting both sets by the mean of ``X``, clamped
+    at 0; the diagonal of ``K(X, X)`` is exactly 1.
 
     Parameters
     ----------
@@ -486,7 +486,7 @@ _RELU_DOC = """
 
     Fully connected ReLU network with ``depth = L`` hidden layers, NTK
     parameterisation, ``c_sigma = 2`` and bias standard deviation ``bias = beta``
-    (DESIGN.md section 4). The finite network this is the infinite-width limit of::
+    (docs/derivations.md, section 2). The finite network this is the infinite-width limit of::
 
         h^1     = W^1 x / sqrt(d) + beta b^1
         h^{l+1} = sqrt(2/m) W^{l+1} relu(h^l) + beta b^{l+1}     (l = 1..L)

@@ -297,7 +297,9 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     depth : int, default=1
         Number of hidden layers L of the ReLU NNGP / NTK kernels.
     bias : float, default=0.0
-        Bias variance beta^2 of the ReLU NNGP / NTK kernels.
+        Bias standard deviation beta (>= 0) of the ReLU NNGP / NTK kernels, passed on
+        as their ``bias`` (the variance beta^2 enters the recursion; see
+        :func:`kernels.functions.ntk_relu`).
     kernel_params : dict, default=None
         Extra keyword arguments for the kernel (any for a callable; for a named
         kernel only those :func:`kernels.functions.kernel_params` lists, plus

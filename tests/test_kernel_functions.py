@@ -187,7 +187,7 @@ def test_tiny_memory_budget_gives_same_gram(backend, case):
 
 
 def _loop_reference(x, z, depth, beta, *, ntk, sdot_scale=1.0, layer_bias=True):
-    """Scalar transcription of the DESIGN.md recursion for one pair (math.*, no numpy)."""
+    """Scalar transcription of the recursion in docs/derivations.md, section 2.3, for one pair (math.*, no numpy)."""
     d, b2 = len(x), beta**2
     sxx = sum(a * a for a in x) / d + b2
     szz = sum(a * a for a in z) / d + b2
@@ -372,7 +372,7 @@ def test_ntk_two_layer_matches_monte_carlo_expectation():
     # power: the wrong sign of arccos, or a missing factor 1/2, is far outside
     for Hw in (G * (math.pi + np.arccos(np.clip(G, -1, 1))) / (2 * math.pi), 2 * H, G / 2):
         assert np.any(np.abs(Hw - mc) > tol)
-    # X vs Z path and the closed form in the DESIGN.md notation
+    # X vs Z path and the closed form in the notation of docs/derivations.md, section 3
     Z = X[:3] * 1.0
     np.testing.assert_allclose(ntk_two_layer(X, Z), (G * (math.pi - np.arccos(np.clip(G, -1, 1))) / (2 * math.pi))[:, :3], atol=1e-12)
 

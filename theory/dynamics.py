@@ -22,7 +22,7 @@ numerically zero eigenvalues (``d in {0, +-1e-15}``) give finite, continuous ans
 Because the state starts from ``(c, tau) = (0, y_i)`` and the map is the same for
 every label column, the whole run is two label-free filters per direction,
 ``c_i(t) = g_c(t) y_i`` and ``tau_i(t) = g_tau(t) y_i``; the fitted fraction is
-``u_i / y_i = d_i g_c(t)`` (DESIGN.md Sec. 5).
+``u_i / y_i = d_i g_c(t)`` (docs/derivations.md, section 4).
 
 Target rules
 ------------

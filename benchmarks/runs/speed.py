@@ -296,7 +296,7 @@ def _numpy_rbf(X: np.ndarray, g: float) -> np.ndarray:
 
 
 def _numpy_ntk_relu(X: np.ndarray, depth: int) -> np.ndarray:
-    """DESIGN.md section 4 recursion, whole matrix at once (no blocks, no bias)."""
+    """The recursion of docs/derivations.md, section 2.3, whole matrix at once (no blocks, no bias)."""
     d = X.shape[1]
     S = (X @ X.T) / d
     diag = np.diag(S).copy()
