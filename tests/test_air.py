@@ -6,6 +6,8 @@ gradient descent (and of the dual coefficients for test points), dense KRR solve
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,31 @@ def test_half_fit_time(backend, noisy):
     assert np.isinf(to_numpy(half_fit_time(z, 0.1))[1])
     with pytest.raises(ValueError, match="lr must be in"):
         half_fit_time(s, 2.5 / noisy["d_max"])
+
+
+def test_half_fit_time_oscillating_directions(backend):
+    """lr d in (1, 2): the magnitude |1 - lr d| decays, k = log(1/2) / log|1 - lr d|; lr d = 1 fits in 0 steps."""
+    from kernels import Spectrum
+
+    d = np.array([4.0, 3.0, 2.5, 2.0, 1.0, 0.5, 0.0])
+    lr = 0.45  # lr d = 1.8, 1.35, 1.125, 0.9, 0.45, 0.225, 0 (lr < 2 / d_max = 0.5)
+    s = Spectrum(values=to_backend(d, backend), vectors=to_backend(np.eye(d.size), backend))
+    k = to_numpy(half_fit_time(s, lr))
+    x = lr * d
+    with np.errstate(divide="ignore"):
+        want = np.log(0.5) / np.log(np.abs(1 - x))  # inf where x = 0 (log 1 = 0)
+    want[-1] = np.inf
+    np.testing.assert_allclose(k, want, rtol=1e-12)
+    assert np.all(np.isfinite(k[:-1])) and np.isinf(k[-1])
+    np.testing.assert_allclose(np.abs(1 - x[:-1]) ** k[:-1], 0.5, rtol=1e-12)  # the defining equation
+    # by hand: |1 - 1.8| = 0.8 -> ln 2 / ln 1.25; |1 - 1.35| = 0.35; |1 - 1.125| = 0.125 = 2^-3 -> 1/3
+    np.testing.assert_allclose(k[:3], [math.log(2) / math.log(1.25), math.log(2) / math.log(1 / 0.35), 1 / 3], rtol=1e-12)
+    assert k[0] > k[1] > k[2] > k[3]  # not in eigenvalue order: lr d = 1.8 is fitted last, lr d = 0.9 first
+    # lr d = 1 exactly: one step fits the direction, zero steps to half
+    one = Spectrum(values=to_backend(np.array([1.6, 1.0, 0.5]), backend), vectors=to_backend(np.eye(3), backend))
+    k1 = to_numpy(half_fit_time(one, 1.0))
+    assert k1[1] == 0.0
+    np.testing.assert_allclose(k1[[0, 2]], [math.log(2) / math.log(1 / 0.6), 1.0], rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- learning curves

@@ -215,6 +215,41 @@ def test_optimal_alpha_path_is_greedy(problem):
     assert "OptimalAlphaPath" in repr(path)
 
 
+@pytest.mark.parametrize("onehot", [False, True])
+def test_optimal_alpha_path_interior_alphas_match_brute_force(problem, onehot):
+    """Greedy path with alphas strictly inside (0, 1) against a per-step dense brute-force minimisation.
+
+    The reference is KRR with ridge lambda / 0.5 (the limit of alpha = 0.5 distillation), so the
+    per-step minimisers are interior from step 2 on: clipping cannot hide an error in the running
+    state B^(t) (e.g. alpha and 1 - alpha swapped), which decides every later alpha. The reference
+    path is built by explicit solves with K + lambda I and scipy's bounded scalar minimisation.
+    """
+    K, Kc, y, Y = problem
+    labels = Y if onehot else y
+    n, steps = len(K), 7
+    reference = K @ np.linalg.solve(K + RIDGE / 0.5 * np.eye(n), labels)
+    path = optimal_alpha_path(spectrum(K), labels, reference, ridge=RIDGE, steps=steps)
+    prev, want_alphas, want_fits, want_preds = labels, [], [], []
+    for t in range(steps):
+        loss = lambda a, p=prev: np.sum((_dense_step(K, labels, p, RIDGE, a) - reference) ** 2)  # noqa: E731
+        best = 1.0 if t == 0 else minimize_scalar(loss, bounds=(0, 1), method="bounded", options={"xatol": 1e-12}).x
+        grid = np.linspace(0, 1, 2001)  # second, cruder reference: the best alpha on a grid
+        if t > 0:
+            assert abs(best - grid[int(np.argmin([loss(g) for g in grid]))]) <= 1e-3
+        dual = np.linalg.solve(K + RIDGE * np.eye(n), best * labels + (1 - best) * prev)
+        prev = K @ dual
+        want_alphas.append(best), want_fits.append(prev), want_preds.append(Kc @ dual)
+    want_alphas = np.array(want_alphas)
+    assert np.all((want_alphas[1:] > 0.1) & (want_alphas[1:] < 0.9))  # the premise: no clipping after step 1
+    assert path.degenerate[0] and not path.degenerate[1:].any() and not path.clipped.any()
+    np.testing.assert_allclose(path.alphas, want_alphas, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(path.alphas_unclipped[1:], want_alphas[1:], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(path.fits, np.stack(want_fits), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(path.predict(Kc), np.stack(want_preds), rtol=0, atol=1e-8)
+    want_err = [np.sum((f - reference) ** 2) for f in want_fits]
+    np.testing.assert_allclose(path.errors, want_err, rtol=1e-6, atol=1e-14)
+
+
 # ----------------------------------------------------------------------------- sparsification
 
 _spectra = st.lists(st.floats(-3, 3), min_size=2, max_size=6).map(lambda e: np.sort(10.0 ** np.array(e))[::-1])

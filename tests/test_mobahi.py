@@ -87,6 +87,30 @@ def test_max_rounds_stops_before_collapse(problem):
     assert "collapsed=False" in repr(part) and "rounds: 2 (max 2)" in part.summary()
 
 
+@pytest.mark.parametrize("onehot", [False, True])
+def test_collapse_exactly_at_max_rounds(problem, onehot):
+    """Collapse at round r: max_rounds=r reports it (the loop ends without a further check), r-1 does not."""
+    K, y, Y = problem
+    labels, eps = (Y, 0.02) if onehot else (y, 0.01)
+    n = len(K)
+    cs, fits = dense_rounds(K, labels, eps)  # independent: stops at the first ||y_t||^2 <= n eps
+    r = len(cs)
+    assert r >= 3 and np.sum(fits[-1] ** 2) <= n * eps < np.sum(fits[-2] ** 2)
+    s = spectrum(K)
+    exact = mobahi_rounds(s, labels, epsilon=eps, max_rounds=r)
+    assert exact.n_rounds == r and exact.collapsed
+    assert exact.label_energy[-1] <= n * eps < exact.label_energy[-2]
+    np.testing.assert_allclose(exact.c, cs, rtol=1e-7)
+    np.testing.assert_allclose(exact.fits, fits, atol=1e-8)
+    assert "collapsed=True" in repr(exact) and f"rounds: {r} (max {r})" in exact.summary()
+    short = mobahi_rounds(s, labels, epsilon=eps, max_rounds=r - 1)
+    assert short.n_rounds == r - 1 and not short.collapsed
+    assert short.label_energy[-1] > n * eps
+    np.testing.assert_allclose(short.c, cs[:-1], rtol=1e-7)
+    more = mobahi_rounds(s, labels, epsilon=eps, max_rounds=r + 1)  # room for one more round: none is run
+    assert more.n_rounds == r and more.collapsed
+
+
 def test_already_collapsed_gives_zero_rounds(problem):
     K, y, _ = problem
     path = mobahi_rounds(spectrum(K), 1e-3 * y, epsilon=0.01)

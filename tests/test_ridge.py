@@ -184,6 +184,74 @@ def test_mixed_solver_reaches_float64_accuracy(backend):
         assert np.linalg.norm(residual) <= 64 * np.finfo(float).eps * (np.linalg.norm(K + lam * np.eye(300), 2) * np.linalg.norm(direct) + np.linalg.norm(y))
 
 
+def _backward_errors(K, lam, Xs, Y):
+    """Normwise backward error ||(K + lam I) x - y|| / (||K + lam I||_2 ||x|| + ||y||) of every column, in float64.
+
+    ``||K + lam I||_2 = ||K||_2 + lam`` from numpy's dense 2-norm (kernels/refine.py uses the same
+    definition with the float32 d_max); Xs and Y have shape (n, c).
+    """
+    norm_A = np.linalg.norm(K, 2) + lam
+    resid = K @ Xs + lam * Xs - Y
+    return np.linalg.norm(resid, axis=0) / (norm_A * np.linalg.norm(Xs, axis=0) + np.linalg.norm(Y, axis=0))
+
+
+def _ill_conditioned_rbf(seed=3, n=300):
+    """Low-dimensional RBF data: cond(K) ~ 1e19, so every small ridge sets the conditioning."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    Y = np.stack([np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=n), rng.normal(size=n)], axis=1)
+    return X, Y, rbf_kernel(X, gamma=0.5)
+
+
+# kernels.refine: a column counts as converged when its fresh backward error is at most 4 * tol
+# (tol = 16 eps64 by default; the recursive residual reaches tol, the fresh one may drift above it).
+_EPS = np.finfo(np.float64).eps
+_ACCEPTED = 4 * 16 * _EPS
+
+
+def test_refined_solve_reaches_its_backward_error_tolerance():
+    """Every column reported converged has an independently measured backward error <= 4 * 16 eps64;
+    every column reported not converged is above it; the default tolerance is 16 eps64."""
+    from kernels.refine import DEFAULT_TOL, refined_ridge_solve
+    from kernels.spectrum import spectrum
+
+    assert DEFAULT_TOL == 16 * _EPS
+    _, Y, K = _ill_conditioned_rbf()
+    spec = spectrum(K.astype(np.float32))
+    ridges = np.array([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    for max_iter, must_converge in ((50, ridges), (3, ridges[ridges >= 1e-2])):  # 3 iterations: small ridges stop short
+        res = refined_ridge_solve(K, Y, ridges, spec, max_iter=max_iter)
+        conv = np.asarray(res.converged)
+        for r, lam in enumerate(ridges):
+            be = _backward_errors(K, lam, np.asarray(res.coef[r]), Y)
+            # the reported value is the true one (up to the round-off of forming a residual, ~1 eps)
+            assert res.backward_error[r] == pytest.approx(be.max(), rel=1e-3, abs=4 * _EPS)
+            if conv[r]:
+                assert np.all(be <= _ACCEPTED), (max_iter, lam, be / _EPS)
+            else:
+                assert be.max() > 0.5 * _ACCEPTED, (max_iter, lam, be / _EPS)
+            if lam in must_converge:
+                assert conv[r] and np.all(be <= _ACCEPTED), (max_iter, lam, be / _EPS)
+        assert (max_iter == 3) == (not conv.all())  # the short run leaves some ridges unconverged
+
+
+def test_mixed_solver_backward_error_on_ill_conditioned_kernel():
+    """KernelRidge(solver="mixed"): fit and every ridge of the path solved to a float64 backward error
+    of at most 4 * 16 eps (columns the refinement does not converge go to Cholesky)."""
+    X, Y, K = _ill_conditioned_rbf()
+    model = KernelRidge(1e-6, kernel="rbf", gamma=0.5, solver="mixed").fit(X, Y)
+    assert model.solver_ == "mixed"
+    be = _backward_errors(K, 1e-6, np.asarray(model.dual_coef_), Y)
+    assert np.all(be <= _ACCEPTED), be / _EPS
+    ridges = np.array([3e-7, 1e-6, 1e-4, 1e-2, 1.0])  # 3e-7: near eps32 * d_max, refinement may stall
+    path = model.ridge_path(ridges)
+    assert all(s == "mixed" for s in path.solvers[1:])
+    assert path.n_factorisations == sum(s != "mixed" for s in path.solvers)
+    for r, lam in enumerate(ridges):
+        be = _backward_errors(K, lam, np.asarray(path.dual_coef[r]), Y)
+        assert np.all(be <= _ACCEPTED), (lam, path.solvers[r], be / _EPS)
+
+
 def test_mixed_solver_falls_back_to_cholesky_and_records_it():
     """A ridge far below eps32 * d_max leaves the float32 preconditioner useless: Cholesky takes over."""
     rng = np.random.default_rng(4)

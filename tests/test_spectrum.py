@@ -177,6 +177,32 @@ def test_indefinite_raises_and_clip_counts(backend, rng):
     assert s.n_zero == 2
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("factor, raises", [(0.5, False), (2.0, True)])
+def test_psd_guard_sits_at_the_documented_tolerance(backend, rng, dtype, factor, raises):
+    """Most negative eigenvalue at 0.5x / 2x the documented bound ``-(c d_max + 100 n eps d_max)``.
+
+    c = 1e-5 in float64, 5e-3 in float32 (the ``psd`` parameter's documentation). A guard 100x
+    looser (or tighter) than documented accepts the 2x matrix (or refuses the 0.5x one).
+    """
+    n, d_max = 6, 3.0
+    eps = float(np.finfo(dtype).eps)
+    tol = (1e-5 if dtype == np.float64 else 5e-3) * d_max + 100 * n * eps * d_max
+    neg = -factor * tol
+    d = np.array([d_max, 2.0, 1.0, 0.5, 0.0, neg])
+    K = to_backend(_with_spectrum(rng, d).astype(dtype), backend)
+    if raises:
+        with pytest.raises(ValueError, match="not positive semi-definite"):
+            spectrum(K)
+    else:
+        s = spectrum(K)
+        assert s.min_raw_eigenvalue == pytest.approx(neg, rel=1e-3 if dtype == np.float64 else 0.1)
+        assert float(to_numpy(s.values).min()) >= 0.0
+    clipped = spectrum(K, psd="clip")  # clip accepts both and reports the raw value
+    assert clipped.min_raw_eigenvalue == pytest.approx(neg, rel=1e-3 if dtype == np.float64 else 0.1)
+    assert float(to_numpy(clipped.values).min()) >= 0.0 and clipped.n_clipped >= 1
+
+
 def test_roundoff_negatives_are_clipped_silently(rng):
     X = rng.normal(size=(30, 2))
     K = X @ X.T  # rank 2: the zero eigenvalues come out as +-1e-15
