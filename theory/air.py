@@ -169,7 +169,9 @@ def half_fit_time(spectrum: Spectrum, lr: float, *, continuous: bool = False) ->
         if not lr < bound:
             raise ValueError(f"{fn}: lr must be in (0, 2/d_max) = (0, {bound:.6g}) (d_max = {d_max:.6g}); got {lr!r}")
         small = x < 1
-        rate = xp.where(small, -xp.log1p(-xp.where(small, x, xp.zeros_like(x))), -xp.log(xp.abs(1 - x)))
+        a = xp.abs(1 - x)  # 0 at lr d = 1: one step fits exactly (rate inf, time 0), without a log(0) warning
+        big = xp.where(a > 0, -xp.log(xp.where(a > 0, a, xp.ones_like(a))), xp.full_like(a, math.inf))
+        rate = xp.where(small, -xp.log1p(-xp.where(small, x, xp.zeros_like(x))), big)
     pos = rate > 0
     return xp.where(pos, math.log(2.0) / xp.where(pos, rate, xp.ones_like(rate)), xp.full_like(rate, math.inf))
 
