@@ -444,6 +444,8 @@ def _plot_ntk(ntk: dict, ctx: RunContext) -> tuple[str, str]:
         g = np.array([np.asarray(ntk["per_width"][str(w)][rule]["gap_train"], dtype=float)[:, -1].mean() for w in widths])
         ax.loglog(ws, g, marker + "-", label=f"{rule}: final train-output gap")
         ax.loglog(ws, g[0] * (ws / ws[0]) ** -0.5, ":", color="gray")
+    ax.set_xticks(ws, [str(w) for w in widths])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("width")
     ax.set_ylabel("relative gap")
     ax.set_title("gap vs width (dotted: width^-1/2)")
@@ -471,10 +473,12 @@ def _plot_cnn(runs: dict, ctx: RunContext) -> str:
                                 "flipped subset vs true label (recovered)")):
         for b in es:
             ax.axvline(b, color="gray", lw=0.8, ls=":")
-        ax.set_title(title + " (dotted: CE early-stop epochs; band: min-max over seeds)", fontsize=8)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch (over all generations)")
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=7)
+    fig.suptitle("feature-learning regime: lines = mean over seeds, bands = min-max over seeds, dotted verticals = CE's "
+                 "early-stopping epochs", fontsize=9)
     atomic_savefig(fig, ctx.path("cnn_methods.png"))
     plt.close(fig)
     return "cnn_methods.png"
@@ -496,19 +500,26 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
     axes[0].set_ylabel("share of label energy")
     axes[0].set_title("P1: label energy in the top eigen-directions (CNN eNTK)", fontsize=9)
     axes[0].legend(fontsize=7)
-    k0 = kern[0]
-    pos = np.asarray(k0["positions"], dtype=np.int64)
-    measured = as_inf(k0["measured_fit_all"])[pos]
-    flipped = np.asarray(k0["flipped"], dtype=bool)
+    bins = 10
     for ax, when in zip(axes[1:], ("init", "es")):
-        pred = as_inf(k0["kernels"][when]["predicted_fit"])
-        top = lambda a: np.where(np.isfinite(a), a, np.nanmax(np.where(np.isfinite(a), a, np.nan)) * 2 if np.any(np.isfinite(a)) else 1.0)  # noqa: E731
-        rp, rm = rankdata(top(pred)), rankdata(top(measured))
-        ax.scatter(rp[~flipped], rm[~flipped], s=6, alpha=0.5, label="clean")
-        ax.scatter(rp[flipped], rm[flipped], s=6, alpha=0.5, color="tab:red", label="flipped")
-        ax.set_xlabel("rank of predicted half-fit time (linearised, eNTK)")
-        ax.set_ylabel("rank of measured first-fit epoch (CE net)")
-        ax.set_title(f"P2 (seed {ctx.seed}): eNTK at {'init' if when == 'init' else 'early stop'}", fontsize=9)
+        for subset, col in (("clean", "tab:blue"), ("flipped", "tab:red")):
+            curves = []
+            for k in kern:  # per seed: mean measured first-fit epoch in each decile of the predicted half-fit time
+                pos = np.asarray(k["positions"], dtype=np.int64)
+                measured = as_inf(k["measured_fit_all"])[pos]
+                never = np.nanmax(np.where(np.isfinite(measured), measured, np.nan)) + 1 if np.any(np.isfinite(measured)) else 1.0
+                measured = np.where(np.isfinite(measured), measured, never)
+                pred = as_inf(k["kernels"][when]["predicted_fit"])
+                decile = np.minimum((rankdata(pred, method="ordinal") - 1) * bins // len(pred), bins - 1)
+                mask = np.asarray(k["flipped"], dtype=bool) == (subset == "flipped")
+                curves.append([measured[mask & (decile == b)].mean() if np.any(mask & (decile == b)) else np.nan
+                               for b in range(bins)])
+            c = np.array(curves)
+            ax.errorbar(np.arange(1, bins + 1), np.nanmean(c, axis=0), yerr=np.nanstd(c, axis=0) if len(kern) > 1 else None,
+                        marker="o", color=col, capsize=2, label=f"{subset} examples")
+        ax.set_xlabel("decile of the predicted half-fit time (linearised, eNTK): 1 = earliest")
+        ax.set_ylabel("mean measured first-fit epoch (CE net)")
+        ax.set_title(f"P2: eNTK at {'init' if when == 'init' else 'early stop'} (mean ± std over {len(kern)} seeds)", fontsize=9)
         ax.legend(fontsize=7)
     atomic_savefig(fig, ctx.path("kernel_air.png"))
     plt.close(fig)
