@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -398,7 +399,8 @@ def _argmax_words(kern: list[dict]) -> str:
                 mask = np.asarray(k["flipped"], dtype=bool) == (subset == "flipped")
                 meas = top(as_inf(k["measured_fit_all"])[pos][mask])
                 pred = top(as_inf(k["kernels"][when]["predicted_fit_argmax"])[mask])
-                rhos.append(float(spearmanr(pred, meas).statistic) if mask.sum() > 2 else float("nan"))
+                varied = mask.sum() > 2 and np.ptp(pred) > 0 and np.ptp(meas) > 0
+                rhos.append(float(spearmanr(pred, meas).statistic) if varied else float("nan"))
             parts.append(f"{label}, {subset} {_ms(rhos)}")
     return ("With the other per-example criterion, the first time the linearised model's largest output is the given "
             "label (instead of half of the target fitted), the Spearman rho against the measured first-fit epochs are: "
@@ -556,7 +558,10 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
                 curves.append([measured[mask & (decile == b)].mean() if np.any(mask & (decile == b)) else np.nan
                                for b in range(bins)])
             c = np.array(curves)
-            ax.errorbar(np.arange(1, bins + 1), np.nanmean(c, axis=0), yerr=np.nanstd(c, axis=0) if len(kern) > 1 else None,
+            with warnings.catch_warnings():  # a decile with no example of this subset in any seed stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0, ddof=0)
+            ax.errorbar(np.arange(1, bins + 1), mean, yerr=std if len(kern) > 1 else None,
                         marker="o", color=col, capsize=2, label=f"{subset} examples")
         ax.set_xlabel("decile of the predicted half-fit time (linearised, eNTK): 1 = earliest")
         ax.set_ylabel("mean measured first-fit epoch (CE net)")
