@@ -221,7 +221,8 @@ def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | 
               "numbers": output.numbers, "figures": list(output.figures)}
     atomic_write_json(directory / "result.json", result)
     header = (f"# {bench.name}\n\n{bench.summary}\n\n"
-              f"- quick: {quick}, seed: {seed}, backend: {backend}, device: {device}, time: {seconds:.1f} s\n"
+              f"- quick: {quick}, seed: {seed}, backend: {backend}, device: {device}, time: {seconds:.1f} s"
+              f"{' in this session (resumed: parts finished earlier were read back)' if resumed else ''}\n"
               f"- data: {data or 'bundled'}\n\n")
     body = output.markdown + "\n" + "".join(f"\n![{f}]({f})\n" for f in output.figures)
     atomic_write_text(directory / "report.md", header + body)
