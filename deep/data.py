@@ -273,7 +273,7 @@ def download_cifar10(dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: st
     check_param(fn, "timeout", timeout, Interval(float, 0, None, "neither"))
     dest_dir = Path(dest).expanduser()
     target = dest_dir / PYTHON_TAR
-    if target.is_file() and _md5(target) == md5:
+    if target.is_file() and _file_digest(target, "md5") == md5:
         return target
     dest_dir.mkdir(parents=True, exist_ok=True)
     hint = f"download a copy of {url} elsewhere and pass it with --data (a path to the archive, cifar-10-batches-py/, or an image-folder tree)"
@@ -413,8 +413,9 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _file_sha256(file: Path) -> str:
-    digest = hashlib.sha256()
+def _file_digest(file: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(file, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
@@ -437,7 +438,7 @@ def _fingerprint(kind: str, location: Path) -> str:
     entries = []
     for f in files:
         try:
-            entries.append((f.relative_to(location).as_posix() if f != location else "", f.stat().st_size, _file_sha256(f)))
+            entries.append((f.relative_to(location).as_posix() if f != location else "", f.stat().st_size, _file_digest(f)))
         except OSError as exc:
             raise CifarFormatError(f"{_FN}: {f} cannot be read ({_one_line(exc)})") from exc
     return _digest(json.dumps([_CACHE_VERSION, kind, entries]))
@@ -901,9 +902,3 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
     raise CifarFormatError(f"{_FN}: {path} holds neither {PYTHON_DIR}/data_batch_* files nor <root>/train/<class>/ images")
 
 
-def _md5(file: Path) -> str:
-    digest = hashlib.md5()
-    with open(file, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -66,3 +66,26 @@ def _private_cifar_cache(tmp_path_factory):
         os.environ.pop("AIRKIT_CACHE", None)
     else:
         os.environ["AIRKIT_CACHE"] = old
+
+
+@pytest.fixture
+def interrupt_at_epoch(monkeypatch):
+    """``interrupt_at_epoch(k)``: deep.train's k-th call of train_epoch raises KeyboardInterrupt (Ctrl-C);
+    returns a function that restores the real train_epoch."""
+    import deep.train as train_mod
+
+    real = train_mod.train_epoch
+
+    def arm(k: int):
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(train_mod, "train_epoch", interrupted)
+        return lambda: monkeypatch.setattr(train_mod, "train_epoch", real)
+
+    return arm

@@ -154,27 +154,16 @@ def test_resume_skips_finished_parts(tmp_path, monkeypatch):
     assert any(v["key"].startswith("P5") for v in res["numbers"]["verdicts"])
 
 
-def test_interrupt_in_the_first_training_keeps_its_checkpoint(tmp_path, monkeypatch):
+def test_interrupt_in_the_first_training_keeps_its_checkpoint(tmp_path, interrupt_at_epoch):
     """Ctrl-C during the first network's training keeps the run folder (its checkpoint), and
     --resume continues that network from its last epoch instead of starting again."""
-    import deep.train as train_mod
-
     small = {**TINY, "seeds": 1, "generations_seeds": 1, "ntk": {**TINY["ntk"], "widths": [16, 64], "seeds": 1}}
-    real = train_mod.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_epoch", interrupted)
+    restore = interrupt_at_epoch(2)
     with pytest.raises(KeyboardInterrupt):
         run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small)
     partial = [p for p in (tmp_path / "confirm").iterdir() if p.name.endswith(".partial")]
     assert len(partial) == 1 and (partial[0] / "train" / "ce-seed0" / "checkpoint.pt").exists()
-    monkeypatch.setattr(train_mod, "train_epoch", real)
+    restore()
     d = run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small, resume=True)
     ce = _result(d)["numbers"]["cnn"]["ce"][0]
     assert len(ce["curves"]["test_acc"]) == TINY["cnn"]["epochs"]

@@ -374,20 +374,11 @@ def test_result_files_follow_the_umask(tmp_path):
         os.umask(old)
 
 
-def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, interrupt_at_epoch, capsys):
     """Ctrl-C after an epoch: one line saying how to continue (no traceback), checkpoint kept."""
     import deep.train as train_mod
 
-    real = train_mod.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_epoch", interrupted)
+    restore = interrupt_at_epoch(2)
     out = tmp_path / "run"
     argv = ["--epochs", "3", "--model", "mlp", "--model-option", "width=8", "--no-progress", "--freq-subset", "0",
             "--out", str(out)]
@@ -396,6 +387,6 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, monkeypatch, c
     msg = str(exc.value)
     assert "\n" not in msg and "interrupted; 1 epoch(s) are saved" in msg and msg.endswith(" --resume")
     assert (out / "checkpoint.pt").exists()
-    monkeypatch.setattr(train_mod, "train_epoch", real)
+    restore()
     assert train_mod.main(argv + ["--resume"]) == 0
     assert len((out / "records.jsonl").read_text().splitlines()) == 3

@@ -19,6 +19,7 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.runs.confirm_ntk import relative_gap
 
 MIN_N = 50  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "analytic-vs-trained's CNN part reads the label shares of the top 50 eigen-directions"
@@ -30,13 +31,6 @@ def _config(quick: bool) -> dict:
                 "ntk_points": 32, "cnn_n": 96, "cnn_epochs": 3, "cnn_widths": (16, 32, 32)}
     return {"n": 1000, "n_test": 500, "depth": 2, "widths": [128, 512, 2048, 8192], "seeds": 3, "steps": 2000,
             "ntk_points": 64, "cnn_n": 256, "cnn_epochs": 15, "cnn_widths": (32, 64, 64)}
-
-
-def _rel_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per recorded step: ||a_t - b_t||_F / ||b_t||_F (steps with b_t = 0 give 0)."""
-    num = np.sqrt(((a - b) ** 2).sum(axis=(-2, -1)))
-    den = np.sqrt((b ** 2).sum(axis=(-2, -1)))
-    return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def _mlp_part(data, cfg: dict, seed: int) -> dict:
@@ -79,8 +73,8 @@ def _mlp_part(data, cfg: dict, seed: int) -> dict:
             theta0 = empirical_ntk(model, sub, mode="trace").numpy()
             run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe)
             theta1 = empirical_ntk(model, sub, mode="trace").numpy()
-            gaps_tr.append(_rel_gap(run.train_outputs, th_train))
-            gaps_te.append(_rel_gap(run.test_outputs, th_test))
+            gaps_tr.append(relative_gap(run.train_outputs, th_train))
+            gaps_te.append(relative_gap(run.test_outputs, th_test))
             accs.append((run.test_outputs.argmax(-1) == yte).mean(-1))
             ntk_change.append(np.linalg.norm(theta1 - theta0) / np.linalg.norm(theta0))
             ntk_init_err.append(np.linalg.norm(theta0 - K_sub) / np.linalg.norm(K_sub))

@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.registry import Benchmark, RunContext, RunOutput
-from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, kernel_part, train_one
+from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, centred_one_hot, kernel_part, train_one
 from benchmarks.runs.confirm_ntk import ntk_regime
 from benchmarks.verdicts import (
     Verdict,
@@ -211,8 +211,7 @@ def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
     X = imgs - imgs.mean(axis=0)
     X *= np.sqrt(X.shape[1]) / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     given, true = split["labels"][pos], split["true_labels"][pos]
-    y = lambda lab: np.eye(10)[lab] - np.eye(10)[lab].mean(axis=0)  # noqa: E731
-    ls = label_spectrum(spectrum(ntk_relu(X, depth=1)), y(true), y(given))
+    ls = label_spectrum(spectrum(ntk_relu(X, depth=1)), centred_one_hot(true), centred_one_hot(given))
     ks = kern0["ks"]
     return {"ks": ks, "clean_share": ls.share_at(ks, "clean"), "noise_share": ls.share_at(ks, "noise"),
             "seconds": time.perf_counter() - t}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["train_one", "kernel_part", "ENTK_FRACTIONS"]
+__all__ = ["train_one", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
 
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
 
@@ -69,7 +69,8 @@ def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:
     return cfg, split, dd, make_student(cfg, 1, dd, dev)
 
 
-def _centred_one_hot(labels: np.ndarray) -> np.ndarray:
+def centred_one_hot(labels: np.ndarray) -> np.ndarray:
+    """One-hot labels (10 classes) minus their column means (the constant direction removed)."""
     y = np.eye(10)[labels]
     return y - y.mean(axis=0)
 
@@ -95,7 +96,7 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
     pos = np.sort(np.random.default_rng(seed).permutation(n)[: min(m, n)])
     X = dd.x_train[torch.as_tensor(pos, device=dd.x_train.device)]
     given, true = split.labels[pos], split.true_labels[pos]
-    y_noisy, y_clean = _centred_one_hot(given), _centred_one_hot(true)
+    y_noisy, y_clean = centred_one_hot(given), centred_one_hot(true)
     ks = [max(1, int(round(f * len(pos)))) for f in ENTK_FRACTIONS]
     best = load_checkpoint(run_dir / "best_model.pt")
     out: dict[str, Any] = {"positions": pos, "ks": ks, "fractions": list(ENTK_FRACTIONS), "es_epoch": int(best["global_epoch"])}
