@@ -52,15 +52,16 @@ class Interval:
     """A real (or integer) interval constraint, e.g. ``Interval(float, 0, None, "neither")``.
 
     ``closed`` is one of ``"both"``, ``"left"``, ``"right"``, ``"neither"``; ``None``
-    bounds mean unbounded, and admit ``-inf``/``inf`` (NaN is always refused). For a
-    parameter that must be finite give the bound explicitly as ``math.inf`` with that
-    end open, e.g. ``Interval(float, 0, math.inf, "neither")`` = (0, inf) without inf.
+    bounds mean unbounded. Values are finite (NaN and +-inf refused) unless
+    ``allow_inf=True``, the one opt-in for a parameter where infinity means something
+    (then an unbounded end admits it): one rule for every float parameter.
     """
 
     kind: type
     low: float | None
     high: float | None
     closed: str = "both"
+    allow_inf: bool = False
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -71,7 +72,7 @@ class Interval:
         elif not isinstance(value, numbers.Real):
             return False
         v = float(value)
-        if math.isnan(v):
+        if math.isnan(v) or (math.isinf(v) and not self.allow_inf):
             return False
         if self.low is not None:
             if v < self.low or (v == self.low and self.closed in ("right", "neither")):

@@ -78,7 +78,9 @@ def _dtype_name(fn: str, dtype: Any) -> str | None:
 def _prepare(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: Any) -> tuple[Any, Any, ModuleType, bool, int]:
     """Check parameters and features; return ``(X, Z, xp, symmetric, budget)``.
 
-    ``Z`` is cast to ``X``'s dtype and must share its backend and device.
+    ``Z`` must share ``X``'s backend and device. Arrays of mixed float dtypes follow
+    numpy's promotion (float32 with float64 computes in float64) unless ``dtype`` is
+    given; a list ``Z`` has no dtype of its own and takes ``X``'s.
     """
     check_params(fn, _CONSTRAINTS, **{k: v for k, v in params.items() if not (k == "gamma" and v is None)})
     if memory_budget is not None:
@@ -95,8 +97,10 @@ def _prepare(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: 
         check_same_namespace(fn, X=Xa, Z=Za)
         if device(Za) != device(Xa):
             raise TypeError(f"{fn}: Z is on device {device(Za)} but X is on {device(Xa)}; move both to one device")
-        if Za.dtype != Xa.dtype:
-            Za = xp.astype(Za, Xa.dtype)
+        if Za.dtype != Xa.dtype:  # an explicit dtype or a list Z (no dtype of its own) takes X's; else numpy's promotion
+            own_dtype = name is None and array_api_compat.is_array_api_obj(Z)
+            common = xp.result_type(Xa.dtype, Za.dtype) if own_dtype else Xa.dtype
+            Xa, Za = xp.astype(Xa, common), xp.astype(Za, common)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     return Xa, Za, xp, symmetric, budget
 

@@ -24,6 +24,7 @@ is solved by Cholesky instead, and recorded.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -266,8 +267,27 @@ def _features(X: Any, fn: str, *, backend: str | None = None, like: Any = None) 
 
 # ----------------------------------------------------------------------------- estimator
 
+# scikit-learn's names for KernelRidge parameters that are spelt differently here.
+_SKLEARN_NAMES = {"alpha": "ridge"}
 
-class KernelRidge(RegressorMixin, BaseEstimator):
+
+class _HintSklearnNames(type(BaseEstimator)):
+    """Metaclass whose only job is a one-line hint for scikit-learn's parameter names.
+
+    ``KernelRidge(alpha=0.1)`` would otherwise fail with Python's bare "unexpected
+    keyword argument"; ``__init__`` itself must keep an explicit signature for
+    scikit-learn's ``get_params``/``clone``.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        for theirs, ours in _SKLEARN_NAMES.items():
+            if theirs in kwargs:
+                raise TypeError(f"{cls.__name__}: {theirs}= is scikit-learn's name for the regularisation strength; "
+                                f"use {ours}={kwargs[theirs]!r}")
+        return super().__call__(*args, **kwargs)
+
+
+class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
     """Kernel ridge regression on numpy, torch or CuPy arrays.
 
     Solves ``(K + ridge I) alpha = y`` for the dual coefficients and predicts
@@ -289,7 +309,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         callable ``f(X, Z, **kernel_params)`` returning the (len(X), len(Z)) Gram matrix.
     gamma : float, default=None
         Bandwidth of rbf / laplacian / exponential / polynomial kernels; None uses
-        the kernel's own default. Only forwarded to kernels that accept it.
+        the kernel's own default.
     degree : int, default=3
         Degree of the polynomial kernel.
     coef0 : float, default=1.0
@@ -318,6 +338,20 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     backend : {"numpy", "torch", "cupy"}, default=None
         Backend for list / tuple inputs. Arrays keep their own namespace and device
         (an array of a different backend than a given ``backend`` raises).
+
+    Notes
+    -----
+    *Parameters a kernel does not use.* ``gamma``, ``degree``, ``coef0``, ``depth``
+    and ``bias`` are forwarded to the kernels that take them
+    (:func:`kernels.functions.kernel_params`). A non-default value for a kernel that
+    does not take it (``depth=3`` with ``kernel="rbf"``) is refused at ``fit``, as
+    :func:`kernels.functions.gram` refuses the same keyword: a value the user gave
+    is used or refused, never ignored.
+
+    *Precision.* The fit computes in the dtype of the training Gram matrix (the
+    dtype of X, or ``kernel_params={"dtype": ...}``): float64 targets of a float32
+    X are cast to float32, and so are float64 queries at :meth:`predict`. Pass
+    float64 X (or ``dtype="float64"``) for a double-precision fit.
 
     Attributes
     ----------
@@ -415,6 +449,13 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         if callable(self.kernel):
             return self.kernel, extra
         own = set(kernel_params(self.kernel))
+        defaults = self._default_params()
+        unused = [name for name in _KERNEL_ARGS if name not in own and getattr(self, name) != defaults[name]]
+        if unused:
+            takes = ", ".join(sorted(own)) or "no parameters"
+            given = ", ".join(f"{name}={getattr(self, name)!r}" for name in unused)
+            raise ValueError(f"{fn}: {given} is not used by kernel={self.kernel!r} (it takes {takes}); "
+                             f"drop it or choose a kernel that uses it")
         allowed = own | set(_COMMON_KERNEL_ARGS)
         unknown = sorted(set(extra) - allowed)
         if unknown:
@@ -427,6 +468,19 @@ class KernelRidge(RegressorMixin, BaseEstimator):
                 params[name] = value
         params.update(extra)
         return KERNELS[self.kernel], params
+
+    def set_params(self, **params: Any) -> "KernelRidge":
+        """scikit-learn's ``set_params``, with the same hint as the constructor for its names."""
+        for theirs, ours in _SKLEARN_NAMES.items():
+            if theirs in params:
+                raise ValueError(f"{type(self).__name__}.set_params: {theirs}= is scikit-learn's name for the "
+                                 f"regularisation strength; use {ours}={params[theirs]!r}")
+        return super().set_params(**params)
+
+    @classmethod
+    def _default_params(cls) -> dict[str, Any]:
+        """The ``__init__`` defaults, by parameter name."""
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
 
     def _gram(self, X: Any, Z: Any, fn: str) -> Any:
         """k(X, Z) (Z=None: the symmetric training Gram matrix), checked."""
@@ -629,3 +683,8 @@ def _apply_batched(M: Any, coef: Any, xp: Any) -> Any:
     if coef.ndim == 2:
         return coef @ M.T
     return xp.matmul(M, coef)
+
+
+# inspect.signature(KernelRidge) would otherwise show the hint metaclass's (*args, **kwargs).
+KernelRidge.__signature__ = inspect.signature(KernelRidge.__init__).replace(
+    parameters=list(inspect.signature(KernelRidge.__init__).parameters.values())[1:])

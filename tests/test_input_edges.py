@@ -394,3 +394,93 @@ def test_cli_out_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys):
         assert err.count("\n") == 0 and "--out" in err and "not writable" in err
     finally:
         os.chmod(ro, 0o700)
+
+
+# ============================================================================ one rule for every parameter
+
+
+def test_sklearn_name_alpha_gets_a_hint():
+    from kernels import KernelRidge
+
+    with pytest.raises(TypeError, match=r"^KernelRidge: alpha= is scikit-learn's name .*; use ridge=0\.1$") as exc:
+        KernelRidge(alpha=0.1)
+    _one_line(exc)
+    with pytest.raises(ValueError, match=r"^KernelRidge\.set_params: alpha= .* use ridge=0\.5$"):
+        KernelRidge().set_params(alpha=0.5)
+    assert KernelRidge().set_params(ridge=0.5).ridge == 0.5  # the real name still works
+
+
+@pytest.mark.parametrize("kernel,params,name", [
+    ("rbf", dict(depth=3), "depth"),
+    ("rbf", dict(bias=0.5), "bias"),
+    ("linear", dict(gamma=0.3), "gamma"),
+    ("ntk_relu", dict(gamma=0.3), "gamma"),
+    ("ntk_relu", dict(degree=2), "degree"),
+    ("laplacian", dict(coef0=2.0), "coef0"),
+])
+def test_unused_kernel_parameter_refused_by_estimator_and_gram_alike(kernel, params, name):
+    """A value the kernel would not use is refused by both entry points, naming it."""
+    from kernels import KernelRidge
+
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    with pytest.raises(ValueError, match=rf"^KernelRidge\.fit: {name}=.* is not used by kernel='{kernel}'") as exc:
+        KernelRidge(kernel=kernel, **params).fit(X, np.ones(6))
+    _one_line(exc)
+    with pytest.raises(TypeError, match=rf"^gram: unknown parameter\(s\) {name} for kernel '{kernel}'"):
+        gram(X, kernel=kernel, **params)
+
+
+def test_used_kernel_parameters_still_reach_the_kernel():
+    from kernels import KernelRidge
+
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    y = np.sin(X[:, 0])
+    model = KernelRidge(1e-3, kernel="ntk_relu", depth=3, bias=0.2, solver="eigen").fit(X, y)
+    K = ntk_relu(X, depth=3, bias=0.2)
+    np.testing.assert_allclose(model.predict(X), K @ np.linalg.solve(K + 1e-3 * np.eye(8), y), rtol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("func", [rbf, laplace, exponential, ntk_relu, nngp_relu, polynomial])
+def test_mixed_float_dtypes_follow_numpy_promotion(kind, func):
+    """float32 X with float64 Z computes in float64 (numpy's rule), in either order."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    Z = rng.normal(size=(4, 3))
+    conv = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    ref = np.asarray(func(X.astype(np.float64), Z))
+    for a, b, want in ((X, Z, ref), (Z, X, None)):
+        K = func(conv(a), conv(b))
+        K = K.numpy() if kind == "torch" else K
+        assert K.dtype == np.float64, (func.__name__, kind)
+        if want is not None:
+            np.testing.assert_allclose(K, want, rtol=1e-13)  # torch and numpy may order sums differently
+    assert np.asarray(func(X, Z, dtype="float32") if kind == "numpy" else func(conv(X), conv(Z), dtype="float32")).dtype == np.float32
+
+
+def test_estimator_precision_is_the_gram_dtype_as_documented():
+    """KernelRidge states that targets and queries take the training Gram's dtype."""
+    from kernels import KernelRidge
+
+    X = np.random.default_rng(2).normal(size=(10, 2)).astype(np.float32)
+    model = KernelRidge(0.1).fit(X, np.ones(10))
+    assert model.dual_coef_.dtype == np.float32
+    assert model.predict(X.astype(np.float64)).dtype == np.float32
+    assert KernelRidge(0.1).fit(X.astype(np.float64), np.ones(10, np.float32)).dual_coef_.dtype == np.float64
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_float_intervals_refuse_infinity_by_default(value):
+    from kernels._checks import Interval, check_param
+
+    with pytest.raises(ValueError, match=r"^f: x must be a float in \(0, inf\); got -?inf"):
+        check_param("f", "x", value, Interval(float, 0, None, "neither"))
+    assert Interval(float, None, None, allow_inf=True).contains(value)
+
+
+@pytest.mark.parametrize("field,value", [("lr", math.inf), ("weight_decay", math.inf), ("lr", math.nan)])
+def test_train_config_floats_must_be_finite(field, value):
+    from deep.config import TrainConfig
+
+    with pytest.raises(ValueError, match=rf"{field} must be a float"):
+        TrainConfig(**{field: value})
