@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", type=Path, default=None,
                      help="data file: points.csv (x,y) for toy-distill; a CIFAR-10 source (python batches, their .tar.gz, "
                           "an image-folder tree or its tarball) for the image runs")
+    run.add_argument("--download", action="store_true",
+                     help="download the official cifar-10-python.tar.gz (MD5-checked) into the folder --data first and use it "
+                          "(needs network access; an existing good copy is reused)")
     run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend of the kernel-side runs (toy-distill, air-spectrum); the network runs use torch")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
     run.add_argument("--seed", type=str, default="0", help="random seed, an integer >= 0 (default 0)")
@@ -243,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         benches = _select(args.names)
+        if args.download:
+            args.data = _download(args.data)
         if args.data is not None and not args.data.exists():
             raise BenchmarkError(f"--data {args.data}: no such file or directory")
         options = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k) is not None}
@@ -268,6 +273,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted; rerun with --resume to continue")
     print(f"[airkit] index report: {index.resolve()}")
     return 0
+
+
+def _download(folder: Path | None) -> Path:
+    """``--download``: fetch the official CIFAR-10 archive into ``folder`` and return its path."""
+    if folder is None:
+        raise BenchmarkError("--download needs --data FOLDER to download into (e.g. --data ~/data/cifar10)")
+    if folder.exists() and not folder.is_dir():
+        raise BenchmarkError(f"--download: --data {folder} is a file; give the folder to download into")
+    from deep.data import CifarDownloadError, download_cifar10
+
+    try:
+        return download_cifar10(folder)
+    except CifarDownloadError as exc:
+        raise BenchmarkError(f"--download: {exc}") from exc
 
 
 def _require_cuda(backend: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -484,3 +485,53 @@ def test_train_config_floats_must_be_finite(field, value):
 
     with pytest.raises(ValueError, match=rf"{field} must be a float"):
         TrainConfig(**{field: value})
+
+
+def test_cli_download_fetches_into_data_folder_and_uses_the_archive(tmp_path, monkeypatch, capsys):
+    """--download hands the folder to deep.data.download_cifar10 and runs on the file it returns."""
+    import deep.data
+
+    seen = {}
+
+    def fake_download(folder, **kw):
+        seen["folder"] = Path(folder)
+        target = Path(folder) / "cifar-10-python.tar.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"x")
+        return target
+
+    def record(ctx):
+        seen["data"] = ctx.data
+        return RunOutput(numbers={}, markdown="fake\n")
+
+    monkeypatch.setattr(deep.data, "download_cifar10", fake_download)
+    monkeypatch.setattr(cli, "ALL_RUNS", tuple(dataclasses.replace(b, func=record) for b in ALL_RUNS))
+    folder = tmp_path / "cifar"
+    assert cli.main(["run", "confirm", "--quick", "--download", "--data", str(folder), "--out", str(tmp_path / "r"),
+                     "--no-progress"]) == 0
+    assert seen == {"folder": folder, "data": folder / "cifar-10-python.tar.gz"}
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "--download needs --data FOLDER"),
+    (["--data", "FILE"], "--download: --data .* is a file"),
+])
+def test_cli_download_needs_a_folder(tmp_path, capsys, fake_runs, extra, message):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    argv = ["run", "confirm", "--download", "--out", str(tmp_path / "r")] + [str(f) if a == "FILE" else a for a in extra]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.match(rf"^airkit: error: {message}", err) and "\n" not in err, err
+
+
+def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys, fake_runs):
+    import deep.data
+
+    def offline(folder, **kw):
+        raise deep.data.CifarDownloadError("download_cifar10: cannot reach https://x (no network); pass a local copy with --data")
+
+    monkeypatch.setattr(deep.data, "download_cifar10", offline)
+    assert cli.main(["run", "confirm", "--download", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("airkit: error: --download: download_cifar10: cannot reach") and "\n" not in err
