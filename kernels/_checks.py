@@ -97,16 +97,29 @@ class Interval:
         return self.kind(self.high) + 1
 
 
+def _same_kind(value: Any, allowed: Any) -> bool:
+    """``value`` is of ``allowed``'s type (numpy's bool counts as a bool, str subclasses as str)."""
+    if isinstance(allowed, bool):
+        return isinstance(value, (bool, np.bool_))
+    if allowed is None:
+        return value is None
+    return isinstance(value, type(allowed)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class Options:
-    """A set of allowed strings (or other hashables)."""
+    """A set of allowed strings (or other hashables), matched by value *and* type.
+
+    ``Options((True, False))`` admits the booleans only: ``1`` and ``0.0`` compare equal
+    to them but are refused (a value is stored as given, so it must be the right type).
+    """
 
     allowed: tuple
 
     def contains(self, value: Any) -> bool:
         try:
-            return value in self.allowed
-        except TypeError:
+            return any(value == a and _same_kind(value, a) for a in self.allowed)
+        except (TypeError, ValueError):
             return False
 
     def describe(self) -> str:

@@ -535,3 +535,20 @@ def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys, fake_ru
     assert cli.main(["run", "confirm", "--download", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("airkit: error: --download: download_cifar10: cannot reach") and "\n" not in err
+
+
+@pytest.mark.parametrize("value", [1, 0, 0.0, 1.0, "True", None])
+def test_boolean_options_accept_booleans_only(value):
+    from kernels._checks import Options, check_param
+
+    with pytest.raises((TypeError, ValueError), match=r"^f: flag must be one of True, False; got "):
+        check_param("f", "flag", value, Options((True, False)))
+    assert check_param("f", "flag", np.True_, Options((True, False))) is np.True_
+    assert check_param("f", "flag", False, Options((True, False))) is False
+
+
+def test_train_config_boolean_field_refuses_an_int():
+    from deep.config import TrainConfig
+
+    with pytest.raises((TypeError, ValueError), match=r"augment must be one of True, False; got 1"):
+        TrainConfig(augment=1)
