@@ -394,40 +394,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# TrainConfig fields whose CLI flag says the opposite (--hard sets soft=False) or needs parsing.
+_NEGATED_FLAGS = {"soft": "hard", "augment": "no_augment", "progress": "no_progress"}
+_PARSED_FLAGS = {"model_options": ("model_option", _model_options)}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Map parsed CLI arguments to a :class:`TrainConfig` (validated there)."""
-    return TrainConfig(
-        data=args.data,
-        download=args.download,
-        cache_dir=args.cache_dir,
-        noise=args.noise,
-        method=args.method,
-        model=args.model,
-        model_options=_model_options(args.model_option),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        warmup=args.warmup,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        alpha=args.alpha,
-        alpha_schedule=args.alpha_schedule,
-        distill_start=args.distill_start,
-        soft=not args.hard,
-        generations=args.generations,
-        seed=args.seed,
-        device=args.device,
-        subset=args.subset,
-        test_subset=args.test_subset,
-        val_fraction=args.val_fraction,
-        freq_subset=args.freq_subset,
-        freq_deltas=args.freq_deltas,
-        augment=not args.no_augment,
-        out=args.out,
-        resume=args.resume,
-        stop_after=args.stop_after,
-        progress=not args.no_progress,
-    )
+    """Map parsed CLI arguments to a :class:`TrainConfig` (validated there).
+
+    Every field is read from the flag of its own name (``--batch-size`` -> ``batch_size``),
+    except the negated flags (``--hard``, ``--no-augment``, ``--no-progress``) and
+    ``--model-option KEY=VALUE``; a field without a flag is an error here, not a
+    silently kept default.
+    """
+    values = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _NEGATED_FLAGS:
+            values[f.name] = not getattr(args, _NEGATED_FLAGS[f.name])
+        elif f.name in _PARSED_FLAGS:
+            flag, parse = _PARSED_FLAGS[f.name]
+            values[f.name] = parse(getattr(args, flag))
+        else:
+            values[f.name] = getattr(args, f.name)
+    return TrainConfig(**values)

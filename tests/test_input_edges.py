@@ -552,3 +552,15 @@ def test_train_config_boolean_field_refuses_an_int():
 
     with pytest.raises((TypeError, ValueError), match=r"augment must be one of True, False; got 1"):
         TrainConfig(augment=1)
+
+
+def test_every_train_config_field_has_a_cli_flag_that_reaches_it():
+    """config_from_args reads each field from its flag: a non-default value on the command line arrives."""
+    from deep.config import TrainConfig, build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])) == TrainConfig()
+    argv = ["--epochs", "3", "--batch-size", "64", "--lr", "0.05", "--seed", "7", "--hard", "--no-augment",
+            "--no-progress", "--model-option", "scale=2.0", "--val-fraction", "0.2", "--freq-subset", "0"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.soft, cfg.augment, cfg.progress, cfg.model_options,
+            cfg.val_fraction, cfg.freq_subset) == (3, 64, 0.05, 7, False, False, False, (("scale", 2.0),), 0.2, 0)
