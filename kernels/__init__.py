@@ -18,11 +18,11 @@ from kernels.functions import (
     rbf,
 )
 from kernels.ridge import KernelRidge, KernelSolve, RidgePath, solve_kernel_system
-from kernels.spectrum import Spectrum, spectrum
+from kernels.spectrum import RidgeResolutionWarning, Spectrum, check_ridge_resolution, spectrum
 
 __all__ = [
     "KERNELS", "gram", "kernel_params", "linear", "polynomial", "rbf", "laplace", "laplacian", "exponential",
     "nngp_relu", "ntk_relu", "ntk_two_layer",
-    "Spectrum", "spectrum",
+    "Spectrum", "spectrum", "RidgeResolutionWarning", "check_ridge_resolution",
     "KernelRidge", "KernelSolve", "RidgePath", "solve_kernel_system",
 ]

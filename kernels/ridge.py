@@ -49,7 +49,7 @@ from kernels._checks import (
 )
 from kernels.functions import KERNELS, kernel_params
 from kernels.refine import refined_ridge_solve
-from kernels.spectrum import Spectrum, spectrum
+from kernels.spectrum import Spectrum, check_ridge_resolution, spectrum
 
 __all__ = ["KernelSolve", "RidgePath", "KernelRidge", "solve_kernel_system"]
 
@@ -535,6 +535,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
                 raise ValueError(f"{fn}: solver={self.solver!r} needs a positive semi-definite kernel matrix; "
                                  f"use solver='cholesky' for this kernel ({exc})") from exc
             if self.solver == "eigen":
+                check_ridge_resolution(spec, ridge, fn)
                 dual, used = spec.apply(lambda d: 1.0 / (d + ridge), y), "eigen"
             else:
                 K_kept = K
@@ -653,6 +654,8 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         r_x = xp.asarray(r, dtype=dtype, device=device(self.X_fit_))
         if self.solver_ == "eigen":
             s: Spectrum = self.spectrum_
+            for ri in r:
+                check_ridge_resolution(s, float(ri), fn)
             inv = 1.0 / (s.values[None, :] + r_x[:, None])  # (R, k)
             dual = s.apply(inv, y)
             fitted = s.apply(s.values[None, :] * inv, y)

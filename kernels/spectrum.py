@@ -7,6 +7,7 @@ closed form in :mod:`theory` works in this eigenbasis: project y once
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -16,7 +17,7 @@ import numpy as np
 from kernels._backend import backend_name, eigh, namespace, to_numpy
 from kernels._checks import Interval, Options, check_features, check_kernel_matrix, check_labels, check_param, check_same_namespace
 
-__all__ = ["Spectrum", "spectrum"]
+__all__ = ["Spectrum", "spectrum", "RidgeResolutionWarning", "check_ridge_resolution"]
 
 _METHODS = ("auto", "full", "lanczos", "randomized")
 
@@ -146,6 +147,38 @@ class Spectrum:
         d = to_numpy(self.values)
         return (f"Spectrum(n={self.n_samples}, k={self.k}, method={self.method!r}, backend={self.backend!r}, "
                 f"d_max={d[0]:.4g}, d_min={d[-1]:.4g}, n_zero={self.n_zero}, n_clipped={self.n_clipped})")
+
+
+class RidgeResolutionWarning(UserWarning):
+    """A ridge below the resolution ``zero_tol`` of the spectrum it filters (see :func:`check_ridge_resolution`)."""
+
+
+def check_ridge_resolution(spectrum: Spectrum, ridge: float, fn: str, *, stacklevel: int = 3) -> bool:
+    """Warn when ``ridge < spectrum.zero_tol``; return whether it warned.
+
+    Ridge filters in the eigenbasis (``1 / (d + lambda)``, ``d / (d + lambda)``) inherit
+    the eigenvalues' round-off, ``~ eps d_max`` per eigenvalue: the dual coefficients and
+    test predictions are accurate to about ``eps d_max / lambda`` relative to ``max |y|``
+    (measured 0.1-3 times that, float32 ``ssyevd``, n = 300-2000), about ten times a
+    Cholesky solve of the same matrix. At ``lambda >= zero_tol = n eps d_max`` that is
+    about ``1 / n`` or less (pinned in tests/test_numerical_edges.py); below, a
+    :class:`RidgeResolutionWarning` names the function, the
+    ridge, the resolution and the expected error (float32, n = 2000, ridge 1e-4 gave
+    predictions off by 4.4e-2 of max |y| against 1.3e-3 for a float32 Cholesky).
+    Remedies: a larger ridge, a float64 kernel, a Cholesky route, or
+    :func:`kernels.refine.refined_ridge_solve` on the float64 system.
+    """
+    tol = float(spectrum.zero_tol)
+    lam = float(ridge)
+    if not lam < tol:
+        return False
+    d_max = float(spectrum.values[0]) if spectrum.k else 0.0
+    eps = float(spectrum.xp.finfo(spectrum.values.dtype).eps)
+    warnings.warn(f"{fn}: ridge={lam:.3g} is below the spectrum's resolution zero_tol = n eps d_max = {tol:.3g} "
+                  f"({spectrum.values.dtype}): the eigenbasis solution is accurate to only about eps d_max / ridge = "
+                  f"{eps * d_max / lam:.2g} of max|y|; use a larger ridge, a float64 kernel or a Cholesky solve",
+                  RidgeResolutionWarning, stacklevel=stacklevel)
+    return True
 
 
 def _dev(x: Any) -> Any:
