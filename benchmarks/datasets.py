@@ -73,7 +73,8 @@ def noisy_digits(*, n_train: int, n_val: int, noise: str, seed: int) -> NoisyCla
 def noisy_cifar_subset(path: Path, *, n_train: int, n_val: int, n_test: int, noise: str, seed: int,
                        progress: bool = True) -> NoisyClassification:
     """A stratified CIFAR-10 subset (flattened pixels, standardised) with label noise."""
-    from deep.data import CifarFormatError, load_cifar10, subset_indices
+    from deep.data import CifarFormatError, load_cifar10
+    from deep.splits import subset_indices
     from theory.noise import make_noise
 
     try:

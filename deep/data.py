@@ -55,18 +55,18 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import numpy as np
 
 from deep.files import umask_file_mode
-from kernels._backend import to_numpy
-from kernels._checks import Interval, as_array, check_param
+from kernels._checks import Interval, check_param
 
-__all__ = ["CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CifarData", "CifarFormatError", "CifarDownloadError", "Split",
-           "load_cifar10", "download_cifar10", "default_cache_dir", "subset_indices", "split_validation"]
+__all__ = ["CIFAR10_CLASSES", "NUM_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CifarData", "CifarFormatError", "CifarDownloadError",
+           "load_cifar10", "download_cifar10", "default_cache_dir"]
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+NUM_CLASSES = len(CIFAR10_CLASSES)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 PYTHON_DIR = "cifar-10-batches-py"
@@ -136,13 +136,6 @@ class CifarData:
     def __repr__(self) -> str:
         return (f"CifarData(n_train={self.n_train}, n_test={self.n_test}, classes={len(self.classes)}, "
                 f"format={self.format!r}, source={self.source!r}, from_cache={self.from_cache})")
-
-
-class Split(NamedTuple):
-    """Disjoint sorted index arrays (int64) into one labelled set."""
-
-    train: np.ndarray
-    val: np.ndarray
 
 
 # ----------------------------------------------------------------------------- public API
@@ -298,87 +291,6 @@ def download_cifar10(dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: st
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return target
-
-
-def subset_indices(labels: Any, n: int, *, seed: int, stratified: bool = True) -> np.ndarray:
-    """A seeded random subset of ``n`` sample indices, stratified by class.
-
-    With ``stratified=True`` each class gets ``n * count_c / N`` samples, rounded by the
-    largest-remainder rule so the total is exactly ``n`` (equal shares on CIFAR-10).
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-        Sorted indices into ``labels``.
-    """
-    fn = "subset_indices"
-    y = _check_class_labels(labels, fn)
-    check_param(fn, "n", n, Interval(int, 1, y.shape[0]))
-    check_param(fn, "seed", seed, Interval(int, 0, None))
-    if not isinstance(stratified, bool):
-        raise TypeError(f"{fn}: stratified must be a bool; got {stratified!r}")
-    rng = np.random.default_rng(seed)
-    if not stratified:
-        return np.sort(rng.choice(y.shape[0], size=int(n), replace=False)).astype(np.int64)
-    return _stratified_pick(y, int(n), rng)
-
-
-def split_validation(labels: Any, fraction: float, *, seed: int) -> Split:
-    """Carve a stratified, seeded validation split out of a (noisy) training set.
-
-    ``round(fraction * N)`` indices go to ``val``, shared among classes by the
-    largest-remainder rule; the rest are ``train``. Used for early stopping on the
-    *noisy* labels, never on the test set.
-
-    Returns
-    -------
-    Split
-        ``(train, val)``: disjoint sorted int64 index arrays whose union is ``range(N)``.
-    """
-    fn = "split_validation"
-    y = _check_class_labels(labels, fn)
-    check_param(fn, "fraction", fraction, Interval(float, 0, 1, "neither"))
-    check_param(fn, "seed", seed, Interval(int, 0, None))
-    n_val = int(round(float(fraction) * y.shape[0]))
-    if not 1 <= n_val <= y.shape[0] - 1:
-        raise ValueError(f"{fn}: fraction must leave at least one sample on each side; fraction={fraction!r} of {y.shape[0]} samples gives {n_val} validation samples")
-    val = _stratified_pick(y, n_val, np.random.default_rng(seed))
-    keep = np.ones(y.shape[0], dtype=bool)
-    keep[val] = False
-    return Split(train=np.flatnonzero(keep).astype(np.int64), val=val)
-
-
-# ----------------------------------------------------------------------------- label helpers
-
-
-def _check_class_labels(labels: Any, fn: str) -> np.ndarray:
-    """Non-negative integer class labels, 1-D and non-empty, as an int64 numpy vector."""
-    arr, _ = as_array(labels, fn, "labels")
-    host = to_numpy(arr)
-    if host.ndim != 1 or host.shape[0] < 1:
-        raise ValueError(f"{fn}: labels must be a non-empty 1-D array of class indices; got shape {host.shape}")
-    if not np.all(np.isfinite(host)):
-        raise ValueError(f"{fn}: labels contains NaN or inf; class labels must be non-negative integers")
-    if np.any(host < 0) or np.any(host != np.round(host)):
-        raise ValueError(f"{fn}: labels must hold non-negative integer class indices; got values like {host[~((host >= 0) & (host == np.round(host)))][:3]!r}")
-    return host.astype(np.int64)
-
-
-def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
-    """Largest-remainder shares of ``total`` proportional to ``counts`` (never above them)."""
-    exact = counts * (total / counts.sum())
-    base = np.floor(exact).astype(np.int64)
-    rest = total - int(base.sum())
-    order = np.argsort(-(exact - base), kind="stable")
-    base[order[:rest]] += 1
-    return base
-
-
-def _stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    classes, counts = np.unique(y, return_counts=True)
-    quota = _allocate(counts, n)
-    picks = [rng.choice(np.flatnonzero(y == c), size=int(q), replace=False) for c, q in zip(classes, quota) if q > 0]
-    return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- detection and cache

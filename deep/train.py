@@ -44,9 +44,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deep.augment import augment, batches, to_device
+from deep.augment import augment, batches
 from deep.config import RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
-from deep.data import CifarData, CifarFormatError, download_cifar10, load_cifar10, split_validation, subset_indices
+from deep.data import NUM_CLASSES, CifarData, CifarFormatError, download_cifar10, load_cifar10
 from deep.methods import (
     alpha_at,
     batch_targets,
@@ -59,7 +59,6 @@ from deep.methods import (
 )
 from deep.models import make_model
 from deep.records import (
-    NUM_CLASSES,
     EpochRecord,
     Summary,
     frequency_setup,
@@ -72,44 +71,12 @@ from deep.records import (
     write_records,
     write_split,
 )
+from deep.splits import DeviceData, RunSplit, make_split, to_device_data
 from deep.synthetic import fake_cifar_arrays
-from theory.noise import make_noise
 
-__all__ = ["TrainResult", "RunSplit", "DeviceData", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
+__all__ = ["TrainResult", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
 
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
-
-
-@dataclass(frozen=True, eq=False)
-class RunSplit:
-    """Which images a run uses, and their labels (numpy, host).
-
-    Attributes
-    ----------
-    train_idx, val_idx, test_idx : int64 arrays
-        Indices into the CIFAR-10 train / train / test arrays.
-    labels, true_labels : int64 arrays (n_train,)
-        Given (noisy) and clean labels of the training images.
-    flipped : bool array (n_train,)
-        ``labels != true_labels``; the clean subset is ``~flipped``.
-    val_labels, val_true_labels : int64 arrays (n_val,)
-    freq_pos : int64 array
-        Positions (into the training images) of the fixed frequency-measure subset.
-    noise_kind : str
-    noise_rate : float
-    """
-
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    test_idx: np.ndarray
-    labels: np.ndarray
-    true_labels: np.ndarray
-    flipped: np.ndarray
-    val_labels: np.ndarray
-    val_true_labels: np.ndarray
-    freq_pos: np.ndarray
-    noise_kind: str
-    noise_rate: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,80 +135,6 @@ def load_data(cfg: TrainConfig) -> CifarData:
         return fake_cifar_arrays(*SYNTHETIC_PER_CLASS, seed=cfg.seed)
     path = download_cifar10(cfg.data, progress=cfg.progress) if cfg.download else cfg.data
     return load_cifar10(path, cache_dir=cfg.cache_dir, progress=cfg.progress)
-
-
-def make_split(train_labels: np.ndarray, test_labels: np.ndarray, cfg: TrainConfig) -> RunSplit:
-    """Subset, noise (once, seeded), validation split and the frequency subset.
-
-    Order: a stratified subset of ``cfg.subset`` training images; noise on their
-    labels with ``cfg.seed``; a stratified (on the noisy labels, all a user would
-    have) validation split of ``cfg.val_fraction``; the first ``cfg.freq_subset``
-    positions of a seeded permutation of the training images.
-    """
-    n_all = len(train_labels)
-    sub = np.arange(n_all) if cfg.subset is None or cfg.subset >= n_all else subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True)
-    n_test = len(test_labels)
-    test_idx = np.arange(n_test) if cfg.test_subset is None or cfg.test_subset >= n_test else subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True)
-    noisy = make_noise(cfg.noise, train_labels[sub], num_classes=NUM_CLASSES, seed=cfg.seed)
-    if cfg.val_fraction > 0:
-        tr, va = split_validation(noisy.labels, cfg.val_fraction, seed=cfg.seed)
-    else:
-        tr, va = np.arange(len(sub)), np.arange(0)
-    if len(tr) == 0:
-        raise ValueError(f"train: val_fraction={cfg.val_fraction} leaves no training images out of {len(sub)}")
-    freq_pos = np.sort(np.random.default_rng(cfg.seed).permutation(len(tr))[: cfg.freq_subset])
-    return RunSplit(
-        train_idx=sub[tr].astype(np.int64),
-        val_idx=sub[va].astype(np.int64),
-        test_idx=test_idx.astype(np.int64),
-        labels=noisy.labels[tr],
-        true_labels=noisy.true_labels[tr],
-        flipped=noisy.flipped[tr],
-        val_labels=noisy.labels[va],
-        val_true_labels=noisy.true_labels[va],
-        freq_pos=freq_pos.astype(np.int64),
-        noise_kind=noisy.kind,
-        noise_rate=float(noisy.rate),
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class DeviceData:
-    """The run's tensors, all on the training device (images normalised, (N, 3, 32, 32))."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    y_train_true: torch.Tensor
-    flipped: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    y_val_true: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def to_device_data(data: CifarData, split: RunSplit, device: torch.device) -> DeviceData:
-    """Move the split's images (normalised once, float32) and labels to ``device``."""
-    def lab(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
-
-    def img(a: np.ndarray) -> torch.Tensor:
-        if len(a) == 0:  # no validation split
-            return torch.empty((0, a.shape[3], a.shape[1], a.shape[2]), device=device)
-        return to_device(a, device, torch.float32)
-
-    train_images = data.train_images
-    return DeviceData(
-        x_train=img(train_images[split.train_idx]),
-        y_train=lab(split.labels),
-        y_train_true=lab(split.true_labels),
-        flipped=torch.from_numpy(np.ascontiguousarray(split.flipped, dtype=bool)).to(device),
-        x_val=img(train_images[split.val_idx]),
-        y_val=lab(split.val_labels),
-        y_val_true=lab(split.val_true_labels),
-        x_test=img(data.test_images[split.test_idx]),
-        y_test=lab(data.test_labels[split.test_idx]),
-    )
 
 
 #############################################

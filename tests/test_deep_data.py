@@ -19,8 +19,8 @@ from PIL import Image
 
 import deep.data as data_mod
 from deep.augment import CIFAR_MEAN, CIFAR_STD, augment, batch_crop, batch_flip, batches, crop_with_shifts, flip_with_mask, to_device
-from deep.data import (CIFAR10_CLASSES, CifarDownloadError, CifarFormatError, download_cifar10, load_cifar10, split_validation,
-                       subset_indices)
+from deep.data import CIFAR10_CLASSES, CifarDownloadError, CifarFormatError, download_cifar10, load_cifar10
+from deep.splits import split_validation, subset_indices
 from deep.synthetic import FAKE_FOLDER_ROOT, corrupt_file, fake_cifar_arrays, write_fake_cifar
 
 FORMATS = ["python", "python-tar", "folder", "folder-tar"]

@@ -16,7 +16,8 @@ from torch import nn
 from deep.config import TrainConfig
 from deep.methods import batch_targets, chained_targets, generation_targets, interp_targets
 from deep.records import evaluate, frequency_setup
-from deep.train import DeviceData, RunSplit, initial_targets, train
+from deep.splits import DeviceData, RunSplit
+from deep.train import initial_targets, train
 from theory.frequency import frequency_measures
 
 torch.set_num_threads(1)  # as tests/conftest.py

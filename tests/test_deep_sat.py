@@ -23,7 +23,8 @@ from deep.methods import BatchTargets, batch_targets, sat_targets, soft_cross_en
 from deep.models import make_model
 from deep.records import TIME_FIELDS, first_fit_epochs, load_checkpoint, read_records
 from deep.synthetic import fake_cifar_arrays
-from deep.train import SYNTHETIC_PER_CLASS, DeviceData, epoch_alpha, main, make_optimizer, train, train_epoch
+from deep.splits import DeviceData
+from deep.train import SYNTHETIC_PER_CLASS, epoch_alpha, main, make_optimizer, train, train_epoch
 
 torch.set_num_threads(1)  # as tests/conftest.py
 

@@ -58,7 +58,8 @@ def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:
     import json
 
     from deep.config import TrainConfig
-    from deep.train import load_data, make_split, make_student, resolve_device, to_device_data
+    from deep.splits import make_split, to_device_data
+    from deep.train import load_data, make_student, resolve_device
 
     config = json.loads((run_dir / "summary.json").read_text())["config"]
     cfg = TrainConfig.from_dict({**config, "resume": False, "progress": False})

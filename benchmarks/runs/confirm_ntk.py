@@ -84,7 +84,7 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     """
     import torch
 
-    from deep.data import subset_indices
+    from deep.splits import subset_indices
     from deep.fullbatch import train_full_batch
     from deep.models import make_model
     from kernels import spectrum
