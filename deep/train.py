@@ -74,7 +74,7 @@ from deep.records import (
 from deep.splits import DeviceData, RunSplit, make_split, to_device_data
 from deep.synthetic import fake_cifar_arrays
 
-__all__ = ["TrainResult", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
+__all__ = ["TrainResult", "RunState", "save_run_state", "load_run_state", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
 
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
 
@@ -316,14 +316,81 @@ def train_epoch(
     )
 
 
-def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, split: RunSplit) -> None:
-    old, new = ckpt["config"], cfg.to_dict()
-    diff = sorted(k for k in new if k not in RESUME_FREE_FIELDS and old.get(k) != new[k])
-    if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff)
-        raise ValueError(f"train: resume needs the checkpoint's config; these fields differ: {detail}")
-    if not np.array_equal(ckpt["train_idx"], split.train_idx) or not np.array_equal(ckpt["labels"], split.labels):
-        raise ValueError("train: resume found a different data split or noisy labels than the checkpoint's (was the data changed?)")
+@dataclass
+class RunState:
+    """Everything a checkpoint holds: the one definition of its keys.
+
+    Written after every epoch by :func:`save_run_state` and read back by
+    :func:`load_run_state` (for ``resume`` and for the Ctrl-C message of :func:`main`).
+    """
+
+    config: dict[str, Any]
+    generation: int
+    epoch: int  # epochs of this generation done
+    step: int  # optimiser steps of this generation done (the lr schedule's position)
+    gen_alpha: float | None
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    targets: torch.Tensor | None
+    rng: dict[str, Any]
+    records: list[dict[str, Any]]
+    train_predictions: list[np.ndarray]
+    elapsed: float
+    train_idx: np.ndarray
+    labels: np.ndarray
+
+    def check_matches(self, cfg: TrainConfig, split: RunSplit) -> None:
+        """Refuse to resume under another config (beyond :data:`RESUME_FREE_FIELDS`) or other data."""
+        new = cfg.to_dict()
+        diff = sorted(k for k in new if k not in RESUME_FREE_FIELDS and self.config.get(k) != new[k])
+        if diff:
+            detail = ", ".join(f"{k}: {self.config.get(k)!r} -> {new[k]!r}" for k in diff)
+            raise ValueError(f"train: resume needs the checkpoint's config; these fields differ: {detail}")
+        if not np.array_equal(self.train_idx, split.train_idx) or not np.array_equal(self.labels, split.labels):
+            raise ValueError("train: resume found a different data split or noisy labels than the checkpoint's (was the data changed?)")
+
+
+def save_run_state(path: Path, state: RunState) -> Path:
+    """Atomically write ``state`` (a plain dict on disk, so older checkpoints still load)."""
+    return save_checkpoint(path, {f.name: getattr(state, f.name) for f in dataclasses.fields(RunState)})
+
+
+def load_run_state(path: Path) -> RunState:
+    """Read a checkpoint written by :func:`save_run_state` (tensors on the CPU; RNG states must stay there)."""
+    raw = load_checkpoint(path, map_location="cpu")
+    raw.setdefault("train_predictions", [])  # checkpoints written before per-epoch predictions were kept
+    return RunState(**{f.name: raw[f.name] for f in dataclasses.fields(RunState)})
+
+
+@dataclass
+class Generation:
+    """The training state of one generation: network, optimiser, carried targets and position."""
+
+    index: int
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    targets: torch.Tensor | None
+    alpha: float | None  # the generation's alpha ("generations"); None for the other methods
+    step: int
+    first_epoch: int
+
+
+def start_generation(cfg: TrainConfig, index: int, dd: DeviceData, device: torch.device, teacher: nn.Module | None) -> Generation:
+    """A fresh student for generation ``index`` with its initial targets (from ``teacher``, the previous one)."""
+    targets, alpha = initial_targets(cfg, index, dd, teacher)
+    model = make_student(cfg, index, dd, device)
+    return Generation(index, model, make_optimizer(model, cfg), targets, alpha, step=0, first_epoch=0)
+
+
+def restore_generation(state: RunState, cfg: TrainConfig, dd: DeviceData, device: torch.device, rng: torch.Generator) -> Generation:
+    """The generation a checkpoint was written in, exactly as it was (weights, optimiser, targets, RNG)."""
+    model = make_student(cfg, state.generation, dd, device)
+    model.load_state_dict(state.model)
+    opt = make_optimizer(model, cfg)
+    opt.load_state_dict(state.optimizer)
+    _set_rng_state(state.rng, rng, device)
+    targets = state.targets.to(device) if state.targets is not None else None
+    return Generation(state.generation, model, opt, targets, state.gen_alpha, step=int(state.step), first_epoch=int(state.epoch))
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -374,16 +441,15 @@ def train(config: TrainConfig) -> TrainResult:
         "device": str(device),
     }
 
-    # on the host: RNG states must stay CPU tensors; load_state_dict moves the rest
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu") if cfg.resume and ckpt_path.exists() else None
-    if ckpt is not None:
-        _check_resume(ckpt, cfg, split)
-    records = [EpochRecord.from_dict(r) for r in ckpt["records"]] if ckpt else []
+    saved = load_run_state(ckpt_path) if cfg.resume and ckpt_path.exists() else None
+    if saved is not None:
+        saved.check_matches(cfg, split)
+    records = [EpochRecord.from_dict(r) for r in saved.records] if saved else []
     # per-epoch class predictions on the training images (int8, epochs x n_train)
-    history = [np.asarray(p, dtype=np.int8) for p in ckpt.get("train_predictions", [])] if ckpt else []
+    history = [np.asarray(p, dtype=np.int8) for p in saved.train_predictions] if saved else []
     best_val = max((r.val_acc for r in records if r.val_acc is not None), default=None)
-    elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
-    g0, e0 = (int(ckpt["generation"]), int(ckpt["epoch"])) if ckpt else (1, 0)
+    elapsed_before = float(saved.elapsed) if saved else 0.0
+    g0 = saved.generation if saved else 1
     resumed_from = len(records)
 
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
@@ -396,22 +462,12 @@ def train(config: TrainConfig) -> TrainResult:
         model: nn.Module | None = None
         stopped = False
         for g in range(g0, cfg.generations + 1):
-            # ---- model: a fresh student per generation (or the checkpoint's)
-            if ckpt is not None and g == g0:
-                model = make_student(cfg, g, dd, device)
-                model.load_state_dict(ckpt["model"])
-                opt = make_optimizer(model, cfg)
-                opt.load_state_dict(ckpt["optimizer"])
-                targets = ckpt["targets"].to(device) if ckpt["targets"] is not None else None
-                gen_alpha, step, first = ckpt["gen_alpha"], int(ckpt["step"]), e0
-                _set_rng_state(ckpt["rng"], gen, device)
-            else:
-                targets, gen_alpha = initial_targets(cfg, g, dd, model)
-                model = make_student(cfg, g, dd, device)
-                opt = make_optimizer(model, cfg)
-                step, first = 0, 0
+            # ---- a fresh student per generation (the previous one is its teacher), or the checkpoint's
+            state = restore_generation(saved, cfg, dd, device, gen) if saved is not None and g == g0 \
+                else start_generation(cfg, g, dd, device, teacher=model)
+            model, opt, targets, gen_alpha, step = state.model, state.optimizer, state.targets, state.alpha, state.step
             # ---- loop
-            for e in range(first, cfg.epochs):
+            for e in range(state.first_epoch, cfg.epochs):
                 if cfg.stop_after is not None and len(records) >= cfg.stop_after:
                     stopped = True
                     break
@@ -444,25 +500,13 @@ def train(config: TrainConfig) -> TrainResult:
                     save_checkpoint(out / "best_model.pt", {"global_epoch": rec.global_epoch, "generation": g, "val_acc": rec.val_acc,
                                                             "model": model.state_dict()})
                 # ---- records: checkpoint first (it holds the records), then the jsonl
-                save_checkpoint(
-                    ckpt_path,
-                    {
-                        "config": cfg.to_dict(),
-                        "generation": g,
-                        "epoch": e + 1,
-                        "step": step,
-                        "gen_alpha": gen_alpha,
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "targets": None if targets is None else targets.detach().cpu(),
-                        "rng": _rng_state(gen, device),
-                        "records": [r.to_dict() for r in records],
-                        "train_predictions": history,
-                        "elapsed": rec.elapsed,
-                        "train_idx": split.train_idx,
-                        "labels": split.labels,
-                    },
-                )
+                save_run_state(ckpt_path, RunState(
+                    config=cfg.to_dict(), generation=g, epoch=e + 1, step=step, gen_alpha=gen_alpha,
+                    model=model.state_dict(), optimizer=opt.state_dict(),
+                    targets=None if targets is None else targets.detach().cpu(), rng=_rng_state(gen, device),
+                    records=[r.to_dict() for r in records], train_predictions=history, elapsed=rec.elapsed,
+                    train_idx=split.train_idx, labels=split.labels,
+                ))
                 write_records(out / "records.jsonl", records)
                 write_split(out / "train_predictions.npz", pred=np.stack(history), global_epoch=np.arange(1, len(history) + 1))
                 if cfg.progress:
@@ -509,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt = Path(args.out) / "checkpoint.pt"
         again = " ".join(sys.argv[1:] if argv is None else list(argv))
         if ckpt.exists():
-            done = len(load_checkpoint(ckpt)["records"])
+            done = len(load_run_state(ckpt).records)
             raise SystemExit(f"deep.train: interrupted; {done} epoch(s) are saved in {args.out}; continue with: "
                              f"python -m deep.train {again}{'' if args.resume else ' --resume'}") from None
         raise SystemExit(f"deep.train: interrupted before the first epoch ended; nothing was saved in {args.out}") from None
