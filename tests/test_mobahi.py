@@ -85,6 +85,8 @@ def test_max_rounds_stops_before_collapse(problem):
     assert part.n_rounds == 2 and not part.collapsed and full.n_rounds > 2
     np.testing.assert_allclose(part.c, full.c[:2])
     assert "collapsed=False" in repr(part) and "rounds: 2 (max 2)" in part.summary()
+    assert part.status == "max-rounds" and "raise max_rounds" in part.message
+    assert full.status == "collapsed" and full.collapsed
 
 
 @pytest.mark.parametrize("onehot", [False, True])
@@ -109,6 +111,19 @@ def test_collapse_exactly_at_max_rounds(problem, onehot):
     np.testing.assert_allclose(short.c, cs[:-1], rtol=1e-7)
     more = mobahi_rounds(s, labels, epsilon=eps, max_rounds=r + 1)  # room for one more round: none is run
     assert more.n_rounds == r and more.collapsed
+    assert (exact.status, short.status, more.status) == ("collapsed", "max-rounds", "collapsed")
+
+
+def test_budget_equal_to_the_energy_is_at_budget_not_collapsed():
+    """epsilon two ulps below ||y||^2 / n: the first round cannot be bracketed; that is reported, not called a collapse."""
+    from kernels import rbf
+
+    x = np.linspace(0, 1, 20)[:, None]
+    y = np.sin(6 * x[:, 0])
+    eps = np.nextafter(np.nextafter(float(y @ y) / 20, 0), 0)
+    path = mobahi_rounds(spectrum(rbf(x, gamma=10)), y, epsilon=float(eps))
+    assert (path.status, path.collapsed, path.n_rounds) == ("at-budget", False, 0)
+    assert "round-off" in path.message and "at-budget" in path.summary()
 
 
 def test_already_collapsed_gives_zero_rounds(problem):

@@ -100,7 +100,15 @@ class MobahiPath:
     n_rounds : int
         R, the number of rounds run.
     collapsed : bool
-        ``||y_R||^2 <= n epsilon``: no further round can meet the budget (f = 0).
+        ``||y_R||^2 <= n epsilon``: f = 0 meets the budget, no further round is possible
+        (``status == "collapsed"``, and only then).
+    status : {"collapsed", "at-budget", "max-rounds"}
+        Why the rounds stopped: ``"collapsed"`` (above); ``"at-budget"``: ``||y_R||^2``
+        equals ``n epsilon`` to round-off, so the next round's c cannot be bracketed
+        (neither a collapse nor a resolvable round); ``"max-rounds"``: ``max_rounds``
+        rounds ran without a collapse.
+    message : str
+        One line saying the same in words, with the numbers.
     epsilon : float
     max_rounds : int
     y_coef : array of shape (k[, c])
@@ -116,6 +124,8 @@ class MobahiPath:
     null_energy: float
     n_rounds: int
     collapsed: bool
+    status: str
+    message: str
     epsilon: float
     max_rounds: int
     y_coef: Any
@@ -132,6 +142,7 @@ class MobahiPath:
             "n, k": f"{self.spectrum.n_samples}, {self.spectrum.k}",
             "rounds": f"{self.n_rounds} (max {self.max_rounds})",
             "collapsed": str(self.collapsed),
+            "status": f"{self.status}: {self.message}",
             "c_t": np.array2string(self.c, precision=4, separator=", ") if self.n_rounds else "[]",
             "||y_0||^2 / n": f"{self.label_energy[0] / self.spectrum.n_samples:.4g}",
             "null-space energy / n": f"{self.null_energy / self.spectrum.n_samples:.4g}",
@@ -234,15 +245,15 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     Epos = E[pos]
     energy = [total0]
     cs, errs, gains = [], [], []
-    collapsed = False
+    status = "max-rounds"
     for _ in range(int(max_rounds)):
         total = energy[-1]
         if total <= budget:
-            collapsed = True
+            status = "collapsed"
             break
         r = math.sqrt((budget - null) / (total - null))
-        if r >= 1.0 or dpos.size == 0:  # total equals the budget up to round-off: f = 0 is feasible
-            collapsed = True
+        if r >= 1.0 or dpos.size == 0:  # total equals the budget up to round-off
+            status = "at-budget"
             break
         lo = 0.5 * r * float(dpos.min())
         hi = 2.0 * r * float(dpos.max()) / (1.0 - r)
@@ -253,7 +264,7 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
             f_lo = _budget_error(lo, dpos, Epos, null) - budget
             f_hi = _budget_error(hi, dpos, Epos, null) - budget
             if not (f_lo < 0 < f_hi):  # only when total and budget agree to round-off
-                collapsed = True
+                status = "at-budget"
                 break
         u = brentq(lambda t: _budget_error(math.exp(t), dpos, Epos, null) - budget,
                    math.log(lo), math.log(hi), xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
@@ -272,12 +283,21 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
         null = 0.0
         energy.append(float(Epos.sum()))
     else:
-        collapsed = energy[-1] <= budget
+        if energy[-1] <= budget:
+            status = "collapsed"
     R = len(cs)
+    message = {
+        "collapsed": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} <= epsilon = {eps:g}: f = 0 meets the budget",
+        "at-budget": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} equals epsilon = {eps:g} to round-off: "
+                     f"the next round's c cannot be resolved",
+        "max-rounds": f"max_rounds = {int(max_rounds)} rounds ran without a collapse (||y_R||^2 / n = {energy[-1] / n:.6g} "
+                      f"> epsilon = {eps:g}); raise max_rounds to continue",
+    }[status]
     B_host = np.cumprod(np.array(gains), axis=0) if R else np.zeros((0, d.size))
     B = xp.asarray(B_host, dtype=s.values.dtype, device=device(s.values))
     coefs = B * z if z.ndim == 1 else B[:, :, None] * z
     fits = xp.matmul(coefs, V.T) if z.ndim == 1 else xp.matmul(V, coefs)
     return MobahiPath(c=np.array(cs, dtype=float), fits=fits, B=B, fit_errors=np.array(errs, dtype=float),
-                      label_energy=np.array(energy, dtype=float), null_energy=null_energy, n_rounds=R, collapsed=bool(collapsed),
+                      label_energy=np.array(energy, dtype=float), null_energy=null_energy, n_rounds=R, collapsed=status == "collapsed",
+                      status=status, message=message,
                       epsilon=eps, max_rounds=int(max_rounds), y_coef=z, spectrum=s)

@@ -85,22 +85,95 @@ def run(ctx: RunContext) -> RunOutput:
                      parameters={**cfg, "noise": "symmetric:0.4", "methods": [dict(method=m, **e) for m, e in METHODS]})
 
 
+PANELS = (("test_acc", "clean test accuracy"), ("train_acc_flipped_given", "flipped subset vs given label (memorisation)"),
+          ("train_acc_flipped_true", "flipped subset vs true label (recovery)"))
+# One look per method, fixed by name so a method keeps its look across runs; unknown methods cycle through the rest.
+STYLES = {"ce": {"ls": "-", "marker": "o", "color": "tab:blue"},
+          "self-distill": {"ls": "--", "marker": "s", "color": "tab:orange"},
+          "interp": {"ls": "-.", "marker": "^", "color": "tab:green"},
+          "generations": {"ls": ":", "marker": "D", "color": "tab:red"}}
+_SPARE = ({"ls": (0, (5, 1, 1, 1)), "marker": "v", "color": "tab:purple"}, {"ls": (0, (1, 3)), "marker": "P", "color": "tab:brown"})
+
+
+def _coincides(a: dict, b: dict) -> int:
+    """Epochs over which curve set ``b`` starts exactly as ``a`` does in every panel (0 if not all of ``a``)."""
+    n = len(a["global_epoch"])
+    if n == 0 or len(b["global_epoch"]) < n:
+        return 0
+    for key in ("global_epoch",) + tuple(k for k, _ in PANELS):
+        if not np.array_equal(np.asarray(a[key][:n], dtype=float), np.asarray(b[key][:n], dtype=float)):
+            return 0
+    return n
+
+
+def plot_spec(results: dict) -> dict:
+    """What :func:`_plot` draws, as data: one entry per method (label, line style, marker, z-order,
+    width) and the notes written under the panels.
+
+    A method whose whole curve reappears at the start of another's (``ce`` and the first
+    generation of ``generations``: same network, data, seed and loss) is drawn first, wide and
+    with large open markers, so it shows as a band around the other; both legend entries and a
+    note under the figure say the curves coincide.
+    """
+    names = list(results)
+    under: dict[str, tuple[str, int]] = {}  # method -> (the method drawn over it, epochs in common)
+    for a in names:
+        for b in names:
+            if a != b and a not in under and b not in under:
+                k = _coincides(results[a]["curves"], results[b]["curves"])
+                if k:
+                    under[a] = (b, k)
+    over = {b: (a, k) for a, (b, k) in under.items()}
+    lines, notes = [], []
+    for i, m in enumerate(names):
+        style = dict(STYLES.get(m) or _SPARE[i % len(_SPARE)])
+        label = m
+        if m in under:
+            b, k = under[m]
+            label = f"{m} (drawn wide: hidden under {b} for epochs 1-{k})"
+            style.update(lw=5.0, alpha=0.35, ms=9, mfc="none", zorder=1)
+        else:
+            style.update(lw=1.4, alpha=1.0, ms=3.5, mfc=style["color"], zorder=3)
+        if m in over:
+            a, k = over[m]
+            first = "generation 1 is plain CE" if m == "generations" and a == "ce" else f"its first {k} epochs are {a}"
+            why = " (same network, data, seed and loss)" if m == "generations" and a == "ce" else ""
+            label = f"{m} ({first}: identical to {a} for epochs 1-{k})"
+            notes.append(f"{m}: {first}{why}, so its curve for epochs 1-{k} is exactly {a}'s; "
+                         f"{a} is drawn as the wide pale band under it.")
+        lines.append({"method": m, "label": label, **style})
+    starts = []
+    for m in names:
+        gens = int((results[m].get("params") or {}).get("generations", 1) or 1)
+        n = len(results[m]["curves"]["global_epoch"])
+        if gens > 1 and n % gens == 0:
+            per = n // gens
+            starts += [(m, g + 1, g * per + 0.5) for g in range(1, gens)]
+    if starts:
+        notes.append(("Grey dotted verticals: a new generation starts (a freshly initialised network trained on the given "
+                      "labels mixed with the previous generation's predictions)."))
+    return {"lines": lines, "notes": notes, "generation_starts": starts}
+
+
 def _plot(results: dict, ctx: RunContext) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-    for (m, r), ls in zip(results.items(), ("-", "--", "-.", ":")):
-        c = r["curves"]
-        e = np.asarray(c["global_epoch"], dtype=float)
-        axes[0].plot(e, c["test_acc"], ls, marker="o", ms=3, label=m)
-        axes[1].plot(e, c["train_acc_flipped_given"], ls, marker="o", ms=3, label=m)
-        axes[2].plot(e, c["train_acc_flipped_true"], ls, marker="o", ms=3, label=m)
-    for ax, title in zip(axes, ("clean test accuracy", "flipped subset vs given label (memorisation)",
-                                "flipped subset vs true label (recovery)")):
+    spec = plot_spec(results)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(14, 4.4), layout="constrained")
+    for ax, (key, title) in zip(axes, PANELS):
+        for line in spec["lines"]:
+            c = results[line["method"]]["curves"]
+            ax.plot(np.asarray(c["global_epoch"], dtype=float), c[key], ls=line["ls"], marker=line["marker"], color=line["color"],
+                    lw=line["lw"], alpha=line["alpha"], ms=line["ms"], mfc=line["mfc"], zorder=line["zorder"], label=line["label"])
+        for _, _, x in spec["generation_starts"]:
+            ax.axvline(x, color="0.6", ls=":", lw=1, zorder=0)
         ax.set_title(title)
         ax.set_xlabel("epoch (over all generations)")
         ax.set_ylabel("accuracy")
-        ax.legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend = fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
+                        title="\n".join(spec["notes"]) or None, title_fontsize=8)
+    legend.get_title().set_multialignment("left")
     atomic_savefig(fig, ctx.path("methods.png"))
     return "methods.png"
 

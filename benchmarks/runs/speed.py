@@ -15,7 +15,10 @@ and the machine. Rows:
 5. ``ntk``      empirical NTK (torch.func) vs the per-example autograd loop.
 6. ``train``    training / inference throughput of each network (CPU; GPU when present).
 
-Timings use :func:`time.perf_counter`, best of a few repeats for short calls. Peak
+Timings use :func:`time.perf_counter`: the best of a row's repeats, and of at least
+``SHORT_CALL_REPEATS`` calls while a call takes under ``SHORT_CALL_S`` (one short call is at
+the mercy of the scheduler on a shared machine); a bar of speedups.png whose baseline or
+toolkit time is under ``MIN_TIMED_S`` reads "too small to time" instead of a ratio. Peak
 memory per measurement is the largest resident set seen by a 5 ms poller during the
 call, minus the resident set before it; ``process_peak_mb`` is the subprocess's
 ``ru_maxrss``. Load averages before and after each row flag a busy machine.
@@ -42,6 +45,11 @@ from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 
 ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train")
 TARGETS = {"distill": 50.0, "ridge_path": 10.0, "gram": 1.3, "ntk": 10.0}
+# A bar of speedups.png is a ratio of two measured times. When either is shorter than this, the bar
+# reads "too small to time" instead of a ratio: 1000 ticks of perf_counter (quantisation <= 0.1%) and
+# at least 1 ms, about one scheduler time slice, so one preemption on a shared machine can change
+# a shorter call several-fold.
+MIN_TIMED_S = max(1e-3, 1000 * time.get_clock_info("perf_counter").resolution)
 
 FULL = {
     "gemm": {"n": 4096},
@@ -98,10 +106,17 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
+SHORT_CALL_S = 0.05  # a call faster than this is repeated ...
+SHORT_CALL_REPEATS = 5  # ... to at least this many calls in all, and the best kept
+
+
 def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]:
-    """(best seconds over ``repeats``, peak RSS growth in MiB, last result)."""
+    """(best seconds over ``repeats`` calls, or over at least ``SHORT_CALL_REPEATS`` while the
+    best is under ``SHORT_CALL_S``; peak RSS growth in MiB; last result)."""
     best, peak, out = float("inf"), 0.0, None
-    for _ in range(repeats):
+    calls = 0
+    while calls < repeats or (best < SHORT_CALL_S and calls < SHORT_CALL_REPEATS):
+        calls += 1
         out = None
         with PeakRSS() as mem:
             start = time.perf_counter()
@@ -430,12 +445,14 @@ def row_ntk(cfg: dict, seed: int) -> dict:
                 empirical_ntk(net, X[:2], mode=mode, method=method)  # one-time torch.func / allocator set-up
             empirical_ntk_loop(net, X[:2], mode=mode)
             used = ntk_method(net, X, mode=mode)
+            with torch.no_grad():
+                classes = int(net(X[:1]).shape[-1])
             # best of 2 for every method: the first full-size call pays allocator / thread-pool set-up
             t_tk, mem_tk, K = timed(lambda: empirical_ntk(net, X, mode=mode), 2)
             t_vm, _, K_vm = timed(lambda: empirical_ntk(net, X, mode=mode, method="vmap"), 2)
             t_lp, mem_lp, K_lp = timed(lambda: empirical_ntk_loop(net, X, mode=mode), 2)
             floor = _ntk_floor(net, X, mode) if with_floor else {"backward_s": None, "contraction_s": None}
-            rows.append({"network": name, "parameters": count_parameters(net), "n": cfg["n"], "mode": mode, "dtype": "float32",
+            rows.append({"network": name, "parameters": count_parameters(net), "n": cfg["n"], "classes": classes, "mode": mode, "dtype": "float32",
                          "method": used, **{f"floor_{k}": v for k, v in floor.items()},
                          "toolkit_s": t_tk, "vmap_s": t_vm, "loop_s": t_lp, "ratio": t_lp / t_tk,
                          "ratio_vmap": t_lp / t_vm, "toolkit_peak_mb": mem_tk, "loop_peak_mb": mem_lp,
@@ -533,6 +550,37 @@ def _f(x: Any, p: str = ".3g") -> str:
     return "-" if x is None else format(x, p)
 
 
+def _bytes(*sizes: float) -> str:
+    """A size or a range in decimal units of the largest, three significant figures: '32.4 GB', '31.6-31.9 MB'."""
+    unit, scale = next(((u, v) for u, v in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if max(sizes) >= v), ("B", 1.0))
+    return "-".join(dict.fromkeys(f"{b / scale:#.3g}" for b in sizes)) + f" {unit}"
+
+
+def trace_jacobian_bytes(n: int, classes: int, parameters: int) -> int:
+    """Peak bytes of the loop's dense float32 Jacobian in mode 'trace': 2 n C P values (the
+    per-example rows, then ``torch.stack``'s copy of them), 4 bytes each."""
+    return 2 * int(n) * int(classes) * int(parameters) * 4
+
+
+def trace_jacobian_text(ntk_rows: list[dict], quick: bool) -> str:
+    """The report's sentence on why the MLP rows run in 'sum' mode only, computed from the
+    run's own n, C and P (``trace_jacobian_bytes``)."""
+    mlps = [r for r in ntk_rows if "MLP" in r["network"]]
+    if not mlps:
+        return ""
+    n = sorted({int(r["n"]) for r in mlps})
+    C = sorted({int(r.get("classes", 10)) for r in mlps})
+    P = sorted({int(r["parameters"]) for r in mlps})
+    sizes = sorted({trace_jacobian_bytes(a, c, p) for a in n for c in C for p in P})
+    span = lambda v, f=str: f(v[0]) if len(v) == 1 else f"{f(v[0])}-{f(v[-1])}"  # noqa: E731
+    text = (f"The MLPs run in 'sum' mode only: in mode 'trace' the loop's dense Jacobian holds 2 n C P float32 values "
+            f"(its per-example rows and their stacked copy), {_bytes(sizes[0], sizes[-1])} at this run's n = {span(n)}, "
+            f"C = {span(C)}, P = {span(P, lambda p: f'{p:,}')}.")
+    if quick:
+        text += " (Quick sizes: that fits here, but the quick run keeps the full run's modes.)"
+    return text
+
+
 def _markdown(res: dict, mach: dict, quick: bool) -> str:
     g = res["gemm"]["rows"]
     out = [f"Machine: {mach['cpu']}, {mach['cores']} cores; BLAS {', '.join(mach.get('blas', []))}; torch threads "
@@ -540,6 +588,10 @@ def _markdown(res: dict, mach: dict, quick: bool) -> str:
            f"GEMM rate (square {g['float64']['n']}): float64 {g['float64']['gflops']:.1f} GFLOP/s, float32 "
            f"{g['float32']['gflops']:.1f} GFLOP/s. Load averages (1 min) before/after each row are listed; other "
            "processes sharing the cores make every time pessimistic." + (" **Quick mode: tiny sizes, ratios not meaningful.**" if quick else ""), ""]
+    untimed = [b["label"] for b in speedup_bars(res) if not b["timed"]]
+    if untimed:
+        out += [f"speedups.png: {len(untimed)} ratio(s) read \"too small to time\" (the baseline or airkit took under "
+                f"{MIN_TIMED_S * 1e3:.3g} ms): {', '.join(untimed)}. The tables below still list every time.", ""]
     d = res["distill"]
     out += ["## 1. Self-distillation study (10 alphas x 10 steps, test predictions)", "",
             "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
@@ -613,8 +665,7 @@ def _markdown(res: dict, mach: dict, quick: bool) -> str:
         for r in floors:
             bound = r["loop_s"] / (r["floor_backward_s"] + r["floor_contraction_s"])
             out.append(f"| {r['mode']} | {r['floor_backward_s']:.3g} | {r['floor_contraction_s']:.3g} | {bound:.1f}x |")
-    out.append("\nThe MLPs run in 'sum' mode only: the loop's dense Jacobian for 'trace' needs 2 n C P float32 "
-               "(16-17 GB at n = 512, C = 10, P = 0.79-0.85 M). The loop and vmap end in an n x n contraction over all P "
+    out.append("\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
                "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian.")
     tr = res["train"]
     out += ["", "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)", "",
@@ -625,34 +676,77 @@ def _markdown(res: dict, mach: dict, quick: bool) -> str:
     return "\n".join(out) + "\n"
 
 
-def _figure(res: dict, ctx: RunContext) -> str:
+def _ratio_text(ratio: float) -> str:
+    """'176.9x', '0.4x'; below 0.1 two significant digits ('0.042x'), never a misleading '0.0x'."""
+    return f"{ratio:.1f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+def speedup_bars(res: dict, min_timed_s: float = MIN_TIMED_S) -> list[dict]:
+    """The bars of speedups.png, top to bottom, as data.
+
+    Each bar: ``label``, ``ratio`` (baseline seconds / toolkit seconds), ``target`` (or None),
+    the two times it divides (``baseline_s``: what was measured of the baseline; ``toolkit_s``),
+    ``timed`` (both times at least ``min_timed_s``), ``status`` ("too small to time", "meets
+    target", "below target", "faster", "slower"), the ``text`` written next to it and its ``color``
+    (grey for a bar too small to time: neither a win nor a loss).
+    """
+    raw: list[tuple[str, float, float | None, float, float]] = []  # label, ratio, target, baseline_s, toolkit_s
+    n_max = max((x["n"] for x in res["distill"]["rows"]), default=None)
+    for r in res["distill"]["rows"]:
+        raw.append((f"distill n={r['n']} d={r['d']}", r["ratio"], TARGETS["distill"] if r["n"] == n_max else None,
+                    r.get("sklearn_measured_s", r["sklearn_s"]), r["toolkit_s"]))
+    for r in res["ridge_path"]["rows"]:
+        raw.append((f"ridge path n={r['n']} d={r['d']}", r["ratio"], TARGETS["ridge_path"], r["sklearn_s"], r["toolkit_s"]))
+    for r in res["gram"]["rows"]:
+        raw.append((f"gram {r['kernel']} {r['dtype']} vs numpy", r["ratio_vs_numpy"], None, r["numpy_s"], r["toolkit_s"]))
+    for r in res["eigh"]["rows"]:
+        raw.append((f"eigh n={r['n']} vs numpy", r["ratio"], None, r["numpy_s"], r["toolkit_s"]))
+    t = res["eigh"]["topk"]
+    raw.append((f"top-{t['k']} vs full eigh", t["ratio"], None, t["full_s"], t["topk_s"]))
+    for r in res["ntk"]["rows"]:
+        raw.append((f"NTK {r['network'].split(' (')[0]} {r['mode']}", r["ratio"], TARGETS["ntk"], r["loop_s"], r["toolkit_s"]))
+    bars = []
+    for label, ratio, target, base_s, tk_s in raw:
+        timed = min(base_s, tk_s) >= min_timed_s
+        if not timed:
+            status, text, color = "too small to time", "too small to time", "0.8"
+        elif target is not None:
+            ok = ratio >= target
+            status, text, color = ("meets target" if ok else "below target"), _ratio_text(ratio), ("tab:green" if ok else "tab:red")
+        else:
+            ok = ratio >= 1
+            status, text, color = ("faster" if ok else "slower"), _ratio_text(ratio), ("tab:green" if ok else "tab:red")
+        bars.append({"label": label, "ratio": ratio, "target": target, "baseline_s": base_s, "toolkit_s": tk_s,
+                     "timed": timed, "status": status, "text": text, "color": color})
+    return bars
+
+
+def _figure(res: dict, ctx: RunContext, min_timed_s: float = MIN_TIMED_S) -> str:
     import matplotlib.pyplot as plt
 
-    bars: list[tuple[str, float, float | None]] = []
-    for r in res["distill"]["rows"]:
-        bars.append((f"distill n={r['n']} d={r['d']}", r["ratio"], TARGETS["distill"] if r["n"] == max(x["n"] for x in res["distill"]["rows"]) else None))
-    for r in res["ridge_path"]["rows"]:
-        bars.append((f"ridge path n={r['n']} d={r['d']}", r["ratio"], TARGETS["ridge_path"]))
-    for r in res["gram"]["rows"]:
-        bars.append((f"gram {r['kernel']} {r['dtype']} vs numpy", r["ratio_vs_numpy"], None))
-    for r in res["eigh"]["rows"]:
-        bars.append((f"eigh n={r['n']} vs numpy", r["ratio"], None))
-    bars.append((f"top-{res['eigh']['topk']['k']} vs full eigh", res["eigh"]["topk"]["ratio"], None))
-    for r in res["ntk"]["rows"]:
-        bars.append((f"NTK {r['network'].split(' (')[0]} {r['mode']}", r["ratio"], TARGETS["ntk"]))
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(bars) + 1.2), layout="constrained")
+    bars = speedup_bars(res, min_timed_s)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(bars) + 1.6), layout="constrained")
     ypos = np.arange(len(bars))[::-1]
-    ratios = [max(b[1], 1e-3) for b in bars]
-    colors = ["tab:green" if (b[2] is None and b[1] >= 1) or (b[2] is not None and b[1] >= b[2]) else "tab:red" for b in bars]
-    ax.barh(ypos, ratios, color=colors)
+    timed = [b["timed"] for b in bars]
+    ax.barh(ypos[timed], [max(b["ratio"], 1e-3) for b in bars if b["timed"]], color=[b["color"] for b in bars if b["timed"]])
     for y_, b in zip(ypos, bars):
-        if b[2] is not None:
-            ax.plot([b[2], b[2]], [y_ - 0.4, y_ + 0.4], "k-", lw=2)
-        ax.text(max(b[1], 1e-3) * 1.05, y_, f"{b[1]:.1f}x", va="center", fontsize=7)
-    ax.set_yticks(ypos, [b[0] for b in bars], fontsize=7)
+        if b["target"] is not None and b["timed"]:
+            ax.plot([b["target"], b["target"]], [y_ - 0.4, y_ + 0.4], "k-", lw=2)
+        if b["timed"]:
+            ax.text(max(b["ratio"], 1e-3) * 1.05, y_, b["text"], va="center", fontsize=7)
+        else:  # no bar: a ratio of unmeasurable times is neither a win nor a loss
+            ax.text(1.0, y_, f" {b['text']} (baseline {b['baseline_s'] * 1e3:.2g} ms, airkit {b['toolkit_s'] * 1e3:.2g} ms)",
+                    va="center", ha="left", fontsize=7, style="italic", color="0.35")
+    ax.set_yticks(ypos, [b["label"] for b in bars], fontsize=7)
     ax.set_xscale("log")
+    ratios = [max(b["ratio"], 1e-3) for b in bars if b["timed"]]
+    targets = [b["target"] for b in bars if b["timed"] and b["target"] is not None]
+    ax.set_xlim(min([0.5] + [r / 1.5 for r in ratios]), max([30.0] + [r * 2.5 for r in ratios] + [t * 1.5 for t in targets]))
+    ax.set_ylim(-0.7, len(bars) - 0.3)
     ax.axvline(1.0, color="gray", lw=0.8)
-    ax.set_xlabel("speedup over the baseline (log scale; black tick = target)")
+    ax.set_xlabel("speedup over the baseline (log scale; black tick = target; green: faster or meets target, red: slower "
+                  f"or below target)\n'too small to time': the baseline or airkit took under {min_timed_s * 1e3:g} ms, "
+                  "too short to measure reliably on a shared machine", fontsize=8)
     ax.set_title("airkit speed" + (" (quick sizes)" if ctx.quick else ""))
     atomic_savefig(fig, ctx.path("speedups.png"))
     return "speedups.png"
@@ -670,9 +764,9 @@ def run(ctx: RunContext) -> RunOutput:
             _log(f"row {row} ...")
         res[row] = ctx.part(row, lambda row=row: run_row(row, sizes[row], ctx.seed))
     figure = _figure(res, ctx)
-    numbers = {"machine": mach, **res}
+    numbers = {"machine": mach, **res, "figure": {"min_timed_s": MIN_TIMED_S, "bars": speedup_bars(res)}}
     return RunOutput(numbers=numbers, markdown=_markdown(res, mach, ctx.quick), figures=(figure,),
-                     parameters={"sizes": sizes, "quick": ctx.quick, "targets": TARGETS})
+                     parameters={"sizes": sizes, "quick": ctx.quick, "targets": TARGETS, "min_timed_s": MIN_TIMED_S})
 
 
 BENCHMARK = Benchmark(name="speed", func=run,

@@ -156,18 +156,84 @@ def _plot_b(d, B, B_limit, alphas, ctx) -> str:
     return "b_diagonals.png"
 
 
+ZOOM_MARGIN = 1.15  # the zoom panel's half-height, in units of the typical alpha's largest distance from plain KRR
+
+
+def loss_axes(alphas, loss_steps, loss_limit) -> dict:
+    """How loss.png scales its two panels, as data (so it can be checked without pixels).
+
+    ``overview``: every step and every limit on a log axis (the alpha = 0 limit, the zero
+    function, sits far above the rest). ``zoom``: a linear window around plain KRR's loss (step 1,
+    the same for every alpha): KRR +- ``ZOOM_MARGIN`` times the median over alphas of each
+    alpha's largest distance from KRR (steps and limit), trimmed to the values it holds. So at
+    least half of the alphas' curves lie wholly inside it and one alpha far from the rest cannot
+    squash them; ``off_scale`` lists each curve or limit that leaves the window, with the value
+    written on the panel.
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    steps = np.asarray(loss_steps, dtype=float)
+    limit = np.asarray(loss_limit, dtype=float)
+    values = np.concatenate([steps.ravel(), limit.ravel()])
+    values = values[np.isfinite(values)]
+    krr = float(steps[0, 0])
+    reach = np.array([np.nanmax(np.abs(np.append(ls, ll) - krr)) for ls, ll in zip(steps, limit)])
+    typical = float(np.median(reach))
+    if not typical > 0:  # most alphas stay at KRR (alpha = 1): fall back on the farthest
+        typical = float(reach.max())
+    half = ZOOM_MARGIN * max(typical, 1e-3 * max(abs(krr), 1e-12))
+    pad = 0.1 * half
+    lo = max(krr - half, float(values.min()) - pad)
+    hi = min(krr + half, float(values.max()) + pad)
+    off = []
+    for a, ls, ll in zip(alphas, steps, limit):
+        out = np.flatnonzero((ls < lo) | (ls > hi))
+        if out.size:
+            tail = out[-1] == ls.size - 1 and np.all(np.diff(out) == 1)
+            what = (f"step {out[0] + 1}" if out.size == 1 else f"steps {out[0] + 1}-{out[-1] + 1}") if tail else f"{out.size} steps"
+            off.append({"alpha": float(a), "what": what, "value": float(ls[out[-1]]), "at": f"step {int(out[-1]) + 1}"})
+        if not lo <= ll <= hi:
+            off.append({"alpha": float(a), "what": "limit", "value": float(ll), "at": "limit"})
+    positive = values[values > 0]
+    overview_lim = (float(positive.min()) / 1.1, float(positive.max()) * 1.1) if positive.size else None
+    return {"overview": {"yscale": "log" if positive.size == values.size else "linear", "ylim": overview_lim},
+            "zoom": {"yscale": "linear", "ylim": (lo, hi), "krr": krr, "off_scale": off}}
+
+
 def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    spec = loss_axes(alphas, loss_steps, loss_limit)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
     t = np.arange(1, loss_steps.shape[1] + 1)
-    for a, ls, ll in zip(alphas, loss_steps, loss_limit):
-        line, = ax.plot(t, ls, "o-", ms=3, label=f"α = {a:g}")
-        ax.axhline(ll, color=line.get_color(), ls=":", lw=1)
-    ax.set_xlabel("distillation step t")
-    ax.set_ylabel("MSE vs sin(2πx) (101-point grid)")
-    ax.set_title("Test loss per step (dotted: limit)")
-    ax.legend(fontsize=8)
+    for ax in (ax0, ax1):
+        for i, (a, ls, ll) in enumerate(zip(alphas, loss_steps, loss_limit)):
+            line, = ax.plot(t, ls, "o-", ms=3, color=f"C{i}", label=f"α = {a:g}")
+            ax.axhline(ll, color=line.get_color(), ls=":", lw=1.2)
+        ax.set_xlabel("distillation step t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ov, zm = spec["overview"], spec["zoom"]
+    ax0.set_yscale(ov["yscale"])
+    if ov["ylim"] is not None:
+        ax0.set_ylim(*ov["ylim"])
+    if ov["yscale"] == "log":
+        ax0.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax0.yaxis.set_major_formatter(ScalarFormatter())
+        ax0.yaxis.set_minor_formatter(plt.NullFormatter())
+    ax0.set_ylabel("MSE vs sin(2πx) (101-point grid)")
+    ax0.set_title("All steps and limits (log scale; dotted: limit t → ∞)", fontsize=10)
+    ax0.legend(fontsize=8)
+    ax1.set_ylim(*zm["ylim"])
+    ax1.ticklabel_format(axis="y", useOffset=False)
+    ax1.axhline(zm["krr"], color="0.3", lw=0.8, ls="--")
+    ax1.set_title("Zoom around plain KRR (step 1, grey dashed)", fontsize=10)
+    ax1.set_ylabel("MSE (linear)")
+    if zm["off_scale"]:
+        note = "Off this scale:\n" + "\n".join(f"α = {o['alpha']:g}: {o['what']} (at {o['at']}: {o['value']:.3g})" if o["what"] != "limit"
+                                                 else f"α = {o['alpha']:g}: limit {o['value']:.3g}" for o in zm["off_scale"])
+        ax1.text(0.98, 0.98, note, transform=ax1.transAxes, ha="right", va="top", fontsize=7,
+                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+    fig.suptitle("Test loss per distillation step (dotted: the limit)")
     atomic_savefig(fig, ctx.path("loss.png"))
     return "loss.png"
 
