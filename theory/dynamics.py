@@ -471,6 +471,17 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     -------
     TrainingPath
 
+    Notes
+    -----
+    Accuracy (float64, against the explicit step-by-step iteration in 40-digit
+    arithmetic, ``tests/test_accuracy_statements.py``): the fitted fractions
+    ``d_i * dual_filter`` are within an absolute ``1e-13`` of the iteration for every
+    rule, any ``lr`` up to ``0.95 max_stable_lr`` and ``steps <= 1000`` (measured
+    <= 2e-14 for gd/anchored, <= 2e-16 for chained, whose unit eigenvalue is treated
+    exactly); the doubling evaluation adds about ``eps log2(steps)`` per record, so
+    the bound holds far beyond (``steps = 10**12`` costs 40 doublings). Beyond
+    ``max_stable_lr`` the iteration itself diverges and so does the result.
+
     Examples
     --------
     >>> import numpy as np
