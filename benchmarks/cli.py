@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
     run.add_argument("--seed", type=str, default="0", help="random seed, an integer >= 0 (default 0)")
     run.add_argument("--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars and per-part progress lines")
     for key, (_typ, text) in RUN_OPTIONS.items():  # text: converted and range-checked by check_run_options
         if key == "n":
             text += "; at least " + ", ".join(f"{m} for {name}" for name, (m, _why) in MIN_N.items())

@@ -39,18 +39,17 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from deep.config import TrainConfig
+from deep.data import NUM_CLASSES
 from deep.files import umask_file_mode
+from deep.splits import DeviceData, RunSplit
 from theory.frequency import delta_grid, frequency_measures
-
-if TYPE_CHECKING:  # pragma: no cover
-    from deep.config import TrainConfig
-    from deep.train import DeviceData, RunSplit
 
 __all__ = [
     "EpochRecord",
@@ -71,11 +70,9 @@ __all__ = [
     "measure",
     "first_fit_epochs",
     "frequency_setup",
+    "frequency_outputs",
     "FrequencySubset",
-    "NUM_CLASSES",
 ]
-
-NUM_CLASSES = 10
 
 # Fields that hold wall-clock times: the only ones that may differ between a resumed
 # run and an uninterrupted one.
@@ -125,8 +122,9 @@ class EpochRecord:
     lam : float or None
         Mean batch agreement rate (interp).
     freq_deltas, e_low, e_high, low_ratio : list of float
-        :func:`theory.frequency.frequency_measures` of the logits against the one-hot
-        noisy labels on a fixed training subset, one entry per delta (empty when off).
+        :func:`theory.frequency.frequency_measures` of the softmax probabilities against
+        the one-hot noisy labels on a fixed training subset, one entry per delta (empty
+        when off); see :func:`frequency_outputs`.
     """
 
     epoch: int
@@ -267,7 +265,7 @@ def _acc(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = N
 
 def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None) -> dict[str, Any]:
     """Accuracies on the test set, the training subsets and the validation split, and the
-    frequency measures of the logits on ``freq``: the measured fields of :class:`EpochRecord`
+    frequency measures of the softmax probabilities on ``freq``: the measured fields of :class:`EpochRecord`
     (keyword arguments for it). :func:`measure` also returns the training predictions."""
     return measure(model, dd, split, cfg, freq)[0]
 
@@ -294,7 +292,7 @@ def measure(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig,
         "low_ratio": [],
     }
     if freq is not None:
-        h = z_train[freq.pos].double().cpu().numpy()
+        h = frequency_outputs(z_train[freq.pos])
         m = frequency_measures(freq.X, h, freq.Y, deltas=freq.deltas)
         out.update(
             freq_deltas=[float(d) for d in m.deltas.tolist()],
@@ -303,6 +301,29 @@ def measure(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig,
             low_ratio=[float(v) for v in m.low_ratio.tolist()],
         )
     return out, p_train
+
+
+def frequency_outputs(logits: torch.Tensor) -> np.ndarray:
+    """The function whose frequencies are measured against one-hot labels: softmax probabilities.
+
+    The F-principle's e_low / e_high (Xu et al. 2019, arXiv:1901.06523) compare the
+    network's output with the one-hot labels. For a classifier trained by cross-entropy
+    that output is the softmax probability vector, as in the reference code of the
+    frequency principle (xuzhiqin1990/F-Principle, ``filter_gd.py``: the model ends in a
+    ``Softmax`` layer and ``model.predict`` is filtered against the one-hot labels).
+    Raw logits cannot equal one-hot vectors (softmax is invariant to a shift of the
+    logits and a perfect classifier's logits are large, not 0/1), so their errors would
+    not reach 0 even for a classifier that fits every label.
+
+    Parameters
+    ----------
+    logits : Tensor (m, c)
+
+    Returns
+    -------
+    numpy.ndarray (m, c), float64 probabilities (rows sum to 1).
+    """
+    return torch.softmax(logits.detach().double(), dim=1).cpu().numpy()
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,19 +15,17 @@ lives here, so the training loop (:mod:`deep.train`) and the per-epoch measureme
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from deep.augment import to_device
+from deep.config import TrainConfig
 from deep.data import NUM_CLASSES, CifarData
 from kernels._backend import to_numpy
 from kernels._checks import Interval, as_array, check_param
 from theory.noise import make_noise
-
-if TYPE_CHECKING:
-    from deep.config import TrainConfig
 
 __all__ = ["Split", "RunSplit", "DeviceData", "subset_indices", "split_validation", "check_class_labels", "make_split",
            "to_device_data"]

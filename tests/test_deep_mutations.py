@@ -156,9 +156,9 @@ def test_frequency_subset_uses_the_noisy_labels(tmp_path):
     assert not np.array_equal(noisy, true)  # the fixture tells the two apart
     assert np.array_equal(freq.Y, noisy)
     assert freq.pos.tolist() == pos and np.array_equal(freq.deltas, [0.5, 50.0])
-    # and the recorded measures are those of the logits against the noisy one-hot labels
+    # and the recorded measures are those of the softmax probabilities against the noisy one-hot labels
     out = evaluate(hand_net(), dd, split, cfg, freq)
-    h = logits_for(P_TRAIN)[pos].double().numpy()
+    h = torch.softmax(logits_for(P_TRAIN)[pos].double(), dim=1).numpy()
     ref = frequency_measures(freq.X, h, noisy, deltas=[0.5, 50.0])
     wrong = frequency_measures(freq.X, h, true, deltas=[0.5, 50.0])
     assert np.allclose(out["e_low"], ref.e_low) and np.allclose(out["e_high"], ref.e_high)

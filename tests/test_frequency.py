@@ -187,3 +187,188 @@ def test_delta_grid_errors(data):
         delta_grid(X, quantiles=(0.1, 1.5))
     with pytest.raises(ValueError, match="distinct"):
         delta_grid(np.ones((5, 2)))
+
+
+# ----------------------------------------------------------------------------- accuracy statements (module notes)
+
+
+def _pairs(rng, m, R, dtype, d=3, sep=1.0):
+    """m pairs of points ``sep`` apart, their centres spread to radius R: close pairs far from the mean."""
+    c = rng.normal(size=(m, d))
+    c *= R / np.linalg.norm(c, axis=1).max()
+    u = rng.normal(size=(m, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return np.concatenate([c, c + sep * u]).astype(dtype)
+
+
+def _exact_low(X, Y, delta):
+    """The filter on the same rounded inputs, in float64 with distances from direct differences."""
+    return _dense_low(X.astype(np.float64), Y.astype(np.float64), delta)
+
+
+def _bound(X, delta):
+    """The documented filter bound ``25 eps R^2 / delta + 10 n eps`` (relative to max|Y|)."""
+    eps = np.finfo(X.dtype).eps
+    Xd = X.astype(np.float64)
+    R = np.linalg.norm(Xd - Xd.mean(0), axis=1).max()
+    return 25 * eps * R**2 / delta + 10 * X.shape[0] * eps, eps, R
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("R", [1.0, 100.0, 1e4])
+@pytest.mark.parametrize("delta", [0.05, 0.5, 5.0])
+def test_low_pass_accuracy_bound(rng, dtype, R, delta):
+    X = _pairs(rng, 25, R, dtype)
+    Y = rng.normal(size=(50, 2)).astype(dtype)
+    err = np.abs(low_pass(X, Y, delta=delta).astype(np.float64) - _exact_low(X, Y, delta)).max() / np.abs(Y).max()
+    bound, _, _ = _bound(X, delta)
+    assert err <= bound
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_low_pass_accuracy_range_boundary(rng, dtype):
+    # inside the documented range (delta >= 2.5e7 eps R^2) the filter is accurate to 1e-6 max|Y| ...
+    X = _pairs(rng, 25, 1.0, dtype)
+    Y = rng.normal(size=(50, 2)).astype(dtype)
+    _, eps, R = _bound(X, 1.0)
+    delta = 2.5e7 * eps * R**2
+    err = np.abs(low_pass(X, Y, delta=delta).astype(np.float64) - _exact_low(X, Y, delta)).max() / np.abs(Y).max()
+    assert err <= 1e-6
+    # ... and far outside it (delta < 25 eps R^2: close pairs far from the mean) the error is O(1), as documented
+    Xf = _pairs(rng, 25, 1e4 if dtype == np.float32 else 1e9, dtype)
+    _, eps, R = _bound(Xf, 0.5)
+    assert 0.5 < 25 * eps * R**2
+    err = np.abs(low_pass(Xf, Y, delta=0.5).astype(np.float64) - _exact_low(Xf, Y, 0.5)).max() / np.abs(Y).max()
+    assert err > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_delta_boundary(rng, dtype):
+    X = rng.normal(size=(50, 3)).astype(dtype)
+    Y = rng.normal(size=(50, 2)).astype(dtype)
+    n, eps = X.shape[0], np.finfo(dtype).eps
+    Xd = X.astype(np.float64)
+    r2 = cdist(Xd, Xd, "sqeuclidean")[np.triu_indices(n, 1)]
+    R = np.linalg.norm(Xd - Xd.mean(0), axis=1).max()
+    assert r2.min() >= 100 * eps * R**2  # the points are resolved in this dtype
+    delta_b = r2.min() / (3 * np.log(2 * n / eps))
+    gap = lambda d: np.abs(low_pass(X, Y, delta=d).astype(np.float64) - Y).max() / np.abs(Y).max()  # noqa: E731
+    assert gap(delta_b) <= 4 * eps  # at the documented boundary: Y itself
+    assert gap(8 * delta_b) > 100 * eps  # a little above it the nearest points mix
+
+
+def test_measures_accuracy_bound_float32(rng):
+    X = _pairs(rng, 30, 30.0, np.float32)
+    y = np.eye(3)[rng.integers(0, 3, size=60)].astype(np.float32)
+    h = (y + 0.3 * rng.normal(size=y.shape)).astype(np.float32)
+    deltas = [0.5, 5.0, 50.0]
+    m = frequency_measures(X, h, y, deltas=deltas)
+    n, c = y.shape
+    for t, d in enumerate(deltas):
+        e_low, e_high, _ = _dense_measures(X.astype(np.float64), h.astype(np.float64), y.astype(np.float64), d)
+        B, _, _ = _bound(X, d)
+        scale = 2 * np.sqrt(n * c) * B * (np.abs(h).max() + np.abs(y).max())
+        assert abs(float(m.e_low[t]) - e_low) <= scale / float(m.y_low_norm[t])
+        assert abs(float(m.e_high[t]) - e_high) <= scale / float(m.y_high_norm[t])
+
+
+# ----------------------------------------------------------------------------- deep.train's per-epoch measures
+
+
+def test_deep_train_measures_use_probabilities(rng):
+    """A perfect classifier (softmax ~ one-hot) must have e_low ~ e_high ~ 0; its raw logits do not."""
+    import torch
+    from types import SimpleNamespace
+
+    from deep.records import FrequencySubset, frequency_outputs, measure
+    from deep.train import DeviceData
+
+    n, C = 40, 10
+    labels = np.arange(n) % C
+    feats = rng.normal(size=(n, 5))
+    x = torch.as_tensor(np.concatenate([np.eye(C)[labels], feats], axis=1), dtype=torch.float32)
+
+    class Perfect(torch.nn.Module):  # logits 40 for the given label, 0 elsewhere: softmax = one-hot to ~1e-17
+        def forward(self, z):
+            return 40.0 * z[:, :C]
+
+    lab = torch.as_tensor(labels)
+    dd = DeviceData(x_train=x, y_train=lab, y_train_true=lab, flipped=torch.zeros(n, dtype=torch.bool),
+                    x_val=x[:0], y_val=lab[:0], y_val_true=lab[:0], x_test=x[:8], y_test=lab[:8])
+    pos = torch.arange(n)
+    freq = FrequencySubset(pos=pos, X=feats, Y=np.eye(C)[labels], deltas=np.array([0.5, 2.0, 8.0]))
+    out, _ = measure(Perfect(), dd, None, SimpleNamespace(eval_batch_size=16), freq)
+    assert out["train_acc"] == 1.0
+    np.testing.assert_allclose(out["e_low"], 0, atol=1e-10)
+    np.testing.assert_allclose(out["e_high"], 0, atol=1e-10)
+    # the logits themselves are far from the one-hot labels in every frequency band
+    logits = Perfect()(x).double().numpy()
+    m = frequency_measures(feats, logits, np.eye(C)[labels], deltas=freq.deltas)
+    assert np.all(to_numpy(m.e_low) > 10) and np.all(to_numpy(m.e_high) > 10)
+    np.testing.assert_allclose(frequency_outputs(torch.as_tensor(logits)).sum(1), 1.0, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the frequency run's report
+
+
+def _fake_run(gd_plateau=0.0, chained_plateau=0.5, noise=(0.8, 0.9), clean=(0.4, 0.6), S=100, T=1000):
+    """A frequency run's numbers with e_high -> plateau per rule (e_low 5x faster)."""
+    rec_net = np.array([0, 1, 3, 10, 30, 100])
+    rec_net = rec_net[rec_net <= S] if S >= 100 else np.array([0, 1, S])
+    rec_th = np.unique(np.concatenate([rec_net, [S, 300, T]])) if T > S else rec_net
+
+    def curve(rec, plateau):
+        t = rec[:, None].astype(float)
+        eh = plateau + (1 - plateau) * np.exp(-t / 10.0) * np.ones((1, 2))
+        el = plateau / 3 + (1 - plateau / 3) * np.exp(-t / 2.0) * np.ones((1, 2))
+        return {"record": rec, "e_low": el, "e_high": eh}
+
+    r = {"steps": S, "theory_steps": T, "deltas": np.array([1.0, 4.0]), "n_flipped": 40, "lr": 0.01, "d_max": 100.0,
+         "width": 64, "noise_location": {"clean": np.array(clean), "noise": np.array(noise)}}
+    for src, rec in (("theory", rec_th), ("net", rec_net)):
+        r[f"{src}_gd"] = curve(rec, gd_plateau)
+        r[f"{src}_chained"] = curve(rec, chained_plateau)
+    return r
+
+
+def test_frequency_report_sentences_follow_the_numbers():
+    from benchmarks.runs.frequency import findings
+
+    f = findings(_fake_run())
+    text = " ".join(f["sentences"])
+    assert f["gd_fits_high"] and f["chained_keeps_high"]
+    assert "So GD fits the high-frequency part" in text and "not complete" not in text
+    assert "noise vector" in text and "0.80-0.90" in text and "0.40-0.60" in text
+    assert "At every delta the noise is more high-frequency" in text
+    assert "in 8 of 8" in text
+    # plain GD that has not fitted the high frequencies: the report says so, it does not claim the contrast
+    f = findings(_fake_run(gd_plateau=0.55))
+    text = " ".join(f["sentences"])
+    assert not f["gd_fits_high"] and "So GD fits" not in text
+    assert "has not fallen below 0.05 by step 100" in text
+    # chained self-distillation that fits them too
+    f = findings(_fake_run(chained_plateau=0.01))
+    text = " ".join(f["sentences"])
+    assert not f["chained_keeps_high"] and "does not keep the high-frequency part out" in text
+    # noise that is not high-frequency: the premise is reported as not holding
+    text = " ".join(findings(_fake_run(noise=(0.3, 0.5)))["sentences"])
+    assert "At no delta is the noise more high-frequency" in text
+    text = " ".join(findings(_fake_run(noise=(0.3, 0.9)))["sentences"])
+    assert "only at delta = 4" in text
+    # a still-moving chained run is reported as such
+    f = findings(_fake_run(S=3, T=3))
+    assert "still moving" in " ".join(f["sentences"])
+
+
+def test_noise_location_measures_the_split(rng):
+    from benchmarks.runs.frequency import noise_location
+
+    X = rng.normal(size=(40, 3))
+    clean = np.eye(4)[rng.integers(0, 4, size=40)]
+    noisy = clean.copy()
+    noisy[:10] = np.eye(4)[rng.integers(0, 4, size=10)]
+    out = noise_location(X, clean, noisy, [0.5, 2.0])
+    for name, v in (("clean", clean), ("noise", noisy - clean), ("noisy", noisy)):
+        for j, d in enumerate([0.5, 2.0]):
+            high = v - _dense_low(X, v, d)
+            np.testing.assert_allclose(out[name][j], np.sum(high**2) / np.sum(v**2), rtol=1e-10)

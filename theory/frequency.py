@@ -18,6 +18,30 @@ For a prediction h against labels y it measures, per delta (Frobenius norms over
 
 The F-principle predicts that e_low falls before e_high during training.
 
+Accuracy and range (the statements below are checked in ``tests/test_frequency.py``).
+Write ``eps`` for the working dtype's machine epsilon, ``R = max_i ||x_i - mean(X)||``
+and ``r2_min`` for the smallest positive squared distance between two points.
+
+* Filter (:func:`low_pass`, :func:`frequency_split`): for every ``delta`` in (0, inf],
+  entrywise ``|low - low_exact| <= (25 eps R^2 / delta + 10 n eps) max|Y|``, where
+  ``low_exact`` is the filter evaluated exactly on the same (rounded) inputs. The first
+  term is the cancellation in ``||x||^2 + ||z||^2 - 2 x.z`` (see
+  :func:`kernels.functions.rbf`), scaled by ``gamma = 1/(2 delta)``; the second is the
+  rounding of the weighted sums. So the filter is accurate to 1e-6 relative to max|Y|
+  while ``delta >= 2.5e7 eps R^2`` (float64: ``delta >= 6e-9 R^2``; float32:
+  ``delta >= 3 R^2``, i.e. float32 is only trustworthy for wide filters or data
+  centred near 0 on the scale of delta), and at ``delta < 25 eps R^2`` nothing is
+  guaranteed: close pairs of points far from the mean get weights off by O(1).
+* Small delta: when ``delta <= r2_min / (3 ln(2 n / eps))`` and the points are resolved in
+  the dtype (``r2_min >= 100 eps R^2``), every off-diagonal weight is below ``eps / (2 n)``
+  and ``low = Y`` to within ``4 eps max|Y|``; at 8 times that delta the nearest points
+  already mix. ``delta = inf`` gives the column means exactly.
+* Measures (:func:`frequency_measures`): ``e_low`` and ``e_high`` are ratios of norms of
+  filtered differences; with ``B`` the filter bound above, their absolute error is at
+  most ``2 sqrt(n c) B (max|h| + max|y|) / ||y_low||`` (resp. ``/ ||y_high||``). They are
+  meaningful while that is small, which fails for ``e_high`` as ``delta -> 0``
+  (``||y_high|| -> 0``); check ``y_high_norm``. A zero reference norm gives NaN.
+
 Numerics. The Gram rows are built blockwise with :func:`kernels.functions.rbf`
 (``gamma = 1 / (2 delta)``), so memory is one (block, n) slab, and each block is
 multiplied by ``[Y, 1]`` at once (numerator and row sum in one matmul). The
@@ -52,7 +76,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 _SLABS = 4
 
 _PARAMS = {
-    "delta": Interval(float, 0, None, "neither"),
+    "delta": Interval(float, 0, None, "neither", allow_inf=True),  # inf: the column means
     "memory_budget": Interval(int, 1, None, "left"),
     "num": Interval(int, 1, None, "left"),
     "sample": Interval(int, 2, None, "left"),
@@ -194,6 +218,12 @@ def low_pass(X: Any, Y: Any, *, delta: float, memory_budget: int | None = None) 
 
     Notes
     -----
+    Accuracy: ``|low - low_exact| <= (25 eps R^2 / delta + 10 n eps) max|Y|`` entrywise
+    for any delta, with ``R = max ||x_i - mean(X)||`` and ``eps`` the dtype's epsilon;
+    accurate to 1e-6 max|Y| for ``delta >= 2.5e7 eps R^2``. For
+    ``delta <= r2_min / (3 ln(2 n / eps))`` (points resolved in the dtype) it returns Y
+    to within ``4 eps max|Y|`` (module notes).
+
     Cost O(n^2 d) time, O(block * n) memory. Each block of Gram rows comes from
     :func:`kernels.functions.rbf` with ``gamma = 1/(2 delta)`` and its diagonal set
     to 1, then one matmul with ``[Y, 1]`` gives numerators and row sums together.
@@ -223,6 +253,11 @@ def frequency_split(X: Any, Y: Any, *, delta: float, memory_budget: int | None =
     Returns
     -------
     FrequencySplit
+
+    Notes
+    -----
+    ``low`` has the accuracy of :func:`low_pass`; ``high = Y - low`` has the same
+    absolute error, so its *relative* error grows as ``||high|| -> 0`` (small delta).
     """
     fn = "frequency_split"
     delta = _check_delta(fn, delta)
@@ -279,6 +314,11 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
 
     Notes
     -----
+    Accuracy: with ``B = 25 eps R^2 / delta + 10 n eps`` (the filter's bound, see
+    :func:`low_pass`), ``|e_low - e_low_exact| <= 2 sqrt(n c) B (max|h| + max|y|) / ||y_low||``
+    and likewise for ``e_high`` with ``||y_high||``: ``e_high`` loses accuracy as
+    ``delta -> 0`` because ``||y_high|| -> 0`` (``y_high_norm`` says how small it is).
+
     One pass over row blocks: each block of Gram rows is built once (at the largest
     finite delta, see the module notes), and for every delta one matmul with
     ``[h, y, 1]`` filters h and y together. Only sums of squares are accumulated, so
@@ -372,6 +412,13 @@ def delta_grid(X: Any, num: int = 5, *, sample: int = 1000, seed: int = 0, quant
     -------
     numpy.ndarray of shape (num,)
         Ascending deltas (float64).
+
+    Notes
+    -----
+    The quantiles are numpy's (linear interpolation) of the float64 squared distances
+    of the subsample, exact to float64 rounding; for ``n > sample`` they are a random
+    estimate of the full set's quantiles (a different ``seed`` moves them by the
+    sampling error of a quantile of ``sample (sample - 1) / 2`` dependent pairs).
 
     Examples
     --------

@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.runs._progress import PartLog
 
 ALPHAS = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
@@ -26,13 +27,31 @@ def kernel_specs(d: int) -> dict[str, tuple[str, dict]]:
             "rbf(gamma=1/d)": ("rbf", {"gamma": 1.0 / d})}
 
 
-def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lambda a: a) -> dict:
+def _steps(kname: str) -> tuple[str, ...]:
+    """The progress steps of one kernel's part (see :func:`_plan`)."""
+    return (f"{kname}/gram", f"{kname}/spectrum", *(f"{kname}/alpha={a:g}" for a in ALPHAS), f"{kname}/gd-vs-chained")
+
+
+def _plan(kernels: dict, n: int, n_eval: int) -> dict:
+    """Rough relative cost of each step: the eigendecomposition ~ n^3, each predicted curve ~ 60 records of (n + n_eval) n c."""
+    plan = {}
+    for kname, _params in kernels.values():
+        curve = 60 * (n + n_eval) * n * 10 * 1e-9 + 0.2
+        plan.update(dict(zip(_steps(kname), (2e-9 * n * (n + n_eval) * 64 + 0.1, 3e-9 * n ** 3 + 0.1,
+                                            *(curve for _ in ALPHAS), 2 * curve))))
+    return plan
+
+
+def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lambda a: a, log: PartLog | None = None,
+             kname: str = "kernel") -> dict:
     from kernels import spectrum
     from kernels._backend import to_numpy
     from theory.air import distillation_vs_early_stopping, label_spectrum, predicted_curves
     from theory.noise import one_hot
 
-    s = spectrum(K_train, psd="clip")
+    step = log.step if log is not None else (lambda name, fn, what=None: fn())
+    names = _steps(kname)
+    s = step(names[1], lambda: spectrum(K_train, psd="clip"), what=f"eigendecomposition of the {K_train.shape[0]}-point kernel")
     C = data.n_classes
     y_clean, y_noisy = asarray(one_hot(data.labels_true, C)), asarray(one_hot(data.labels_given, C))
     ls = label_spectrum(s, y_clean, y_noisy)
@@ -46,11 +65,12 @@ def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lamb
     common = dict(labels_true=data.labels_true, labels_given=data.labels_given, lr=lr, steps=steps, record=record,
                   K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=data.val_labels_given)
     sweep = {}
-    for a in ALPHAS:
-        c = predicted_curves(s, y_noisy, schedule="chained", alpha=a, **common)
+    for a, name in zip(ALPHAS, names[2:]):
+        c = step(name, lambda a=a: predicted_curves(s, y_noisy, schedule="chained", alpha=a, **common))
         sweep[a] = float(c.val_acc[c.final_index])
     alpha = max(sweep, key=sweep.get)
-    comp = distillation_vs_early_stopping(s, y_noisy, alpha=alpha, **common)
+    comp = step(names[-1], lambda: distillation_vs_early_stopping(s, y_noisy, alpha=alpha, **common),
+                what=f"GD and chained self-distillation (alpha = {alpha:g}) to step {steps}")
     shares = {w: ls.share_at([k for k in SHARE_KS if k <= s.k], w).tolist() for w in ("clean", "noise", "noisy")}
     curves = {}
     for name, c in (("gd", comp.gd), ("chained", comp.chained)):
@@ -72,15 +92,19 @@ def run(ctx: RunContext) -> RunOutput:
     data = load_noisy(ctx.data, n_train=n, n_val=n_val, n_test=sizes["n_test"], noise="symmetric:0.4",
                       seed=ctx.seed, progress=ctx.progress)
     X_eval = np.concatenate([data.X_val, data.X_test])
+    specs = kernel_specs(data.X_train.shape[1])
+    log = PartLog("air-spectrum", _plan(specs, n, X_eval.shape[0]), ctx.progress)
     results = {}
-    for label, (kname, params) in kernel_specs(data.X_train.shape[1]).items():
+    for label, (kname, params) in specs.items():
         def compute(kname=kname, params=params):
-            Xtr = ctx.asarray(data.X_train)  # the kernel side runs on --backend/--device
-            K = gram(Xtr, kernel=kname, **params)
-            Kc = gram(ctx.asarray(X_eval), Xtr, kernel=kname, **params)
-            return _analyse(K, Kc, data, n_val=n_val, progress=ctx.progress, asarray=ctx.asarray)
+            def grams():
+                Xtr = ctx.asarray(data.X_train)  # the kernel side runs on --backend/--device
+                return gram(Xtr, kernel=kname, **params), gram(ctx.asarray(X_eval), Xtr, kernel=kname, **params)
 
-        results[label] = ctx.part(f"kernel-{kname}", compute)
+            K, Kc = log.step(_steps(kname)[0], grams, what=f"{label} on {n} + {X_eval.shape[0]} points")
+            return _analyse(K, Kc, data, n_val=n_val, progress=ctx.progress, asarray=ctx.asarray, log=log, kname=kname)
+
+        results[label] = log.part(ctx, f"kernel-{kname}", compute, inner=_steps(kname))
     figures = (_plot_spectra(results, ctx), _plot_curves(results, ctx))
     rows = ["| kernel | clean share top-10/50/100 | noise share top-10/50/100 | GD best step (val) | GD test acc at it | "
             "GD final test acc | chained alpha | chained final test acc |", "|---|---|---|---|---|---|---|---|"]

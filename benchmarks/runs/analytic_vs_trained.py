@@ -19,6 +19,7 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.runs._progress import PartLog
 from benchmarks.runs.confirm_ntk import relative_gap
 
 MIN_N = 50  # smallest --n (the CLI refuses less)
@@ -33,7 +34,30 @@ def _config(quick: bool) -> dict:
             "ntk_points": 64, "cnn_n": 256, "cnn_epochs": 15, "cnn_widths": (32, 64, 64)}
 
 
-def _mlp_part(data, cfg: dict, seed: int) -> dict:
+def _mlp_steps(cfg: dict) -> tuple[str, ...]:
+    return ("mlp/closed-form", *(f"mlp/width-{w}-seed-{rep}" for w in cfg["widths"] for rep in range(cfg["seeds"])))
+
+
+def _cnn_steps(cfg: dict) -> tuple[str, ...]:
+    return ("cnn/entk-init", *(f"cnn/epoch-{e + 1}" for e in range(cfg["cnn_epochs"])), "cnn/entk-end")
+
+
+def _plan(cfg: dict) -> dict:
+    """Rough relative cost (seconds on 2 cores) of each step, for the time-left estimate."""
+    n, d, steps = cfg["n"], cfg["depth"], cfg["steps"]
+    plan = {"mlp/closed-form": 3e-9 * n ** 3 + 0.2}
+    for w in cfg["widths"]:
+        for rep in range(cfg["seeds"]):
+            plan[f"mlp/width-{w}-seed-{rep}"] = steps * (0.003 + 3e-9 * n * w * (64 + d * w / 8)) + 2e-4 * cfg["ntk_points"] * w
+    m, width = cfg["cnn_n"], max(cfg["cnn_widths"])
+    entk = 2e-3 * m * m * width / 32 + 0.5
+    plan["cnn/entk-init"] = entk
+    plan.update({f"cnn/epoch-{e + 1}": 1e-2 * n * width / 32 + 0.5 for e in range(cfg["cnn_epochs"])})
+    plan["cnn/entk-end"] = entk
+    return plan
+
+
+def _mlp_part(data, cfg: dict, seed: int, log: PartLog | None = None) -> dict:
     import torch
 
     from deep.fullbatch import train_full_batch
@@ -44,19 +68,22 @@ def _mlp_part(data, cfg: dict, seed: int) -> dict:
     from theory.dynamics import linearized_training
     from theory.noise import one_hot
 
+    step = log.step if log is not None else (lambda name, fn, what=None: fn())
     depth = cfg["depth"]
     Xtr, Xte = data.X_train, data.X_test[: cfg["n_test"]]
     yte = data.test_labels[: cfg["n_test"]]
     Y = one_hot(data.labels_given, data.n_classes)
-    K = ntk_relu(Xtr, depth=depth)
-    Kc = ntk_relu(Xte, Xtr, depth=depth)
-    s = spectrum(K)
-    lr = 0.5 / float(s.values[0])
     steps = cfg["steps"]
     record = np.unique(np.round(np.logspace(0, np.log10(steps), 25)).astype(np.int64))
     record = np.concatenate([[0], record])
-    theory = linearized_training(s, Y, lr=lr, steps=steps, record=record)
-    th_train, th_test = np.asarray(theory.fits), np.asarray(theory.predict(Kc))
+
+    def closed_form():
+        s = spectrum(ntk_relu(Xtr, depth=depth))
+        lr = 0.5 / float(s.values[0])
+        theory = linearized_training(s, Y, lr=lr, steps=steps, record=record)
+        return lr, np.asarray(theory.fits), np.asarray(theory.predict(ntk_relu(Xte, Xtr, depth=depth)))
+
+    lr, th_train, th_test = step("mlp/closed-form", closed_form, what=f"analytic NTK (depth {depth}) dynamics")
     out: dict = {"lr": lr, "steps": steps, "record": record, "depth": depth, "widths": cfg["widths"],
                  "theory_test_acc": (th_test.argmax(-1) == yte).mean(-1), "per_width": {}}
     Xt = torch.as_tensor(Xtr, dtype=torch.float64)
@@ -68,11 +95,15 @@ def _mlp_part(data, cfg: dict, seed: int) -> dict:
     for width in cfg["widths"]:
         gaps_tr, gaps_te, accs, ntk_change, ntk_init_err, pchange = [], [], [], [], [], []
         for rep in range(cfg["seeds"]):
-            model = make_model("mlp", in_features=Xtr.shape[1], width=width, depth=depth, seed=seed * 1000 + rep,
-                               dtype=torch.float64)
-            theta0 = empirical_ntk(model, sub, mode="trace").numpy()
-            run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe)
-            theta1 = empirical_ntk(model, sub, mode="trace").numpy()
+            def train_one(rep=rep, width=width):
+                model = make_model("mlp", in_features=Xtr.shape[1], width=width, depth=depth, seed=seed * 1000 + rep,
+                                   dtype=torch.float64)
+                theta0 = empirical_ntk(model, sub, mode="trace").numpy()
+                run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe)
+                return theta0, run, empirical_ntk(model, sub, mode="trace").numpy()
+
+            theta0, run, theta1 = step(f"mlp/width-{width}-seed-{rep}", train_one,
+                                       what=f"{steps} full-batch GD steps")
             gaps_tr.append(relative_gap(run.train_outputs, th_train))
             gaps_te.append(relative_gap(run.test_outputs, th_test))
             accs.append((run.test_outputs.argmax(-1) == yte).mean(-1))
@@ -100,7 +131,7 @@ def _embed_images(data) -> tuple[np.ndarray, np.ndarray]:
     return up(data.X_train), up(data.X_test)
 
 
-def _cnn_part(data, cfg: dict, seed: int) -> dict:
+def _cnn_part(data, cfg: dict, seed: int, log: PartLog | None = None) -> dict:
     import torch
 
     from deep.models import make_model
@@ -125,12 +156,14 @@ def _cnn_part(data, cfg: dict, seed: int) -> dict:
         return {"ks": ks, "clean": ls.share_at(ks, "clean"), "noise": ls.share_at(ks, "noise"),
                 "eigenvalues": np.asarray(ls.values)[:50]}
 
-    init = shares()
+    step = log.step if log is not None else (lambda name, fn, what=None: fn())
+    init = step("cnn/entk-init", shares, what=f"empirical NTK on {m} images at initialisation")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     n = Xtr_t.shape[0]
     accs = []
-    for _ in range(cfg["cnn_epochs"]):
+
+    def epoch() -> float:
         model.train()
         for idx in torch.randperm(n, generator=g).split(64):
             loss = torch.nn.functional.cross_entropy(model(Xtr_t[idx]), ytr[idx])
@@ -139,8 +172,11 @@ def _cnn_part(data, cfg: dict, seed: int) -> dict:
             opt.step()
         model.eval()
         with torch.no_grad():
-            accs.append(float((model(Xte_t).argmax(1).numpy() == data.test_labels).mean()))
-    end = shares()
+            return float((model(Xte_t).argmax(1).numpy() == data.test_labels).mean())
+
+    for e in range(cfg["cnn_epochs"]):
+        accs.append(step(f"cnn/epoch-{e + 1}", epoch))
+    end = step("cnn/entk-end", shares, what="empirical NTK after training")
     return {"init": init, "end": end, "test_acc_per_epoch": accs, "epochs": cfg["cnn_epochs"], "n_ntk": m,
             "widths": list(cfg["cnn_widths"])}
 
@@ -151,8 +187,9 @@ def run(ctx: RunContext) -> RunOutput:
         cfg["n"] = int(ctx.options["n"])
     data = load_noisy(ctx.data, n_train=cfg["n"], n_val=100, n_test=max(cfg["n_test"], 200), noise="symmetric:0.4",
                       seed=ctx.seed, progress=ctx.progress)
-    mlp = ctx.part("mlp-widths", lambda: _mlp_part(data, cfg, ctx.seed))
-    cnn = ctx.part("cnn-ntk", lambda: _cnn_part(data, cfg, ctx.seed))
+    log = PartLog("analytic-vs-trained", _plan(cfg), ctx.progress)
+    mlp = log.part(ctx, "mlp-widths", lambda: _mlp_part(data, cfg, ctx.seed, log), inner=_mlp_steps(cfg))
+    cnn = log.part(ctx, "cnn-ntk", lambda: _cnn_part(data, cfg, ctx.seed, log), inner=_cnn_steps(cfg))
     figures = (_plot_gaps(mlp, ctx), _plot_cnn(cnn, ctx))
     rows = ["| width | rel. gap train (final) | max rel. gap test | test acc final (net) | NTK at init vs analytic | "
             "NTK change during training | param change |", "|---|---|---|---|---|---|---|"]
