@@ -101,6 +101,16 @@ def refined_ridge_solve(K: Any, Y: Any, ridges: Any, spec: Spectrum, *, tol: flo
         column whose backward error did not halve over the last 10 iterations is given up
         earlier (the float32 preconditioner is then too coarse for its ridge).
 
+    Accuracy: a column reported ``converged`` has normwise backward error at most
+    ``4 tol`` (64 eps64 at the default; measured <= 11 eps64 when recomputed in long
+    double from the returned solution), and ``backward_error`` is the true one to
+    ``1 eps64`` absolute and 1% relative, converged or not. The forward error is then at
+    most ``cond(A_r)`` times that, as for a backward-stable direct solve. Convergence:
+    every ridge ``lambda_r >= eps32 d_max`` converges within ``max_iter = 50`` (RBF
+    Gram matrices, n = 100-300: 8-43 iterations); below, the float32 preconditioner
+    can be too coarse (n = 300 at ``lambda = 0.03 eps32 d_max``: not converged,
+    backward error 2e7 eps64, flagged). Pinned in ``tests/test_accuracy_theory.py``.
+
     Returns
     -------
     RefinedSolve

@@ -252,6 +252,21 @@ def spectrum(K: Any, k: int | None = None, *, method: str = "auto", psd: str = "
         5e-3 for float32): raise, or clip them to 0. Round-off negatives are always
         clipped and counted in ``n_clipped``.
 
+    Accuracy (against long-double residuals and, for float32, float64 ``eigvalsh`` of the
+    same matrix; ``tests/test_accuracy_theory.py``): ``"full"`` gives residuals
+    ``||K v_i - d_i v_i|| <= 10 eps d_max``, orthogonality ``|V^T V - I|_max <= 20 eps``
+    and so (Weyl) eigenvalues within ``10 eps d_max`` of the exact ones, in float64 and
+    float32 for n <= 500 (measured <= 5.4 eps, 12 eps and 7.5 eps). ``"lanczos"``
+    (``eigsh`` at machine tolerance): eigenvalues within ``32 eps d_max`` for
+    ``k <= n/2`` (measured 17 eps). ``"randomized"``: each of the k values lies within
+    ``max_residual * d_1`` of the exact one (measured up to 0.63 of it; Rayleigh-Ritz
+    values never exceed the exact ones by more than
+    ``10 eps d_max``), and ``max_residual`` is the true residual to
+    1% (it is measured, not estimated); it falls like the rate above, so ``n_iter``
+    must grow as ``d_{k+p} / d_k`` approaches 1. The PSD guard raises exactly below
+    ``-(1e-5 d_max + 100 n eps d_max)`` (float64; ``5e-3`` for float32), far outside
+    the round-off negatives of a PSD matrix (``|d| <= 10 eps d_max``, measured).
+
     Returns
     -------
     Spectrum

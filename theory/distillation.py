@@ -584,7 +584,8 @@ class Sparsification:
         for alpha = 0, ``(a_j / a_i)^t`` tends to 0, 1 or inf as ``d_j <, =, > d_i``.
     decreasing : array of bool, shape (.., T-1, k)
         ``r_{t+1} <= r_t`` by the exact criterion ``f_t[j] <= f_t[i]`` with
-        ``f_t = B^(t+1) / B^(t) = (1 - alpha) a + alpha a / B^(t)``.
+        ``f_t = B^(t+1) / B^(t) = (1 - alpha) a + alpha a / B^(t)``; True where
+        ``d_j = 0`` (the ratio is 0 at every step).
     reference_index : int
     alpha : float or ndarray
     ridge : float
@@ -637,6 +638,15 @@ def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsifi
     Sparsification
         Ratios computed as ``(a_j / a_i) prod_{u<t} f_u[j] / f_u[i]``, which stays finite
         where ``B^(t)`` itself underflows (alpha = 0, many steps).
+
+    Accuracy: against the ratios of a 50-digit recursion ``B^(t+1) = a((1 - alpha)
+    B^(t) + alpha)`` on the same eigenvalues, ridge and alpha, the relative error of
+    ``r_t`` is at most ``2 t eps`` (t = 1..T; float64 and float32; any ridge > 0, alpha
+    in [0, 1], T <= 60 measured up to 1.2 t eps) for ratios above the dtype's smallest normal
+    number ``finfo.tiny`` (below it, gradual underflow: absolute error ``<= tiny``). A
+    ``decreasing`` flag agrees with the exact ``r_{t+1} <= r_t`` wherever the ratio
+    moves by more than ``4 t eps`` relative (``|r_{t+1} - r_t| > 4 t eps r_t``); closer
+    to a tie, typically once ``r_t`` has converged to ``r_inf``, it is round-off.
     """
     fn = "sparsification"
     if not isinstance(path, DistillationPath):
@@ -662,7 +672,7 @@ def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsifi
     for _ in range(path.steps - 1):
         f = q + al / (s_t + zero_alpha)  # B^(t+1)/B^(t); alpha/s_t is 0 when alpha = 0 (s_t may underflow)
         fi = f[..., i:i + 1]
-        decreasing.append(f <= fi)
+        decreasing.append((f <= fi) | (d == 0))  # d_j = 0: r_t = 0 throughout (f_j is 0/0)
         r = r * (f / fi)
         ratios.append(r)
         s_t = q * s_t + al
