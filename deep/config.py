@@ -27,7 +27,7 @@ __all__ = [
     "TrainConfig",
     "CONSTRAINTS",
     "METHODS",
-    "ALPHA_SCHEDULES",
+    "WEIGHT_SCHEDULES",
     "LR_SCHEDULES",
     "DEVICES",
     "RESUME_FREE_FIELDS",
@@ -36,7 +36,10 @@ __all__ = [
 ]
 
 METHODS = ("ce", "self-distill", "sat", "interp", "generations")
-ALPHA_SCHEDULES = ("constant", "linear")
+WEIGHT_SCHEDULES = ("constant", "linear")
+# The methods that carry per-sample targets with a target momentum, and the one with alpha.
+MOMENTUM_METHODS = ("self-distill", "sat")
+ALPHA_METHODS = ("generations",)
 LR_SCHEDULES = ("linear", "constant")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -71,7 +74,8 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "test_subset": _POS_INT,
     "val_fraction": Interval(float, 0, 1, "left"),
     "alpha": Interval(float, 0, 1, "both"),
-    "alpha_schedule": Options(ALPHA_SCHEDULES),
+    "target_momentum": Interval(float, 0, 1, "both"),
+    "weight_schedule": Options(WEIGHT_SCHEDULES),
     "distill_start": Interval(int, 0, None, "left"),
     "soft": Options((True, False)),
     "generations": _POS_INT,
@@ -146,16 +150,21 @@ class TrainConfig:
     val_fraction : float in [0, 1), default=0.1
         Fraction of the (noisy) training images held out for early stopping.
     alpha : float in [0, 1], default=0.8
-        ``"self-distill"``: weight on the previous target, ``t_{e+1} = alpha t_e +
-        (1 - alpha) p_e`` (Dong et al. 2019). ``"sat"``: the same weight (the paper's
-        momentum, 0.9 there), per batch. ``"generations"``: weight on the noisy
-        label, ``t = alpha onehot(y) + (1 - alpha) teacher`` (Borup & Andersen 2021).
-        Unused by ``"ce"`` and ``"interp"``.
-    alpha_schedule : {"constant", "linear"}, default="constant"
-        ``"linear"`` ramps alpha from 1 (first epoch / generation) to ``alpha`` (last);
-        see :func:`deep.methods.alpha_at`.
+        ``"generations"`` only: the weight on the ground truth (the given, noisy
+        label), ``t = alpha onehot(y) + (1 - alpha) teacher`` (Borup & Andersen 2021),
+        as ``alpha`` means everywhere in airkit. Another value with another method
+        raises.
+    target_momentum : float in [0, 1], default=0.8
+        ``"self-distill"`` and ``"sat"`` only: the weight m on the previous target,
+        ``t <- m t + (1 - m) p`` (Dong et al. 2019 once per epoch; Self-Adaptive
+        Training per batch, where the paper calls it the momentum, 0.9 there).
+        Another value with another method raises. Not SGD's ``momentum``.
+    weight_schedule : {"constant", "linear"}, default="constant"
+        The method's weight (``alpha`` or ``target_momentum``) per epoch / generation:
+        ``"linear"`` ramps it from 1 (first; keep the given targets) to the given value
+        (last); see :func:`deep.methods.scheduled_weight`.
     distill_start : int >= 0, default=0
-        ``"self-distill"`` and ``"sat"``: epochs of plain one-hot targets (alpha = 1)
+        ``"self-distill"`` and ``"sat"``: epochs of plain one-hot targets (momentum 1)
         before the carried targets start to move (SAT's start epoch E_s); must be
         below ``epochs``. 0 for the other methods.
     soft : bool, default=True
@@ -209,7 +218,8 @@ class TrainConfig:
     test_subset: int | None = None
     val_fraction: float = 0.1
     alpha: float = 0.8
-    alpha_schedule: str = "constant"
+    target_momentum: float = 0.8
+    weight_schedule: str = "constant"
     distill_start: int = 0
     soft: bool = True
     generations: int = 1
@@ -285,6 +295,17 @@ def validate_config(cfg: TrainConfig) -> None:
             check_param(fn, "freq_deltas", d, Interval(float, 0, None, "neither"))
             if math.isinf(float(d)):
                 raise ValueError(f"{fn}: freq_deltas must be finite floats > 0; got {d!r}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, methods, meaning in (
+        ("alpha", ALPHA_METHODS, "the weight on the ground truth (the given label) of method='generations'"),
+        ("target_momentum", MOMENTUM_METHODS, "the weight on the previous target of method='self-distill' or 'sat'"),
+    ):
+        if cfg.method not in methods and getattr(cfg, name) != defaults[name]:
+            raise ValueError(f"{fn}: {name} is {meaning}; method={cfg.method!r} does not use it (drop it or change the "
+                             f"method); got {name}={getattr(cfg, name)!r}")
+    if cfg.weight_schedule != defaults["weight_schedule"] and cfg.method not in MOMENTUM_METHODS + ALPHA_METHODS:
+        raise ValueError(f"{fn}: weight_schedule schedules alpha (generations) or target_momentum (self-distill, sat); "
+                         f"method={cfg.method!r} uses neither; got weight_schedule={cfg.weight_schedule!r}")
     if cfg.generations > 1 and cfg.method != "generations":
         raise ValueError(f"{fn}: generations must be 1 unless method='generations'; got generations={cfg.generations} with method={cfg.method!r}")
     if cfg.distill_start and cfg.method not in ("self-distill", "sat"):
@@ -374,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
     a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
     a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
-    a("--alpha", type=float, default=d["alpha"], help="self-distill, sat: weight on the previous target; generations: weight on the noisy label; in [0, 1] (default %(default)s)")
-    a("--alpha-schedule", default=d["alpha_schedule"], help="constant, or linear from 1 to --alpha (default %(default)s)")
+    a("--alpha", type=float, default=d["alpha"], help="generations: weight on the given (noisy) label, in [0, 1] (default %(default)s)")
+    a("--target-momentum", type=float, default=d["target_momentum"], help="self-distill, sat: weight m on the previous target, t <- m t + (1 - m) p, in [0, 1] (default %(default)s)")
+    a("--weight-schedule", default=d["weight_schedule"], help="constant, or linear from 1 to --alpha / --target-momentum (default %(default)s)")
     a("--distill-start", type=int, default=d["distill_start"], metavar="E", help="self-distill, sat: epochs of plain one-hot targets before the targets start to move (default %(default)s)")
     a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
     a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")

@@ -10,19 +10,21 @@ at its infinite-width limit (Jacot et al. 2018) and the run follows
 The network is centred, ``u(x) = f(x; theta) - f(x; theta_0)``, so that ``u(0) = 0`` as the
 closed forms assume (the random initial function would otherwise add a GP sample).
 Targets follow the same rules as the theory: ``"gd"`` (target = y) or ``"chained"``
-(Dong et al. 2019: ``target_{t+1} = alpha target_t + (1 - alpha) u_t``, both updated from
-the state at step t).
+(Dong et al. 2019: ``target_{t+1} = m target_t + (1 - m) u_t`` with the target momentum m,
+both updated from the state at step t).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from kernels._checks import Interval, Options, check_param, check_result_size, check_vector
 
@@ -32,7 +34,7 @@ _TABLE = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "left"),
     "targets": Options(("gd", "chained")),
-    "alpha": Interval(float, 0, 1, "both"),
+    "target_momentum": Interval(float, 0, 1, "both"),
 }
 
 
@@ -46,7 +48,7 @@ class FullBatchRun:
     train_outputs : (T, n, c) centred outputs u on the training inputs
     test_outputs : (T, m, c) or None, on the test inputs
     targets_final : (n, c) the targets after the last step
-    lr, steps, targets, alpha : the run's parameters
+    lr, steps, targets, target_momentum : the run's parameters (target_momentum None for gd)
     relative_param_change : ||theta_T - theta_0|| / ||theta_0||
     """
 
@@ -57,7 +59,7 @@ class FullBatchRun:
     lr: float
     steps: int
     targets: str
-    alpha: float | None
+    target_momentum: float | None
     relative_param_change: float
 
 
@@ -114,7 +116,8 @@ def _outputs_of(fn: str, name: str, f: torch.nn.Module, X: torch.Tensor) -> torc
 
 def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, lr: float, steps: int,
                      record: Any = None, X_test: torch.Tensor | None = None, targets: str = "gd",
-                     alpha: float | None = None, memory_budget: int | None = None) -> FullBatchRun:
+                     target_momentum: float | None = None, memory_budget: int | None = None,
+                     progress: bool = False) -> FullBatchRun:
     """Train ``model`` by full-batch GD on ``1/2 sum ||u - target||^2`` and record its outputs.
 
     Parameters
@@ -133,10 +136,13 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     X_test : tensor (m, ...), default=None
         Finite, per-example shape, dtype and device as ``X``.
     targets : {"gd", "chained"}, default="gd"
-    alpha : float in [0, 1], required for "chained"
+    target_momentum : float in [0, 1], required for "chained" (refused for "gd")
+        The weight m on the previous target.
     memory_budget : int, default=None
         Bytes the recorded outputs may take (default 2 GiB); more raises ``ValueError``
         before training (pass ``record=`` with the steps you need).
+    progress : bool, default=False
+        A tqdm bar over the steps (stderr).
 
     Returns
     -------
@@ -147,9 +153,14 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     check_param(fn, "steps", steps, _TABLE["steps"])
     check_param(fn, "targets", targets, _TABLE["targets"])
     if targets == "chained":
-        if alpha is None:
-            raise ValueError(f"{fn}: alpha is required with targets='chained' (a float in [0, 1])")
-        check_param(fn, "alpha", alpha, _TABLE["alpha"])
+        if target_momentum is None:
+            raise ValueError(f"{fn}: target_momentum is required with targets='chained' (a float in [0, 1])")
+        check_param(fn, "target_momentum", target_momentum, _TABLE["target_momentum"])
+    elif target_momentum is not None:
+        raise ValueError(f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
+                         f"not use it (pass targets='chained' or drop it); got {target_momentum!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"{fn}: progress must be True or False; got {progress!r}")
     device, dtype = _check_model(fn, model)
     X = _check_tensor(fn, "X", X, device, dtype)
     Y = _check_tensor(fn, "Y", Y, device, dtype)
@@ -182,7 +193,7 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     target = Y.clone()
     train_out, test_out = [], []
     wanted = set(rec.tolist())
-    for step in range(steps + 1):
+    for step in tqdm(range(steps + 1), desc=f"{fn} ({targets})", disable=not progress, leave=False, file=sys.stderr):
         out = model(X) - f0
         if step in wanted:
             train_out.append(out.detach().cpu().numpy().astype(np.float64))
@@ -196,8 +207,9 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
         loss.backward()
         opt.step()
         if targets == "chained":
-            target = alpha * target + (1.0 - alpha) * out.detach()
+            target = target_momentum * target + (1.0 - target_momentum) * out.detach()
     change = float(torch.linalg.vector_norm(_flat(model) - theta0) / torch.linalg.vector_norm(theta0))
     return FullBatchRun(record=rec, train_outputs=np.stack(train_out), test_outputs=np.stack(test_out) if test_out else None,
                         targets_final=target.detach().cpu().numpy().astype(np.float64), lr=float(lr), steps=int(steps),
-                        targets=targets, alpha=None if alpha is None else float(alpha), relative_param_change=change)
+                        targets=targets, target_momentum=None if target_momentum is None else float(target_momentum),
+                        relative_param_change=change)

@@ -9,7 +9,8 @@ differ only in the targets ``t``:
 ``"self-distill"`` (Dong, Hou, Lu, Zhang 2019, Sec. 4: "self-distillation from the
     previous epoch")
     per-sample targets carried across epochs,
-    ``t_0 = onehot(y~)``, ``t_{e+1} = alpha_e t_e + (1 - alpha_e) p_e`` with ``p_e``
+    ``t_0 = onehot(y~)``, ``t_{e+1} = m_e t_e + (1 - m_e) p_e`` (``m``: the target
+    momentum, ``TrainConfig.target_momentum``) with ``p_e``
     the network's prediction for the sample during epoch ``e`` (softmax, or one-hot
     argmax when ``soft=False``) -- :func:`chained_targets`. *Choice made here:* ``p_e``
     is collected during epoch e's own training pass, from the (augmented, train-mode)
@@ -20,21 +21,22 @@ differ only in the targets ``t``:
     of agreement of the predictions with the noisy labels -- :func:`interp_targets`.
 ``"sat"`` (Self-Adaptive Training; Huang, Zhang, Zhang 2020, Algorithm 1)
     per-sample targets updated *in every batch* before the loss is taken,
-    ``t_i <- alpha t_i + (1 - alpha) p_i`` with ``p_i = softmax(z_i)`` of the current
+    ``t_i <- m t_i + (1 - m) p_i`` with ``p_i = softmax(z_i)`` of the current
     forward pass (``t_0 = onehot(y~)``), and the loss weighted per sample by the target's
     confidence ``w_i = max_c t_ic``: ``L = sum_i w_i l_i / sum_i w_i``
     -- :func:`sat_targets`. This is Dong et al.'s chained rule applied per batch, with
     a warm-up (``TrainConfig.distill_start`` epochs of plain ``"ce"``) and the weighting;
-    the paper uses ``alpha = 0.9`` and starts at 30% of training.
+    the paper calls m the momentum, uses ``m = 0.9`` and starts at 30% of training.
 ``"generations"`` (Borup & Andersen 2021, eq. 3)
     generation 1 is ``"ce"``; generation k > 1 is a fresh student trained on
     ``t = alpha onehot(y~) + (1 - alpha) q`` with ``q`` the softmax output (or one-hot
     argmax) of generation k-1 -- :func:`generation_targets`. *Choice made here:* ``q``
     is computed once, in eval mode, on the un-augmented training images.
 
-``alpha`` always weighs what the targets had *before* the new prediction enters: the
-previous target (self-distill, sat) or the given label (generations, following the
-project's convention that alpha is the weight on ground truth; README, "Conventions").
+Two weights, one name each (README, "Conventions"): ``alpha`` is the weight on the ground
+truth, the given label (generations); the target momentum ``m`` is the weight on the
+previous target (self-distill, sat). Both weigh what the targets had *before* the new
+prediction enters.
 
 References
 ----------
@@ -54,7 +56,7 @@ import torch.nn.functional as F
 
 from typing import NamedTuple
 
-from deep.config import ALPHA_SCHEDULES, METHODS
+from deep.config import METHODS, WEIGHT_SCHEDULES
 from kernels._checks import Interval, Options, check_param
 
 __all__ = [
@@ -62,7 +64,7 @@ __all__ = [
     "one_hot",
     "soft_cross_entropy",
     "predictions",
-    "alpha_at",
+    "scheduled_weight",
     "chained_targets",
     "interp_targets",
     "generation_targets",
@@ -121,27 +123,28 @@ def predictions(logits: torch.Tensor, *, soft: bool) -> torch.Tensor:
     return one_hot(z.argmax(dim=1), z.shape[1])
 
 
-def alpha_at(schedule: str, alpha: float, step: int, total: int) -> float:
-    """The weight alpha used at ``step`` (0-based) of ``total`` epochs or generations.
+def scheduled_weight(schedule: str, final: float, step: int, total: int) -> float:
+    """A method's weight (alpha or the target momentum) at ``step`` (0-based) of ``total``
+    epochs or generations.
 
-    ``"constant"``: ``alpha``. ``"linear"``: ``1 + (alpha - 1) step / (total - 1)``,
-    from 1 at the first step (keep the given targets) to ``alpha`` at the last
-    (``alpha`` throughout when ``total == 1``).
+    ``"constant"``: ``final``. ``"linear"``: ``1 + (final - 1) step / (total - 1)``,
+    from 1 at the first step (keep the given targets) to ``final`` at the last
+    (``final`` throughout when ``total == 1``).
     """
-    fn = "alpha_at"
-    check_param(fn, "schedule", schedule, Options(ALPHA_SCHEDULES))
-    check_param(fn, "alpha", alpha, _UNIT)
+    fn = "scheduled_weight"
+    check_param(fn, "schedule", schedule, Options(WEIGHT_SCHEDULES))
+    check_param(fn, "final", final, _UNIT)
     check_param(fn, "total", total, Interval(int, 1, None, "left"))
     check_param(fn, "step", step, Interval(int, 0, total - 1, "both"))
     if schedule == "constant" or total == 1:
-        return float(alpha)
-    return float(1.0 + (alpha - 1.0) * step / (total - 1))
+        return float(final)
+    return float(1.0 + (final - 1.0) * step / (total - 1))
 
 
-def chained_targets(targets: torch.Tensor, preds: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Dong et al. self-distillation update ``t_{e+1} = alpha t_e + (1 - alpha) p_e``."""
-    check_param("chained_targets", "alpha", alpha, _UNIT)
-    return alpha * targets + (1.0 - alpha) * preds.to(targets.dtype)
+def chained_targets(targets: torch.Tensor, preds: torch.Tensor, target_momentum: float) -> torch.Tensor:
+    """Dong et al. self-distillation update ``t_{e+1} = m t_e + (1 - m) p_e``, m the target momentum."""
+    check_param("chained_targets", "target_momentum", target_momentum, _UNIT)
+    return target_momentum * targets + (1.0 - target_momentum) * preds.to(targets.dtype)
 
 
 def interp_targets(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,12 +172,13 @@ def generation_targets(labels_onehot: torch.Tensor, teacher: torch.Tensor, alpha
     return alpha * labels_onehot + (1.0 - alpha) * teacher.to(labels_onehot.dtype)
 
 
-def sat_targets(stored: torch.Tensor, logits: torch.Tensor, alpha: float, *, soft: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def sat_targets(stored: torch.Tensor, logits: torch.Tensor, target_momentum: float, *,
+                soft: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-Adaptive Training update of one batch (Huang, Zhang, Zhang 2020, Algorithm 1).
 
-    ``t = alpha t_stored + (1 - alpha) p`` with ``p = softmax(z)`` (one-hot argmax when
-    ``soft=False``) of this batch's forward pass, and the sample weights
-    ``w = max_c t_c``. With ``alpha = 1`` the targets and weights of one-hot rows are
+    ``t = m t_stored + (1 - m) p`` with the target momentum m, ``p = softmax(z)`` (one-hot
+    argmax when ``soft=False``) of this batch's forward pass, and the sample weights
+    ``w = max_c t_c``. With ``m = 1`` the targets and weights of one-hot rows are
     returned unchanged (``w = 1``): plain cross-entropy, the warm-up.
 
     Returns
@@ -183,10 +187,10 @@ def sat_targets(stored: torch.Tensor, logits: torch.Tensor, alpha: float, *, sof
         The updated targets; the caller stores them back (they are this batch's ``t``).
     weights : Tensor (B,)
     """
-    check_param("sat_targets", "alpha", alpha, _UNIT)
+    check_param("sat_targets", "target_momentum", target_momentum, _UNIT)
     if stored.shape != logits.shape:
         raise ValueError(f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}")
-    t = chained_targets(stored, predictions(logits, soft=soft), alpha)
+    t = chained_targets(stored, predictions(logits, soft=soft), target_momentum)
     return t, t.max(dim=1).values
 
 
@@ -199,7 +203,7 @@ class BatchTargets(NamedTuple):
 
 
 def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor | None, *,
-                  alpha: float | None = None, soft: bool = True) -> BatchTargets:
+                  target_momentum: float | None = None, soft: bool = True) -> BatchTargets:
     """Targets of one batch for ``method`` (the loop's only method-specific call).
 
     Parameters
@@ -212,7 +216,7 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
     stored : Tensor (B, C) or None
         The batch's rows of the carried targets (``"self-distill"``, ``"sat"``,
         ``"generations"``).
-    alpha : float in [0, 1] or None
+    target_momentum : float in [0, 1] or None
         ``"sat"`` only: this epoch's weight on the stored target (:func:`sat_targets`).
     soft : bool, default=True
         ``"sat"`` only: distil softmax outputs (or one-hot argmax).
@@ -229,9 +233,9 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
     if method == "sat":
         if stored is None:
             raise ValueError("batch_targets: method='sat' needs the batch's stored targets (stored=...)")
-        if alpha is None:
-            raise ValueError("batch_targets: alpha is required for method='sat' (a float in [0, 1])")
-        t, w = sat_targets(stored, logits, alpha, soft=soft)
+        if target_momentum is None:
+            raise ValueError("batch_targets: target_momentum is required for method='sat' (a float in [0, 1])")
+        t, w = sat_targets(stored, logits, target_momentum, soft=soft)
         return BatchTargets(t, None, w)
     if method == "ce" or stored is None:
         return BatchTargets(one_hot(labels, logits.shape[1]), None, None)

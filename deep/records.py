@@ -85,7 +85,7 @@ class EpochRecord:
 
     Accuracies are fractions in [0, 1], measured in eval mode on un-augmented images.
     A field is ``None`` where its subset is empty (no validation split, no flipped
-    label) or where it does not apply (``alpha``, ``lam``).
+    label) or where it does not apply (``alpha``, ``target_momentum``, ``lam``).
 
     Attributes
     ----------
@@ -118,7 +118,10 @@ class EpochRecord:
         Fraction of the training targets used this epoch whose argmax is the true
         label, over all training images and over the flipped ones.
     alpha : float or None
-        Alpha used this epoch / generation (self-distill, sat, generations); 1.0 during the warm-up of distill_start.
+        The generation's alpha, the weight on the given label (generations only).
+    target_momentum : float or None
+        The target momentum used this epoch (self-distill, sat only); 1.0 during the
+        warm-up of distill_start.
     lam : float or None
         Mean batch agreement rate (interp).
     freq_deltas, e_low, e_high, low_ratio : list of float
@@ -144,6 +147,7 @@ class EpochRecord:
     target_agreement: float
     target_agreement_flipped: float | None
     alpha: float | None
+    target_momentum: float | None
     lam: float | None
     freq_deltas: list[float]
     e_low: list[float]

@@ -45,10 +45,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deep.augment import augment, batches
-from deep.config import RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
+from deep.config import MOMENTUM_METHODS, RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
 from deep.data import NUM_CLASSES, CifarData, CifarFormatError, download_cifar10, load_cifar10
 from deep.methods import (
-    alpha_at,
+    scheduled_weight,
     batch_targets,
     chained_targets,
     generation_targets,
@@ -74,7 +74,7 @@ from deep.records import (
 from deep.splits import DeviceData, RunSplit, make_split, to_device_data
 from deep.synthetic import fake_cifar_arrays
 
-__all__ = ["TrainResult", "RunState", "save_run_state", "load_run_state", "train", "main", "lr_factor", "resolve_device", "epoch_alpha"]
+__all__ = ["TrainResult", "RunState", "save_run_state", "load_run_state", "train", "main", "lr_factor", "resolve_device", "epoch_momentum"]
 
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
 
@@ -202,27 +202,27 @@ def _sync(device: torch.device) -> None:
 def initial_targets(cfg: TrainConfig, generation: int, dd: DeviceData, teacher: nn.Module | None) -> tuple[torch.Tensor | None, float | None]:
     """Carried per-sample targets at the start of a generation, and its alpha.
 
-    ``"self-distill"``, ``"sat"``: ``onehot(y~)`` (alpha varies per epoch, returned as None).
-    ``"generations"``, generation k > 1: ``alpha_k onehot(y~) + (1 - alpha_k) q`` with
-    ``q`` the teacher's eval-mode prediction on the un-augmented training images and
-    ``alpha_k = alpha_at(schedule, alpha, k - 1, generations)``. Otherwise None.
+    ``"self-distill"``, ``"sat"``: ``onehot(y~)`` (their target momentum varies per epoch;
+    alpha None). ``"generations"``, generation k > 1: ``alpha_k onehot(y~) + (1 - alpha_k) q``
+    with ``q`` the teacher's eval-mode prediction on the un-augmented training images and
+    ``alpha_k = scheduled_weight(weight_schedule, alpha, k - 1, generations)``. Otherwise None.
     """
     if cfg.method in ("self-distill", "sat"):
         return one_hot(dd.y_train, NUM_CLASSES), None
     if cfg.method == "generations" and generation > 1:
         q = predictions(logits_of(teacher, dd.x_train, cfg.eval_batch_size), soft=cfg.soft)
-        alpha = alpha_at(cfg.alpha_schedule, cfg.alpha, generation - 1, cfg.generations)
+        alpha = scheduled_weight(cfg.weight_schedule, cfg.alpha, generation - 1, cfg.generations)
         return generation_targets(one_hot(dd.y_train, NUM_CLASSES), q, alpha), alpha
     return None, None
 
 
-def epoch_alpha(cfg: TrainConfig, epoch: int) -> float:
-    """Weight on the carried target in epoch ``epoch`` (0-based) of self-distill / sat:
-    1 (targets stay one-hot) before ``cfg.distill_start``, then
-    :func:`deep.methods.alpha_at` of the schedule."""
+def epoch_momentum(cfg: TrainConfig, epoch: int) -> float:
+    """Target momentum (weight on the carried target) in epoch ``epoch`` (0-based) of
+    self-distill / sat: 1 (targets stay one-hot) before ``cfg.distill_start``, then
+    :func:`deep.methods.scheduled_weight` of ``cfg.target_momentum``."""
     if epoch < cfg.distill_start:
         return 1.0
-    return alpha_at(cfg.alpha_schedule, cfg.alpha, epoch, cfg.epochs)
+    return scheduled_weight(cfg.weight_schedule, cfg.target_momentum, epoch, cfg.epochs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,7 +250,7 @@ def train_epoch(
     *,
     step: int,
     total_steps: int,
-    alpha: float | None,
+    target_momentum: float | None,
     desc: str,
 ) -> EpochStats:
     """One pass over the training images (shuffled batches, augmented on the device).
@@ -278,7 +278,8 @@ def train_epoch(
             x = augment(x, gen, pad=4, flip=True)
         logits = model(x)
         stored = targets[idx] if targets is not None else None
-        t, lam, weights = batch_targets(cfg.method, logits, dd.y_train[idx], stored, alpha=alpha, soft=cfg.soft)
+        t, lam, weights = batch_targets(cfg.method, logits, dd.y_train[idx], stored, target_momentum=target_momentum,
+                                       soft=cfg.soft)
         if cfg.method == "sat":
             next_targets[idx] = t
         loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights)
@@ -298,7 +299,7 @@ def train_epoch(
             if lam is not None:
                 lam_sum += lam
             if cfg.method == "self-distill":
-                next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), alpha)
+                next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), target_momentum)
         n_batches += 1
         seen += len(idx)
         if cfg.progress and (i % 10 == 0 or i == len(order) - 1):
@@ -472,9 +473,10 @@ def train(config: TrainConfig) -> TrainResult:
                     stopped = True
                     break
                 t0 = time.perf_counter()
-                alpha = epoch_alpha(cfg, e) if cfg.method in ("self-distill", "sat") else gen_alpha
+                momentum = epoch_momentum(cfg, e) if cfg.method in MOMENTUM_METHODS else None
                 desc = f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {e + 1}/{cfg.epochs}"
-                stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, alpha=alpha, desc=desc)
+                stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps,
+                                    target_momentum=momentum, desc=desc)
                 step, targets = stats.step, stats.targets
                 metrics, p_train = measure(model, dd, split, cfg, freq)
                 history.append(p_train.cpu().numpy().astype(np.int8))
@@ -490,7 +492,8 @@ def train(config: TrainConfig) -> TrainResult:
                     elapsed=elapsed_before + time.perf_counter() - t_start,
                     target_agreement=stats.target_agreement,
                     target_agreement_flipped=stats.target_agreement_flipped,
-                    alpha=alpha,
+                    alpha=gen_alpha,
+                    target_momentum=momentum,
                     lam=stats.lam,
                     **metrics,
                 )

@@ -145,8 +145,9 @@ def test_linearized_training_meets_its_stated_accuracy():
     worst = 0.0
     for rule, alpha in (("gd", None), ("anchored", 0.6), ("chained", 0.7)):
         for frac in (0.5, 0.95):
-            lr = frac * max_stable_lr(s, rule, alpha)
-            path = linearized_training(s, np.ones(8), lr=lr, steps=1000, targets=rule, alpha=alpha, record=steps)
+            weight = {"gd": {}, "anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}[rule]
+            lr = frac * max_stable_lr(s, rule, **weight)
+            path = linearized_training(s, np.ones(8), lr=lr, steps=1000, targets=rule, record=steps, **weight)
             got = np.asarray(path.dual_filter) * d[None, :]
             ref = np.array([_iterate_fitted_fraction(di, lr, steps, rule, alpha) for di in d]).T
             err = float(np.max(np.abs(got - ref)))

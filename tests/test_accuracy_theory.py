@@ -185,7 +185,8 @@ def test_predicted_curves_mse_against_explicit_long_double_run():
         for sched, alpha, lrf in (("gd", None, 1.9), ("gd", None, 0.5), ("anchored", 0.5, 1.9), ("chained", 0.9, 1.5)):
             lr = lrf / float(s.values[0])
             c = predicted_curves(s, Y, labels_true=true, labels_given=given, lr=lr, steps=steps, K_cross=Kx,
-                                 test_labels=tl, schedule=sched, alpha=alpha)
+                                 test_labels=tl, targets=sched,
+                                 **({"anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}.get(sched, {})))
             Kl, Yl, T = K.astype(LD), Y.astype(LD), np.eye(C)[tl].astype(LD)
             u, tau, dual = np.zeros_like(Yl), Yl.copy(), np.zeros_like(Yl)
             tr, te = [], []

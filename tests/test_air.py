@@ -188,7 +188,7 @@ def test_early_stopping_beats_the_end_and_distillation_converges_to_krr(noisy):
     lr, steps, alpha = 1.0 / noisy["d_max"], 10**9, 0.9
     rec = np.unique(np.r_[0, np.geomspace(1, steps, 40).astype(np.int64)])
     cmp = distillation_vs_early_stopping(spectrum(K), Y, labels_true=noisy["lt"], labels_given=noisy["lg"], lr=lr,
-                                         steps=steps, alpha=alpha, record=rec, K_cross=Kc, test_labels=tt,
+                                         steps=steps, target_momentum=alpha, record=rec, K_cross=Kc, test_labels=tt,
                                          val_index=np.arange(50))
     gd, S = cmp.gd, cmp.summary
     assert gd.acc_flipped_given[-1] == 1.0  # memorised every flipped label
@@ -213,12 +213,14 @@ def test_bad_input(noisy):
     s = spectrum(noisy["K"])
     base = dict(labels_true=noisy["lt"], labels_given=noisy["lg"], lr=0.5 / noisy["d_max"], steps=5)
     Y = noisy["Y"]
-    with pytest.raises(ValueError, match="schedule"):
-        predicted_curves(s, Y, schedule="distill", **base)
+    with pytest.raises(ValueError, match="targets"):
+        predicted_curves(s, Y, targets="distill", **base)
     with pytest.raises(ValueError, match="lr must be in"):
         predicted_curves(s, Y, **{**base, "lr": 3.0 / noisy["d_max"]})
-    with pytest.raises(ValueError, match="alpha"):
-        predicted_curves(s, Y, schedule="chained", alpha=1.5, **base)
+    with pytest.raises(ValueError, match="target_momentum must be"):
+        predicted_curves(s, Y, targets="chained", target_momentum=1.5, **base)
+    with pytest.raises(ValueError, match="alpha is the weight on the ground truth"):
+        predicted_curves(s, Y, targets="chained", alpha=0.5, **base)
     with pytest.raises(ValueError, match="steps"):
         predicted_curves(s, Y, **{**base, "steps": 0})
     with pytest.raises(ValueError, match="labels_given"):
@@ -245,5 +247,5 @@ def test_bad_input(noisy):
         label_spectrum(s, Y, Y).share_at([1], "signal")
     with pytest.raises(ValueError, match="ks"):
         label_spectrum(s, Y, Y).share_at([500])
-    with pytest.raises(ValueError, match="alpha"):
-        distillation_vs_early_stopping(s, Y, alpha=1.0, **base)
+    with pytest.raises(ValueError, match="target_momentum must be"):
+        distillation_vs_early_stopping(s, Y, target_momentum=1.0, **base)

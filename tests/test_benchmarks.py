@@ -124,11 +124,11 @@ def test_air_spectrum_tiny(tmp_path):
             acc = np.asarray(curves[name]["test_acc"])
             assert s[f"{name}_best_test_acc"] == acc.max() and s[f"{name}_final_test_acc"] == acc[-1]
             assert s[f"{name}_best_step"] == curves[name]["steps"][int(np.argmax(acc))]
-        assert s["ridge"] == pytest.approx((1 - r["alpha"]) / r["lr"], rel=1e-12)
+        assert s["ridge"] == pytest.approx((1 - r["target_momentum"]) / r["lr"], rel=1e-12)
     # Independent values for the RBF kernel, by dense numpy on the same data (digits, seed 0):
     # GD from u(0) = 0 predicts K_test V diag((1 - (1 - lr d)^t) / d) V^T Y at step t; after
     # 20 / (lr d_min) steps it interpolates (K_test K^-1 Y), and chained targets converge to KRR
-    # with ridge (1 - alpha) / lr.
+    # with ridge (1 - m) / lr (m the target momentum).
     from sklearn.metrics.pairwise import rbf_kernel
 
     from benchmarks.datasets import noisy_digits
@@ -148,7 +148,7 @@ def test_air_spectrum_tiny(tmp_path):
     np.testing.assert_allclose(curves["gd"]["test_acc"], gd, rtol=0, atol=one)
     assert s["gd_best_test_acc"] == pytest.approx(max(gd), abs=one)
     assert s["gd_final_test_acc"] == pytest.approx(acc(Kt @ np.linalg.solve(K, Y)), abs=one)
-    ridge = (1 - r["alpha"]) / lr
+    ridge = (1 - r["target_momentum"]) / lr
     assert s["chained_final_test_acc"] == pytest.approx(acc(Kt @ np.linalg.solve(K + ridge * np.eye(len(K)), Y)), abs=one)
     assert s["gd_best_test_acc"] > s["gd_final_test_acc"] + 0.05  # AIR: early stopping beats the interpolant here
     _check_pngs(d, res["figures"])

@@ -67,8 +67,8 @@ def test_methods_seeds_and_distill_start(tiny_run):
     assert [r["seed"] for r in cnn["ce"]] == [0, 1]
     for m in ("self-distill", "sat"):
         for r in cnn[m]:
-            assert r["curves"]["alpha"][0] == 1.0  # warm-up epoch: plain targets
-            assert r["curves"]["alpha"][1] == r["params"]["alpha"]
+            assert r["curves"]["target_momentum"][0] == 1.0  # warm-up epoch: plain targets
+            assert r["curves"]["target_momentum"][1] == r["params"]["target_momentum"]
     assert len(cnn["generations"][0]["curves"]["test_acc"]) == 2 * TINY["cnn"]["epochs"]
 
 
@@ -96,7 +96,7 @@ def test_p5_compares_the_widest_net_with_the_analytic_curve(tiny_run):
         dev = np.max(np.abs(widest - theory))
         assert v[f"P5 widest net = analytic curve [{rule}]"]["measured"] == pytest.approx(dev, abs=1e-12)
     # chained alpha is fixed by the analytic early-stopping step: alpha = 1 - 1/k*
-    assert ntk["alpha"] == pytest.approx(1 - 1 / max(ntk["k_star"], 2))
+    assert ntk["target_momentum"] == pytest.approx(1 - 1 / max(ntk["k_star"], 2))
     assert ntk["realised_error_rate"] > 0.3
 
 

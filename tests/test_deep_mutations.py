@@ -102,8 +102,8 @@ def test_generation_targets_alpha_weighs_the_label():
     assert torch.allclose(t, torch.tensor([[0.9, 0.06, 0.04], [0.02, 0.82, 0.16]]), atol=1e-6)
 
 
-def test_chained_targets_alpha_weighs_the_previous_target():
-    """Catches alpha and 1 - alpha swapped in chained_targets (alpha = 0.8, by hand)."""
+def test_chained_targets_momentum_weighs_the_previous_target():
+    """Catches m and 1 - m swapped in chained_targets (target momentum m = 0.8, by hand)."""
     prev = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     pred = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     t = chained_targets(prev, pred, 0.8)
@@ -169,7 +169,7 @@ def test_frequency_subset_uses_the_noisy_labels(tmp_path):
 
 
 def gen_cfg(tmp_path, **kw):
-    base = dict(out=str(tmp_path), method="generations", generations=3, alpha=0.4, alpha_schedule="linear",
+    base = dict(out=str(tmp_path), method="generations", generations=3, alpha=0.4, weight_schedule="linear",
                 soft=False, eval_batch_size=3, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
@@ -195,7 +195,7 @@ def test_initial_targets_linear_alpha_per_generation(tmp_path):
 
 def test_initial_targets_soft_teacher(tmp_path):
     """Generation 2 (constant alpha 0.8) mixes the one-hot label with the teacher's softmax."""
-    cfg = gen_cfg(tmp_path, generations=2, alpha=0.8, alpha_schedule="constant", soft=True)
+    cfg = gen_cfg(tmp_path, generations=2, alpha=0.8, weight_schedule="constant", soft=True)
     dd = hand_data()
     table = torch.zeros(8, 10)
     table[:, 0] = np.log(3.0)  # softmax: 3/12 on class 0, 1/12 elsewhere

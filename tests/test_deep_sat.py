@@ -24,7 +24,7 @@ from deep.models import make_model
 from deep.records import TIME_FIELDS, first_fit_epochs, load_checkpoint, read_records
 from deep.synthetic import fake_cifar_arrays
 from deep.splits import DeviceData
-from deep.train import SYNTHETIC_PER_CLASS, epoch_alpha, main, make_optimizer, train, train_epoch
+from deep.train import SYNTHETIC_PER_CLASS, epoch_momentum, main, make_optimizer, train, train_epoch
 
 torch.set_num_threads(1)  # as tests/conftest.py
 
@@ -36,7 +36,7 @@ WIDTH = 32
 BASE = dict(data=None, model="mlp", model_options={"width": WIDTH}, subset=60, test_subset=20, val_fraction=0.34,
             batch_size=16, eval_batch_size=256, freq_subset=0, progress=False, device="cpu", seed=0, lr=2.0,
             noise="symmetric:0.4")
-SAT = dict(method="sat", alpha=0.9, distill_start=1, epochs=3)
+SAT = dict(method="sat", target_momentum=0.9, distill_start=1, epochs=3)
 
 
 def cfg_at(out, **kw) -> TrainConfig:
@@ -123,7 +123,7 @@ def test_sat_targets_are_detached_and_checked():
         sat_targets(stored[:, :5], logits, 0.5)
     with pytest.raises(ValueError, match="stored"):
         sat_targets(stored[:3], logits, 0.5)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="target_momentum"):
         sat_targets(stored, logits, 1.5)
 
 
@@ -169,31 +169,32 @@ def test_batch_targets_sat():
     y = torch.tensor([1, 2, 3, 4, 5])
     stored = torch.softmax(torch.randn(5, 10, generator=g), 1)
     for soft in (True, False):
-        out = batch_targets("sat", z, y, stored, alpha=0.7, soft=soft)
+        out = batch_targets("sat", z, y, stored, target_momentum=0.7, soft=soft)
         assert isinstance(out, BatchTargets) and out.lam is None
         t, w = sat_targets(stored, z, 0.7, soft=soft)
         assert torch.equal(out.targets, t) and torch.equal(out.weights, w)
     # the soft flag reaches sat_targets, and alpha is not swapped on the way
-    soft_t = batch_targets("sat", z, y, stored, alpha=0.7, soft=True).targets
-    assert not torch.allclose(soft_t, batch_targets("sat", z, y, stored, alpha=0.7, soft=False).targets)
+    soft_t = batch_targets("sat", z, y, stored, target_momentum=0.7, soft=True).targets
+    assert not torch.allclose(soft_t, batch_targets("sat", z, y, stored, target_momentum=0.7, soft=False).targets)
     assert torch.allclose(soft_t, 0.7 * stored + 0.3 * torch.softmax(z, 1), atol=1e-6)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="target_momentum"):
         batch_targets("sat", z, y, stored)
     # the other methods carry no weights
-    assert batch_targets("self-distill", z, y, stored, alpha=0.7).weights is None
+    assert batch_targets("self-distill", z, y, stored, target_momentum=0.7).weights is None
     assert batch_targets("ce", z, y, None).weights is None
 
 
 # ----------------------------------------------------------------------------- distill_start
 
 
-def test_epoch_alpha_warm_up_then_schedule(tmp_path):
-    cfg = TrainConfig(out=str(tmp_path), method="sat", epochs=5, distill_start=2, alpha=0.4, alpha_schedule="linear")
-    assert [epoch_alpha(cfg, e) for e in range(5)] == pytest.approx([1.0, 1.0, 0.7, 0.55, 0.4])
-    cfg = cfg.replace(alpha_schedule="constant", method="self-distill")
-    assert [epoch_alpha(cfg, e) for e in range(5)] == [1.0, 1.0, 0.4, 0.4, 0.4]
+def test_epoch_momentum_warm_up_then_schedule(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path), method="sat", epochs=5, distill_start=2, target_momentum=0.4,
+                      weight_schedule="linear")
+    assert [epoch_momentum(cfg, e) for e in range(5)] == pytest.approx([1.0, 1.0, 0.7, 0.55, 0.4])
+    cfg = cfg.replace(weight_schedule="constant", method="self-distill")
+    assert [epoch_momentum(cfg, e) for e in range(5)] == [1.0, 1.0, 0.4, 0.4, 0.4]
     cfg = cfg.replace(distill_start=0)
-    assert [epoch_alpha(cfg, e) for e in range(5)] == [0.4] * 5
+    assert [epoch_momentum(cfg, e) for e in range(5)] == [0.4] * 5
 
 
 @pytest.mark.parametrize("method", ["ce", "interp", "generations"])
@@ -214,9 +215,9 @@ def test_distill_start_bounds(method, tmp_path):
 
 
 def test_cli_distill_start_reaches_the_config(tmp_path, capsys):
-    args = build_parser().parse_args(["--method", "sat", "--epochs", "5", "--distill-start", "3", "--alpha", "0.9", "--out", str(tmp_path)])
+    args = build_parser().parse_args(["--method", "sat", "--epochs", "5", "--distill-start", "3", "--target-momentum", "0.9", "--out", str(tmp_path)])
     cfg = config_from_args(args)
-    assert cfg.method == "sat" and cfg.distill_start == 3 and cfg.alpha == 0.9
+    assert cfg.method == "sat" and cfg.distill_start == 3 and cfg.target_momentum == 0.9
     assert config_from_args(build_parser().parse_args(["--out", str(tmp_path)])).distill_start == 0
     # a bad combination is a one-line error naming the field
     with pytest.raises(SystemExit) as exc:
@@ -231,7 +232,7 @@ def test_cli_distill_start_reaches_the_config(tmp_path, capsys):
 def test_sat_run_warm_up_alpha_and_targets(sat_full, sat_parts):
     """records alpha = [1, 0.9, 0.9]; the carried targets are the one-hot noisy labels after
     the warm-up epoch and have moved after epochs 2 and 3."""
-    assert [r.alpha for r in sat_full.records] == [1.0, 0.9, 0.9]
+    assert [r.target_momentum for r in sat_full.records] == [1.0, 0.9, 0.9]
     results, ckpts = sat_parts
     labels = results[0].split.labels
     assert not np.array_equal(labels, results[0].split.true_labels)  # the noisy labels are not the true ones
@@ -258,15 +259,15 @@ def test_sat_warm_up_epoch_is_plain_ce(sat_parts, tmp_path):
     rec_ce, rec_sat = ce.records[0], sat_parts[0][0].records[0]
     assert rec_sat.loss == pytest.approx(rec_ce.loss, rel=1e-6)
     assert rec_sat.train_acc == rec_ce.train_acc and rec_sat.val_acc == rec_ce.val_acc
-    assert rec_sat.alpha == 1.0 and rec_ce.alpha is None
+    assert rec_sat.target_momentum == 1.0 and rec_ce.target_momentum is None
 
 
 def test_self_distill_warm_up(tmp_path):
-    kw = dict(method="self-distill", alpha=0.7, distill_start=1, epochs=3)
+    kw = dict(method="self-distill", target_momentum=0.7, distill_start=1, epochs=3)
     first = train(cfg_at(tmp_path, stop_after=1, **kw))
     assert is_one_hot_of(load_checkpoint(tmp_path / "checkpoint.pt")["targets"], first.split.labels)
     res = train(cfg_at(tmp_path, resume=True, **kw))
-    assert [r.alpha for r in res.records] == [1.0, 0.7, 0.7]
+    assert [r.target_momentum for r in res.records] == [1.0, 0.7, 0.7]
     assert not is_one_hot_of(load_checkpoint(tmp_path / "checkpoint.pt")["targets"], res.split.labels)
 
 
@@ -297,7 +298,7 @@ def test_sat_run_reproduced_by_hand(tmp_path):
     two epochs reproduced by hand (init from make_model with the run's seed, batch order
     from a generator seeded with it) give the run's targets, weights and losses."""
     alpha, lr = 0.9, 2.0
-    cfg = cfg_at(tmp_path, method="sat", alpha=alpha, epochs=2, batch_size=512, augment=False, momentum=0.0,
+    cfg = cfg_at(tmp_path, method="sat", target_momentum=alpha, epochs=2, batch_size=512, augment=False, momentum=0.0,
                  weight_decay=0.0, lr=lr, lr_schedule="constant")
     res = train(cfg)
     split = res.split
@@ -312,7 +313,7 @@ def test_sat_run_reproduced_by_hand(tmp_path):
     for k, v in state.items():
         assert torch.allclose(ck["model"][k], v, rtol=1e-4, atol=1e-5), k
     assert [r.loss for r in res.records] == pytest.approx(losses, rel=1e-5)
-    assert [r.alpha for r in res.records] == [alpha, alpha]
+    assert [r.target_momentum for r in res.records] == [alpha, alpha]
     # the checks tell the SAT update from plausible slips
     T_swap, state_swap, _ = _hand_sat_epochs(x, y, orders, 1 - alpha, lr, cfg.seed)
     assert not torch.allclose(ck["targets"], T_swap, atol=1e-3)
@@ -331,12 +332,12 @@ def test_sat_train_epoch_updates_each_batch_with_the_current_weights(tmp_path):
     dd = DeviceData(x_train=x, y_train=y, y_train_true=y_true, flipped=y != y_true, x_val=x[:0], y_val=y[:0],
                     y_val_true=y[:0], x_test=x[:2], y_test=y_true[:2])
     alpha, lr = 0.3, 1.5
-    cfg = TrainConfig(out=str(tmp_path), method="sat", alpha=alpha, batch_size=3, augment=False, momentum=0.0,
+    cfg = TrainConfig(out=str(tmp_path), method="sat", target_momentum=alpha, batch_size=3, augment=False, momentum=0.0,
                       weight_decay=0.0, lr=lr, lr_schedule="constant", progress=False, device="cpu", model="mlp")
     model = make_model("mlp", seed=0, in_features=12, width=4)
     targets = F.one_hot(y, 10).float()
     stats = train_epoch(model, make_optimizer(model, cfg), cfg, dd, targets, torch.Generator().manual_seed(7),
-                        step=0, total_steps=3, alpha=alpha, desc="")
+                        step=0, total_steps=3, target_momentum=alpha, desc="")
     # by hand
     ref = make_model("mlp", seed=0, in_features=12, width=4)
     params = list(ref.parameters())

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from deep.config import CONSTRAINTS, TrainConfig
 from deep.data import CifarFormatError, load_cifar10
 from deep.methods import (
-    alpha_at,
+    scheduled_weight,
     batch_targets,
     chained_targets,
     generation_targets,
@@ -39,6 +39,12 @@ def fake(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake")
     path = write_fake_cifar(root, fmt="python", n_train_per_class=3, n_test_per_class=1, seed=0)
     return {"data": str(path), "cache_dir": str(root / "cache")}
+
+
+def weight_kw(method: str, value: float) -> dict:
+    """The keyword of a method's weight: alpha (generations), target_momentum (self-distill, sat)."""
+    return {"generations": {"alpha": value}, "self-distill": {"target_momentum": value},
+            "sat": {"target_momentum": value}}.get(method, {})
 
 
 def tiny(fake, out, **kw) -> TrainConfig:
@@ -122,15 +128,15 @@ def test_target_rules_against_direct_formulas():
         batch_targets("nope", z, y, None)
 
 
-def test_alpha_and_lr_schedules():
-    assert alpha_at("constant", 0.3, 4, 10) == 0.3
-    assert alpha_at("linear", 0.3, 0, 10) == 1.0
-    assert alpha_at("linear", 0.3, 9, 10) == pytest.approx(0.3)
-    assert np.allclose([alpha_at("linear", 0.3, s, 5) for s in range(5)], np.linspace(1, 0.3, 5))
+def test_weight_and_lr_schedules():
+    assert scheduled_weight("constant", 0.3, 4, 10) == 0.3
+    assert scheduled_weight("linear", 0.3, 0, 10) == 1.0
+    assert scheduled_weight("linear", 0.3, 9, 10) == pytest.approx(0.3)
+    assert np.allclose([scheduled_weight("linear", 0.3, s, 5) for s in range(5)], np.linspace(1, 0.3, 5))
     with pytest.raises(ValueError, match="step"):
-        alpha_at("linear", 0.3, 5, 5)
+        scheduled_weight("linear", 0.3, 5, 5)
     with pytest.raises(ValueError, match="schedule"):
-        alpha_at("cosine", 0.3, 0, 5)
+        scheduled_weight("cosine", 0.3, 0, 5)
     total, w = 50, 0.2
     u = (np.arange(total) + 0.5) / total
     ref = np.interp(u, [0, w, 1], [0, 1, 0])
@@ -232,7 +238,8 @@ def test_ce_run_records_and_partition(ce_run):
 
 @pytest.mark.parametrize("method, generations", [("self-distill", 1), ("interp", 1), ("generations", 2)])
 def test_each_method_runs_one_epoch(fake, tmp_path, method, generations):
-    res = train(tiny(fake, tmp_path, method=method, generations=generations, alpha=0.7, progress=method == "generations"))
+    res = train(tiny(fake, tmp_path, method=method, generations=generations, **weight_kw(method, 0.7),
+                     progress=method == "generations"))
     assert len(res.records) == generations and res.finished
     for rec in res.records:
         _check_record(rec)
@@ -240,9 +247,10 @@ def test_each_method_runs_one_epoch(fake, tmp_path, method, generations):
     if method == "interp":
         assert 0 <= res.records[0].lam <= 1
     if method == "self-distill":
-        assert res.records[0].alpha == 0.7
+        assert res.records[0].target_momentum == 0.7 and res.records[0].alpha is None
     if method == "generations":
         assert res.records[0].alpha is None and res.records[1].alpha == 0.7
+        assert all(r.target_momentum is None for r in res.records)
 
 
 @pytest.mark.parametrize("model, options", [("fastnet", {"widths": (8, 16, 16)}), ("resnet18", {}), ("shakeshake26", {"base_width": 2})])
@@ -254,8 +262,8 @@ def test_each_model_runs_one_epoch(fake, tmp_path, model, options):
 
 def test_self_distill_targets_follow_dong_update(fake, tmp_path):
     """With a negligible step the predictions during the epoch are the initial network's,
-    so t_1 = alpha onehot(y~) + (1 - alpha) softmax(f_0(x)) exactly (MLP: train = eval mode)."""
-    cfg = tiny(fake, tmp_path, method="self-distill", alpha=0.6, lr=1e-12, weight_decay=0.0, augment=False)
+    so t_1 = m onehot(y~) + (1 - m) softmax(f_0(x)) exactly (m the target momentum; MLP: train = eval mode)."""
+    cfg = tiny(fake, tmp_path, method="self-distill", target_momentum=0.6, lr=1e-12, weight_decay=0.0, augment=False)
     res = train(cfg)
     targets = load_checkpoint(res.out / "checkpoint.pt")["targets"]
     data = load_cifar10(cfg.data, cache_dir=cfg.cache_dir, progress=False)
@@ -279,7 +287,8 @@ def test_self_distill_targets_follow_dong_update(fake, tmp_path):
     ],
 )
 def test_resume_equals_uninterrupted(fake, tmp_path, method, epochs, generations, model):
-    kw = dict(method=method, epochs=epochs, generations=generations, alpha=0.6, model=model[0], model_options=model[1])
+    kw = dict(method=method, epochs=epochs, generations=generations, **weight_kw(method, 0.6), model=model[0],
+              model_options=model[1])
     if model[0] != "mlp":
         kw.update(subset=10, test_subset=5, batch_size=4, freq_subset=4)
     full = train(tiny(fake, tmp_path / "full", **kw))
@@ -287,8 +296,8 @@ def test_resume_equals_uninterrupted(fake, tmp_path, method, epochs, generations
     assert len(part.records) == 1 and not part.finished
     with pytest.raises(ValueError, match="already holds a run"):
         train(tiny(fake, tmp_path / "part", **kw))
-    with pytest.raises(ValueError, match="alpha"):
-        train(tiny(fake, tmp_path / "part", resume=True, **{**kw, "alpha": 0.5}))
+    with pytest.raises(ValueError, match="these fields differ: lr"):
+        train(tiny(fake, tmp_path / "part", resume=True, **{**kw, "lr": 0.0123}))
     rest = train(tiny(fake, tmp_path / "part", resume=True, **kw))
     assert rest.resumed_from == 1 and rest.finished and len(rest.records) == 2
 

@@ -564,3 +564,27 @@ def test_every_train_config_field_has_a_cli_flag_that_reaches_it():
     cfg = config_from_args(build_parser().parse_args(argv))
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.soft, cfg.augment, cfg.progress, cfg.model_options,
             cfg.val_fraction, cfg.freq_subset) == (3, 64, 0.05, 7, False, False, False, (("scale", 2.0),), 0.2, 0)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(method="self-distill", alpha=0.5), r"alpha is the weight on the ground truth .* method='self-distill' does not use it"),
+    (dict(method="sat", alpha=0.5), r"alpha is the weight on the ground truth .* method='sat' does not use it"),
+    (dict(method="generations", target_momentum=0.5), r"target_momentum is the weight on the previous target .* method='generations'"),
+    (dict(method="ce", target_momentum=0.5), r"target_momentum .* method='ce' does not use it"),
+    (dict(method="interp", weight_schedule="linear"), r"weight_schedule .* method='interp' uses neither"),
+])
+def test_train_config_weights_one_name_per_idea(kw, message):
+    """alpha is the weight on the ground truth (generations); target_momentum the weight on the
+    previous target (self-distill, sat): a value given to a method that does not use it is refused."""
+    from deep.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"^TrainConfig: " + message) as exc:
+        TrainConfig(**kw)
+    _one_line(exc)
+
+
+def test_train_config_weights_reach_their_methods():
+    from deep.config import TrainConfig
+
+    assert TrainConfig(method="sat", target_momentum=0.9).target_momentum == 0.9
+    assert TrainConfig(method="generations", generations=2, alpha=0.6).alpha == 0.6

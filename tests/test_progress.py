@@ -81,7 +81,7 @@ TINY = {
 STEPS = {
     "frequency": {"noise-location", "spectrum", "theory-gd", "theory-chained", "net-gd", "net-chained"},
     "air-spectrum": {f"{k}/{s}" for k in ("ntk_relu", "rbf")
-                     for s in ("gram", "spectrum", "alpha=0.9", "alpha=0.99", "alpha=0.999", "alpha=0.9999", "gd-vs-chained")},
+                     for s in ("gram", "spectrum", "m=0.9", "m=0.99", "m=0.999", "m=0.9999", "gd-vs-chained")},
     "analytic-vs-trained": {"mlp/closed-form", "mlp/width-32-seed-0", "mlp/width-64-seed-0", "cnn/entk-init",
                             "cnn/epoch-1", "cnn/epoch-2", "cnn/entk-end"},
 }

@@ -29,7 +29,7 @@ import numpy as np
 from kernels._backend import to_numpy
 from kernels._checks import Interval, Options, as_array, check_labels, check_param, check_same_namespace, check_vector
 from kernels.spectrum import Spectrum
-from theory.dynamics import TrainingPath, _check_spectrum, _eigenvalues, linearized_training
+from theory.dynamics import TARGET_RULES, TrainingPath, _check_spectrum, _eigenvalues, linearized_training
 
 __all__ = [
     "LabelSpectrum",
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 _WHICH = ("clean", "noise", "noisy")
-SCHEDULES = ("gd", "anchored", "chained")
+
 
 
 # ----------------------------------------------------------------------------- label spectra
@@ -206,7 +206,7 @@ class LearningCurves:
 
     Attributes
     ----------
-    schedule : str
+    target_rule : str
         ``"gd"``, ``"anchored"`` or ``"chained"``.
     record, times : numpy.ndarray of shape (T,)
         Recorded steps and ``lr * record``.
@@ -241,7 +241,7 @@ class LearningCurves:
         The underlying run (fits, dual coefficients, parameters).
     """
 
-    schedule: str
+    target_rule: str
     record: np.ndarray
     times: np.ndarray
     train_mse: np.ndarray
@@ -303,8 +303,9 @@ def _first_best(curve: np.ndarray) -> int:
 
 def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any, lr: float,
                      steps: int, record: Any = None, K_cross: Any = None, test_labels: Any = None,
-                     val_index: Any = None, val_labels: Any = None, schedule: str = "gd",
-                     alpha: Any = None, continuous: bool = False) -> LearningCurves:
+                     val_index: Any = None, val_labels: Any = None, targets: str = "gd",
+                     alpha: float | None = None, target_momentum: Any = None,
+                     continuous: bool = False) -> LearningCurves:
     """Predicted train/test learning curves of linearised training on noisy labels.
 
     Runs :func:`theory.dynamics.linearized_training` on ``y_noisy`` and scores the
@@ -323,8 +324,10 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         row-argmax is ``labels_given``).
     labels_true, labels_given : array of int, shape (n,)
         True and given (noisy) classes in [0, C).
-    lr, steps, record, alpha, continuous
-        As in :func:`theory.dynamics.linearized_training`.
+    lr, steps, record, targets, alpha, target_momentum, continuous
+        As in :func:`theory.dynamics.linearized_training` (``targets``: the rule, gd /
+        anchored / chained; ``alpha`` weighs the ground truth for anchored,
+        ``target_momentum`` the previous target for chained).
     K_cross : array of shape (m, n), default=None
         Kernel between evaluation points and the training points.
     test_labels : array of int, shape (m,), default=None
@@ -335,8 +338,6 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     val_labels : array of int, default=None
         Labels of the ``val_index`` rows (e.g. noisy ones); default
         ``test_labels[val_index]``.
-    schedule : {"gd", "anchored", "chained"}, default="gd"
-        Target rule of the run.
 
     Accuracy: ``train_mse`` and ``test_mse`` agree with an explicit long-double run of
     ``u <- u - lr K (u - target_t)`` (and ``K_cross`` times its dual coefficients) to a
@@ -353,7 +354,7 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     """
     fn = "predicted_curves"
     _check_spectrum(spectrum, fn)
-    check_param(fn, "schedule", schedule, Options(SCHEDULES))
+    check_param(fn, "targets", targets, Options(TARGET_RULES))
     V = spectrum.vectors
     n = spectrum.n_samples
     Y, xp = check_labels(y_noisy, n, fn, "y_noisy", like=V, dtype=V.dtype)
@@ -383,7 +384,8 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     elif test_labels is not None or val_index is not None or val_labels is not None:
         raise ValueError(f"{fn}: test_labels, val_index and val_labels need K_cross (the kernel to the evaluation points)")
 
-    path = linearized_training(spectrum, Y, lr=lr, steps=steps, targets=schedule, alpha=alpha, record=record,
+    path = linearized_training(spectrum, Y, lr=lr, steps=steps, targets=targets, alpha=alpha,
+                               target_momentum=target_momentum, record=record,
                                continuous=continuous)
     fits = path.fits
     train_mse = to_numpy(xp.sum((fits - Y) ** 2, axis=(1, 2))).astype(np.float64) / n
@@ -412,7 +414,7 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
             iv = _first_best(val_acc)
             best_val_step, acc_at_val = int(path.record[iv]), float(test_acc[iv])
     return LearningCurves(
-        schedule=schedule, record=path.record, times=path.times, train_mse=train_mse,
+        target_rule=targets, record=path.record, times=path.times, train_mse=train_mse,
         train_acc=_accuracy(pred, given), acc_clean=_accuracy(pred, given, clean),
         acc_flipped_given=_accuracy(pred, given, flipped), acc_flipped_true=_accuracy(pred, true, flipped),
         test_mse=test_mse, test_acc=test_acc, val_acc=val_acc, best_index_test=best_i, best_step_test=best_step,
@@ -437,10 +439,10 @@ class DistillationComparison:
     Attributes
     ----------
     gd, chained : LearningCurves
-    alpha : float
-        Target weight of the chained run.
+    target_momentum : float
+        The chained run's weight m on the previous target.
     ridge : float
-        ``(1 - alpha)/lr``: chained converges to KRR with this ridge.
+        ``(1 - m)/lr``: chained converges to KRR with this ridge.
     summary : dict of str to float
         ``{gd,chained}_{final_train_acc, final_acc_clean, final_acc_flipped_given,
         final_acc_flipped_true}``, and with test points ``{gd,chained}_{best_step,
@@ -450,39 +452,41 @@ class DistillationComparison:
 
     gd: LearningCurves
     chained: LearningCurves
-    alpha: float
+    target_momentum: float
     ridge: float
     summary: dict
 
 
 def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any,
-                                   lr: float, steps: int, alpha: float, record: Any = None, K_cross: Any = None,
+                                   lr: float, steps: int, target_momentum: float, record: Any = None, K_cross: Any = None,
                                    test_labels: Any = None, val_index: Any = None, val_labels: Any = None,
                                    continuous: bool = False) -> DistillationComparison:
-    """Run gd and chained self-distillation (constant alpha) and tabulate both.
+    """Run gd and chained self-distillation (constant target momentum m) and tabulate both.
 
     Dong et al. (2019) argue that self-distillation reaches, at the end of training,
     what gradient descent reaches only when stopped early: chained targets converge
-    to KRR with ridge ``(1 - alpha)/lr`` (see :mod:`theory.dynamics`) instead of
+    to KRR with ridge ``(1 - m)/lr`` (see :mod:`theory.dynamics`) instead of
     interpolating the noisy labels.
 
-    Parameters are those of :func:`predicted_curves`; ``alpha`` is a float in [0, 1).
+    Parameters are those of :func:`predicted_curves`; ``target_momentum`` m is a float
+    in [0, 1) (m = 1 would be plain gd).
 
     Accuracy: that of :func:`predicted_curves` for each run (``500 eps`` relative on the
-    MSE curves); ``ridge = (1 - alpha)/lr`` is one rounded division.
+    MSE curves); ``ridge = (1 - m)/lr`` is one rounded division.
 
     Returns
     -------
     DistillationComparison
     """
     fn = "distillation_vs_early_stopping"
-    check_param(fn, "alpha", alpha, Interval(float, 0, 1, "left"))
+    check_param(fn, "target_momentum", target_momentum, Interval(float, 0, 1, "left"))
+    m = float(target_momentum)
     common = dict(labels_true=labels_true, labels_given=labels_given, lr=lr, steps=steps, record=record,
                   K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=val_labels,
                   continuous=continuous)
-    gd = predicted_curves(spectrum, y_noisy, schedule="gd", **common)
-    ch = predicted_curves(spectrum, y_noisy, schedule="chained", alpha=float(alpha), **common)
-    summary: dict[str, float] = {"alpha": float(alpha), "ridge": (1 - float(alpha)) / float(lr)}
+    gd = predicted_curves(spectrum, y_noisy, targets="gd", **common)
+    ch = predicted_curves(spectrum, y_noisy, targets="chained", target_momentum=m, **common)
+    summary: dict[str, float] = {"target_momentum": m, "ridge": (1 - m) / float(lr)}
     for name, c in (("gd", gd), ("chained", ch)):
         f = c.final_index
         for key in ("train_acc", "acc_clean", "acc_flipped_given", "acc_flipped_true"):
@@ -494,7 +498,7 @@ def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_t
         if c.val_acc is not None:
             summary[f"{name}_val_step"] = float(c.best_step_val)
             summary[f"{name}_test_acc_at_val_step"] = float(c.test_acc_at_best_val)
-    return DistillationComparison(gd=gd, chained=ch, alpha=float(alpha), ridge=summary["ridge"], summary=summary)
+    return DistillationComparison(gd=gd, chained=ch, target_momentum=m, ridge=summary["ridge"], summary=summary)
 
 
 # ----------------------------------------------------------------------------- per-example fit times

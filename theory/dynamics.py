@@ -12,7 +12,7 @@ Write ``u = K c`` (c: dual coefficients, the test-point function is
     c_i <- (1 - lr d_i) c_i + lr tau_i,
 
 and every target rule below is linear in ``(c_i, tau_i)``, so the state of each
-direction evolves by a 2x2 matrix: an alpha schedule is iterated at O(k) per step.
+direction evolves by a 2x2 matrix: a target-momentum schedule is iterated at O(k) per step.
 With constant parameters the recursion collapses to a scalar geometric series
 ``c_k = b sum_{j<k} r^j`` (below), evaluated by doubling in O(k log steps) per
 record, so ``steps = 10**12`` is as cheap as 40. No discrete step divides by an
@@ -29,31 +29,34 @@ Target rules
 ``"gd"``
     ``target = y``. Fitted fraction ``1 - (1 - lr d)^k``; continuous ``1 - exp(-d t)``.
 ``"anchored"``
-    ``target_t = alpha y + (1 - alpha) u_t``. Then ``u - target = alpha (u - y)``:
-    exactly GD with step ``lr * alpha``.
+    ``target_t = alpha y + (1 - alpha) u_t``: ``alpha`` is the weight on the ground
+    truth, as everywhere in airkit. Then ``u - target = alpha (u - y)``: exactly GD
+    with step ``lr * alpha``.
 ``"chained"`` (Dong, Hou, Lu, Zhang 2019, self-distillation from the previous step)
-    ``target_{t+1} = alpha_t target_t + (1 - alpha_t) u_t``, ``target_0 = y``, with the
-    step map ``M = [[1 - lr d, lr], [(1 - alpha) d, alpha]]`` on ``(c, tau)`` (the target
-    update uses ``u_t``, the outputs before the step).
-    For constant alpha, ``det(M - I) = lr d (1-alpha) - lr (1-alpha) d = 0``: one
-    eigenvalue is 1, the other is ``trace - 1 = alpha - lr d``. The left eigenvector
-    for 1 is ``((1 - alpha)/lr, 1)``, so ``q = ((1-alpha)/lr) c + tau`` is conserved
-    (``q = y`` from the start). If ``|alpha - lr d| < 1`` the state converges to the
+    ``target_{t+1} = m_t target_t + (1 - m_t) u_t``, ``target_0 = y``, with the target
+    momentum ``m`` (``target_momentum``: the weight on the previous target, as in
+    Self-Adaptive Training's ``t <- m t + (1 - m) p``) and the step map
+    ``M = [[1 - lr d, lr], [(1 - m) d, m]]`` on ``(c, tau)`` (the target update uses
+    ``u_t``, the outputs before the step).
+    For constant m, ``det(M - I) = lr d (1-m) - lr (1-m) d = 0``: one
+    eigenvalue is 1, the other is ``trace - 1 = m - lr d``. The left eigenvector
+    for 1 is ``((1 - m)/lr, 1)``, so ``q = ((1-m)/lr) c + tau`` is conserved
+    (``q = y`` from the start). If ``|m - lr d| < 1`` the state converges to the
     fixed point ``tau = d c`` (from the c-equation), and then
-    ``c = y / (d + (1-alpha)/lr)``, ``u = d / (d + (1-alpha)/lr) y``: kernel ridge
-    regression with ridge ``lambda = (1 - alpha)/lr``. For ``alpha in [0, 1]`` and
-    ``lr d > 0`` the condition is ``lr d < 1 + alpha`` (at d = 0 the second eigenvalue
-    is alpha: for alpha = 1, chained = gd, and c grows linearly along null directions
-    while u stays 0). Using ``q`` to eliminate tau, ``c_{k+1} = (alpha - lr d) c_k + lr``,
-    so ``c_k = lr sum_{j<k} (alpha - lr d)^j`` and ``tau_k = 1 - (1 - alpha) sum_{j<k} ...``
+    ``c = y / (d + (1-m)/lr)``, ``u = d / (d + (1-m)/lr) y``: kernel ridge
+    regression with ridge ``lambda = (1 - m)/lr``. For ``m in [0, 1]`` and
+    ``lr d > 0`` the condition is ``lr d < 1 + m`` (at d = 0 the second eigenvalue
+    is m: for m = 1, chained = gd, and c grows linearly along null directions
+    while u stays 0). Using ``q`` to eliminate tau, ``c_{k+1} = (m - lr d) c_k + lr``,
+    so ``c_k = lr sum_{j<k} (m - lr d)^j`` and ``tau_k = 1 - (1 - m) sum_{j<k} ...``
     (per unit of ``y_i``): the unit eigenvalue is treated exactly, with no drift
     for huge k. gd/anchored are the same series with ``r = 1 - lr alpha d``, ``b = lr alpha``.
 
 Continuous time (``continuous=True``)
 -------------------------------------
 The limit ``lr -> 0`` with ``t = lr * step``. gd/anchored: ``dc/dt = alpha (y - d c)``,
-so ``c(t) = -expm1(-alpha d t)/d y``. chained, with ``alpha = 1 - beta lr`` (rate
-``beta = (1 - alpha)/lr``): ``dc/dt = tau - d c``, ``dtau/dt = beta (d c - tau)``.
+so ``c(t) = -expm1(-alpha d t)/d y``. chained, with ``m = 1 - beta lr`` (rate
+``beta = (1 - m)/lr``): ``dc/dt = tau - d c``, ``dtau/dt = beta (d c - tau)``.
 The generator ``G = [[-d, 1], [beta d, -beta]]`` has ``det G = 0``, hence
 ``G^2 = trace(G) G = -(d + beta) G`` and ``exp(G t) = I + phi G`` with
 ``phi = -expm1(-(d + beta) t)/(d + beta)`` (``phi -> t`` as ``d + beta -> 0``).
@@ -93,6 +96,7 @@ PARAMS = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "both"),
     "alpha": Interval(float, 0, 1, "both"),
+    "target_momentum": Interval(float, 0, 1, "both"),
     "targets": Options(TARGET_RULES),
 }
 
@@ -117,8 +121,11 @@ class TrainingPath:
         Step size (the time unit when ``continuous``).
     steps : int
         Number of steps of the run.
-    alpha : float, numpy.ndarray of shape (steps,) or None
-        Weight on the current target (constant or schedule); None for gd.
+    alpha : float or None
+        anchored: the weight on the ground truth y; None for the other rules.
+    target_momentum : float, numpy.ndarray of shape (steps,) or None
+        chained: the weight on the previous target (constant or schedule); None for
+        the other rules.
     continuous : bool
         Whether the gradient-flow limit was used (``times = lr * record``).
     record : numpy.ndarray of shape (T,)
@@ -139,8 +146,8 @@ class TrainingPath:
         Training outputs ``u = V (fraction * V^T y)``.
     limit_ridge : float or None
         The run converges to KRR with this ridge (0 = interpolation on range(K)):
-        0 for gd/anchored (alpha > 0), ``(1 - alpha)/lr`` for constant-alpha chained;
-        None for schedules and anchored with alpha = 0.
+        0 for gd/anchored (alpha > 0), ``(1 - m)/lr`` for chained with a constant
+        target momentum m; None for schedules and anchored with alpha = 0.
     lr_bound : float
         The largest stable step for this rule (inf in continuous time).
     n_zero : int
@@ -151,7 +158,8 @@ class TrainingPath:
     target_rule: str
     lr: float
     steps: int
-    alpha: Any
+    alpha: float | None
+    target_momentum: Any
     continuous: bool
     record: np.ndarray
     times: np.ndarray
@@ -170,7 +178,7 @@ class TrainingPath:
         """Targets ``target_t`` at the recorded steps, shape (T, n) or (T, n, c).
 
         ``y`` for gd, ``alpha y + (1 - alpha) u_t`` for anchored, the chained
-        recursion for chained (projected onto span(V) for a top-k spectrum).
+        recursion ``m target_t + (1 - m) u_t`` for chained (projected onto span(V) for a top-k spectrum).
         """
         return _to_points(self.spectrum.vectors, self.target_filter, self.y_coef)
 
@@ -228,31 +236,47 @@ def _check_flag(fn: str, name: str, value: Any) -> bool:
     return bool(value)
 
 
-def _check_alpha(fn: str, alpha: Any, rule: str, steps: int) -> tuple[float | None, np.ndarray | None]:
-    """(constant alpha, schedule): a scalar in [0, 1] or, for chained, a 1-D schedule of length steps."""
-    if rule == "gd":
-        if alpha is not None:
-            raise ValueError(f"{fn}: alpha must be None for targets='gd' (it weights the targets of 'anchored' and 'chained'); got {alpha!r}")
+# The parameter that weights each rule's targets: one name per idea (README, "Conventions").
+_WEIGHT_OF = {"gd": None, "anchored": "alpha", "chained": "target_momentum"}
+_WEIGHT_MEANING = {"alpha": "the weight on the ground truth (targets='anchored')",
+                   "target_momentum": "the weight on the previous target (targets='chained')"}
+
+
+def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: int) -> tuple[float | None, np.ndarray | None]:
+    """(constant, schedule) of the rule's weight: alpha for anchored, target_momentum for chained.
+
+    The other name must be None (a value given is used or refused); chained alone takes
+    a 1-D schedule of length ``steps``.
+    """
+    given = {"alpha": alpha, "target_momentum": target_momentum}
+    want = _WEIGHT_OF[rule]
+    for name, value in given.items():
+        if name != want and value is not None:
+            takes = f"it takes {want}=" if want else "it takes neither"
+            raise ValueError(f"{fn}: {name} is {_WEIGHT_MEANING[name]}; targets={rule!r} does not use it ({takes}); got {value!r}")
+    if want is None:
         return None, None
-    if alpha is None:
-        raise ValueError(f"{fn}: alpha must be given for targets={rule!r}: a float in [0, 1]"
+    value = given[want]
+    if value is None:
+        raise ValueError(f"{fn}: {want} must be given for targets={rule!r}: a float in [0, 1]"
                          + (" or a 1-D schedule of length steps" if rule == "chained" else ""))
-    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
-        return float(check_param(fn, "alpha", alpha, PARAMS["alpha"])), None
-    if isinstance(alpha, (bool, str)):
-        raise TypeError(f"{fn}: alpha must be {PARAMS['alpha'].describe()} or a 1-D schedule of such floats; got {alpha!r}")
+    what = PARAMS[want].describe()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(check_param(fn, want, value, PARAMS[want])), None
+    if isinstance(value, (bool, str)):
+        raise TypeError(f"{fn}: {want} must be {what} or a 1-D schedule of such floats; got {value!r}")
     try:
-        sched = check_vector(alpha, fn, "alpha", constraint=PARAMS["alpha"])
+        sched = check_vector(value, fn, want, constraint=PARAMS[want])
     except (TypeError, ValueError) as exc:
-        if "alpha" in str(exc):
+        if want in str(exc):
             raise
-        raise TypeError(f"{fn}: alpha must be {PARAMS['alpha'].describe()} or a 1-D schedule of such floats; got {type(alpha).__name__}") from exc
-    if sched.size == 1 and np.ndim(alpha) == 0:
+        raise TypeError(f"{fn}: {want} must be {what} or a 1-D schedule of such floats; got {type(value).__name__}") from exc
+    if sched.size == 1 and np.ndim(value) == 0:
         return float(sched[0]), None
     if rule != "chained":
-        raise ValueError(f"{fn}: alpha must be a scalar for targets={rule!r} (schedules are for 'chained'); got shape {sched.shape}")
+        raise ValueError(f"{fn}: {want} must be a scalar for targets={rule!r} (schedules are for 'chained'); got shape {sched.shape}")
     if sched.size != steps:
-        raise ValueError(f"{fn}: alpha schedule must have length steps = {steps} (alpha[t] makes target t+1); got length {sched.size}")
+        raise ValueError(f"{fn}: {want} schedule must have length steps = {steps} ({want}[t] makes target t+1); got length {sched.size}")
     return None, sched
 
 
@@ -262,7 +286,7 @@ def _check_record(fn: str, record: Any, steps: int, integer: bool) -> np.ndarray
     rec = check_vector(record, fn, "record", constraint=Interval(float, 0, steps, "both"))
     if integer:
         if not np.all(rec == np.round(rec)):
-            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or an alpha schedule); got {record!r}")
+            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or a target-momentum schedule); got {record!r}")
         return rec.astype(np.int64)
     return rec
 
@@ -284,25 +308,23 @@ def _check_size(fn: str, spectrum: Spectrum, y: Any, steps: int, record: Any, me
     check_result_size(fn, T * per_record, memory_budget, what, fix)
 
 
-def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None = None) -> float:
+def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None = None,
+                  target_momentum: float | None = None) -> float:
     """Largest step for which the discrete recursion does not diverge.
 
     ``2 / d_max`` for gd (``|1 - lr d| < 1``), ``2 / (alpha d_max)`` for anchored
-    (GD with step ``lr alpha``), and ``(1 + alpha) / d_max`` for chained (the
-    non-unit eigenvalue ``alpha - lr d`` of each step must lie in ``(-1, 1]``; for a
-    schedule, pass its smallest alpha: this is then a per-step necessary condition).
-    ``inf`` when ``d_max = 0``.
+    (GD with step ``lr alpha``), and ``(1 + m) / d_max`` for chained with target
+    momentum ``m`` (the non-unit eigenvalue ``m - lr d`` of each step must lie in
+    ``(-1, 1]``; for a schedule, pass its smallest m: this is then a per-step
+    necessary condition). ``inf`` when ``d_max = 0``.
     """
     fn = "max_stable_lr"
     _check_spectrum(spectrum, fn)
     check_param(fn, "targets", targets, PARAMS["targets"])
-    if targets != "gd":
-        if alpha is None:
-            raise ValueError(f"{fn}: alpha must be given for targets={targets!r}: a float in [0, 1]")
-        check_param(fn, "alpha", alpha, PARAMS["alpha"])
+    weight, _ = _rule_weight(fn, targets, alpha, target_momentum, steps=1)
     _, _, d_max = _eigenvalues(spectrum, fn)
-    num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (alpha or 0.0)}[targets]
-    den = d_max * (alpha if targets == "anchored" else 1.0)
+    num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (weight or 0.0)}[targets]
+    den = d_max * (weight if targets == "anchored" else 1.0)
     return math.inf if den <= 0 else num / den
 
 
@@ -316,23 +338,23 @@ def _ratio(x: Any, xp: ModuleType) -> Any:
     return xp.where(pos, -xp.expm1(-xs) / xs, xp.ones_like(x))
 
 
-def _step_map(d: Any, lr: float, alpha: float | None, rule: str, xp: ModuleType) -> Mat:
+def _step_map(d: Any, lr: float, w: float | None, rule: str, xp: ModuleType) -> Mat:
     """One discrete step on ``(c, tau)``."""
     one, zero = xp.ones_like(d), xp.zeros_like(d)
     if rule == "chained":
-        return (1 - lr * d, lr * one, (1 - alpha) * d, alpha * one)
-    a = 1.0 if alpha is None else alpha
+        return (1 - lr * d, lr * one, (1 - w) * d, w * one)
+    a = 1.0 if w is None else w
     return (1 - (lr * a) * d, (lr * a) * one, zero, one)
 
 
-def _flow_map(d: Any, h: float, lr: float, alpha: float | None, rule: str, xp: ModuleType) -> Mat:
+def _flow_map(d: Any, h: float, lr: float, w: float | None, rule: str, xp: ModuleType) -> Mat:
     """``exp(G h)`` on ``(c, tau)`` for the gradient flow over a time interval h."""
     one, zero = xp.ones_like(d), xp.zeros_like(d)
     if rule == "chained":
-        beta = (1 - alpha) / lr
+        beta = (1 - w) / lr
         phi = h * _ratio((d + beta) * h, xp)
         return (1 - d * phi, phi, beta * d * phi, 1 - beta * phi)
-    a = 1.0 if alpha is None else alpha
+    a = 1.0 if w is None else w
     b = (a * h) * _ratio((a * h) * d, xp)  # -expm1(-a d h) / d, safe at d = 0
     return (1 - d * b, b, zero, one)
 
@@ -369,29 +391,32 @@ def _geometric(r: Any, record: np.ndarray, xp: ModuleType) -> list[Any]:
     return out
 
 
-def _filters(d: Any, xp: ModuleType, *, lr: float, alpha: float | None, schedule: np.ndarray | None,
+def _filters(d: Any, xp: ModuleType, *, lr: float, w: float | None, schedule: np.ndarray | None,
              rule: str, continuous: bool, record: np.ndarray) -> Pair:
-    """``(g_c, g_tau)`` of shape (T, k) at the recorded steps, from the start ``(0, 1)``."""
+    """``(g_c, g_tau)`` of shape (T, k) at the recorded steps, from the start ``(0, 1)``.
+
+    ``w`` is the rule's weight: alpha for anchored, the target momentum m for chained.
+    """
     T = record.shape[0]
     out: list[Pair | None] = [None] * T
     start = (xp.zeros_like(d), xp.ones_like(d))
     if schedule is None and continuous:
         for j in range(T):
-            M = _flow_map(d, lr * float(record[j]), lr, alpha, rule, xp)
+            M = _flow_map(d, lr * float(record[j]), lr, w, rule, xp)
             out[j] = (M[1], M[3])  # exp(G t) applied to (0, 1)
     elif schedule is None:
         # Constant parameters reduce to a scalar geometric series per direction.
-        # gd/anchored: c_{k+1} = r c_k + b with r = 1 - lr alpha d, b = lr alpha, tau = 1.
-        # chained: q = ((1-alpha)/lr) c + tau = 1 is conserved, so tau = 1 - ((1-alpha)/lr) c
-        # and c_{k+1} = (alpha - lr d) c_k + lr. Either way c_k = b S_k(r), S_k = sum_{j<k} r^j:
+        # gd/anchored (w = alpha): c_{k+1} = r c_k + b with r = 1 - lr w d, b = lr w, tau = 1.
+        # chained (w = target momentum m): q = ((1-w)/lr) c + tau = 1 is conserved, so tau = 1 - ((1-w)/lr) c
+        # and c_{k+1} = (w - lr d) c_k + lr. Either way c_k = b S_k(r), S_k = sum_{j<k} r^j:
         # the unit eigenvalue is handled exactly (no drift from powering a 2x2 matrix).
         if rule == "chained":
-            r, b = alpha - lr * d, lr
+            r, b = w - lr * d, lr
         else:
-            a = 1.0 if alpha is None else alpha
+            a = 1.0 if w is None else w
             r, b = 1 - (lr * a) * d, lr * a
         for j, S in enumerate(_geometric(r, record, xp)):
-            out[j] = (b * S, 1 - (1 - alpha) * S) if rule == "chained" else (b * S, xp.ones_like(d))
+            out[j] = (b * S, 1 - (1 - w) * S) if rule == "chained" else (b * S, xp.ones_like(d))
     else:
         order = np.argsort(record, kind="stable")
         state, j = start, 0
@@ -424,41 +449,44 @@ def _to_points(V: Any, g: Any, coef: Any) -> Any:
 
 
 def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, targets: str = "gd",
-                        alpha: Any = None, record: Any = None, continuous: bool = False,
-                        memory_budget: int | None = None) -> TrainingPath:
+                        alpha: float | None = None, target_momentum: Any = None, record: Any = None,
+                        continuous: bool = False, memory_budget: int | None = None) -> TrainingPath:
     """Linearised (NTK-regime) training path with a target schedule, in the eigenbasis.
 
     Gradient descent on ``1/2 ||u - target_t||^2`` in function space,
     ``u <- u - lr K (u - target_t)``, ``u(0) = 0``; per eigen-direction the state
     ``(c_i, tau_i)`` (dual coefficient, target) evolves by a 2x2 matrix (module
     docstring). gd fits direction i by the fraction ``1 - (1 - lr d_i)^k``
-    (Dong et al. 2019); chained self-distillation with constant alpha
-    converges to KRR with ridge ``(1 - alpha)/lr`` (derivation in the module docstring).
+    (Dong et al. 2019); chained self-distillation with constant target momentum m
+    converges to KRR with ridge ``(1 - m)/lr`` (derivation in the module docstring).
 
     Parameters
     ----------
     spectrum : Spectrum
         Eigendecomposition of the training kernel (``kernels.spectrum(K)``). Cost:
-        O(k) per step with an alpha schedule, O(k log steps) per recorded step
+        O(k) per step with a target-momentum schedule, O(k log steps) per recorded step
         otherwise (geometric series by doubling), plus O(T n k c) to map the fits back.
     y : array of shape (n,) or (n, c)
         Labels (regression targets or one-hot), same backend as the spectrum.
     lr : float
-        Step size, ``0 < lr < max_stable_lr(spectrum, targets, alpha)``: ``2/d_max``
-        (gd), ``2/(alpha d_max)`` (anchored), ``(1 + min alpha)/d_max`` (chained).
+        Step size, ``0 < lr < max_stable_lr(...)``: ``2/d_max`` (gd),
+        ``2/(alpha d_max)`` (anchored), ``(1 + min m)/d_max`` (chained).
         With ``continuous=True`` it is only the time unit (``t = lr * step``) and
         any ``lr > 0`` is allowed.
     steps : int
         Number of steps (>= 1).
     targets : {"gd", "anchored", "chained"}, default="gd"
         The target rule (module docstring).
-    alpha : float or array of shape (steps,), default=None
-        Weight on the ground truth / current target, in [0, 1]; required for
-        anchored and chained; a schedule (``alpha[t]`` makes target t+1) only for
-        chained. In continuous time chained uses the rate ``beta = (1 - alpha)/lr``.
+    alpha : float, default=None
+        anchored only (required there): the weight on the ground truth y, in [0, 1].
+    target_momentum : float or array of shape (steps,), default=None
+        chained only (required there): the weight m on the previous target, in
+        [0, 1], or a schedule (``m[t]`` makes target t+1). In continuous time chained
+        uses the rate ``beta = (1 - m)/lr``. A weight given to a rule that does not
+        use it raises.
     record : sequence of int, default=None
         Steps to record (any order, in [0, steps]); all of ``0..steps`` by default.
-        With ``continuous=True`` and a constant alpha, real values are allowed.
+        With ``continuous=True`` and a constant weight, real values are allowed.
     continuous : bool, default=False
         Use the gradient-flow limit ``lr -> 0`` at times ``t = lr * record``.
     memory_budget : int, default=None
@@ -503,13 +531,13 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     check_param(fn, "steps", steps, PARAMS["steps"])
     continuous = _check_flag(fn, "continuous", continuous)
     lr, steps = float(lr), int(steps)
-    alpha_c, schedule = _check_alpha(fn, alpha, targets, steps)
+    weight, schedule = _rule_weight(fn, targets, alpha, target_momentum, steps)
     d, xp, d_max = _eigenvalues(spectrum, fn)
-    a_min = alpha_c if schedule is None else float(schedule.min())
-    bound = math.inf if continuous else max_stable_lr(spectrum, targets, a_min)
+    a_min = weight if schedule is None else float(schedule.min())
+    bound = math.inf if continuous else max_stable_lr(spectrum, targets, **({_WEIGHT_OF[targets]: a_min} if _WEIGHT_OF[targets] else {}))
     if not lr < bound:
-        expr = {"gd": "2/d_max", "anchored": "2/(alpha*d_max)", "chained": "(1 + alpha)/d_max"}[targets]
-        extra = " (for chained the eigenvalue alpha - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
+        expr = {"gd": "2/d_max", "anchored": "2/(alpha*d_max)", "chained": "(1 + target_momentum)/d_max"}[targets]
+        extra = " (for chained the eigenvalue target_momentum - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
         raise ValueError(f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
                          f"with d_max = {d_max:.6g}{extra}; got {lr!r}")
     V = spectrum.vectors
@@ -518,18 +546,20 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     _check_size(fn, spectrum, y, steps, record, memory_budget)
     rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
     y_coef = V.T @ y
-    g_c, g_tau = _filters(d, xp, lr=lr, alpha=alpha_c, schedule=schedule, rule=targets,
+    g_c, g_tau = _filters(d, xp, lr=lr, w=weight, schedule=schedule, rule=targets,
                           continuous=continuous, record=rec)
     fraction = g_c * d
     if targets == "anchored":
-        g_tau = alpha_c + (1 - alpha_c) * fraction
+        g_tau = weight + (1 - weight) * fraction
     if targets == "chained":
-        limit = (1 - alpha_c) / lr if schedule is None else None
+        limit = (1 - weight) / lr if schedule is None else None
     else:
-        limit = 0.0 if (targets == "gd" or alpha_c > 0) else None
+        limit = 0.0 if (targets == "gd" or weight > 0) else None
     return TrainingPath(
         spectrum=spectrum, target_rule=targets, lr=lr, steps=steps,
-        alpha=schedule if schedule is not None else alpha_c, continuous=continuous,
+        alpha=weight if targets == "anchored" else None,
+        target_momentum=(schedule if schedule is not None else weight) if targets == "chained" else None,
+        continuous=continuous,
         record=rec, times=lr * rec.astype(np.float64), y_coef=y_coef,
         dual_filter=g_c, target_filter=g_tau, fraction=fraction,
         coef=_scale(g_c, y_coef), fits=_to_points(V, fraction, y_coef),

@@ -15,7 +15,7 @@ from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.runs._progress import PartLog
 
-ALPHAS = (0.9, 0.99, 0.999, 0.9999)
+MOMENTA = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "air-spectrum's stratified split needs one training point per class, 10 classes"
@@ -29,7 +29,7 @@ def kernel_specs(d: int) -> dict[str, tuple[str, dict]]:
 
 def _steps(kname: str) -> tuple[str, ...]:
     """The progress steps of one kernel's part (see :func:`_plan`)."""
-    return (f"{kname}/gram", f"{kname}/spectrum", *(f"{kname}/alpha={a:g}" for a in ALPHAS), f"{kname}/gd-vs-chained")
+    return (f"{kname}/gram", f"{kname}/spectrum", *(f"{kname}/m={m:g}" for m in MOMENTA), f"{kname}/gd-vs-chained")
 
 
 def _plan(kernels: dict, n: int, n_eval: int) -> dict:
@@ -38,7 +38,7 @@ def _plan(kernels: dict, n: int, n_eval: int) -> dict:
     for kname, _params in kernels.values():
         curve = 60 * (n + n_eval) * n * 10 * 1e-9 + 0.2
         plan.update(dict(zip(_steps(kname), (2e-9 * n * (n + n_eval) * 64 + 0.1, 3e-9 * n ** 3 + 0.1,
-                                            *(curve for _ in ALPHAS), 2 * curve))))
+                                            *(curve for _ in MOMENTA), 2 * curve))))
     return plan
 
 
@@ -65,19 +65,19 @@ def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lamb
     common = dict(labels_true=data.labels_true, labels_given=data.labels_given, lr=lr, steps=steps, record=record,
                   K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=data.val_labels_given)
     sweep = {}
-    for a, name in zip(ALPHAS, names[2:]):
-        c = step(name, lambda a=a: predicted_curves(s, y_noisy, schedule="chained", alpha=a, **common))
-        sweep[a] = float(c.val_acc[c.final_index])
-    alpha = max(sweep, key=sweep.get)
-    comp = step(names[-1], lambda: distillation_vs_early_stopping(s, y_noisy, alpha=alpha, **common),
-                what=f"GD and chained self-distillation (alpha = {alpha:g}) to step {steps}")
+    for m, name in zip(MOMENTA, names[2:]):
+        c = step(name, lambda m=m: predicted_curves(s, y_noisy, targets="chained", target_momentum=m, **common))
+        sweep[m] = float(c.val_acc[c.final_index])
+    momentum = max(sweep, key=sweep.get)
+    comp = step(names[-1], lambda: distillation_vs_early_stopping(s, y_noisy, target_momentum=momentum, **common),
+                what=f"GD and chained self-distillation (target momentum m = {momentum:g}) to step {steps}")
     shares = {w: ls.share_at([k for k in SHARE_KS if k <= s.k], w).tolist() for w in ("clean", "noise", "noisy")}
     curves = {}
     for name, c in (("gd", comp.gd), ("chained", comp.chained)):
         curves[name] = {"steps": c.record, "test_acc": c.test_acc, "val_acc": c.val_acc, "acc_clean": c.acc_clean,
                         "memorised": c.acc_flipped_given, "recovered": c.acc_flipped_true, "train_mse": c.train_mse}
-    return {"eigenvalues": d, "n_zero": s.n_zero, "lr": lr, "steps": steps, "alpha": alpha,
-            "alpha_sweep_val_acc": {str(k): v for k, v in sweep.items()}, "share_ks": list(SHARE_KS), "shares": shares,
+    return {"eigenvalues": d, "n_zero": s.n_zero, "lr": lr, "steps": steps, "target_momentum": momentum,
+            "momentum_sweep_val_acc": {str(k): v for k, v in sweep.items()}, "share_ks": list(SHARE_KS), "shares": shares,
             "energy_clean": to_numpy(ls.energy_clean), "energy_noise": to_numpy(ls.energy_noise),
             "summary": comp.summary, "curves": curves}
 
@@ -107,20 +107,20 @@ def run(ctx: RunContext) -> RunOutput:
         results[label] = log.part(ctx, f"kernel-{kname}", compute, inner=_steps(kname))
     figures = (_plot_spectra(results, ctx), _plot_curves(results, ctx))
     rows = ["| kernel | clean share top-10/50/100 | noise share top-10/50/100 | GD best step (val) | GD test acc at it | "
-            "GD final test acc | chained alpha | chained final test acc |", "|---|---|---|---|---|---|---|---|"]
+            "GD final test acc | chained m | chained final test acc |", "|---|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         sm = r["summary"]
         fmt = lambda v: "/".join(f"{x:.3f}" for x in v)  # noqa: E731
         rows.append(f"| {label} | {fmt(r['shares']['clean'])} | {fmt(r['shares']['noise'])} | {sm['gd_val_step']:.0f} | "
-                    f"{sm['gd_test_acc_at_val_step']:.3f} | {sm['gd_final_test_acc']:.3f} | {r['alpha']:g} | "
+                    f"{sm['gd_test_acc_at_val_step']:.3f} | {sm['gd_final_test_acc']:.3f} | {r['target_momentum']:g} | "
                     f"{sm['chained_final_test_acc']:.3f} |")
     md = (f"Data: {data.name}, n = {n} training points, 40% symmetric label noise "
-          f"({int(data.flipped.sum())} flipped); {n_val} noisy validation points choose the stopping step and alpha; "
+          f"({int(data.flipped.sum())} flipped); {n_val} noisy validation points choose the stopping step and the target momentum m; "
           f"{data.X_test.shape[0]} clean test points. Linearised GD with lr = 1/d_max from u(0) = 0 on one-hot labels.\n\n"
           + "\n".join(rows) +
           "\n\nAIR: the clean labels' energy sits in the top eigen-directions far more than the noise's, so GD fits them "
           "first; the test accuracy peaks before the noise (tail) is memorised. Chained self-distillation converges to "
-          "KRR with ridge (1 - alpha)/lr, so its final accuracy needs no stopping rule.\n")
+          "KRR with ridge (1 - m)/lr, so its final accuracy needs no stopping rule.\n")
     return RunOutput(numbers={"data": data.name, "n": n, "n_val": n_val, "kernels": results}, markdown=md,
                      figures=figures, parameters={"noise": "symmetric:0.4", "kernels": {k: v for k, v in kernel_specs(data.X_train.shape[1]).items()}})
 
@@ -162,7 +162,7 @@ def _plot_curves(results: dict, ctx: RunContext) -> str:
             row[1].semilogx(t, c["recovered"], ls, color="tab:green", label=f"{name}: flipped vs true (recovered)")
             row[1].semilogx(t, c["acc_clean"], ls, color="tab:blue", label=f"{name}: clean subset")
         row[0].axvline(r["summary"]["gd_val_step"], color="tab:orange", lw=1, label="GD early stop (val)")
-        row[0].set_title(f"{label}: accuracy (chained alpha = {r['alpha']:g})")
+        row[0].set_title(f"{label}: accuracy (chained, target momentum m = {r['target_momentum']:g})")
         row[1].set_title(f"{label}: training subsets")
         for ax in row:
             ax.set_xlabel("GD step (lr = 1/d_max)")

@@ -99,7 +99,8 @@ def _mlp_part(data, cfg: dict, seed: int, log: PartLog | None = None) -> dict:
                 model = make_model("mlp", in_features=Xtr.shape[1], width=width, depth=depth, seed=seed * 1000 + rep,
                                    dtype=torch.float64)
                 theta0 = empirical_ntk(model, sub, mode="trace").numpy()
-                run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe)
+                run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe,
+                                       progress=log is not None and log.enabled)
                 return theta0, run, empirical_ntk(model, sub, mode="trace").numpy()
 
             theta0, run, theta1 = step(f"mlp/width-{width}-seed-{rep}", train_one,

@@ -80,8 +80,9 @@ def _config(ctx: RunContext) -> dict:
     if cfg["distill_start"] is None:  # SAT's start epoch: 60 of 200 in the paper, 30% of training
         cfg["distill_start"] = int(round(0.3 * cfg["cnn"]["epochs"]))
     start = cfg["distill_start"]
-    cfg["methods"] = {"ce": {}, "self-distill": {"alpha": 0.8, "distill_start": start},
-                      "sat": {"alpha": 0.9, "distill_start": start}, "generations": {"alpha": 0.6, "generations": 2}}
+    cfg["methods"] = {"ce": {}, "self-distill": {"target_momentum": 0.8, "distill_start": start},
+                      "sat": {"target_momentum": 0.9, "distill_start": start},
+                      "generations": {"alpha": 0.6, "generations": 2}}
     cfg["method_seeds"] = {"ce": cfg["seeds"], "self-distill": cfg["seeds"], "sat": cfg["seeds"],
                            "generations": cfg["generations_seeds"]}
     cfg["gpu"] = gpu
@@ -283,8 +284,9 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
              f"{ce['n_train']} training / {ce['n_val']} noisy validation / {ce['n_test']} test images, "
              f"{cnn['epochs']} epochs (linear warm-up and decay), batch {cnn['batch_size']}, lr {cnn['lr']}, "
              f"augmentation {'on' if cnn['augment'] else 'off'}. {_regime_words(runs)} "
-             f"self-distill: alpha {cfg['methods']['self-distill']['alpha']} (weight on the previous epoch's target), SAT: "
-             f"momentum {cfg['methods']['sat']['alpha']} (the paper's 0.9), both starting at epoch {cfg['distill_start']} "
+             f"self-distill: target momentum {cfg['methods']['self-distill']['target_momentum']} (weight on the previous "
+             f"epoch's target), SAT: target momentum {cfg['methods']['sat']['target_momentum']} (the paper's 0.9), both "
+             f"starting at epoch {cfg['distill_start']} "
              f"({_start_words(cfg)}); generations: alpha "
              f"{cfg['methods']['generations']['alpha']} on the noisy label, 2 generations. Early stopping: CE's epoch of "
              "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + ".",
@@ -298,9 +300,9 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
              f"seeds each), full-batch GD on the squared loss, {ntk['steps']} steps at lr = 1/d_max = {ntk['lr']:.4g}, "
              f"n = {ntk['n']} training images with {ntk['n_val']} noisy validation and {ntk['n_test']} test images. Input "
              f"reduced for the CPU: images projected on their top {ntk['dim']} principal components, rows scaled to norm "
-             f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses alpha = "
-             f"1 - 1/k* = {ntk['alpha']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping step (best noisy "
-             f"validation), so that its limit, KRR with ridge (1 - alpha)/lr = {ntk['chained_ridge']:.3g}, matches the "
+             f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses the target "
+             f"momentum m = 1 - 1/k* = {ntk['target_momentum']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping "
+             f"step (best noisy validation), so that its limit, KRR with ridge (1 - m)/lr = {ntk['chained_ridge']:.3g}, matches the "
              "early-stopped filter. One eigendecomposition gives every analytic curve.", ""]
 
     lines += ["## Feature-learning regime: the methods", "",

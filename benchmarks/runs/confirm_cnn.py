@@ -45,7 +45,7 @@ def train_one(root: Path, name: str, data: str, cfg: dict, method: str, params: 
     s, recs = res.summary, res.records
     last = recs[-1]
     keys = ("global_epoch", "test_acc", "val_acc", "train_acc_clean", "train_acc_flipped_given", "train_acc_flipped_true",
-            "loss", "alpha")
+            "loss", "alpha", "target_momentum")
     return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", "best_epoch": s.best_epoch,
             "test_acc_at_best_val": s.best_epoch_test_acc, "final_test_acc": s.final_test_acc,
             "best_test_acc": s.best_test_acc, "final_memorised": last.train_acc_flipped_given,

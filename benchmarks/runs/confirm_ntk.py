@@ -4,7 +4,7 @@ NTK-parameterised MLPs (:class:`deep.models.NTKMLP`) of growing width are traine
 full-batch gradient descent on ``1/2 sum ||u - target||^2`` (centred outputs, one-hot
 noisy labels) on a noisy CIFAR-10 subset, with plain targets (``gd``) and chained
 self-distillation targets (``chained``, Dong et al. 2019:
-``target_{k+1} = alpha target_k + (1 - alpha) u_k``), and set beside
+``target_{k+1} = m target_k + (1 - m) u_k``, m the target momentum), and set beside
 :func:`theory.air.distillation_vs_early_stopping` with the analytic ``kernels.ntk_relu`` of
 the same network on the same inputs, all from ONE eigendecomposition.
 
@@ -14,10 +14,10 @@ principal directions; each row is then scaled to norm ``sqrt(dim)`` (``x.x / dim
 the normalisation under which the ReLU NTK of :mod:`kernels.functions` has diagonal
 ``depth + 1``). The network and the kernel see exactly these inputs.
 
-Chained alpha: the theory fixes it. Chained targets converge to kernel ridge regression
-with ridge ``(1 - alpha)/lr`` (:mod:`theory.dynamics`), and gradient descent stopped at
-step ``k`` filters like ridge ``~ 1/(lr k)``; with ``k*`` the analytic early-stopping step
-(best NOISY validation accuracy of the analytic gd curve), ``alpha = 1 - 1/k*``.
+Chained target momentum m: the theory fixes it. Chained targets converge to kernel ridge
+regression with ridge ``(1 - m)/lr`` (:mod:`theory.dynamics`), and gradient descent stopped
+at step ``k`` filters like ridge ``~ 1/(lr k)``; with ``k*`` the analytic early-stopping step
+(best NOISY validation accuracy of the analytic gd curve), ``m = 1 - 1/k*``.
 """
 
 from __future__ import annotations
@@ -118,14 +118,14 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     val_index = np.arange(m_test, m_test + len(va))
     common = dict(labels_true=true, labels_given=given, lr=lr, steps=steps, record=record, K_cross=K_cross,
                   test_labels=np.concatenate([test_labels, val_given]), val_index=val_index, val_labels=val_given)
-    # alpha from the analytic gd curve's early-stopping step on the noisy validation split
-    probe = predicted_curves(s, Y, schedule="gd", **common)
+    # the target momentum from the analytic gd curve's early-stopping step on the noisy validation split
+    probe = predicted_curves(s, Y, targets="gd", **common)
     k_star = max(int(probe.best_step_val), 1)
-    alpha = 1.0 - 1.0 / max(k_star, 2)
-    comp = distillation_vs_early_stopping(s, Y, alpha=alpha, **common)
+    momentum = 1.0 - 1.0 / max(k_star, 2)
+    comp = distillation_vs_early_stopping(s, Y, target_momentum=momentum, **common)
     t_theory = time.perf_counter() - t0
     log(f"[confirm] ntk: n={n}, dim={cfg['dim']}, depth={depth}, d_max={float(s.values[0]):.4g}, lr={lr:.4g}, "
-        f"k*={k_star}, alpha={alpha:.4f} ({t_theory:.1f} s for kernel, eigendecomposition and curves)")
+        f"k*={k_star}, target momentum={momentum:.4f} ({t_theory:.1f} s for kernel, eigendecomposition and curves)")
 
     theory: dict[str, Any] = {}
     for rule, c in (("gd", comp.gd), ("chained", comp.chained)):
@@ -147,7 +147,7 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
                 model = make_model("mlp", in_features=Z.shape[1], width=width, depth=depth, seed=seed * 1000 + rep, dtype=dtype,
                                    device=device)
                 run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe, targets=rule,
-                                       alpha=alpha if rule == "chained" else None)
+                                       target_momentum=momentum if rule == "chained" else None)
                 th = theory[rule]
                 acc = (run.test_outputs.argmax(-1) == test_labels).mean(-1)
                 runs.append({"test_acc": acc, **_curves(run.train_outputs, given, true, flipped),
@@ -165,8 +165,8 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
         theory[rule].pop("train_outputs")
         theory[rule].pop("test_outputs")
     return {"n": n, "n_val": len(va), "n_test": m_test, "dim": cfg["dim"], "depth": depth, "lr": lr, "steps": steps,
-            "record": record, "d_max": float(s.values[0]), "d_min": float(s.values[-1]), "k_star": k_star, "alpha": alpha,
-            "chained_ridge": (1 - alpha) / lr, "widths": list(cfg["widths"]), "seeds": cfg["seeds"],
+            "record": record, "d_max": float(s.values[0]), "d_min": float(s.values[-1]), "k_star": k_star,
+            "target_momentum": momentum, "chained_ridge": (1 - momentum) / lr, "widths": list(cfg["widths"]), "seeds": cfg["seeds"],
             "noise": cfg["noise"], "realised_error_rate": float(flipped.mean()), "theory": theory,
             "per_width": per_width, "summary": comp.summary, "seconds_theory": t_theory,
             "seconds": time.perf_counter() - t0}

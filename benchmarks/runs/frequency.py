@@ -28,7 +28,7 @@ from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.runs._progress import PartLog
 
-ALPHA = 0.99
+MOMENTUM = 0.99  # chained self-distillation: target momentum m (weight on the previous target)
 LR_SCALE = 1.0  # lr = LR_SCALE / d_max (stable below 2; the network's NTK is within a few % of the analytic one)
 E_FIT = 0.05  # e_high below this: the high-frequency part is fitted ("e_high ~ 0")
 E_KEPT = 0.2  # e_high above this: the high-frequency part is kept out of the fit
@@ -89,11 +89,11 @@ def _theory(s, X, Y, deltas, lr: float, rule: str, record: np.ndarray) -> dict:
     from theory.dynamics import linearized_training
 
     path = linearized_training(s, Y, lr=lr, steps=int(record[-1]), targets=rule,
-                               alpha=ALPHA if rule == "chained" else None, record=record)
+                               target_momentum=MOMENTUM if rule == "chained" else None, record=record)
     return {"record": record, **_measures(X, np.asarray(path.fits), Y, deltas)}
 
 
-def _net(X, Y, deltas, lr: float, rule: str, record: np.ndarray, width: int, seed: int) -> dict:
+def _net(X, Y, deltas, lr: float, rule: str, record: np.ndarray, width: int, seed: int, progress: bool = False) -> dict:
     import torch
 
     from deep.fullbatch import train_full_batch
@@ -101,7 +101,7 @@ def _net(X, Y, deltas, lr: float, rule: str, record: np.ndarray, width: int, see
 
     model = make_model("mlp", in_features=X.shape[1], width=width, depth=1, seed=seed, dtype=torch.float64)
     run = train_full_batch(model, torch.as_tensor(X), torch.as_tensor(Y), lr=lr, steps=int(record[-1]), record=record,
-                           targets=rule, alpha=ALPHA if rule == "chained" else None)
+                           targets=rule, target_momentum=MOMENTUM if rule == "chained" else None, progress=progress)
     return {"record": record, "param_change": run.relative_param_change, **_measures(X, run.train_outputs, Y, deltas)}
 
 
@@ -138,14 +138,14 @@ def run(ctx: RunContext) -> RunOutput:
     s = log.step("spectrum", lambda: spectrum(ntk_relu(X, depth=1)), what=f"FC-ReLU NTK of {cfg['n']} points")
     d_max = float(s.values[0])
     lr = LR_SCALE / d_max
-    r: dict = {"deltas": deltas, "lr": lr, "d_max": d_max, "alpha": ALPHA, "width": cfg["width"], "steps": cfg["steps"],
+    r: dict = {"deltas": deltas, "lr": lr, "d_max": d_max, "target_momentum": MOMENTUM, "width": cfg["width"], "steps": cfg["steps"],
                "theory_steps": cfg["theory_steps"], "n_flipped": int(data.flipped.sum()), "noise_location": noise}
     for rule in RULES:
         r[f"theory_{rule}"] = log.part(ctx, f"theory-{rule}", lambda rule=rule: _theory(s, X, Y, deltas, lr, rule, rec_theory),
                                        what=f"closed form to step {cfg['theory_steps']}")
     for rule in RULES:
         r[f"net_{rule}"] = log.part(ctx, f"net-{rule}",
-                                    lambda rule=rule: _net(X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed),
+                                    lambda rule=rule: _net(X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed, ctx.progress),
                                     what=f"width-{cfg['width']} MLP, {cfg['steps']} full-batch GD steps")
     r = {k: (np.asarray(v) if k == "deltas" else v) for k, v in r.items()}
     f = findings(r)
@@ -154,7 +154,7 @@ def run(ctx: RunContext) -> RunOutput:
           f"h = outputs on the training points, y = noisy one-hot labels. FC-ReLU NTK (depth 1) closed form and an "
           f"NTK-parameterised MLP of width {cfg['width']}, full-batch GD from centred outputs u(0) = 0, "
           f"lr = {LR_SCALE:g}/d_max = {lr:.3g}, {cfg['steps']} steps (the closed form also to step "
-          f"{cfg['theory_steps']}); chained self-distillation alpha = {ALPHA}. Filter variances delta = "
+          f"{cfg['theory_steps']}); chained self-distillation target momentum m = {MOMENTUM}. Filter variances delta = "
           + ", ".join(f"{d:.3g}" for d in deltas) + " (1% to 30% quantiles of the squared distances / 2).\n\n"
           + _table(r) + "\n\n" + "\n\n".join(f["sentences"]) + "\n")
     return RunOutput(numbers={"config": cfg, **r, "findings": f}, markdown=md, figures=figures, parameters=cfg)
@@ -280,10 +280,10 @@ def findings(r: dict) -> dict:
     a = S if T > S else int(rec[rec <= max(S // 10, 1)][-1])  # the closed form's last decade of steps
     b = T if T > S else S
     change = float(np.max(np.abs(_at(th, b, "e_high") - _at(th, a, "e_high"))))
-    ridge = (1 - ALPHA) / float(r["lr"])
+    ridge = (1 - MOMENTUM) / float(r["lr"])
     out.update(chained_change_last_decade=change, chained_last_decade=[a, b], ridge=ridge,
                ridge_over_dmax=ridge / float(r["d_max"]))
-    s4 = (f"Chained self-distillation (closed form) converges to kernel ridge regression with ridge (1 - alpha)/lr = "
+    s4 = (f"Chained self-distillation (closed form) converges to kernel ridge regression with ridge (1 - m)/lr = "
           f"{ridge:.3g} = {ridge / float(r['d_max']):.3g} d_max; its e_high changed by at most {change:.3f} from step "
           f"{a} to step {b}, ")
     s4 += "so it has levelled off." if change < 0.01 else "so it is still moving at the end of the run."
@@ -325,7 +325,7 @@ def _plot(r: dict, f: dict, ctx: RunContext) -> str:
     fig, axes = plt.subplots(2, len(deltas), figsize=(4.4 * len(deltas), 6.6), squeeze=False, sharex=True,
                              sharey=True, layout="constrained")
     colors = {"gd": "tab:red", "chained": "tab:blue"}
-    names = {"gd": "plain GD", "chained": f"chained self-distillation (α = {ALPHA})"}
+    names = {"gd": "plain GD", "chained": f"chained self-distillation (m = {MOMENTUM})"}
     for row, key in enumerate(("e_low", "e_high")):
         for j, dl in enumerate(deltas):
             ax = axes[row, j]

@@ -23,7 +23,7 @@ from benchmarks.registry import Benchmark, RunContext, RunOutput
 
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
-METHODS = (("ce", {}), ("self-distill", {"alpha": 0.8}), ("interp", {}), ("generations", {"alpha": 0.6, "generations": 2}))
+METHODS = (("ce", {}), ("self-distill", {"target_momentum": 0.8}), ("interp", {}), ("generations", {"alpha": 0.6, "generations": 2}))
 
 
 def _config(ctx: RunContext) -> dict:
