@@ -41,9 +41,10 @@ class Spectrum:
         Number of (round-off) negative eigenvalues set to 0.
     min_raw_eigenvalue : float
         The most negative eigenvalue before clipping (0 if none was negative).
-    max_residual : float
-        ``max_i ||K v_i - d_i v_i|| / d_1``: 0 for full decompositions (not measured),
-        the measured accuracy for the top-k methods.
+    max_residual : float or None
+        ``max_i ||K v_i - d_i v_i|| / d_1``, measured for the top-k methods (lanczos,
+        randomized); None when it was not measured (full decompositions, whose accuracy
+        is LAPACK's: see :func:`spectrum`).
     """
 
     values: Any
@@ -52,7 +53,7 @@ class Spectrum:
     zero_tol: float = 0.0
     n_clipped: int = 0
     min_raw_eigenvalue: float = 0.0
-    max_residual: float = 0.0
+    max_residual: float | None = None
     backend: str = field(default="numpy")
 
     # ------------------------------------------------------------------ shape
@@ -194,7 +195,7 @@ def scale(h: Any, coef: Any, xp: ModuleType) -> Any:
     return h[..., :, None] * coef
 
 
-def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float = 0.0) -> Spectrum:
+def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float | None = None) -> Spectrum:
     """Sort descending, check/clip negative values, set tolerances."""
     order = xp.flip(xp.argsort(w), axis=0) if hasattr(xp, "flip") else xp.argsort(-w)
     w = xp.take(w, order, axis=0)

@@ -264,3 +264,14 @@ def test_filter_and_label_shapes_checked(rng):
         s.apply(np.ones(6), np.ones(5))
     with pytest.raises(ValueError, match="y contains NaN"):
         s.apply(np.ones(6), np.full(6, np.nan))
+
+
+def test_max_residual_is_none_when_not_measured_and_a_number_when_measured():
+    """A status that can be trusted: 0 would claim an exact decomposition; None says 'not measured'."""
+    from kernels import rbf
+
+    X = np.random.default_rng(3).normal(size=(60, 3))
+    K = rbf(X, gamma=0.5)
+    assert spectrum(K, method="full").max_residual is None
+    top = spectrum(K, k=5, method="lanczos")
+    assert isinstance(top.max_residual, float) and top.max_residual > 0
