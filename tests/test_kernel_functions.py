@@ -18,8 +18,9 @@ from sklearn.metrics import pairwise
 
 from kernels._backend import backend_name, namespace, to_numpy
 from kernels._checks import iter_blocks
+from kernels.gram_fill import KERNEL_CONSTRAINTS
 from kernels.functions import (
-    _CONSTRAINTS,
+
     KERNELS,
     exponential,
     gram,
@@ -235,7 +236,7 @@ def test_relu_kernels_threaded_recursion_is_bit_identical(rng, monkeypatch, dtyp
     600 x 600 blocks hold more than the threading threshold (2^18 elements), so the tiles, the
     diagonal mask shifted into each tile and the reassembly are all exercised.
     """
-    import kernels.functions as kf
+    import kernels.relu as kf
 
     X = rng.standard_normal((600, 7)).astype(dtype)
     X[5] = 0.0
@@ -445,15 +446,15 @@ def _kernel_accepting(param: str) -> str:
     return next(name for name in KERNELS if param in kernel_params(name))
 
 
-@pytest.mark.parametrize("param", sorted(_CONSTRAINTS))
+@pytest.mark.parametrize("param", sorted(KERNEL_CONSTRAINTS))
 def test_every_constraint_rejects_its_invalid_example(param):
-    bad = _CONSTRAINTS[param].invalid_example()
+    bad = KERNEL_CONSTRAINTS[param].invalid_example()
     with pytest.raises((ValueError, TypeError), match=param):
         gram(np.ones((3, 2)), kernel=_kernel_accepting(param), **{param: bad})
 
 
 def test_row_blocks_follow_the_memory_budget(monkeypatch):
-    import kernels.functions as kf
+    import kernels.gram_fill as kf
 
     seen = []
 

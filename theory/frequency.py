@@ -64,13 +64,12 @@ from typing import Any, Sequence
 import array_api_compat
 import numpy as np
 
+from kernels.gram_fill import DEFAULT_MEMORY_BUDGET  # working memory for one block of Gram rows (bytes)
 from kernels._backend import to_numpy
 from kernels._checks import Interval, check_features, check_labels, check_param, check_vector, iter_blocks
 
 __all__ = ["FrequencySplit", "FrequencyMeasures", "low_pass", "frequency_split", "frequency_measures", "delta_grid"]
 
-# default working memory for one block of Gram rows (bytes).
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
 # (block, n) float temporaries alive at once: the reference block, one filtered
 # block and the rbf call's own scratch.
 _SLABS = 4
