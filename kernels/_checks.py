@@ -33,11 +33,13 @@ __all__ = [
     "check_kernel_matrix",
     "check_labels",
     "check_vector",
+    "check_cross_kernel",
     "check_same_namespace",
     "as_array",
     "DEFAULT_RESULT_BUDGET",
     "check_result_size",
     "result_budget",
+    "check_cross_kernel",
     "format_bytes",
 ]
 
@@ -262,6 +264,16 @@ def check_labels(y: Any, n: int, fn: str, name: str = "y", *, like: Any = None, 
         raise ValueError(f"{fn}: {name} has {arr.shape[0]} rows but {n} samples were expected (the kernel/spectrum size)")
     _check_finite(arr, xp, fn, name)
     return arr, xp
+
+
+def check_cross_kernel(K_cross: Any, fn: str, *, like: Any, n: int) -> Any:
+    """A cross-kernel ``k(X_new, X_train)``: finite (m, n), in ``like``'s namespace, cast to its dtype."""
+    arr, xp = check_features(K_cross, fn, "K_cross", like=like)
+    check_same_namespace(fn, K_cross=arr, training=like)
+    if arr.shape[1] != n:
+        raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); "
+                         f"got shape {tuple(arr.shape)}")
+    return xp.astype(arr, like.dtype) if arr.dtype != like.dtype else arr
 
 
 def check_vector(v: Any, fn: str, name: str, *, constraint: Constraint | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ closed form in :mod:`theory` works in this eigenbasis: project y once
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -14,10 +15,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kernels._backend import backend_name, eigh, namespace, to_numpy
-from kernels._checks import Interval, Options, check_features, check_kernel_matrix, check_labels, check_param, check_same_namespace
+from kernels._backend import backend_name, device, eigh, namespace, to_numpy
+from kernels._checks import (
+    Interval,
+    Options,
+    check_cross_kernel,
+    check_kernel_matrix,
+    check_labels,
+    check_param,
+)
 
-__all__ = ["Spectrum", "spectrum", "RidgeResolutionWarning", "check_ridge_resolution"]
+__all__ = ["Spectrum", "spectrum", "scale", "check_spectrum", "nonnegative_values", "RidgeResolutionWarning", "check_ridge_resolution"]
 
 _METHODS = ("auto", "full", "lanczos", "randomized")
 
@@ -106,7 +114,7 @@ class Spectrum:
 
     def filter_values(self, g: Callable[[Any], Any] | Any) -> Any:
         """Per-eigenvalue filter g(d) as an array of shape (..., k)."""
-        vals = g(self.values) if callable(g) else self.xp.asarray(g, dtype=self.values.dtype, device=_dev(self.values))
+        vals = g(self.values) if callable(g) else self.xp.asarray(g, dtype=self.values.dtype, device=device(self.values))
         if vals.shape[-1] != self.k:
             raise ValueError(f"Spectrum.apply: the filter must have {self.k} values per row (one per eigenvalue); got shape {tuple(vals.shape)}")
         return vals
@@ -122,7 +130,7 @@ class Spectrum:
         coef = self.project(y)
         h = self.filter_values(g)
         # 1-D y: scaled coordinates are (..., k); 2-D y: (..., k, c).
-        return self.reconstruct(scale(h, coef, self.xp), batched=coef.ndim == 1 and h.ndim > 1)
+        return self.reconstruct(scale(h, coef), batched=coef.ndim == 1 and h.ndim > 1)
 
     def to_dense(self) -> Any:
         """The matrix ``V diag(d) V^T`` (n x n; for tests and small problems)."""
@@ -135,12 +143,7 @@ class Spectrum:
         ``f(x) = k(x, X) V diag(b / d) V^T y``; pass ``coef = (b/d) * V^T y``.
         """
         fn = "Spectrum.cross"
-        K_cross, xp = check_features(K_cross, fn, "K_cross", like=self.vectors)
-        check_same_namespace(fn, K_cross=K_cross, vectors=self.vectors)
-        K_cross = xp.astype(K_cross, self.vectors.dtype)
-        if K_cross.shape[1] != self.n_samples:
-            raise ValueError(f"{fn}: K_cross must have shape (m, {self.n_samples}) (one column per training "
-                             f"sample); got shape {tuple(K_cross.shape)}")
+        K_cross = check_cross_kernel(K_cross, fn, like=self.vectors, n=self.n_samples)
         Kv = K_cross @ self.vectors  # (m, k)
         return self.xp.matmul(Kv, coef)
 
@@ -182,17 +185,36 @@ def check_ridge_resolution(spectrum: Spectrum, ridge: float, fn: str, *, stackle
     return True
 
 
-def _dev(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
-
-
-def scale(h: Any, coef: Any, xp: ModuleType) -> Any:
-    """Multiply eigen-coordinates ``coef`` (k,) or (k, c) by filters ``h`` (..., k)."""
+def scale(h: Any, coef: Any) -> Any:
+    """Filters ``h`` (..., k) times eigen-coordinates ``coef`` (k,) or (k, c): (..., k) or (..., k, c)."""
     if coef.ndim == 1:
         return h * coef
     return h[..., :, None] * coef
+
+
+def check_spectrum(s: Any, fn: str) -> Spectrum:
+    """``s`` if it is a :class:`Spectrum`; else a one-line ``TypeError`` naming ``fn``."""
+    if not isinstance(s, Spectrum):
+        raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(s).__name__}")
+    return s
+
+
+def nonnegative_values(spectrum: Spectrum, fn: str) -> tuple[Any, ModuleType, float]:
+    """``(d, xp, d_max)``: the eigenvalues with round-off negatives set to 0.
+
+    Negatives beyond ``max(zero_tol, sqrt(eps) d_max)`` mean the kernel is not PSD and
+    raise a one-line ``ValueError`` naming ``fn`` and the fix (``psd='clip'``).
+    """
+    xp = spectrum.xp
+    d = spectrum.values
+    d_max = max(float(xp.max(d)), 0.0)
+    d_min = float(xp.min(d))
+    tol = max(spectrum.zero_tol, math.sqrt(float(xp.finfo(d.dtype).eps)) * d_max)
+    if d_min < -tol:
+        raise ValueError(f"{fn}: spectrum.values must be >= 0 (a PSD kernel); got a minimum of {d_min:.4g} "
+                         f"below -{tol:.3g}; build the spectrum with kernels.spectrum(K, psd='clip')")
+    d = xp.where(d < 0, xp.zeros_like(d), d)
+    return d, xp, d_max
 
 
 def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float | None = None) -> Spectrum:
@@ -220,7 +242,7 @@ def _randomized_topk(K: Any, k: int, xp: ModuleType, *, n_oversamples: int, n_it
     n = K.shape[0]
     p = min(n, k + n_oversamples)
     rng = np.random.default_rng(seed)
-    Q = xp.asarray(rng.standard_normal((n, p)), dtype=K.dtype, device=_dev(K))
+    Q = xp.asarray(rng.standard_normal((n, p)), dtype=K.dtype, device=device(K))
     Q, _ = xp.linalg.qr(K @ Q)
     for _ in range(n_iter):
         Q, _ = xp.linalg.qr(K @ Q)

@@ -26,10 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import to_numpy
-from kernels._checks import Interval, Options, as_array, check_labels, check_param, check_same_namespace, check_vector
-from kernels.spectrum import Spectrum
-from theory.dynamics import TARGET_RULES, TrainingPath, _check_spectrum, _eigenvalues, linearized_training
+from kernels._backend import device, to_numpy
+from kernels._checks import (
+    Interval,
+    Options,
+    as_array,
+    check_labels,
+    check_param,
+    check_same_namespace,
+    check_vector,
+)
+from kernels.spectrum import Spectrum, check_spectrum, nonnegative_values
+from theory.dynamics import TARGET_RULES, TrainingPath, linearized_training
 
 __all__ = [
     "LabelSpectrum",
@@ -127,7 +135,7 @@ def label_spectrum(spectrum: Spectrum, y_clean: Any, y_noisy: Any) -> LabelSpect
     LabelSpectrum
     """
     fn = "label_spectrum"
-    _check_spectrum(spectrum, fn)
+    check_spectrum(spectrum, fn)
     V = spectrum.vectors
     n = spectrum.n_samples
     yc, xp = check_labels(y_clean, n, fn, "y_clean", like=V, dtype=V.dtype)
@@ -176,9 +184,9 @@ def half_fit_time(spectrum: Spectrum, lr: float, *, continuous: bool = False) ->
     array of shape (k,), in the spectrum's namespace
     """
     fn = "half_fit_time"
-    _check_spectrum(spectrum, fn)
+    check_spectrum(spectrum, fn)
     check_param(fn, "lr", lr, Interval(float, 0, None, "neither"))
-    d, xp, d_max = _eigenvalues(spectrum, fn)
+    d, xp, d_max = nonnegative_values(spectrum, fn)
     x = float(lr) * d
     if continuous:
         rate = x
@@ -353,7 +361,7 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     LearningCurves
     """
     fn = "predicted_curves"
-    _check_spectrum(spectrum, fn)
+    check_spectrum(spectrum, fn)
     check_param(fn, "targets", targets, Options(TARGET_RULES))
     V = spectrum.vectors
     n = spectrum.n_samples
@@ -401,9 +409,9 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         for j in range(C):
             if np.any(given == j):
                 codes[j] = Y_np[given == j].mean(axis=0)
-        sel = xp.asarray(test_rows, device=_device(out))
+        sel = xp.asarray(test_rows, device=device(out))
         out_t = xp.take(out, sel, axis=1)
-        target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=_device(out))
+        target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=device(out))
         test_mse = to_numpy(xp.sum((out_t - target) ** 2, axis=(1, 2))).astype(np.float64) / test_rows.size
         test_acc = _accuracy(p_all[:, test_rows], tl[test_rows])
         last = int(np.argmax(path.record))
@@ -421,12 +429,6 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         best_test_acc=best_acc, final_test_acc=final_acc, best_step_val=best_val_step,
         test_acc_at_best_val=acc_at_val, clean_mask=clean, flipped_mask=flipped, n_classes=C, path=path,
     )
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 # ----------------------------------------------------------------------------- distillation vs early stopping
@@ -570,8 +572,8 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, crit
     neural network. arXiv:1910.01255.
     """
     fn = "first_fit_times"
-    _check_spectrum(spectrum, fn)
-    d_xp, _, _ = _eigenvalues(spectrum, fn)
+    check_spectrum(spectrum, fn)
+    d_xp, _, _ = nonnegative_values(spectrum, fn)
     d = to_numpy(d_xp).astype(np.float64)
     V = to_numpy(spectrum.vectors).astype(np.float64)
     n = spectrum.n_samples

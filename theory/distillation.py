@@ -45,9 +45,16 @@ from typing import Any, Iterable
 import numpy as np
 
 from kernels._backend import backend_name, device, namespace, to_numpy
-from kernels._checks import (Interval, check_features, check_labels, check_param, check_result_size, check_same_namespace,
-                             check_vector, result_budget)
-from kernels.spectrum import Spectrum, check_ridge_resolution
+from kernels._checks import (
+    Interval,
+    check_cross_kernel,
+    check_labels,
+    check_param,
+    check_result_size,
+    check_vector,
+    result_budget,
+)
+from kernels.spectrum import Spectrum, check_ridge_resolution, check_spectrum, scale
 
 __all__ = [
     "DistillationPath",
@@ -71,13 +78,7 @@ _CONSTRAINTS: dict[str, Interval] = {  # ridge: explicit math.inf bound, open = 
 # ----------------------------------------------------------------------------- input helpers
 
 
-def _check_spectrum(s: Any, fn: str) -> Spectrum:
-    if not isinstance(s, Spectrum):
-        raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(s).__name__}")
-    return s
-
-
-def _check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
+def check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
     """alpha as a float (scalar input) or a float64 vector; returns (value, is_batch)."""
     if isinstance(alpha, numbers.Real) or (hasattr(alpha, "ndim") and getattr(alpha, "ndim") == 0):
         value = alpha if isinstance(alpha, numbers.Real) else float(to_numpy(alpha))
@@ -92,16 +93,6 @@ def _check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
             raise
         raise TypeError(f"{fn}: alpha must be a float in [0, 1] or a 1-D sequence of them; got {alpha!r}") from exc
     return vec, True
-
-
-def _check_cross(K_cross: Any, s: Spectrum, fn: str) -> Any:
-    """K_cross = k(X_new, X_train): finite (m, n) in the spectrum's namespace and dtype."""
-    arr, _ = check_features(K_cross, fn, "K_cross", like=s.vectors)
-    check_same_namespace(fn, K_cross=arr, spectrum=s.vectors)
-    if arr.shape[1] != s.n_samples:
-        raise ValueError(f"{fn}: K_cross must have shape (m, n) with n = {s.n_samples} columns "
-                         f"(one per training point); got shape {tuple(arr.shape)}")
-    return s.xp.astype(arr, s.vectors.dtype)
 
 
 def _labels(y: Any, s: Spectrum, fn: str, name: str = "y") -> Any:
@@ -129,25 +120,14 @@ def _check_steps_size(fn: str, steps: int, per_step: int, fixed: int, memory_bud
 # ----------------------------------------------------------------------------- eigenbasis maps
 
 
-def _to_samples(V: Any, coef: Any, vector: bool, xp: ModuleType) -> Any:
-    """V coef for coef of shape (..., k) (vector labels) or (..., k, c): -> (..., n[, c])."""
-    if vector:
-        return xp.matmul(coef, V.T)
-    return xp.matmul(V, coef)
-
-
-def _scale(h: Any, coef: Any) -> Any:
-    """Per-direction filters h (..., k) times eigen-coordinates coef (k,) or (k, c)."""
-    return h * coef if coef.ndim == 1 else h[..., :, None] * coef
-
-
 def _predict(s: Spectrum, C: Any, y_coef: Any, K_cross: Any, fn: str, memory_budget: Any = None) -> Any:
-    Kc = _check_cross(K_cross, s, fn)
+    Kc = check_cross_kernel(K_cross, fn, like=s.vectors, n=s.n_samples)
     rows, m = math.prod(int(v) for v in C.shape[:-1]), int(Kc.shape[0])
     check_result_size(fn, rows * m * _outputs(y_coef) * _itemsize(s), memory_budget,
                       f"predicting {rows} fit(s) at {m} points", "pass fewer rows of K_cross at a time or a larger memory_budget=")
     KV = Kc @ s.vectors  # (m, k)
-    return _to_samples(KV, _scale(C, y_coef), y_coef.ndim == 1, s.xp)
+    h = scale(C, y_coef)
+    return h @ KV.T if y_coef.ndim == 1 else s.xp.matmul(KV, h)
 
 
 def _recursion(d: Any, ridge: float, alphas: Iterable[Any], steps: int, batch: tuple[int, ...], xp: ModuleType) -> tuple[Any, Any]:
@@ -310,11 +290,11 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     True
     """
     fn = "self_distillation"
-    s = _check_spectrum(spectrum, fn)
+    s = check_spectrum(spectrum, fn)
     check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
     check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
     check_ridge_resolution(s, ridge, fn)
-    alpha_v, batch = _check_alpha(alpha, fn)
+    alpha_v, batch = check_alpha(alpha, fn)
     y = _labels(y, s, fn)
     xp, d = s.xp, s.values
     ridge, steps = float(ridge), int(steps)
@@ -330,8 +310,8 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     C_lim = al / (al * d + ridge)
     coef = s.vectors.T @ y
     vec = y.ndim == 1
-    fits = _to_samples(s.vectors, _scale(B, coef), vec, xp)
-    fit_lim = _to_samples(s.vectors, _scale(B_lim, coef), vec, xp)
+    fits = s.reconstruct(scale(B, coef), batched=vec)
+    fit_lim = s.reconstruct(scale(B_lim, coef), batched=vec)
     return DistillationPath(alpha=alpha_v, ridge=ridge, steps=steps, eigenvalues=d, B=B, B_limit=B_lim, C=C,
                             C_limit=C_lim, fits=fits, fit_limit=fit_lim, y_coef=coef, spectrum=s)
 
@@ -348,12 +328,12 @@ def krr_fit(spectrum: Spectrum, y: Any, ridge: float) -> Any:
     :class:`kernels.spectrum.RidgeResolutionWarning` (see :func:`self_distillation`).
     """
     fn = "krr_fit"
-    s = _check_spectrum(spectrum, fn)
+    s = check_spectrum(spectrum, fn)
     check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
     check_ridge_resolution(s, ridge, fn)
     y = _labels(y, s, fn)
     a = s.values / (s.values + float(ridge))
-    return _to_samples(s.vectors, _scale(a, s.vectors.T @ y), y.ndim == 1, s.xp)
+    return s.reconstruct(scale(a, s.vectors.T @ y), batched=y.ndim == 1)
 
 
 # ----------------------------------------------------------------------------- optimal alpha
@@ -440,7 +420,7 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     OptimalAlpha
     """
     fn = "optimal_alpha"
-    s = _check_spectrum(spectrum, fn)
+    s = check_spectrum(spectrum, fn)
     check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
     y = _labels(y, s, fn)
     ref = _labels(reference, s, fn, "reference")
@@ -454,7 +434,7 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     check_ridge_resolution(s, ridge, fn)
     raw, degenerate = _best_alpha(a, zy, zp, zr, xp)
     alpha = min(max(raw, 0.0), 1.0)
-    fit = _to_samples(V, _scale(a, alpha * zy + (1 - alpha) * zp), y.ndim == 1, xp)
+    fit = s.reconstruct(scale(a, alpha * zy + (1 - alpha) * zp), batched=y.ndim == 1)
     err = float(xp.sum((fit - ref) ** 2))
     return OptimalAlpha(alpha=alpha, alpha_unclipped=raw, clipped=alpha != raw, degenerate=degenerate, fit=fit,
                         error=err, ridge=float(ridge))
@@ -535,7 +515,7 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     OptimalAlphaPath
     """
     fn = "optimal_alpha_path"
-    s = _check_spectrum(spectrum, fn)
+    s = check_spectrum(spectrum, fn)
     check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
     check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
     y = _labels(y, s, fn)
@@ -553,13 +533,13 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     prev = xp.ones_like(d)
     raws, alphas, degs = [], [], []
     for _ in range(int(steps)):
-        raw, deg = _best_alpha(a, zy, _scale(prev, zy), zr, xp)
+        raw, deg = _best_alpha(a, zy, scale(prev, zy), zr, xp)
         al = min(max(raw, 0.0), 1.0)
         prev = a * ((1 - al) * prev + al)
         raws.append(raw), alphas.append(al), degs.append(deg)
     B, C = _recursion(d, ridge, alphas, len(alphas), (), xp)
     vec = y.ndim == 1
-    fits = _to_samples(V, _scale(B, zy), vec, xp)
+    fits = s.reconstruct(scale(B, zy), batched=vec)
     diff = fits - ref
     errors = to_numpy(xp.sum(diff * diff, axis=tuple(range(1, diff.ndim))))
     alphas_np, raws_np = np.array(alphas, dtype=float), np.array(raws, dtype=float)

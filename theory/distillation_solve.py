@@ -47,14 +47,18 @@ from kernels._backend import backend_name, cho_solve, cholesky, device, lstsq, n
 from kernels._checks import (
     Interval,
     Options,
-    check_features,
+    check_cross_kernel,
     check_kernel_matrix,
     check_labels,
     check_param,
-    check_same_namespace,
 )
-from kernels.spectrum import RidgeResolutionWarning, Spectrum, check_ridge_resolution, spectrum
-from theory.distillation import DistillationPath, _check_alpha, self_distillation
+from kernels.spectrum import (
+    RidgeResolutionWarning,
+    Spectrum,
+    check_ridge_resolution,
+    spectrum,
+)
+from theory.distillation import DistillationPath, check_alpha, self_distillation
 
 __all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY", "SOLVE_FLOPS_PER_ENTRY"]
 
@@ -163,7 +167,7 @@ class DistillationStudy:
         """
         fn = "DistillationStudy.predict"
         n = self.fits.shape[2]
-        Kc = _check_cross(K_cross, self.fits, n, fn)
+        Kc = check_cross_kernel(K_cross, fn, like=self.fits, n=n)
         if self._basis is not None:
             return _combine_cross(Kc, self._basis, self._weights, self.fits.ndim == 3, namespace(Kc))
         return _apply_cross(Kc, self.dual_coef, self.fits.ndim == 3, namespace(Kc))
@@ -226,17 +230,8 @@ def study_weights(alpha: Any, steps: int) -> np.ndarray:
 
 
 def _alpha_vector(alpha: Any, fn: str) -> np.ndarray:
-    value, batch = _check_alpha(alpha, fn)
+    value, batch = check_alpha(alpha, fn)
     return np.asarray(value, dtype=float) if batch else np.asarray([value], dtype=float)
-
-
-def _check_cross(K_cross: Any, like: Any, n: int, fn: str) -> Any:
-    arr, xp = check_features(K_cross, fn, "K_cross", like=like)
-    check_same_namespace(fn, K_cross=arr, K=like)
-    if arr.shape[1] != n:
-        raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); "
-                         f"got shape {tuple(arr.shape)}")
-    return xp.astype(arr, like.dtype) if arr.dtype != like.dtype else arr
 
 
 def _as_columns(y: Any, xp: ModuleType) -> Any:
@@ -480,7 +475,7 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
     K, xp = check_kernel_matrix(K, fn, "K")
     n = K.shape[0]
     y, _ = check_labels(y, n, fn, "y", like=K, dtype=K.dtype)
-    Kc = None if K_cross is None else _check_cross(K_cross, K, n, fn)
+    Kc = None if K_cross is None else check_cross_kernel(K_cross, fn, like=K, n=n)
     ridge, T, A = float(ridge), int(steps), int(alphas.size)
     vector = y.ndim == 1
     c = 1 if vector else int(y.shape[1])

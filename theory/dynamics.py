@@ -82,10 +82,17 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import namespace
-from kernels._checks import (Interval, Options, check_features, check_labels, check_param, check_result_size,
-                             check_same_namespace, check_vector)
-from kernels.spectrum import Spectrum
+from kernels._checks import (
+    Interval,
+    Options,
+    check_cross_kernel,
+    check_labels,
+    check_param,
+    check_result_size,
+    check_same_namespace,
+    check_vector,
+)
+from kernels.spectrum import Spectrum, check_spectrum, nonnegative_values, scale
 
 __all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr"]
 
@@ -180,7 +187,7 @@ class TrainingPath:
         ``y`` for gd, ``alpha y + (1 - alpha) u_t`` for anchored, the chained
         recursion ``m target_t + (1 - m) u_t`` for chained (projected onto span(V) for a top-k spectrum).
         """
-        return _to_points(self.spectrum.vectors, self.target_filter, self.y_coef)
+        return self.spectrum.reconstruct(scale(self.target_filter, self.y_coef), batched=self.y_coef.ndim == 1)
 
     def predict(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
         """Outputs at new points ``K_cross V coef``: shape (T, m) or (T, m, c).
@@ -195,8 +202,8 @@ class TrainingPath:
         """
         fn = "TrainingPath.predict"
         V = self.spectrum.vectors
-        Kc, _ = check_features(K_cross, fn, "K_cross", like=V, dtype=V.dtype, n_features=self.spectrum.n_samples)
-        xp = check_same_namespace(fn, K_cross=Kc, spectrum=V)
+        Kc = check_cross_kernel(K_cross, fn, like=V, n=self.spectrum.n_samples)
+        xp = self.spectrum.xp
         T, m = int(self.coef.shape[0]), int(Kc.shape[0])
         cols = 1 if self.coef.ndim == 2 else int(self.coef.shape[2])
         check_result_size(fn, T * m * cols * (xp.finfo(V.dtype).bits // 8), memory_budget,
@@ -209,25 +216,6 @@ class TrainingPath:
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_spectrum(spectrum: Any, fn: str) -> None:
-    if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(spectrum).__name__}")
-
-
-def _eigenvalues(spectrum: Spectrum, fn: str) -> tuple[Any, ModuleType, float]:
-    """Eigenvalues with round-off negatives set to 0 (large negatives raise)."""
-    xp = spectrum.xp
-    d = spectrum.values
-    d_max = max(float(xp.max(d)), 0.0)
-    d_min = float(xp.min(d))
-    tol = max(spectrum.zero_tol, math.sqrt(float(xp.finfo(d.dtype).eps)) * d_max)
-    if d_min < -tol:
-        raise ValueError(f"{fn}: spectrum.values must be >= 0 (a PSD kernel); got a minimum of {d_min:.4g} "
-                         f"below -{tol:.3g}; build the spectrum with kernels.spectrum(K, psd='clip')")
-    d = xp.where(d < 0, xp.zeros_like(d), d)
-    return d, xp, d_max
 
 
 def _check_flag(fn: str, name: str, value: Any) -> bool:
@@ -319,10 +307,10 @@ def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None =
     necessary condition). ``inf`` when ``d_max = 0``.
     """
     fn = "max_stable_lr"
-    _check_spectrum(spectrum, fn)
+    check_spectrum(spectrum, fn)
     check_param(fn, "targets", targets, PARAMS["targets"])
     weight, _ = _rule_weight(fn, targets, alpha, target_momentum, steps=1)
-    _, _, d_max = _eigenvalues(spectrum, fn)
+    _, _, d_max = nonnegative_values(spectrum, fn)
     num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (weight or 0.0)}[targets]
     den = d_max * (weight if targets == "anchored" else 1.0)
     return math.inf if den <= 0 else num / den
@@ -432,19 +420,6 @@ def _filters(d: Any, xp: ModuleType, *, lr: float, w: float | None, schedule: np
     return xp.stack([o[0] for o in out]), xp.stack([o[1] for o in out])
 
 
-def _scale(g: Any, coef: Any) -> Any:
-    """``g`` (T, k) times coordinates (k,) or (k, c) -> (T, k) or (T, k, c)."""
-    return g * coef if coef.ndim == 1 else g[:, :, None] * coef
-
-
-def _to_points(V: Any, g: Any, coef: Any) -> Any:
-    """``V (g * coef)`` for every row of g: (T, n) or (T, n, c)."""
-    h = _scale(g, coef)
-    if coef.ndim == 1:
-        return h @ V.T
-    return namespace(V).matmul(V, h)
-
-
 # ----------------------------------------------------------------------------- public
 
 
@@ -525,14 +500,14 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     True
     """
     fn = "linearized_training"
-    _check_spectrum(spectrum, fn)
+    check_spectrum(spectrum, fn)
     check_param(fn, "targets", targets, PARAMS["targets"])
     check_param(fn, "lr", lr, PARAMS["lr"])
     check_param(fn, "steps", steps, PARAMS["steps"])
     continuous = _check_flag(fn, "continuous", continuous)
     lr, steps = float(lr), int(steps)
     weight, schedule = _rule_weight(fn, targets, alpha, target_momentum, steps)
-    d, xp, d_max = _eigenvalues(spectrum, fn)
+    d, xp, d_max = nonnegative_values(spectrum, fn)
     a_min = weight if schedule is None else float(schedule.min())
     bound = math.inf if continuous else max_stable_lr(spectrum, targets, **({_WEIGHT_OF[targets]: a_min} if _WEIGHT_OF[targets] else {}))
     if not lr < bound:
@@ -562,6 +537,6 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
         continuous=continuous,
         record=rec, times=lr * rec.astype(np.float64), y_coef=y_coef,
         dual_filter=g_c, target_filter=g_tau, fraction=fraction,
-        coef=_scale(g_c, y_coef), fits=_to_points(V, fraction, y_coef),
+        coef=scale(g_c, y_coef), fits=spectrum.reconstruct(scale(fraction, y_coef), batched=y_coef.ndim == 1),
         limit_ridge=limit, lr_bound=bound, n_zero=spectrum.n_zero,
     )

@@ -61,12 +61,20 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Sequence
 
-import array_api_compat
 import numpy as np
 
-from kernels.gram_fill import DEFAULT_MEMORY_BUDGET  # working memory for one block of Gram rows (bytes)
-from kernels._backend import to_numpy
-from kernels._checks import Interval, check_features, check_labels, check_param, check_vector, iter_blocks
+from kernels._backend import device, to_numpy
+from kernels._checks import (
+    Interval,
+    check_features,
+    check_labels,
+    check_param,
+    check_vector,
+    iter_blocks,
+)
+from kernels.gram_fill import (
+    DEFAULT_MEMORY_BUDGET,  # working memory for one block of Gram rows (bytes)
+)
 
 __all__ = ["FrequencySplit", "FrequencyMeasures", "low_pass", "frequency_split", "frequency_measures", "delta_grid"]
 
@@ -140,13 +148,11 @@ class FrequencyMeasures:
 
 
 def _rbf(*args: Any, **kwargs: Any) -> Any:
-    from kernels.functions import rbf  # late import: kernels.functions is a sibling module
+    from kernels.functions import (
+        rbf,  # late import: kernels.functions is a sibling module
+    )
 
     return rbf(*args, **kwargs)
-
-
-def _device(x: Any) -> Any:
-    return array_api_compat.device(x)
 
 
 def _block_rows(n: int, itemsize: int, memory_budget: int | None, fn: str) -> int:
@@ -166,14 +172,14 @@ def _diag_mask(xp: ModuleType, rows: slice, n: int, device: Any) -> Any:
 def _gauss_block(X: Any, xp: ModuleType, rows: slice, delta: float, memory_budget: int | None) -> Any:
     """Rows ``rows`` of ``G_delta(X, X)`` with the diagonal set to exactly 1 (finite delta)."""
     K = _rbf(X[rows, :], X, gamma=1.0 / (2.0 * delta), memory_budget=memory_budget)
-    one = xp.asarray(1.0, dtype=K.dtype, device=_device(K))
-    return xp.where(_diag_mask(xp, rows, X.shape[0], _device(K)), one, K)
+    one = xp.asarray(1.0, dtype=K.dtype, device=device(K))
+    return xp.where(_diag_mask(xp, rows, X.shape[0], device(K)), one, K)
 
 
 def _with_ones(xp: ModuleType, *cols: Any) -> Any:
     """Stack 2-D column blocks and a column of ones: ``[c_1, ..., c_m, 1]``."""
     n = cols[0].shape[0]
-    ones = xp.ones((n, 1), dtype=cols[0].dtype, device=_device(cols[0]))
+    ones = xp.ones((n, 1), dtype=cols[0].dtype, device=device(cols[0]))
     return xp.concat([*cols, ones], axis=1)
 
 
@@ -342,7 +348,7 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
     A = _with_ones(xp, h, y)
     block = _block_rows(n, getattr(X.dtype, "itemsize", 8), memory_budget, fn)
 
-    zero = xp.zeros((), dtype=dt, device=_device(X))
+    zero = xp.zeros((), dtype=dt, device=device(X))
     # sums of squares per delta: h_low, h_high, y_low, y_high, h_low - y_low, h_high - y_high
     acc = [[zero] * 6 for _ in range(T)]
     n_blocks = 0
@@ -366,7 +372,7 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
                 acc[t][k] = acc[t][k] + xp.sum(part * part)
     S = [xp.stack([acc[t][k] for t in range(T)]) for k in range(6)]
     s_hl, s_hh, s_yl, s_yh, s_dl, s_dh = S
-    nan = xp.asarray(float("nan"), dtype=dt, device=_device(X))
+    nan = xp.asarray(float("nan"), dtype=dt, device=device(X))
 
     def _ratio(num: Any, den: Any) -> Any:
         safe = xp.where(den > 0, den, xp.ones_like(den))

@@ -63,7 +63,7 @@ from scipy.optimize import brentq
 
 from kernels._backend import backend_name, device, namespace, to_numpy
 from kernels._checks import Interval, check_labels, check_param
-from kernels.spectrum import Spectrum
+from kernels.spectrum import Spectrum, check_spectrum
 
 __all__ = ["MobahiPath", "mobahi_rounds"]
 
@@ -213,9 +213,7 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     (True, True)
     """
     fn = "mobahi_rounds"
-    if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(spectrum).__name__}")
-    s = spectrum
+    s = check_spectrum(spectrum, fn)
     check_param(fn, "epsilon", epsilon, _CONSTRAINTS["epsilon"])
     check_param(fn, "max_rounds", max_rounds, _CONSTRAINTS["max_rounds"])
     y, _ = check_labels(y, s.n_samples, fn, "y", like=s.vectors, dtype=s.vectors.dtype)
