@@ -23,11 +23,10 @@ import torch
 from deep.augment import to_device
 from deep.config import TrainConfig
 from deep.data import NUM_CLASSES, CifarData
-from kernels._backend import to_numpy
-from kernels._checks import Interval, as_array, check_param
-from theory.noise import make_noise
+from kernels._checks import Interval, check_param
+from theory.noise import check_class_labels, make_noise
 
-__all__ = ["Split", "RunSplit", "DeviceData", "subset_indices", "split_validation", "check_class_labels", "make_split",
+__all__ = ["Split", "RunSplit", "DeviceData", "subset_indices", "split_validation", "make_split",
            "to_device_data"]
 
 
@@ -118,19 +117,6 @@ def split_validation(labels: Any, fraction: float, *, seed: int) -> Split:
     keep = np.ones(y.shape[0], dtype=bool)
     keep[val] = False
     return Split(train=np.flatnonzero(keep).astype(np.int64), val=val)
-
-
-def check_class_labels(labels: Any, fn: str) -> np.ndarray:
-    """Non-negative integer class labels, 1-D and non-empty, as an int64 numpy vector."""
-    arr, _ = as_array(labels, fn, "labels")
-    host = to_numpy(arr)
-    if host.ndim != 1 or host.shape[0] < 1:
-        raise ValueError(f"{fn}: labels must be a non-empty 1-D array of class indices; got shape {host.shape}")
-    if not np.all(np.isfinite(host)):
-        raise ValueError(f"{fn}: labels contains NaN or inf; class labels must be non-negative integers")
-    if np.any(host < 0) or np.any(host != np.round(host)):
-        raise ValueError(f"{fn}: labels must hold non-negative integer class indices; got values like {host[~((host >= 0) & (host == np.round(host)))][:3]!r}")
-    return host.astype(np.int64)
 
 
 def _allocate(counts: np.ndarray, total: int) -> np.ndarray:

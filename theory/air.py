@@ -37,6 +37,7 @@ from kernels._checks import (
     check_vector,
 )
 from kernels.spectrum import Spectrum, check_spectrum, nonnegative_values
+from theory.noise import check_class_labels
 from theory.dynamics import TARGET_RULES, TrainingPath, linearized_training
 
 __all__ = [
@@ -277,17 +278,6 @@ class LearningCurves:
         return int(np.argmax(self.record))
 
 
-def _check_class_labels(v: Any, fn: str, name: str, n: int, n_classes: int) -> np.ndarray:
-    """Integer class labels of shape (n,) in [0, n_classes), as numpy int64."""
-    arr, _ = as_array(v, fn, name)
-    a = to_numpy(arr)
-    if a.ndim != 1 or a.shape[0] != n:
-        raise ValueError(f"{fn}: {name} must have shape ({n},) (one integer class per sample); got shape {a.shape}")
-    if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)) or (a.size and (a.min() < 0 or a.max() >= n_classes)):
-        raise ValueError(f"{fn}: {name} must hold integer classes in [0, {n_classes}) (the columns of y_noisy)")
-    return a.astype(np.int64)
-
-
 def _check_index(v: Any, fn: str, name: str, m: int) -> np.ndarray:
     arr, _ = as_array(v, fn, name)
     a = to_numpy(arr)
@@ -369,8 +359,8 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     if Y.ndim != 2 or Y.shape[1] < 2:
         raise ValueError(f"{fn}: y_noisy must be 2-D (n, C) with C >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
     C = int(Y.shape[1])
-    given = _check_class_labels(labels_given, fn, "labels_given", n, C)
-    true = _check_class_labels(labels_true, fn, "labels_true", n, C)
+    given = check_class_labels(labels_given, fn, "labels_given", n=n, num_classes=C)
+    true = check_class_labels(labels_true, fn, "labels_true", n=n, num_classes=C)
     Y_np = to_numpy(Y)
     if not np.array_equal(np.argmax(Y_np, axis=1), given):
         raise ValueError(f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
@@ -380,10 +370,10 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         if test_labels is None:
             raise ValueError(f"{fn}: test_labels must be given with K_cross (one class per row of K_cross)")
         m = int(K_cross.shape[0]) if hasattr(K_cross, "shape") else len(K_cross)
-        tl = _check_class_labels(test_labels, fn, "test_labels", m, C)
+        tl = check_class_labels(test_labels, fn, "test_labels", n=m, num_classes=C)
         if val_index is not None:
             val_rows = _check_index(val_index, fn, "val_index", m)
-            vl = tl[val_rows] if val_labels is None else _check_class_labels(val_labels, fn, "val_labels", val_rows.size, C)
+            vl = tl[val_rows] if val_labels is None else check_class_labels(val_labels, fn, "val_labels", n=val_rows.size, num_classes=C)
             test_rows = np.setdiff1d(np.arange(m), val_rows)
             if test_rows.size == 0:
                 raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")

@@ -82,6 +82,7 @@ from kernels._checks import Interval, as_array, check_param
 
 __all__ = [
     "NoisyLabels",
+    "check_class_labels",
     "CIFAR10_CLASSES",
     "CIFAR10_ASYMMETRIC_MAP",
     "NOISE_KINDS",
@@ -190,30 +191,39 @@ class NoisyLabels:
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np.ndarray, int]:
-    """Integer class labels as a 1-D int64 numpy array, and C (inferred when None).
+def check_class_labels(labels: Any, fn: str, name: str = "labels", *, n: int | None = None,
+                       num_classes: int | None = None, nonempty: bool = True) -> np.ndarray:
+    """Integer class labels as a 1-D int64 numpy array: the one check of class labels in airkit.
 
-    Goes through :func:`kernels._checks.as_array`; values must be whole numbers in
-    ``[0, num_classes)``.
+    Goes through :func:`kernels._checks.as_array` (any backend); values must be finite
+    whole numbers in ``[0, num_classes)`` (``[0, inf)`` when None), the shape ``(n,)``
+    when ``n`` is given, and at least one label unless ``nonempty=False``. Each failure is a one-line
+    ``ValueError`` naming ``fn`` and ``name``.
     """
+    arr, _ = as_array(labels, fn, name)
+    host = np.array(to_numpy(arr), dtype=np.float64, copy=True)
+    if host.ndim != 1 or (nonempty and host.shape[0] < 1) or (n is not None and host.shape[0] != n):
+        want = f"({n},)" if n is not None else ("(n,) with n >= 1" if nonempty else "(n,)")
+        raise ValueError(f"{fn}: {name} must be a 1-D array of class indices of shape {want}; got shape {host.shape}; "
+                         f"pass argmax of one-hot labels")
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"{fn}: {name} contains NaN or inf; labels must be integer class indices")
+    if np.any(host != np.round(host)):
+        raise ValueError(f"{fn}: {name} must be integer class indices; got non-integer values such as "
+                         f"{host[host != np.round(host)][0]!r}")
+    top = "inf" if num_classes is None else str(num_classes)
+    if host.size and (host.min() < 0 or (num_classes is not None and host.max() >= num_classes)):
+        bad = host.min() if host.min() < 0 else host.max()
+        raise ValueError(f"{fn}: {name} must be integer classes in [0, {top}); got {int(bad)}")
+    return host.astype(np.int64)
+
+
+def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np.ndarray, int]:
+    """:func:`check_class_labels` and C (inferred as ``max + 1`` when None)."""
     if num_classes is not None:
         check_param(fn, "num_classes", num_classes, _PARAMS["num_classes"])
-    arr, _ = as_array(labels, fn, "labels")
-    host = np.array(to_numpy(arr), dtype=np.float64, copy=True)
-    if host.ndim != 1:
-        raise ValueError(f"{fn}: labels must be a 1-D array of class indices (n,); got shape {host.shape}; pass argmax of one-hot labels")
-    if not np.all(np.isfinite(host)):
-        raise ValueError(f"{fn}: labels contains NaN or inf; labels must be integer class indices")
-    if np.any(host != np.round(host)):
-        raise ValueError(f"{fn}: labels must be integer class indices; got non-integer values such as {host[host != np.round(host)][0]!r}")
-    if host.size and host.min() < 0:
-        raise ValueError(f"{fn}: labels must be in [0, num_classes); got {int(host.min())}")
-    out = host.astype(np.int64)
-    if num_classes is None:
-        num_classes = int(out.max()) + 1 if out.size else 1
-    elif out.size and out.max() >= num_classes:
-        raise ValueError(f"{fn}: labels must be in [0, num_classes) = [0, {num_classes}); got {int(out.max())}")
-    return out, int(num_classes)
+    out = check_class_labels(labels, fn, num_classes=num_classes, nonempty=False)
+    return out, int(num_classes) if num_classes is not None else (int(out.max()) + 1 if out.size else 1)
 
 
 def _flip_count(rate: float, n_eligible: int) -> int:
