@@ -55,6 +55,7 @@ from kernels._checks import (
     result_budget,
 )
 from kernels.spectrum import Spectrum, check_ridge_resolution, check_spectrum, scale
+from kernels.summary import aligned_block
 
 __all__ = [
     "DistillationPath",
@@ -230,8 +231,7 @@ class DistillationPath:
             "|fit_T - fit_limit|": ", ".join(f"{float(g):.3g}" for g in gap),
             "backend": self.backend,
         }
-        width = max(len(k) for k in rows)
-        return "\n".join(f"{k.rjust(width)}: {v}" for k, v in rows.items())
+        return aligned_block(rows)
 
     def __repr__(self) -> str:
         return (f"DistillationPath(alpha={_alpha_text(self.alpha)}, ridge={self.ridge:g}, steps={self.steps}, "

@@ -58,6 +58,7 @@ from kernels.spectrum import (
     check_ridge_resolution,
     spectrum,
 )
+from kernels.summary import aligned_block
 from theory.distillation import DistillationPath, check_alpha, self_distillation
 
 __all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY", "SOLVE_FLOPS_PER_ENTRY"]
@@ -189,8 +190,7 @@ class DistillationStudy:
             "triangular solve pairs": str(self.n_solves),
             "backend": self.backend,
         }
-        width = max(len(k) for k in rows)
-        return "\n".join(f"{k.rjust(width)}: {v}" for k, v in rows.items())
+        return aligned_block(rows)
 
     def __repr__(self) -> str:
         return (f"DistillationStudy(route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "

@@ -64,6 +64,7 @@ from scipy.optimize import brentq
 from kernels._backend import backend_name, device, namespace, to_numpy
 from kernels._checks import Interval, check_labels, check_param
 from kernels.spectrum import Spectrum, check_spectrum
+from kernels.summary import aligned_block
 
 __all__ = ["MobahiPath", "mobahi_rounds"]
 
@@ -148,8 +149,7 @@ class MobahiPath:
             "null-space energy / n": f"{self.null_energy / self.spectrum.n_samples:.4g}",
             "backend": self.backend,
         }
-        width = max(len(k) for k in rows)
-        return "\n".join(f"{k.rjust(width)}: {v}" for k, v in rows.items())
+        return aligned_block(rows)
 
     def __repr__(self) -> str:
         return (f"MobahiPath(epsilon={self.epsilon:g}, n_rounds={self.n_rounds}, collapsed={self.collapsed}, "
