@@ -83,7 +83,7 @@ def one_hot(labels: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torc
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
-                       weights: torch.Tensor | None = None) -> torch.Tensor:
+                       weights: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
     """Mean over the batch of ``sum_c -t_c log softmax(z)_c`` (weighted mean with ``weights``).
 
     With ``label_smoothing = eps`` the targets are first mixed with the uniform
@@ -99,17 +99,21 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smo
     weights : Tensor of shape (B,) or None
         Per-sample weights ``w_i >= 0``: the loss is ``sum_i w_i l_i / sum_i w_i``
         (Self-Adaptive Training's confidence weighting).
+    check : bool, default=True
+        Validate the arguments. The training loop passes False: its configuration was
+        validated once, at the API boundary (:class:`deep.config.TrainConfig`), not per batch.
     """
-    check_param("soft_cross_entropy", "label_smoothing", label_smoothing, Interval(float, 0, 1, "left"))
-    if logits.shape != targets.shape:
-        raise ValueError(f"soft_cross_entropy: targets must have the logits' shape {tuple(logits.shape)}; got {tuple(targets.shape)}")
+    if check:
+        check_param("soft_cross_entropy", "label_smoothing", label_smoothing, Interval(float, 0, 1, "left"))
+        if logits.shape != targets.shape:
+            raise ValueError(f"soft_cross_entropy: targets must have the logits' shape {tuple(logits.shape)}; got {tuple(targets.shape)}")
     t = targets.to(logits.dtype)
     if label_smoothing:
         t = (1 - label_smoothing) * t + label_smoothing / logits.shape[1]
     per_sample = -(t * F.log_softmax(logits, dim=1)).sum(dim=1)
     if weights is None:
         return per_sample.mean()
-    if weights.shape != per_sample.shape:
+    if check and weights.shape != per_sample.shape:
         raise ValueError(f"soft_cross_entropy: weights must have shape {tuple(per_sample.shape)}; got {tuple(weights.shape)}")
     w = weights.to(per_sample.dtype)
     return (w * per_sample).sum() / w.sum()
@@ -141,9 +145,13 @@ def scheduled_weight(schedule: str, final: float, step: int, total: int) -> floa
     return float(1.0 + (final - 1.0) * step / (total - 1))
 
 
-def chained_targets(targets: torch.Tensor, preds: torch.Tensor, target_momentum: float) -> torch.Tensor:
-    """Dong et al. self-distillation update ``t_{e+1} = m t_e + (1 - m) p_e``, m the target momentum."""
-    check_param("chained_targets", "target_momentum", target_momentum, _UNIT)
+def chained_targets(targets: torch.Tensor, preds: torch.Tensor, target_momentum: float, *, check: bool = True) -> torch.Tensor:
+    """Dong et al. self-distillation update ``t_{e+1} = m t_e + (1 - m) p_e``, m the target momentum.
+
+    ``check=False`` skips the argument check (the training loop's, validated once).
+    """
+    if check:
+        check_param("chained_targets", "target_momentum", target_momentum, _UNIT)
     return target_momentum * targets + (1.0 - target_momentum) * preds.to(targets.dtype)
 
 
@@ -173,7 +181,7 @@ def generation_targets(labels_onehot: torch.Tensor, teacher: torch.Tensor, alpha
 
 
 def sat_targets(stored: torch.Tensor, logits: torch.Tensor, target_momentum: float, *,
-                soft: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                soft: bool = True, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-Adaptive Training update of one batch (Huang, Zhang, Zhang 2020, Algorithm 1).
 
     ``t = m t_stored + (1 - m) p`` with the target momentum m, ``p = softmax(z)`` (one-hot
@@ -187,10 +195,11 @@ def sat_targets(stored: torch.Tensor, logits: torch.Tensor, target_momentum: flo
         The updated targets; the caller stores them back (they are this batch's ``t``).
     weights : Tensor (B,)
     """
-    check_param("sat_targets", "target_momentum", target_momentum, _UNIT)
-    if stored.shape != logits.shape:
-        raise ValueError(f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}")
-    t = chained_targets(stored, predictions(logits, soft=soft), target_momentum)
+    if check:
+        check_param("sat_targets", "target_momentum", target_momentum, _UNIT)
+        if stored.shape != logits.shape:
+            raise ValueError(f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}")
+    t = chained_targets(stored, predictions(logits, soft=soft), target_momentum, check=False)
     return t, t.max(dim=1).values
 
 
@@ -203,7 +212,7 @@ class BatchTargets(NamedTuple):
 
 
 def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor | None, *,
-                  target_momentum: float | None = None, soft: bool = True) -> BatchTargets:
+                  target_momentum: float | None = None, soft: bool = True, check: bool = True) -> BatchTargets:
     """Targets of one batch for ``method`` (the loop's only method-specific call).
 
     Parameters
@@ -220,6 +229,9 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
         ``"sat"`` only: this epoch's weight on the stored target (:func:`sat_targets`).
     soft : bool, default=True
         ``"sat"`` only: distil softmax outputs (or one-hot argmax).
+    check : bool, default=True
+        Validate the arguments; the training loop passes False (validated once, in
+        :class:`deep.config.TrainConfig`).
 
     Returns
     -------
@@ -227,7 +239,8 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
         ``(targets, lam, weights)``: ``lam`` is interp's agreement rate, ``weights``
         sat's per-sample weights; the caller stores sat's targets back.
     """
-    check_param("batch_targets", "method", method, Options(METHODS))
+    if check:
+        check_param("batch_targets", "method", method, Options(METHODS))
     if method == "interp":
         return BatchTargets(*interp_targets(logits, labels), None)
     if method == "sat":
@@ -235,7 +248,7 @@ def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, store
             raise ValueError("batch_targets: method='sat' needs the batch's stored targets (stored=...)")
         if target_momentum is None:
             raise ValueError("batch_targets: target_momentum is required for method='sat' (a float in [0, 1])")
-        t, w = sat_targets(stored, logits, target_momentum, soft=soft)
+        t, w = sat_targets(stored, logits, target_momentum, soft=soft, check=check)
         return BatchTargets(t, None, w)
     if method == "ce" or stored is None:
         return BatchTargets(one_hot(labels, logits.shape[1]), None, None)

@@ -279,10 +279,10 @@ def train_epoch(
         logits = model(x)
         stored = targets[idx] if targets is not None else None
         t, lam, weights = batch_targets(cfg.method, logits, dd.y_train[idx], stored, target_momentum=target_momentum,
-                                       soft=cfg.soft)
+                                       soft=cfg.soft, check=False)
         if cfg.method == "sat":
             next_targets[idx] = t
-        loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights)
+        loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights, check=False)
         lr = cfg.lr * lr_factor(step, total_steps, cfg.lr_schedule, cfg.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -299,7 +299,7 @@ def train_epoch(
             if lam is not None:
                 lam_sum += lam
             if cfg.method == "self-distill":
-                next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), target_momentum)
+                next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), target_momentum, check=False)
         n_batches += 1
         seen += len(idx)
         if cfg.progress and (i % 10 == 0 or i == len(order) - 1):

@@ -214,3 +214,19 @@ def test_generations_run_records_linear_alpha(tmp_path):
     alphas = [r.alpha for r in res.records]
     assert [r.generation for r in res.records] == [1, 2, 3]
     assert alphas[0] is None and alphas[1:] == pytest.approx([0.7, 0.4])
+
+
+def test_training_loop_does_not_check_arguments_per_batch(tmp_path, monkeypatch):
+    """Checks run at the API boundary: one epoch of sat calls check_param a bounded number of times, not per batch."""
+    import deep.methods as methods
+    from deep.config import TrainConfig
+    from deep.train import train
+
+    calls = []
+    real = methods.check_param
+    monkeypatch.setattr(methods, "check_param", lambda *a, **k: (calls.append(a[:2]), real(*a, **k))[1])
+    cfg = TrainConfig(out=str(tmp_path), method="sat", target_momentum=0.9, epochs=2, distill_start=1, batch_size=8,
+                      progress=False, freq_subset=0)
+    res = train(cfg)
+    batches = 2 * -(-len(res.split.train_idx) // 8)
+    assert batches >= 20 and len(calls) < batches, (len(calls), batches)
