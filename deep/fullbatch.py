@@ -30,7 +30,7 @@ from kernels._checks import Interval, Options, check_param, check_result_size, c
 
 __all__ = ["FullBatchRun", "train_full_batch"]
 
-_TABLE = {
+CONSTRAINTS = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "left"),
     "targets": Options(("gd", "chained")),
@@ -149,13 +149,13 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     FullBatchRun
     """
     fn = "train_full_batch"
-    check_param(fn, "lr", lr, _TABLE["lr"])
-    check_param(fn, "steps", steps, _TABLE["steps"])
-    check_param(fn, "targets", targets, _TABLE["targets"])
+    check_param(fn, "lr", lr, CONSTRAINTS["lr"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
+    check_param(fn, "targets", targets, CONSTRAINTS["targets"])
     if targets == "chained":
         if target_momentum is None:
             raise ValueError(f"{fn}: target_momentum is required with targets='chained' (a float in [0, 1])")
-        check_param(fn, "target_momentum", target_momentum, _TABLE["target_momentum"])
+        check_param(fn, "target_momentum", target_momentum, CONSTRAINTS["target_momentum"])
     elif target_momentum is not None:
         raise ValueError(f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
                          f"not use it (pass targets='chained' or drop it); got {target_momentum!r}")

@@ -60,7 +60,7 @@ NTK_METHODS = ("auto", "layers", "vmap")
 # 16-64 examples per pass were 2x faster than 512).
 _LAYER_CHUNK = 32
 
-_TABLE = {
+CONSTRAINTS = {
     "mode": Options(NTK_MODES),
     "method": Options(NTK_METHODS),
     "memory_budget": Interval(int, 1, None),
@@ -362,8 +362,8 @@ def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: s
 
 def _check_call(fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: str, dtype: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.dtype]:
     """Checked (X1, X2, working dtype) of an empirical-NTK call."""
-    check_param(fn, "mode", mode, _TABLE["mode"])
-    check_param(fn, "method", method, _TABLE["method"])
+    check_param(fn, "mode", mode, CONSTRAINTS["mode"])
+    check_param(fn, "method", method, CONSTRAINTS["method"])
     device, default = _check_model(model, fn)
     dtype = _check_dtype(dtype, fn, default)
     X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
@@ -523,7 +523,7 @@ def empirical_ntk(
     True
     """
     fn = "empirical_ntk"
-    check_param(fn, "memory_budget", memory_budget, _TABLE["memory_budget"])
+    check_param(fn, "memory_budget", memory_budget, CONSTRAINTS["memory_budget"])
     X1, X2, dtype = _check_call(fn, model, X1, X2, mode, method, dtype)
     if method == "auto" and _is_plain_mlp(model, params, mode):
         with _eval_mode(model):
@@ -568,7 +568,7 @@ def empirical_ntk_loop(
         (n1, n2) or (n1, n2, C, C).
     """
     fn = "empirical_ntk_loop"
-    check_param(fn, "mode", mode, _TABLE["mode"])
+    check_param(fn, "mode", mode, CONSTRAINTS["mode"])
     device, default = _check_model(model, fn)
     dtype = _check_dtype(dtype, fn, default)
     X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)

@@ -23,7 +23,7 @@ from kernels._checks import Interval, Options, check_params
 __all__ = ["fake_cifar_arrays", "write_fake_cifar", "corrupt_file", "FAKE_FOLDER_ROOT"]
 
 FAKE_FOLDER_ROOT = "cifar10-fake"
-_PARAMS = {
+CONSTRAINTS = {
     "fmt": Options(("python", "python-tar", "folder", "folder-tar")),
     "n_train_per_class": Interval(int, 1, None),
     "n_test_per_class": Interval(int, 1, None),
@@ -46,7 +46,7 @@ def fake_cifar_arrays(n_train_per_class: int = 4, n_test_per_class: int = 2, *, 
     CifarData
         ``format="synthetic"``, ``source="synthetic(seed=...)"``.
     """
-    check_params("fake_cifar_arrays", _PARAMS, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class, seed=seed)
+    check_params("fake_cifar_arrays", CONSTRAINTS, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class, seed=seed)
     rng = np.random.default_rng(seed)
     grid = np.arange(32) / 32.0
 
@@ -96,7 +96,7 @@ def write_fake_cifar(root: str | os.PathLike, *, fmt: str = "python", n_train_pe
         The path to hand to :func:`deep.data.load_cifar10` (the batches directory,
         the archive, or the tree root).
     """
-    check_params("write_fake_cifar", _PARAMS, fmt=fmt, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class,
+    check_params("write_fake_cifar", CONSTRAINTS, fmt=fmt, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class,
                  seed=seed, image_ext=image_ext)
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"write_fake_cifar: root must be a str or os.PathLike; got {type(root).__name__}")
@@ -121,7 +121,7 @@ def write_fake_cifar(root: str | os.PathLike, *, fmt: str = "python", n_train_pe
 
 def corrupt_file(path: str | os.PathLike, *, keep_fraction: float = 0.5) -> Path:
     """Truncate ``path`` to ``floor(keep_fraction * size)`` bytes (simulates a broken download)."""
-    check_params("corrupt_file", _PARAMS, keep_fraction=keep_fraction)
+    check_params("corrupt_file", CONSTRAINTS, keep_fraction=keep_fraction)
     path = Path(path)
     os.truncate(path, int(path.stat().st_size * float(keep_fraction)))
     return path

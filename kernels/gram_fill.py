@@ -1,6 +1,6 @@
 """The machinery every Gram matrix shares: parameter checks, input pairing and the blocked fill.
 
-:func:`prepare_pair` checks a kernel's parameters against :data:`KERNEL_CONSTRAINTS` and
+:func:`prepare_pair` checks a kernel's parameters against :data:`CONSTRAINTS` and
 its inputs (one backend and device; mixed float dtypes follow numpy's promotion), and
 :func:`fill_gram` fills the (n, m) result in row blocks of at most ``memory_budget`` bytes
 of scratch, computing only the upper blocks of a symmetric Gram and mirroring them, so
@@ -19,7 +19,7 @@ import array_api_compat
 from kernels._backend import device
 from kernels._checks import Interval, Options, check_features, check_param, check_params, check_same_namespace, iter_blocks
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "KERNEL_CONSTRAINTS", "COMMON_PARAMS", "DTYPES", "dtype_name", "dtype_label",
+__all__ = ["DEFAULT_MEMORY_BUDGET", "CONSTRAINTS", "COMMON_PARAMS", "DTYPES", "dtype_name", "dtype_label",
            "prepare_pair", "itemsize", "fill_gram", "diag_mask"]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of scratch per Gram block
@@ -30,7 +30,7 @@ SYM_MAX_ROWS = 512  # row-block cap for symmetric Grams (see fill_gram)
 # Parameter bounds as data (checked by kernels._checks.check_params).
 # Float parameters are finite: an explicit math.inf bound with an open end refuses inf
 # (gamma = inf would give exp(-inf * 0) = NaN on the diagonal).
-KERNEL_CONSTRAINTS: dict[str, Interval | Options] = {
+CONSTRAINTS: dict[str, Interval | Options] = {
     "gamma": Interval(float, 0, math.inf, "neither"),
     "degree": Interval(int, 1, None, "both"),
     "coef0": Interval(float, 0, math.inf, "left"),
@@ -56,7 +56,7 @@ def dtype_name(fn: str, dtype: Any) -> str | None:
     else:
         name = getattr(dtype, "__name__", None) or str(dtype)
         name = name.rsplit(".", 1)[-1]
-    return check_param(fn, "dtype", name, KERNEL_CONSTRAINTS["dtype"])
+    return check_param(fn, "dtype", name, CONSTRAINTS["dtype"])
 
 
 def prepare_pair(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: Any) -> tuple[Any, Any, ModuleType, bool, int]:
@@ -66,9 +66,9 @@ def prepare_pair(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **para
     numpy's promotion (float32 with float64 computes in float64) unless ``dtype`` is
     given; a list ``Z`` has no dtype of its own and takes ``X``'s.
     """
-    check_params(fn, KERNEL_CONSTRAINTS, **{k: v for k, v in params.items() if not (k == "gamma" and v is None)})
+    check_params(fn, CONSTRAINTS, **{k: v for k, v in params.items() if not (k == "gamma" and v is None)})
     if memory_budget is not None:
-        check_param(fn, "memory_budget", memory_budget, KERNEL_CONSTRAINTS["memory_budget"])
+        check_param(fn, "memory_budget", memory_budget, CONSTRAINTS["memory_budget"])
     name = dtype_name(fn, dtype)
     symmetric = Z is None or Z is X
     Xa, xp = check_features(X, fn, "X")

@@ -398,7 +398,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
     """
 
     # Checked at fit time by _validate (the constraint table is data; see kernels._checks).
-    _constraints: ClassVar[dict[str, Any]] = {
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {
         "ridge": _RIDGE_POSITIVE,
         "kernel": _KernelChoice(),
         "gamma": _OrNone(Interval(float, 0.0, None, "neither")),
@@ -436,7 +436,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
 
     # ------------------------------------------------------------------ helpers
     def _validate(self, fn: str) -> None:
-        for name, constraint in self._constraints.items():
+        for name, constraint in self.CONSTRAINTS.items():
             check_param(fn, name, getattr(self, name), constraint)
 
     @property

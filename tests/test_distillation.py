@@ -14,7 +14,7 @@ from sklearn.kernel_ridge import KernelRidge
 from kernels.spectrum import Spectrum, spectrum
 from tests.conftest import to_backend
 from theory.distillation import (
-    _CONSTRAINTS,
+    CONSTRAINTS,
     DistillationPath,
     krr_fit,
     optimal_alpha,
@@ -339,7 +339,7 @@ def test_sparsification_batch_reference_and_underflow():
 def test_every_constraint_is_enforced(problem, name):
     K, _, y, _ = problem
     kwargs = dict(ridge=RIDGE, alpha=0.5, steps=3)
-    kwargs[name] = _CONSTRAINTS[name].invalid_example()
+    kwargs[name] = CONSTRAINTS[name].invalid_example()
     with pytest.raises((ValueError, TypeError), match=name):
         self_distillation(spectrum(K), y, **kwargs)
 

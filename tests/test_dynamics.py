@@ -16,7 +16,7 @@ import scipy.linalg
 from kernels import Spectrum, spectrum
 from kernels._backend import to_numpy
 from tests.conftest import to_backend
-from theory.dynamics import PARAMS, linearized_training, max_stable_lr
+from theory.dynamics import CONSTRAINTS, linearized_training, max_stable_lr
 
 N, M = 12, 5
 
@@ -240,12 +240,12 @@ def test_zero_eigenvalue_is_finite_and_continuous(backend, rng, continuous, rule
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("name", sorted(PARAMS))
+@pytest.mark.parametrize("name", sorted(CONSTRAINTS))
 def test_every_param_bound_is_checked(problem, name):
     s = spectrum(problem["K"])
     kwargs = dict(lr=0.5 / problem["d_max"], steps=5)
     kwargs.update(dict(targets="anchored", alpha=0.5) if name == "alpha" else dict(targets="chained", target_momentum=0.5))
-    kwargs[name] = PARAMS[name].invalid_example()
+    kwargs[name] = CONSTRAINTS[name].invalid_example()
     with pytest.raises((ValueError, TypeError), match=name):
         linearized_training(s, problem["y_vec"], **kwargs)
 

@@ -18,7 +18,7 @@ from sklearn.metrics import pairwise
 
 from kernels._backend import backend_name, namespace, to_numpy
 from kernels._checks import iter_blocks
-from kernels.gram_fill import KERNEL_CONSTRAINTS
+from kernels.gram_fill import CONSTRAINTS
 from kernels.functions import (
 
     KERNELS,
@@ -446,9 +446,9 @@ def _kernel_accepting(param: str) -> str:
     return next(name for name in KERNELS if param in kernel_params(name))
 
 
-@pytest.mark.parametrize("param", sorted(KERNEL_CONSTRAINTS))
+@pytest.mark.parametrize("param", sorted(CONSTRAINTS))
 def test_every_constraint_rejects_its_invalid_example(param):
-    bad = KERNEL_CONSTRAINTS[param].invalid_example()
+    bad = CONSTRAINTS[param].invalid_example()
     with pytest.raises((ValueError, TypeError), match=param):
         gram(np.ones((3, 2)), kernel=_kernel_accepting(param), **{param: bad})
 

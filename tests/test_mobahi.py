@@ -10,7 +10,7 @@ from scipy.optimize import brentq
 
 from kernels.spectrum import Spectrum, spectrum
 from tests.conftest import to_backend
-from theory.mobahi import _CONSTRAINTS, MobahiPath, mobahi_rounds
+from theory.mobahi import CONSTRAINTS, MobahiPath, mobahi_rounds
 
 
 def _np(x):
@@ -172,11 +172,11 @@ def test_torch_and_numpy_agree(problem):
     np.testing.assert_allclose(_np(tp.fits), ref.fits, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(_CONSTRAINTS))
+@pytest.mark.parametrize("name", sorted(CONSTRAINTS))
 def test_every_constraint_is_enforced(problem, name):
     K, y, _ = problem
     kwargs = dict(epsilon=0.01, max_rounds=5)
-    kwargs[name] = _CONSTRAINTS[name].invalid_example()
+    kwargs[name] = CONSTRAINTS[name].invalid_example()
     with pytest.raises((ValueError, TypeError), match=name):
         mobahi_rounds(spectrum(K), y, **kwargs)
 

@@ -362,10 +362,10 @@ def test_float32_is_kept(backend, rng):
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("name", sorted(KernelRidge._constraints))
+@pytest.mark.parametrize("name", sorted(KernelRidge.CONSTRAINTS))
 def test_every_constraint_rejects_an_invalid_value(rng, name):
     X, _, y = _data(rng, False)
-    bad = KernelRidge._constraints[name].invalid_example()
+    bad = KernelRidge.CONSTRAINTS[name].invalid_example()
     with pytest.raises((ValueError, TypeError), match=f"KernelRidge.fit: {name} must be"):
         KernelRidge(**{name: bad}).fit(X, y)
 

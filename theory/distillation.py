@@ -69,7 +69,7 @@ __all__ = [
     "sparsification",
 ]
 
-_CONSTRAINTS: dict[str, Interval] = {  # ridge: explicit math.inf bound, open = finite
+CONSTRAINTS: dict[str, Interval] = {  # ridge: explicit math.inf bound, open = finite
     "ridge": Interval(float, 0, math.inf, "neither"),
     "alpha": Interval(float, 0, 1, "both"),
     "steps": Interval(int, 1, None, "left"),
@@ -83,12 +83,12 @@ def check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
     """alpha as a float (scalar input) or a float64 vector; returns (value, is_batch)."""
     if isinstance(alpha, numbers.Real) or (hasattr(alpha, "ndim") and getattr(alpha, "ndim") == 0):
         value = alpha if isinstance(alpha, numbers.Real) else float(to_numpy(alpha))
-        check_param(fn, "alpha", value, _CONSTRAINTS["alpha"])
+        check_param(fn, "alpha", value, CONSTRAINTS["alpha"])
         return float(value), False
     if isinstance(alpha, str):
-        check_param(fn, "alpha", alpha, _CONSTRAINTS["alpha"])
+        check_param(fn, "alpha", alpha, CONSTRAINTS["alpha"])
     try:
-        vec = check_vector(alpha, fn, "alpha", constraint=_CONSTRAINTS["alpha"])
+        vec = check_vector(alpha, fn, "alpha", constraint=CONSTRAINTS["alpha"])
     except (TypeError, ValueError) as exc:
         if str(exc).startswith(f"{fn}:"):
             raise
@@ -291,8 +291,8 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     """
     fn = "self_distillation"
     s = check_spectrum(spectrum, fn)
-    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
-    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
     check_ridge_resolution(s, ridge, fn)
     alpha_v, batch = check_alpha(alpha, fn)
     y = _labels(y, s, fn)
@@ -329,7 +329,7 @@ def krr_fit(spectrum: Spectrum, y: Any, ridge: float) -> Any:
     """
     fn = "krr_fit"
     s = check_spectrum(spectrum, fn)
-    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
     check_ridge_resolution(s, ridge, fn)
     y = _labels(y, s, fn)
     a = s.values / (s.values + float(ridge))
@@ -421,7 +421,7 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     """
     fn = "optimal_alpha"
     s = check_spectrum(spectrum, fn)
-    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
     y = _labels(y, s, fn)
     ref = _labels(reference, s, fn, "reference")
     prev = _labels(previous_fit, s, fn, "previous_fit")
@@ -516,8 +516,8 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     """
     fn = "optimal_alpha_path"
     s = check_spectrum(spectrum, fn)
-    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
-    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
     y = _labels(y, s, fn)
     ref = _labels(reference, s, fn, "reference")
     if ref.shape != y.shape:

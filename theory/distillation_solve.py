@@ -76,7 +76,7 @@ EIGH_PER_CHOLESKY = 12.0
 #: (instead of 2 per entry and right-hand side). Used by ``route="auto"``.
 SOLVE_FLOPS_PER_ENTRY = 32.0
 
-_CONSTRAINTS: dict[str, Any] = {
+CONSTRAINTS: dict[str, Any] = {
     "ridge": Interval(float, 0, math.inf, "neither"),
     "steps": Interval(int, 1, None, "left"),
     "route": Options(ROUTES),
@@ -218,7 +218,7 @@ def study_weights(alpha: Any, steps: int) -> np.ndarray:
     ndarray of shape (A, steps, steps), float64
     """
     fn = "study_weights"
-    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
     al = _alpha_vector(alpha, fn)
     T = int(steps)
     v = np.zeros((al.size, T, T))
@@ -464,9 +464,9 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
     True
     """
     fn = "distillation_study"
-    check_param(fn, "ridge", ridge, _CONSTRAINTS["ridge"])
-    check_param(fn, "steps", steps, _CONSTRAINTS["steps"])
-    check_param(fn, "route", route, _CONSTRAINTS["route"])
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
+    check_param(fn, "route", route, CONSTRAINTS["route"])
     if not isinstance(need_spectrum, bool):
         raise TypeError(f"{fn}: need_spectrum must be one of False, True; got {need_spectrum!r}")
     alphas = _alpha_vector(alpha, fn)

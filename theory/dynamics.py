@@ -99,7 +99,7 @@ __all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr
 TARGET_RULES = ("gd", "anchored", "chained")
 
 # Parameter bounds as data (one shape of error message, see kernels._checks).
-PARAMS = {
+CONSTRAINTS = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "both"),
     "alpha": Interval(float, 0, 1, "both"),
@@ -248,13 +248,13 @@ def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: in
     if value is None:
         raise ValueError(f"{fn}: {want} must be given for targets={rule!r}: a float in [0, 1]"
                          + (" or a 1-D schedule of length steps" if rule == "chained" else ""))
-    what = PARAMS[want].describe()
+    what = CONSTRAINTS[want].describe()
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(check_param(fn, want, value, PARAMS[want])), None
+        return float(check_param(fn, want, value, CONSTRAINTS[want])), None
     if isinstance(value, (bool, str)):
         raise TypeError(f"{fn}: {want} must be {what} or a 1-D schedule of such floats; got {value!r}")
     try:
-        sched = check_vector(value, fn, want, constraint=PARAMS[want])
+        sched = check_vector(value, fn, want, constraint=CONSTRAINTS[want])
     except (TypeError, ValueError) as exc:
         if want in str(exc):
             raise
@@ -308,7 +308,7 @@ def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None =
     """
     fn = "max_stable_lr"
     check_spectrum(spectrum, fn)
-    check_param(fn, "targets", targets, PARAMS["targets"])
+    check_param(fn, "targets", targets, CONSTRAINTS["targets"])
     weight, _ = _rule_weight(fn, targets, alpha, target_momentum, steps=1)
     _, _, d_max = nonnegative_values(spectrum, fn)
     num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (weight or 0.0)}[targets]
@@ -501,9 +501,9 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     """
     fn = "linearized_training"
     check_spectrum(spectrum, fn)
-    check_param(fn, "targets", targets, PARAMS["targets"])
-    check_param(fn, "lr", lr, PARAMS["lr"])
-    check_param(fn, "steps", steps, PARAMS["steps"])
+    check_param(fn, "targets", targets, CONSTRAINTS["targets"])
+    check_param(fn, "lr", lr, CONSTRAINTS["lr"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
     continuous = _check_flag(fn, "continuous", continuous)
     lr, steps = float(lr), int(steps)
     weight, schedule = _rule_weight(fn, targets, alpha, target_momentum, steps)

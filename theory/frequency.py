@@ -82,7 +82,7 @@ __all__ = ["FrequencySplit", "FrequencyMeasures", "low_pass", "frequency_split",
 # block and the rbf call's own scratch.
 _SLABS = 4
 
-_PARAMS = {
+CONSTRAINTS = {
     "delta": Interval(float, 0, None, "neither", allow_inf=True),  # inf: the column means
     "memory_budget": Interval(int, 1, None, "left"),
     "num": Interval(int, 1, None, "left"),
@@ -157,7 +157,7 @@ def _rbf(*args: Any, **kwargs: Any) -> Any:
 
 def _block_rows(n: int, itemsize: int, memory_budget: int | None, fn: str) -> int:
     if memory_budget is not None:
-        check_param(fn, "memory_budget", memory_budget, _PARAMS["memory_budget"])
+        check_param(fn, "memory_budget", memory_budget, CONSTRAINTS["memory_budget"])
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     return max(1, budget // (_SLABS * n * itemsize))
 
@@ -184,7 +184,7 @@ def _with_ones(xp: ModuleType, *cols: Any) -> Any:
 
 
 def _check_delta(fn: str, delta: Any) -> float:
-    check_param(fn, "delta", delta, _PARAMS["delta"])
+    check_param(fn, "delta", delta, CONSTRAINTS["delta"])
     return float(delta)
 
 
@@ -330,7 +330,7 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
     memory is one block plus O(n c). Cost O(n^2 (d + T (c + 1))).
     """
     fn = "frequency_measures"
-    deltas_np = check_vector(deltas, fn, "deltas", constraint=_PARAMS["delta"])
+    deltas_np = check_vector(deltas, fn, "deltas", constraint=CONSTRAINTS["delta"])
     X, xp = check_features(X, fn, "X")
     n = X.shape[0]
     h, _ = check_labels(h, n, fn, "h", like=X)
@@ -434,13 +434,13 @@ def delta_grid(X: Any, num: int = 5, *, sample: int = 1000, seed: int = 0, quant
     ((4,), True)
     """
     fn = "delta_grid"
-    check_param(fn, "num", num, _PARAMS["num"])
-    check_param(fn, "sample", sample, _PARAMS["sample"])
-    check_param(fn, "seed", seed, _PARAMS["seed"])
+    check_param(fn, "num", num, CONSTRAINTS["num"])
+    check_param(fn, "sample", sample, CONSTRAINTS["sample"])
+    check_param(fn, "seed", seed, CONSTRAINTS["seed"])
     if not isinstance(quantiles, (tuple, list)) or len(quantiles) != 2:
         raise ValueError(f"{fn}: quantiles must be a pair (low, high) of floats in [0, 1]; got {quantiles!r}")
     for q in quantiles:
-        check_param(fn, "quantiles", q, _PARAMS["quantile"])
+        check_param(fn, "quantiles", q, CONSTRAINTS["quantile"])
     if quantiles[0] > quantiles[1]:
         raise ValueError(f"{fn}: quantiles must be a pair (low, high) with low <= high; got {quantiles!r}")
     X, _ = check_features(X, fn, "X")

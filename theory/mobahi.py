@@ -71,7 +71,7 @@ __all__ = ["MobahiPath", "mobahi_rounds"]
 #: Below ``c_1 = _RESOLVED * zero_tol`` the result carries a warning (see Accuracy).
 _RESOLVED = 10.0
 
-_CONSTRAINTS: dict[str, Interval] = {
+CONSTRAINTS: dict[str, Interval] = {
     "epsilon": Interval(float, 0, math.inf, "neither"),
     "max_rounds": Interval(int, 1, None, "left"),
 }
@@ -214,8 +214,8 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     """
     fn = "mobahi_rounds"
     s = check_spectrum(spectrum, fn)
-    check_param(fn, "epsilon", epsilon, _CONSTRAINTS["epsilon"])
-    check_param(fn, "max_rounds", max_rounds, _CONSTRAINTS["max_rounds"])
+    check_param(fn, "epsilon", epsilon, CONSTRAINTS["epsilon"])
+    check_param(fn, "max_rounds", max_rounds, CONSTRAINTS["max_rounds"])
     y, _ = check_labels(y, s.n_samples, fn, "y", like=s.vectors, dtype=s.vectors.dtype)
     xp, V = s.xp, s.vectors
     n, eps = s.n_samples, float(epsilon)

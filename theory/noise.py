@@ -107,7 +107,7 @@ NOISE_KINDS: dict[str, tuple[str, ...]] = {
     "cifar10-asym": ("asym", "cifar10-asym"),
 }
 
-_PARAMS = {
+CONSTRAINTS = {
     "rate": Interval(float, 0, 1, "left"),
     # resampling every label (rate 1) is meaningful for uniform noise: about 1/C stay correct.
     "uniform_rate": Interval(float, 0, 1, "both"),
@@ -221,7 +221,7 @@ def check_class_labels(labels: Any, fn: str, name: str = "labels", *, n: int | N
 def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np.ndarray, int]:
     """:func:`check_class_labels` and C (inferred as ``max + 1`` when None)."""
     if num_classes is not None:
-        check_param(fn, "num_classes", num_classes, _PARAMS["num_classes"])
+        check_param(fn, "num_classes", num_classes, CONSTRAINTS["num_classes"])
     out = check_class_labels(labels, fn, num_classes=num_classes, nonempty=False)
     return out, int(num_classes) if num_classes is not None else (int(out.max()) + 1 if out.size else 1)
 
@@ -254,8 +254,8 @@ def _result(true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: i
 
 
 def _check_rate_seed(fn: str, rate: float, seed: int, rate_param: str = "rate") -> None:
-    check_param(fn, "rate", rate, _PARAMS[rate_param])
-    check_param(fn, "seed", seed, _PARAMS["seed"])
+    check_param(fn, "rate", rate, CONSTRAINTS[rate_param])
+    check_param(fn, "seed", seed, CONSTRAINTS["seed"])
 
 
 # ----------------------------------------------------------------------------- generators
@@ -455,7 +455,7 @@ def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | Non
 _GENERATORS = {"symmetric": symmetric_noise, "uniform": uniform_noise, "pair": pair_noise, "cifar10-asym": cifar10_asymmetric_noise}
 
 # the allowed rate of each kind in a make_noise spec.
-_SPEC_RATES = {"symmetric": _PARAMS["rate"], "uniform": _PARAMS["uniform_rate"], "pair": _PARAMS["rate"], "cifar10-asym": _PARAMS["rate"]}
+_SPEC_RATES = {"symmetric": CONSTRAINTS["rate"], "uniform": CONSTRAINTS["uniform_rate"], "pair": CONSTRAINTS["rate"], "cifar10-asym": CONSTRAINTS["rate"]}
 
 _SPEC_FORMS = (
     "'none', 'symmetric:<rate>' (or 'sym:<rate>'), 'pair:<rate>', 'asym:<rate>' (or 'cifar10-asym:<rate>'), "
@@ -498,7 +498,7 @@ def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) 
         raise TypeError(f"{fn}: noise spec must be a string, one of {_SPEC_FORMS}; got {spec!r}")
     text = spec.strip().lower()
     if text in ("none", "clean"):
-        check_param(fn, "seed", seed, _PARAMS["seed"])
+        check_param(fn, "seed", seed, CONSTRAINTS["seed"])
         true, C = _check_int_labels(labels, fn, num_classes)
         return _result(true, true.copy(), "none", 0.0, seed, C, true.size, 0)
     name, sep, rate_text = text.partition(":")
@@ -525,7 +525,7 @@ def one_hot(labels: Any, num_classes: int) -> np.ndarray:
            [1., 0., 0.]])
     """
     fn = "one_hot"
-    check_param(fn, "num_classes", num_classes, _PARAMS["num_classes"])
+    check_param(fn, "num_classes", num_classes, CONSTRAINTS["num_classes"])
     idx, C = _check_int_labels(labels, fn, num_classes)
     out = np.zeros((idx.size, C), dtype=np.float64)
     out[np.arange(idx.size), idx] = 1.0
