@@ -1,10 +1,11 @@
-# `make run`: the main job; `make test`: the full test suite. Both create .venv if missing.
+# `make run`: the main job; `make test`: the full test suite (with the docstring examples);
+# `make mutate`: mutation test of kernels/ and theory/ (tests/mutate.py). All create .venv if missing.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH_WHEEL_SPEC ?= torch==2.13.0
 
-.PHONY: run test install clean
+.PHONY: run test mutate install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ run: install
 
 test: install
 	$(PY) -m pytest -n 2 -q
+
+# One small bug at a time in a temporary copy, only the tests that import the module; report under
+# results/mutate/<stamp>/. MUTATE_ARGS: e.g. "--max-per-module 0" (every mutant), "all", "theory/air.py".
+MUTATE_ARGS ?=
+mutate: install
+	nice -n 10 $(PY) tests/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis
