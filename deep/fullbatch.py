@@ -171,7 +171,7 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
     if record is None:
         n_rec, what = steps + 1, f"recording all {steps + 1} steps (0..{steps})"
     else:
-        rec_f = check_vector(record, fn, "record")
+        rec_f = check_vector(fn, "record", record)
         ok = np.isfinite(rec_f) & (rec_f == np.round(rec_f)) & (rec_f >= 0) & (rec_f <= steps)
         if not np.all(ok):
             raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}]; got {float(rec_f[~ok][0])!r} in record")

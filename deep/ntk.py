@@ -72,9 +72,9 @@ Params = Mapping[str, torch.Tensor] | Sequence[str] | None
 # ============================================================================ inputs
 
 
-def _check_inputs(X: Any, fn: str, name: str, *, device: torch.device, dtype: torch.dtype, like: torch.Tensor | None = None) -> torch.Tensor:
+def _check_inputs(fn: str, name: str, X: Any, *, device: torch.device, dtype: torch.dtype, like: torch.Tensor | None = None) -> torch.Tensor:
     """A finite float batch (n >= 1, ndim >= 2) as a torch tensor on ``device`` in ``dtype``."""
-    arr, xp = as_array(X, fn, name)
+    arr, xp = as_array(fn, name, X)
     if backend_name(xp) != "torch":
         arr = torch.from_numpy(np.ascontiguousarray(to_numpy(arr)))
     if arr.ndim < 2 or arr.shape[0] < 1:
@@ -86,7 +86,7 @@ def _check_inputs(X: Any, fn: str, name: str, *, device: torch.device, dtype: to
     return arr.to(device=device, dtype=dtype)
 
 
-def _check_model(model: Any, fn: str) -> tuple[torch.device, torch.dtype]:
+def _check_model(fn: str, model: Any) -> tuple[torch.device, torch.dtype]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn}: model must be a torch.nn.Module; got {type(model).__name__}")
     floats = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
@@ -95,7 +95,7 @@ def _check_model(model: Any, fn: str) -> tuple[torch.device, torch.dtype]:
     return floats[0].device, floats[0].dtype
 
 
-def _check_dtype(dtype: Any, fn: str, default: torch.dtype) -> torch.dtype:
+def _check_dtype(fn: str, dtype: Any, default: torch.dtype) -> torch.dtype:
     if dtype is None:
         return default
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -364,10 +364,10 @@ def _check_call(fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: 
     """Checked (X1, X2, working dtype) of an empirical-NTK call."""
     check_param(fn, "mode", mode, CONSTRAINTS["mode"])
     check_param(fn, "method", method, CONSTRAINTS["method"])
-    device, default = _check_model(model, fn)
-    dtype = _check_dtype(dtype, fn, default)
-    X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
-    X2 = None if X2 is None else _check_inputs(X2, fn, "X2", device=device, dtype=dtype, like=X1)
+    device, default = _check_model(fn, model)
+    dtype = _check_dtype(fn, dtype, default)
+    X1 = _check_inputs(fn, "X1", X1, device=device, dtype=dtype)
+    X2 = None if X2 is None else _check_inputs(fn, "X2", X2, device=device, dtype=dtype, like=X1)
     return X1, X2, dtype
 
 
@@ -569,10 +569,10 @@ def empirical_ntk_loop(
     """
     fn = "empirical_ntk_loop"
     check_param(fn, "mode", mode, CONSTRAINTS["mode"])
-    device, default = _check_model(model, fn)
-    dtype = _check_dtype(dtype, fn, default)
-    X1 = _check_inputs(X1, fn, "X1", device=device, dtype=dtype)
-    X2 = None if X2 is None else _check_inputs(X2, fn, "X2", device=device, dtype=dtype, like=X1)
+    device, default = _check_model(fn, model)
+    dtype = _check_dtype(fn, dtype, default)
+    X1 = _check_inputs(fn, "X1", X1, device=device, dtype=dtype)
+    X2 = None if X2 is None else _check_inputs(fn, "X2", X2, device=device, dtype=dtype, like=X1)
     diff, const = _split_params(model, params, fn, device=device, dtype=dtype)
     leaves = {k: v.clone().requires_grad_(True) for k, v in diff.items()}
     names = list(leaves)

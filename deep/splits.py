@@ -83,7 +83,7 @@ def subset_indices(labels: Any, n: int, *, seed: int, stratified: bool = True) -
         Sorted indices into ``labels``.
     """
     fn = "subset_indices"
-    y = check_class_labels(labels, fn)
+    y = check_class_labels(fn, "labels", labels)
     check_param(fn, "n", n, Interval(int, 1, y.shape[0]))
     check_param(fn, "seed", seed, Interval(int, 0, None))
     if not isinstance(stratified, bool):
@@ -107,7 +107,7 @@ def split_validation(labels: Any, fraction: float, *, seed: int) -> Split:
         ``(train, val)``: disjoint sorted int64 index arrays whose union is ``range(N)``.
     """
     fn = "split_validation"
-    y = check_class_labels(labels, fn)
+    y = check_class_labels(fn, "labels", labels)
     check_param(fn, "fraction", fraction, Interval(float, 0, 1, "neither"))
     check_param(fn, "seed", seed, Interval(int, 0, None))
     n_val = int(round(float(fraction) * y.shape[0]))

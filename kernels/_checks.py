@@ -162,7 +162,7 @@ def _is_array(x: Any) -> bool:
     return array_api_compat.is_array_api_obj(x)
 
 
-def as_array(x: Any, fn: str, name: str, *, backend: str | None = None, like: Any = None, dtype: Any = None) -> tuple[Any, ModuleType]:
+def as_array(fn: str, name: str, x: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None) -> tuple[Any, ModuleType]:
     """Turn ``x`` into an array of a supported backend and return ``(array, xp)``.
 
     Arrays keep their namespace and device. Lists/tuples/scalars become arrays of
@@ -205,40 +205,40 @@ def as_array(x: Any, fn: str, name: str, *, backend: str | None = None, like: An
     return arr, xp
 
 
-def _check_finite(arr: Any, xp: ModuleType, fn: str, name: str) -> None:
+def _check_finite(fn: str, name: str, arr: Any, xp: ModuleType) -> None:
     if not bool(xp.all(xp.isfinite(arr))):
         raise ValueError(f"{fn}: {name} contains NaN or inf; remove or impute those entries first")
 
 
-def check_features(X: Any, fn: str, name: str = "X", *, backend: str | None = None, like: Any = None, dtype: Any = None, n_features: int | None = None) -> tuple[Any, ModuleType]:
+def check_features(fn: str, name: str, X: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None, n_features: int | None = None) -> tuple[Any, ModuleType]:
     """Features: a finite 2-D float array (n_samples >= 1, n_features >= 1).
 
     ``n_features`` (if given) must match ``X.shape[1]``, e.g. the training data's.
     """
-    arr, xp = as_array(X, fn, name, backend=backend, like=like, dtype=dtype)
+    arr, xp = as_array(fn, name, X, backend=backend, like=like, dtype=dtype)
     if arr.ndim != 2:
         raise ValueError(f"{fn}: {name} must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}; reshape a single feature with X[:, None]")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{fn}: {name} must have at least one sample and one feature; got shape {tuple(arr.shape)}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{fn}: {name} has {arr.shape[1]} features but {n_features} were expected (the first input's / training data's)")
-    _check_finite(arr, xp, fn, name)
+    _check_finite(fn, name, arr, xp)
     return arr, xp
 
 
-def check_kernel_matrix(K: Any, fn: str, name: str = "K", *, symmetric: bool = True, rtol: float | None = None, backend: str | None = None) -> tuple[Any, ModuleType]:
+def check_kernel_matrix(fn: str, name: str, K: Any, *, symmetric: bool = True, rtol: float | None = None, backend: str | None = None) -> tuple[Any, ModuleType]:
     """A finite square kernel matrix; symmetric within ``rtol * max|K|`` when asked.
 
     The default tolerance is ``100 * n * eps`` of the dtype (round-off of a Gram matrix).
     A matrix within tolerance is symmetrised as ``(K + K^T) / 2``; beyond it, a
     ``ValueError`` reports the largest asymmetry.
     """
-    arr, xp = as_array(K, fn, name, backend=backend)
+    arr, xp = as_array(fn, name, K, backend=backend)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{fn}: {name} must be a square (n, n) matrix; got shape {tuple(arr.shape)}")
     if arr.shape[0] < 1:
         raise ValueError(f"{fn}: {name} must not be empty")
-    _check_finite(arr, xp, fn, name)
+    _check_finite(fn, name, arr, xp)
     if symmetric:
         eps = float(xp.finfo(arr.dtype).eps)
         tol = (100 * arr.shape[0] * eps) if rtol is None else rtol
@@ -251,24 +251,24 @@ def check_kernel_matrix(K: Any, fn: str, name: str = "K", *, symmetric: bool = T
     return arr, xp
 
 
-def check_labels(y: Any, n: int, fn: str, name: str = "y", *, like: Any = None, dtype: Any = None) -> tuple[Any, ModuleType]:
+def check_labels(fn: str, name: str, y: Any, n: int, *, like: Any = None, dtype: Any = None) -> tuple[Any, ModuleType]:
     """Labels/targets: finite, shape (n,) or (n, c), in the namespace of ``like``."""
     if _is_array(y) and like is not None:
         xp_l, xp_y = namespace(like), namespace(y)
         if backend_name(xp_l) != backend_name(xp_y):
             raise TypeError(f"{fn}: {name} is a {backend_name(xp_y)} array but the other inputs are {backend_name(xp_l)}; use one backend")
-    arr, xp = as_array(y, fn, name, like=like if not _is_array(y) else None, dtype=dtype)
+    arr, xp = as_array(fn, name, y, like=like if not _is_array(y) else None, dtype=dtype)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{fn}: {name} must have shape (n,) or (n, c); got shape {tuple(arr.shape)}")
     if arr.shape[0] != n:
         raise ValueError(f"{fn}: {name} has {arr.shape[0]} rows but {n} samples were expected (the kernel/spectrum size)")
-    _check_finite(arr, xp, fn, name)
+    _check_finite(fn, name, arr, xp)
     return arr, xp
 
 
-def check_cross_kernel(K_cross: Any, fn: str, *, like: Any, n: int) -> Any:
+def check_cross_kernel(fn: str, K_cross: Any, *, like: Any, n: int) -> Any:
     """A cross-kernel ``k(X_new, X_train)``: finite (m, n), in ``like``'s namespace, cast to its dtype."""
-    arr, xp = check_features(K_cross, fn, "K_cross", like=like)
+    arr, xp = check_features(fn, "K_cross", K_cross, like=like)
     check_same_namespace(fn, K_cross=arr, training=like)
     if arr.shape[1] != n:
         raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); "
@@ -276,7 +276,7 @@ def check_cross_kernel(K_cross: Any, fn: str, *, like: Any, n: int) -> Any:
     return xp.astype(arr, like.dtype) if arr.dtype != like.dtype else arr
 
 
-def check_vector(v: Any, fn: str, name: str, *, constraint: Constraint | None = None) -> np.ndarray:
+def check_vector(fn: str, name: str, v: Any, *, constraint: Constraint | None = None) -> np.ndarray:
     """A scalar or 1-D sequence of parameters as a float64 numpy vector, each checked."""
     arr = np.atleast_1d(np.asarray(v, dtype=float) if not _is_array(v) else np.asarray(array_api_compat.to_device(v, "cpu") if not isinstance(v, np.ndarray) else v, dtype=float))
     if arr.ndim != 1 or arr.size == 0:

@@ -71,13 +71,13 @@ def prepare_pair(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **para
         check_param(fn, "memory_budget", memory_budget, CONSTRAINTS["memory_budget"])
     name = dtype_name(fn, dtype)
     symmetric = Z is None or Z is X
-    Xa, xp = check_features(X, fn, "X")
+    Xa, xp = check_features(fn, "X", X)
     if name is not None:
         Xa = xp.astype(Xa, getattr(xp, name))
     if symmetric:
         Za = Xa
     else:
-        Za, _ = check_features(Z, fn, "Z", like=Xa, n_features=Xa.shape[1])
+        Za, _ = check_features(fn, "Z", Z, like=Xa, n_features=Xa.shape[1])
         check_same_namespace(fn, X=Xa, Z=Za)
         if device(Za) != device(Xa):
             raise TypeError(f"{fn}: Z is on device {device(Za)} but X is on {device(Xa)}; move both to one device")

@@ -189,8 +189,8 @@ def solve_kernel_system(K: Any, Y: Any, ridge: float) -> KernelSolve:
     """
     fn = "solve_kernel_system"
     check_param(fn, "ridge", ridge, _RIDGE_NONNEG)
-    K, _ = check_kernel_matrix(K, fn, "K")
-    Y, _ = check_labels(Y, K.shape[0], fn, "Y", like=K, dtype=K.dtype)
+    K, _ = check_kernel_matrix(fn, "K", K)
+    Y, _ = check_labels(fn, "Y", Y, K.shape[0], like=K, dtype=K.dtype)
     return _solve(K, Y, float(ridge), fn)
 
 
@@ -240,29 +240,29 @@ class _DictOrNone:
         return "not-a-dict"
 
 
-def _reject_sparse(X: Any, fn: str, name: str) -> None:
+def _reject_sparse(fn: str, name: str, X: Any) -> None:
     """Sparse matrices are not supported (the Gram matrix is dense anyway)."""
     if scipy.sparse.issparse(X):
         raise TypeError(f"{fn}: {name} must be a dense array; sparse input ({type(X).__name__}) is not supported: "
                         f"call {name}.toarray() first")
 
 
-def _features(X: Any, fn: str, *, backend: str | None = None, like: Any = None) -> tuple[Any, Any]:
+def _features(fn: str, X: Any, *, backend: str | None = None, like: Any = None) -> tuple[Any, Any]:
     """:func:`kernels._checks.check_features` with scikit-learn's wording for the cases
     its estimator checks match on (sparse, complex, 1-D, zero features)."""
-    _reject_sparse(X, fn, "X")
+    _reject_sparse(fn, "X", X)
     if array_api_compat.is_array_api_obj(X) and not isinstance(X, np.generic):
         xp = namespace(X)
         if xp.isdtype(X.dtype, "complex floating"):
             raise ValueError(f"{fn}: X must hold real numbers; Complex data not supported; got dtype {X.dtype}")
-    arr, _ = as_array(X, fn, "X", backend=backend, like=like)
+    arr, _ = as_array(fn, "X", X, backend=backend, like=like)
     if arr.ndim != 2:
         raise ValueError(f"{fn}: X must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}. Reshape your "
                          f"data with X[:, None] for a single feature or X[None, :] for a single sample")
     if arr.shape[1] < 1:
         raise ValueError(f"{fn}: X must have at least one feature; found array with 0 feature(s) "
                          f"(shape={tuple(arr.shape)}) while a minimum of 1 is required.")
-    return check_features(arr, fn, "X")
+    return check_features(fn, "X", arr)
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -490,9 +490,9 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         K = f(X, X if (Z is None and callable(self.kernel)) else Z, **params)
         n_cols = X.shape[0] if Z is None else Z.shape[0]
         if Z is None:
-            K, _ = check_kernel_matrix(K, fn, "kernel(X, X)")
+            K, _ = check_kernel_matrix(fn, "kernel(X, X)", K)
         else:
-            K, _ = check_features(K, fn, "kernel(X, X_fit_)", like=X)
+            K, _ = check_features(fn, "kernel(X, X_fit_)", K, like=X)
             check_same_namespace(fn, **{"kernel(X, X_fit_)": K, "X": X})
         if tuple(K.shape) != (X.shape[0], n_cols):
             raise ValueError(f"{fn}: kernel must return a ({X.shape[0]}, {n_cols}) Gram matrix; got shape {tuple(K.shape)}")
@@ -516,14 +516,14 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         """
         fn = "KernelRidge.fit"
         self._validate(fn)
-        X, _ = _features(X, fn, backend=self.backend)
+        X, _ = _features(fn, X, backend=self.backend)
         if self._precomputed:
-            X, _ = check_kernel_matrix(X, fn, "X")
+            X, _ = check_kernel_matrix(fn, "X", X)
         if y is None:
             raise ValueError(f"{fn}: {type(self).__name__} requires y to be passed, but the target y is None")
-        _reject_sparse(y, fn, "y")
+        _reject_sparse(fn, "y", y)
         K = self._gram(X, None, fn)
-        y, _ = check_labels(y, X.shape[0], fn, "y", like=K, dtype=K.dtype)
+        y, _ = check_labels(fn, "y", y, X.shape[0], like=K, dtype=K.dtype)
         ridge = float(self.ridge)
         spec, K_kept = None, None
         if self.solver in ("eigen", "mixed"):
@@ -535,7 +535,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
                 raise ValueError(f"{fn}: solver={self.solver!r} needs a positive semi-definite kernel matrix; "
                                  f"use solver='cholesky' for this kernel ({exc})") from exc
             if self.solver == "eigen":
-                check_ridge_resolution(spec, ridge, fn)
+                check_ridge_resolution(fn, spec, ridge)
                 dual, used = spec.apply(lambda d: 1.0 / (d + ridge), y), "eigen"
             else:
                 K_kept = K
@@ -574,7 +574,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
 
     def _check_predict_X(self, X: Any, fn: str) -> Any:
         check_is_fitted(self)
-        X, xp = _features(X, fn, like=self.X_fit_)
+        X, xp = _features(fn, X, like=self.X_fit_)
         check_same_namespace(fn, X=X, X_fit_=self.X_fit_)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"{fn}: X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -611,10 +611,10 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
 
         fn = "KernelRidge.score"
         pred = self.predict(X)
-        y, _ = check_labels(y, pred.shape[0], fn, "y", like=pred)
+        y, _ = check_labels(fn, "y", y, pred.shape[0], like=pred)
         sw = None
         if sample_weight is not None:
-            sw_arr, _ = check_labels(sample_weight, pred.shape[0], fn, "sample_weight", like=pred)
+            sw_arr, _ = check_labels(fn, "sample_weight", sample_weight, pred.shape[0], like=pred)
             if sw_arr.ndim != 1:
                 raise ValueError(f"{fn}: sample_weight must have shape ({pred.shape[0]},); got shape {tuple(sw_arr.shape)}")
             sw = to_numpy(sw_arr)
@@ -646,7 +646,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         """
         fn = "KernelRidge.ridge_path"
         check_is_fitted(self)
-        r = check_vector(ridges, fn, "ridges", constraint=_RIDGE_POSITIVE)
+        r = check_vector(fn, "ridges", ridges, constraint=_RIDGE_POSITIVE)
         Xq = None if X is None else self._check_predict_X(X, fn)
         xp = namespace(self.X_fit_)
         y = self._y_fit
@@ -655,7 +655,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         if self.solver_ == "eigen":
             s: Spectrum = self.spectrum_
             for ri in r:
-                check_ridge_resolution(s, float(ri), fn)
+                check_ridge_resolution(fn, s, float(ri))
             inv = 1.0 / (s.values[None, :] + r_x[:, None])  # (R, k)
             dual = s.apply(inv, y)
             fitted = s.apply(s.values[None, :] * inv, y)

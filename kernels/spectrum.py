@@ -94,7 +94,7 @@ class Spectrum:
     # ------------------------------------------------------------- operations
     def project(self, y: Any) -> Any:
         """Coordinates of y in the eigenbasis, ``V^T y``: shape (k,) or (k, c)."""
-        y, _ = check_labels(y, self.n_samples, "Spectrum.project", like=self.vectors, dtype=self.vectors.dtype)
+        y, _ = check_labels("Spectrum.project", "y", y, self.n_samples, like=self.vectors, dtype=self.vectors.dtype)
         return self.vectors.T @ y
 
     def reconstruct(self, coef: Any, *, batched: bool = False) -> Any:
@@ -143,7 +143,7 @@ class Spectrum:
         ``f(x) = k(x, X) V diag(b / d) V^T y``; pass ``coef = (b/d) * V^T y``.
         """
         fn = "Spectrum.cross"
-        K_cross = check_cross_kernel(K_cross, fn, like=self.vectors, n=self.n_samples)
+        K_cross = check_cross_kernel(fn, K_cross, like=self.vectors, n=self.n_samples)
         Kv = K_cross @ self.vectors  # (m, k)
         return self.xp.matmul(Kv, coef)
 
@@ -157,7 +157,7 @@ class RidgeResolutionWarning(UserWarning):
     """A ridge below the resolution ``zero_tol`` of the spectrum it filters (see :func:`check_ridge_resolution`)."""
 
 
-def check_ridge_resolution(spectrum: Spectrum, ridge: float, fn: str, *, stacklevel: int = 3) -> bool:
+def check_ridge_resolution(fn: str, spectrum: Spectrum, ridge: float, *, stacklevel: int = 3) -> bool:
     """Warn when ``ridge < spectrum.zero_tol``; return whether it warned.
 
     Ridge filters in the eigenbasis (``1 / (d + lambda)``, ``d / (d + lambda)``) inherit
@@ -192,14 +192,14 @@ def scale(h: Any, coef: Any) -> Any:
     return h[..., :, None] * coef
 
 
-def check_spectrum(s: Any, fn: str) -> Spectrum:
+def check_spectrum(fn: str, s: Any) -> Spectrum:
     """``s`` if it is a :class:`Spectrum`; else a one-line ``TypeError`` naming ``fn``."""
     if not isinstance(s, Spectrum):
         raise TypeError(f"{fn}: spectrum must be a kernels.Spectrum (from kernels.spectrum(K)); got {type(s).__name__}")
     return s
 
 
-def nonnegative_values(spectrum: Spectrum, fn: str) -> tuple[Any, ModuleType, float]:
+def nonnegative_values(fn: str, spectrum: Spectrum) -> tuple[Any, ModuleType, float]:
     """``(d, xp, d_max)``: the eigenvalues with round-off negatives set to 0.
 
     Negatives beyond ``max(zero_tol, sqrt(eps) d_max)`` mean the kernel is not PSD and
@@ -306,7 +306,7 @@ def spectrum(K: Any, k: int | None = None, *, method: str = "auto", psd: str = "
     fn = "spectrum"
     check_param(fn, "method", method, Options(_METHODS))
     check_param(fn, "psd", psd, Options(("raise", "clip")))
-    K, xp = check_kernel_matrix(K, fn)
+    K, xp = check_kernel_matrix(fn, "K", K)
     n = K.shape[0]
     if k is not None:
         check_param(fn, "k", k, Interval(int, 1, n, "both"))

@@ -223,7 +223,7 @@ def test_float32_resolution_boundary(float32_problem):
     ridge = 1.01 * s.zero_tol
     with warnings.catch_warnings():
         warnings.simplefilter("error", RidgeResolutionWarning)
-        assert not check_ridge_resolution(s, ridge, "test")
+        assert not check_ridge_resolution("test", s, ridge)
         eig = distillation_study(K32, y32, ridge=ridge, alpha=1.0, steps=1, K_cross=Kc32, route="eigen")
         self_distillation(s, y32, ridge=ridge, alpha=0.5, steps=2)
         optimal_alpha(s, y32, y32, ridge=ridge, previous_fit=y32)
@@ -232,7 +232,7 @@ def test_float32_resolution_boundary(float32_problem):
     eps_dmax = float(np.finfo(np.float32).eps) * float(s.values[0])
     assert err <= eps_dmax / ridge <= 1.0 / 300
     with pytest.warns(RidgeResolutionWarning):
-        assert check_ridge_resolution(s, 0.99 * s.zero_tol, "test")
+        assert check_ridge_resolution("test", s, 0.99 * s.zero_tol)
 
 
 # --------------------------------------------------------------------------- item 4: optimal alpha

@@ -102,7 +102,7 @@ class LabelSpectrum:
         fn = "LabelSpectrum.share_at"
         check_param(fn, "which", which, Options(_WHICH))
         kmax = int(self.values.shape[0])
-        k = check_vector(ks, fn, "ks", constraint=Interval(float, 0, kmax, "both"))
+        k = check_vector(fn, "ks", ks, constraint=Interval(float, 0, kmax, "both"))
         if not np.all(k == np.round(k)):
             raise ValueError(f"{fn}: ks must be integers in [0, {kmax}]; got {ks!r}")
         cum = np.concatenate([[0.0], to_numpy(getattr(self, f"cum_share_{which}")).astype(np.float64)])
@@ -136,11 +136,11 @@ def label_spectrum(spectrum: Spectrum, y_clean: Any, y_noisy: Any) -> LabelSpect
     LabelSpectrum
     """
     fn = "label_spectrum"
-    check_spectrum(spectrum, fn)
+    check_spectrum(fn, spectrum)
     V = spectrum.vectors
     n = spectrum.n_samples
-    yc, xp = check_labels(y_clean, n, fn, "y_clean", like=V, dtype=V.dtype)
-    yn, _ = check_labels(y_noisy, n, fn, "y_noisy", like=V, dtype=V.dtype)
+    yc, xp = check_labels(fn, "y_clean", y_clean, n, like=V, dtype=V.dtype)
+    yn, _ = check_labels(fn, "y_noisy", y_noisy, n, like=V, dtype=V.dtype)
     check_same_namespace(fn, y_clean=yc, y_noisy=yn, spectrum=V)
     if tuple(yc.shape) != tuple(yn.shape):
         raise ValueError(f"{fn}: y_noisy must have the shape of y_clean {tuple(yc.shape)}; got {tuple(yn.shape)}")
@@ -185,9 +185,9 @@ def half_fit_time(spectrum: Spectrum, lr: float, *, continuous: bool = False) ->
     array of shape (k,), in the spectrum's namespace
     """
     fn = "half_fit_time"
-    check_spectrum(spectrum, fn)
+    check_spectrum(fn, spectrum)
     check_param(fn, "lr", lr, Interval(float, 0, None, "neither"))
-    d, xp, d_max = nonnegative_values(spectrum, fn)
+    d, xp, d_max = nonnegative_values(fn, spectrum)
     x = float(lr) * d
     if continuous:
         rate = x
@@ -278,8 +278,8 @@ class LearningCurves:
         return int(np.argmax(self.record))
 
 
-def _check_index(v: Any, fn: str, name: str, m: int) -> np.ndarray:
-    arr, _ = as_array(v, fn, name)
+def _check_index(fn: str, name: str, v: Any, m: int) -> np.ndarray:
+    arr, _ = as_array(fn, name, v)
     a = to_numpy(arr)
     if a.ndim != 1 or a.size == 0 or not np.all(a == np.round(a)) or a.min() < 0 or a.max() >= m or np.unique(a).size != a.size:
         raise ValueError(f"{fn}: {name} must be a non-empty 1-D array of distinct row indices in [0, {m}) of K_cross; got {v!r}")
@@ -351,16 +351,16 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     LearningCurves
     """
     fn = "predicted_curves"
-    check_spectrum(spectrum, fn)
+    check_spectrum(fn, spectrum)
     check_param(fn, "targets", targets, Options(TARGET_RULES))
     V = spectrum.vectors
     n = spectrum.n_samples
-    Y, xp = check_labels(y_noisy, n, fn, "y_noisy", like=V, dtype=V.dtype)
+    Y, xp = check_labels(fn, "y_noisy", y_noisy, n, like=V, dtype=V.dtype)
     if Y.ndim != 2 or Y.shape[1] < 2:
         raise ValueError(f"{fn}: y_noisy must be 2-D (n, C) with C >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
     C = int(Y.shape[1])
-    given = check_class_labels(labels_given, fn, "labels_given", n=n, num_classes=C)
-    true = check_class_labels(labels_true, fn, "labels_true", n=n, num_classes=C)
+    given = check_class_labels(fn, "labels_given", labels_given, n=n, num_classes=C)
+    true = check_class_labels(fn, "labels_true", labels_true, n=n, num_classes=C)
     Y_np = to_numpy(Y)
     if not np.array_equal(np.argmax(Y_np, axis=1), given):
         raise ValueError(f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
@@ -370,10 +370,10 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         if test_labels is None:
             raise ValueError(f"{fn}: test_labels must be given with K_cross (one class per row of K_cross)")
         m = int(K_cross.shape[0]) if hasattr(K_cross, "shape") else len(K_cross)
-        tl = check_class_labels(test_labels, fn, "test_labels", n=m, num_classes=C)
+        tl = check_class_labels(fn, "test_labels", test_labels, n=m, num_classes=C)
         if val_index is not None:
-            val_rows = _check_index(val_index, fn, "val_index", m)
-            vl = tl[val_rows] if val_labels is None else check_class_labels(val_labels, fn, "val_labels", n=val_rows.size, num_classes=C)
+            val_rows = _check_index(fn, "val_index", val_index, m)
+            vl = tl[val_rows] if val_labels is None else check_class_labels(fn, "val_labels", val_labels, n=val_rows.size, num_classes=C)
             test_rows = np.setdiff1d(np.arange(m), val_rows)
             if test_rows.size == 0:
                 raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")
@@ -562,17 +562,17 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, crit
     neural network. arXiv:1910.01255.
     """
     fn = "first_fit_times"
-    check_spectrum(spectrum, fn)
-    d_xp, _, _ = nonnegative_values(spectrum, fn)
+    check_spectrum(fn, spectrum)
+    d_xp, _, _ = nonnegative_values(fn, spectrum)
     d = to_numpy(d_xp).astype(np.float64)
     V = to_numpy(spectrum.vectors).astype(np.float64)
     n = spectrum.n_samples
-    y_arr, _ = as_array(y, fn, "y")
-    Y, _ = check_labels(to_numpy(y_arr).astype(np.float64), n, fn, "y")
+    y_arr, _ = as_array(fn, "y", y)
+    Y, _ = check_labels(fn, "y", to_numpy(y_arr).astype(np.float64), n)
     if Y.ndim != 2 or Y.shape[1] < 2:
         raise ValueError(f"{fn}: y must be 2-D (n, c) with c >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
     C = int(Y.shape[1])
-    lab_arr, _ = as_array(labels, fn, "labels")
+    lab_arr, _ = as_array(fn, "labels", labels)
     lab = to_numpy(lab_arr)
     if lab.ndim != 1 or lab.shape[0] != n:
         raise ValueError(f"{fn}: labels must have shape ({n},) (one integer class per sample); got shape {lab.shape}")
@@ -581,7 +581,7 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, crit
         raise ValueError(f"{fn}: labels must hold integer classes in [0, {C}) (the columns of y); got {bad.size} "
                          f"other values, e.g. {float(bad[0])!r}")
     lab = lab.astype(np.int64)
-    t = check_vector(times, fn, "times", constraint=Interval(float, 0, math.inf, "left"))
+    t = check_vector(fn, "times", times, constraint=Interval(float, 0, math.inf, "left"))
     if np.ndim(times) != 1:
         raise ValueError(f"{fn}: times must be a 1-D grid of shape (T,); got shape {np.shape(times)}")
     if t.size > 1 and not np.all(np.diff(t) > 0):

@@ -79,7 +79,7 @@ CONSTRAINTS: dict[str, Interval] = {  # ridge: explicit math.inf bound, open = f
 # ----------------------------------------------------------------------------- input helpers
 
 
-def check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
+def check_alpha(fn: str, alpha: Any) -> tuple[float | np.ndarray, bool]:
     """alpha as a float (scalar input) or a float64 vector; returns (value, is_batch)."""
     if isinstance(alpha, numbers.Real) or (hasattr(alpha, "ndim") and getattr(alpha, "ndim") == 0):
         value = alpha if isinstance(alpha, numbers.Real) else float(to_numpy(alpha))
@@ -88,7 +88,7 @@ def check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
     if isinstance(alpha, str):
         check_param(fn, "alpha", alpha, CONSTRAINTS["alpha"])
     try:
-        vec = check_vector(alpha, fn, "alpha", constraint=CONSTRAINTS["alpha"])
+        vec = check_vector(fn, "alpha", alpha, constraint=CONSTRAINTS["alpha"])
     except (TypeError, ValueError) as exc:
         if str(exc).startswith(f"{fn}:"):
             raise
@@ -96,8 +96,8 @@ def check_alpha(alpha: Any, fn: str) -> tuple[float | np.ndarray, bool]:
     return vec, True
 
 
-def _labels(y: Any, s: Spectrum, fn: str, name: str = "y") -> Any:
-    arr, _ = check_labels(y, s.n_samples, fn, name, like=s.vectors, dtype=s.vectors.dtype)
+def _labels(fn: str, name: str, y: Any, s: Spectrum) -> Any:
+    arr, _ = check_labels(fn, name, y, s.n_samples, like=s.vectors, dtype=s.vectors.dtype)
     return arr
 
 
@@ -122,7 +122,7 @@ def _check_steps_size(fn: str, steps: int, per_step: int, fixed: int, memory_bud
 
 
 def _predict(s: Spectrum, C: Any, y_coef: Any, K_cross: Any, fn: str, memory_budget: Any = None) -> Any:
-    Kc = check_cross_kernel(K_cross, fn, like=s.vectors, n=s.n_samples)
+    Kc = check_cross_kernel(fn, K_cross, like=s.vectors, n=s.n_samples)
     rows, m = math.prod(int(v) for v in C.shape[:-1]), int(Kc.shape[0])
     check_result_size(fn, rows * m * _outputs(y_coef) * _itemsize(s), memory_budget,
                       f"predicting {rows} fit(s) at {m} points", "pass fewer rows of K_cross at a time or a larger memory_budget=")
@@ -290,12 +290,12 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     True
     """
     fn = "self_distillation"
-    s = check_spectrum(spectrum, fn)
+    s = check_spectrum(fn, spectrum)
     check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
     check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    check_ridge_resolution(s, ridge, fn)
-    alpha_v, batch = check_alpha(alpha, fn)
-    y = _labels(y, s, fn)
+    check_ridge_resolution(fn, s, ridge)
+    alpha_v, batch = check_alpha(fn, alpha)
+    y = _labels(fn, "y", y, s)
     xp, d = s.xp, s.values
     ridge, steps = float(ridge), int(steps)
     p, k, row = (len(alpha_v) if batch else 1), s.k, (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s)
@@ -328,10 +328,10 @@ def krr_fit(spectrum: Spectrum, y: Any, ridge: float) -> Any:
     :class:`kernels.spectrum.RidgeResolutionWarning` (see :func:`self_distillation`).
     """
     fn = "krr_fit"
-    s = check_spectrum(spectrum, fn)
+    s = check_spectrum(fn, spectrum)
     check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
-    check_ridge_resolution(s, ridge, fn)
-    y = _labels(y, s, fn)
+    check_ridge_resolution(fn, s, ridge)
+    y = _labels(fn, "y", y, s)
     a = s.values / (s.values + float(ridge))
     return s.reconstruct(scale(a, s.vectors.T @ y), batched=y.ndim == 1)
 
@@ -420,18 +420,18 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     OptimalAlpha
     """
     fn = "optimal_alpha"
-    s = check_spectrum(spectrum, fn)
+    s = check_spectrum(fn, spectrum)
     check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
-    y = _labels(y, s, fn)
-    ref = _labels(reference, s, fn, "reference")
-    prev = _labels(previous_fit, s, fn, "previous_fit")
+    y = _labels(fn, "y", y, s)
+    ref = _labels(fn, "reference", reference, s)
+    prev = _labels(fn, "previous_fit", previous_fit, s)
     if ref.shape != y.shape or prev.shape != y.shape:
         raise ValueError(f"{fn}: reference and previous_fit must have the shape of y {tuple(y.shape)}; "
                          f"got {tuple(ref.shape)} and {tuple(prev.shape)}")
     xp, V = s.xp, s.vectors
     a = s.values / (s.values + float(ridge))
     zy, zp, zr = V.T @ y, V.T @ prev, V.T @ ref
-    check_ridge_resolution(s, ridge, fn)
+    check_ridge_resolution(fn, s, ridge)
     raw, degenerate = _best_alpha(a, zy, zp, zr, xp)
     alpha = min(max(raw, 0.0), 1.0)
     fit = s.reconstruct(scale(a, alpha * zy + (1 - alpha) * zp), batched=y.ndim == 1)
@@ -515,15 +515,15 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     OptimalAlphaPath
     """
     fn = "optimal_alpha_path"
-    s = check_spectrum(spectrum, fn)
+    s = check_spectrum(fn, spectrum)
     check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
     check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    y = _labels(y, s, fn)
-    ref = _labels(reference, s, fn, "reference")
+    y = _labels(fn, "y", y, s)
+    ref = _labels(fn, "reference", reference, s)
     if ref.shape != y.shape:
         raise ValueError(f"{fn}: reference must have the shape of y {tuple(y.shape)}; got {tuple(ref.shape)}")
     xp, V, d = s.xp, s.vectors, s.values
-    check_ridge_resolution(s, ridge, fn)
+    check_ridge_resolution(fn, s, ridge)
     ridge = float(ridge)
     # per step: B, C (k each), the fit (n[, c]) and five scalars (alphas, raw, clipped, degenerate, error)
     _check_steps_size(fn, int(steps), (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s) + 5 * 8,

@@ -168,7 +168,7 @@ class DistillationStudy:
         """
         fn = "DistillationStudy.predict"
         n = self.fits.shape[2]
-        Kc = check_cross_kernel(K_cross, fn, like=self.fits, n=n)
+        Kc = check_cross_kernel(fn, K_cross, like=self.fits, n=n)
         if self._basis is not None:
             return _combine_cross(Kc, self._basis, self._weights, self.fits.ndim == 3, namespace(Kc))
         return _apply_cross(Kc, self.dual_coef, self.fits.ndim == 3, namespace(Kc))
@@ -219,7 +219,7 @@ def study_weights(alpha: Any, steps: int) -> np.ndarray:
     """
     fn = "study_weights"
     check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    al = _alpha_vector(alpha, fn)
+    al = _alpha_vector(fn, alpha)
     T = int(steps)
     v = np.zeros((al.size, T, T))
     v[:, 0, 0] = 1.0
@@ -229,8 +229,8 @@ def study_weights(alpha: Any, steps: int) -> np.ndarray:
     return v
 
 
-def _alpha_vector(alpha: Any, fn: str) -> np.ndarray:
-    value, batch = check_alpha(alpha, fn)
+def _alpha_vector(fn: str, alpha: Any) -> np.ndarray:
+    value, batch = check_alpha(fn, alpha)
     return np.asarray(value, dtype=float) if batch else np.asarray([value], dtype=float)
 
 
@@ -365,7 +365,7 @@ def _eigen_route(K: Any, y: Any, ridge: float, alpha: np.ndarray, T: int, xp: Mo
     ``distillation_study`` (:func:`kernels.spectrum.check_ridge_resolution`).
     """
     s = spectrum(K)
-    check_ridge_resolution(s, ridge, "distillation_study", stacklevel=4)
+    check_ridge_resolution("distillation_study", s, ridge, stacklevel=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RidgeResolutionWarning)
         path = self_distillation(s, y, ridge=ridge, alpha=alpha, steps=T)
@@ -469,13 +469,13 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
     check_param(fn, "route", route, CONSTRAINTS["route"])
     if not isinstance(need_spectrum, bool):
         raise TypeError(f"{fn}: need_spectrum must be one of False, True; got {need_spectrum!r}")
-    alphas = _alpha_vector(alpha, fn)
+    alphas = _alpha_vector(fn, alpha)
     if route == "cholesky" and need_spectrum:
         raise ValueError(f"{fn}: need_spectrum=True needs the eigen route; got route='cholesky' (use route='auto' or 'eigen')")
-    K, xp = check_kernel_matrix(K, fn, "K")
+    K, xp = check_kernel_matrix(fn, "K", K)
     n = K.shape[0]
-    y, _ = check_labels(y, n, fn, "y", like=K, dtype=K.dtype)
-    Kc = None if K_cross is None else check_cross_kernel(K_cross, fn, like=K, n=n)
+    y, _ = check_labels(fn, "y", y, n, like=K, dtype=K.dtype)
+    Kc = None if K_cross is None else check_cross_kernel(fn, K_cross, like=K, n=n)
     ridge, T, A = float(ridge), int(steps), int(alphas.size)
     vector = y.ndim == 1
     c = 1 if vector else int(y.shape[1])

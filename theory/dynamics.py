@@ -202,7 +202,7 @@ class TrainingPath:
         """
         fn = "TrainingPath.predict"
         V = self.spectrum.vectors
-        Kc = check_cross_kernel(K_cross, fn, like=V, n=self.spectrum.n_samples)
+        Kc = check_cross_kernel(fn, K_cross, like=V, n=self.spectrum.n_samples)
         xp = self.spectrum.xp
         T, m = int(self.coef.shape[0]), int(Kc.shape[0])
         cols = 1 if self.coef.ndim == 2 else int(self.coef.shape[2])
@@ -254,7 +254,7 @@ def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: in
     if isinstance(value, (bool, str)):
         raise TypeError(f"{fn}: {want} must be {what} or a 1-D schedule of such floats; got {value!r}")
     try:
-        sched = check_vector(value, fn, want, constraint=CONSTRAINTS[want])
+        sched = check_vector(fn, want, value, constraint=CONSTRAINTS[want])
     except (TypeError, ValueError) as exc:
         if want in str(exc):
             raise
@@ -271,7 +271,7 @@ def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: in
 def _check_record(fn: str, record: Any, steps: int, integer: bool) -> np.ndarray:
     if record is None:
         return np.arange(steps + 1, dtype=np.int64)
-    rec = check_vector(record, fn, "record", constraint=Interval(float, 0, steps, "both"))
+    rec = check_vector(fn, "record", record, constraint=Interval(float, 0, steps, "both"))
     if integer:
         if not np.all(rec == np.round(rec)):
             raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or a target-momentum schedule); got {record!r}")
@@ -307,10 +307,10 @@ def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None =
     necessary condition). ``inf`` when ``d_max = 0``.
     """
     fn = "max_stable_lr"
-    check_spectrum(spectrum, fn)
+    check_spectrum(fn, spectrum)
     check_param(fn, "targets", targets, CONSTRAINTS["targets"])
     weight, _ = _rule_weight(fn, targets, alpha, target_momentum, steps=1)
-    _, _, d_max = nonnegative_values(spectrum, fn)
+    _, _, d_max = nonnegative_values(fn, spectrum)
     num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (weight or 0.0)}[targets]
     den = d_max * (weight if targets == "anchored" else 1.0)
     return math.inf if den <= 0 else num / den
@@ -500,14 +500,14 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     True
     """
     fn = "linearized_training"
-    check_spectrum(spectrum, fn)
+    check_spectrum(fn, spectrum)
     check_param(fn, "targets", targets, CONSTRAINTS["targets"])
     check_param(fn, "lr", lr, CONSTRAINTS["lr"])
     check_param(fn, "steps", steps, CONSTRAINTS["steps"])
     continuous = _check_flag(fn, "continuous", continuous)
     lr, steps = float(lr), int(steps)
     weight, schedule = _rule_weight(fn, targets, alpha, target_momentum, steps)
-    d, xp, d_max = nonnegative_values(spectrum, fn)
+    d, xp, d_max = nonnegative_values(fn, spectrum)
     a_min = weight if schedule is None else float(schedule.min())
     bound = math.inf if continuous else max_stable_lr(spectrum, targets, **({_WEIGHT_OF[targets]: a_min} if _WEIGHT_OF[targets] else {}))
     if not lr < bound:
@@ -516,7 +516,7 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
         raise ValueError(f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
                          f"with d_max = {d_max:.6g}{extra}; got {lr!r}")
     V = spectrum.vectors
-    y, _ = check_labels(y, spectrum.n_samples, fn, "y", like=V, dtype=V.dtype)
+    y, _ = check_labels(fn, "y", y, spectrum.n_samples, like=V, dtype=V.dtype)
     check_same_namespace(fn, y=y, spectrum=V)
     _check_size(fn, spectrum, y, steps, record, memory_budget)
     rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)

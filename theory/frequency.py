@@ -189,8 +189,8 @@ def _check_delta(fn: str, delta: Any) -> float:
 
 
 def _check_xy(X: Any, Y: Any, fn: str, yname: str) -> tuple[Any, Any, ModuleType]:
-    X, xp = check_features(X, fn, "X")
-    Y, _ = check_labels(Y, X.shape[0], fn, yname, like=X)
+    X, xp = check_features(fn, "X", X)
+    Y, _ = check_labels(fn, yname, Y, X.shape[0], like=X)
     dt = xp.result_type(X.dtype, Y.dtype)
     return xp.astype(X, dt), xp.astype(Y, dt), xp
 
@@ -330,11 +330,11 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
     memory is one block plus O(n c). Cost O(n^2 (d + T (c + 1))).
     """
     fn = "frequency_measures"
-    deltas_np = check_vector(deltas, fn, "deltas", constraint=CONSTRAINTS["delta"])
-    X, xp = check_features(X, fn, "X")
+    deltas_np = check_vector(fn, "deltas", deltas, constraint=CONSTRAINTS["delta"])
+    X, xp = check_features(fn, "X", X)
     n = X.shape[0]
-    h, _ = check_labels(h, n, fn, "h", like=X)
-    y, _ = check_labels(y, n, fn, "y", like=X)
+    h, _ = check_labels(fn, "h", h, n, like=X)
+    y, _ = check_labels(fn, "y", y, n, like=X)
     if tuple(h.shape) != tuple(y.shape):
         raise ValueError(f"{fn}: h must have the shape of y {tuple(y.shape)}; got {tuple(h.shape)}")
     dt = xp.result_type(X.dtype, h.dtype, y.dtype)
@@ -443,7 +443,7 @@ def delta_grid(X: Any, num: int = 5, *, sample: int = 1000, seed: int = 0, quant
         check_param(fn, "quantiles", q, CONSTRAINTS["quantile"])
     if quantiles[0] > quantiles[1]:
         raise ValueError(f"{fn}: quantiles must be a pair (low, high) with low <= high; got {quantiles!r}")
-    X, _ = check_features(X, fn, "X")
+    X, _ = check_features(fn, "X", X)
     Xh = to_numpy(X).astype(np.float64, copy=False)  # X is checked above
     n = Xh.shape[0]
     if n > sample:

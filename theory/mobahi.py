@@ -213,10 +213,10 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     (True, True)
     """
     fn = "mobahi_rounds"
-    s = check_spectrum(spectrum, fn)
+    s = check_spectrum(fn, spectrum)
     check_param(fn, "epsilon", epsilon, CONSTRAINTS["epsilon"])
     check_param(fn, "max_rounds", max_rounds, CONSTRAINTS["max_rounds"])
-    y, _ = check_labels(y, s.n_samples, fn, "y", like=s.vectors, dtype=s.vectors.dtype)
+    y, _ = check_labels(fn, "y", y, s.n_samples, like=s.vectors, dtype=s.vectors.dtype)
     xp, V = s.xp, s.vectors
     n, eps = s.n_samples, float(epsilon)
     budget = n * eps

@@ -191,7 +191,7 @@ class NoisyLabels:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_class_labels(labels: Any, fn: str, name: str = "labels", *, n: int | None = None,
+def check_class_labels(fn: str, name: str, labels: Any, *, n: int | None = None,
                        num_classes: int | None = None, nonempty: bool = True) -> np.ndarray:
     """Integer class labels as a 1-D int64 numpy array: the one check of class labels in airkit.
 
@@ -200,7 +200,7 @@ def check_class_labels(labels: Any, fn: str, name: str = "labels", *, n: int | N
     when ``n`` is given, and at least one label unless ``nonempty=False``. Each failure is a one-line
     ``ValueError`` naming ``fn`` and ``name``.
     """
-    arr, _ = as_array(labels, fn, name)
+    arr, _ = as_array(fn, name, labels)
     host = np.array(to_numpy(arr), dtype=np.float64, copy=True)
     if host.ndim != 1 or (nonempty and host.shape[0] < 1) or (n is not None and host.shape[0] != n):
         want = f"({n},)" if n is not None else ("(n,) with n >= 1" if nonempty else "(n,)")
@@ -218,11 +218,11 @@ def check_class_labels(labels: Any, fn: str, name: str = "labels", *, n: int | N
     return host.astype(np.int64)
 
 
-def _check_int_labels(labels: Any, fn: str, num_classes: int | None) -> tuple[np.ndarray, int]:
+def _check_int_labels(fn: str, labels: Any, num_classes: int | None) -> tuple[np.ndarray, int]:
     """:func:`check_class_labels` and C (inferred as ``max + 1`` when None)."""
     if num_classes is not None:
         check_param(fn, "num_classes", num_classes, CONSTRAINTS["num_classes"])
-    out = check_class_labels(labels, fn, num_classes=num_classes, nonempty=False)
+    out = check_class_labels(fn, "labels", labels, num_classes=num_classes, nonempty=False)
     return out, int(num_classes) if num_classes is not None else (int(out.max()) + 1 if out.size else 1)
 
 
@@ -301,7 +301,7 @@ def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None,
     """
     fn = "symmetric_noise"
     _check_rate_seed(fn, rate, seed)
-    true, C = _check_int_labels(labels, fn, num_classes)
+    true, C = _check_int_labels(fn, labels, num_classes)
     if rate > 0 and C < 2:
         raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
     rng = np.random.default_rng(seed)
@@ -355,7 +355,7 @@ def uniform_noise(labels: Any, rate: float, *, num_classes: int | None = None, s
     """
     fn = "uniform_noise"
     _check_rate_seed(fn, rate, seed, "uniform_rate")
-    true, C = _check_int_labels(labels, fn, num_classes)
+    true, C = _check_int_labels(fn, labels, num_classes)
     if rate > 0 and C < 2:
         raise ValueError(f"{fn}: num_classes must be >= 2 to resample labels; got {C}")
     rng = np.random.default_rng(seed)
@@ -396,7 +396,7 @@ def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed
     """
     fn = "pair_noise"
     _check_rate_seed(fn, rate, seed)
-    true, C = _check_int_labels(labels, fn, num_classes)
+    true, C = _check_int_labels(fn, labels, num_classes)
     if rate > 0 and C < 2:
         raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
     rng = np.random.default_rng(seed)
@@ -439,7 +439,7 @@ def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | Non
     _check_rate_seed(fn, rate, seed)
     if num_classes is not None and num_classes != 10:
         raise ValueError(f"{fn}: num_classes must be 10 (the CIFAR-10 map); got {num_classes!r}")
-    true, C = _check_int_labels(labels, fn, 10)
+    true, C = _check_int_labels(fn, labels, 10)
     src = np.fromiter(CIFAR10_ASYMMETRIC_MAP.keys(), dtype=np.int64)
     dst_of = np.arange(10, dtype=np.int64)
     for s, d in CIFAR10_ASYMMETRIC_MAP.items():
@@ -499,7 +499,7 @@ def make_noise(spec: str, labels: Any, *, num_classes: int = 10, seed: int = 0) 
     text = spec.strip().lower()
     if text in ("none", "clean"):
         check_param(fn, "seed", seed, CONSTRAINTS["seed"])
-        true, C = _check_int_labels(labels, fn, num_classes)
+        true, C = _check_int_labels(fn, labels, num_classes)
         return _result(true, true.copy(), "none", 0.0, seed, C, true.size, 0)
     name, sep, rate_text = text.partition(":")
     kind = next((k for k, aliases in NOISE_KINDS.items() if name.strip() in aliases), None)
@@ -526,7 +526,7 @@ def one_hot(labels: Any, num_classes: int) -> np.ndarray:
     """
     fn = "one_hot"
     check_param(fn, "num_classes", num_classes, CONSTRAINTS["num_classes"])
-    idx, C = _check_int_labels(labels, fn, num_classes)
+    idx, C = _check_int_labels(fn, labels, num_classes)
     out = np.zeros((idx.size, C), dtype=np.float64)
     out[np.arange(idx.size), idx] = 1.0
     return out
