@@ -66,7 +66,7 @@ def _relu_block(xp: ModuleType, X: Any, Z: Any, sx: Any, sz: Any, rows: slice, c
     """
     S = (X[rows, :] @ Z[cols, :].T) / X.shape[1] + beta2  # Sigma^0
     a, b = sx[rows][:, None], sz[cols][None, :]
-    kw = {"depth": depth, "beta2": beta2, "ntk": ntk}
+    kw: dict[str, Any] = {"depth": depth, "beta2": beta2, "ntk": ntk}
     if pool is None or workers < 2 or S.shape[0] < 2 * workers or S.shape[0] * S.shape[1] < _THREAD_MIN_ELEMENTS:
         return _relu_recursion(xp, S, a, b, 0 if diag else None, **kw)
     # Tiles of about _TILE_ELEMENTS keep the ~20 elementwise passes per layer in cache.

@@ -271,7 +271,7 @@ def _features(fn: str, X: Any, *, backend: str | None = None, like: Any = None) 
 _SKLEARN_NAMES = {"alpha": "ridge"}
 
 
-class _HintSklearnNames(type(BaseEstimator)):
+class _HintSklearnNames(type):
     """Metaclass whose only job is a one-line hint for scikit-learn's parameter names.
 
     ``KernelRidge(alpha=0.1)`` would otherwise fail with Python's bare "unexpected
@@ -539,8 +539,8 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
                 dual, used = spec.apply(lambda d: 1.0 / (d + ridge), y), "eigen"
             else:
                 K_kept = K
-                dual, used = self._mixed_solve(K, y, xp.asarray([ridge], dtype=K.dtype, device=device(K)), spec, fn)
-                dual, used = dual[0], used[0]
+                duals, solvers = self._mixed_solve(K, y, xp.asarray([ridge], dtype=K.dtype, device=device(K)), spec, fn)
+                dual, used = duals[0], solvers[0]
         else:
             res = _solve(K, y, ridge, fn)
             dual, used = res.coef, res.solver
@@ -653,7 +653,8 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         dtype = self.dual_coef_.dtype
         r_x = xp.asarray(r, dtype=dtype, device=device(self.X_fit_))
         if self.solver_ == "eigen":
-            s: Spectrum = self.spectrum_
+            s = self.spectrum_
+            assert s is not None  # solver_ == "eigen" keeps its spectrum
             for ri in r:
                 check_ridge_resolution(fn, s, float(ri))
             inv = 1.0 / (s.values[None, :] + r_x[:, None])  # (R, k)
@@ -663,6 +664,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
             overall, n_fact = "eigen", 0
         elif getattr(self, "_K_fit", None) is not None:  # solver="mixed"
             K = self._K_fit
+            assert self.spectrum_ is not None  # solver="mixed" keeps its float32 spectrum
             dual, solvers = self._mixed_solve(K, y, r_x, self.spectrum_, fn)
             fitted = _apply_batched(K, dual, xp)
             extra = sorted(set(solvers) - {"mixed"})

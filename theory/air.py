@@ -399,6 +399,7 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         for j in range(C):
             if np.any(given == j):
                 codes[j] = Y_np[given == j].mean(axis=0)
+        assert test_rows is not None and tl is not None  # set with K_cross
         sel = xp.asarray(test_rows, device=device(out))
         out_t = xp.take(out, sel, axis=1)
         target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=device(out))
@@ -484,10 +485,12 @@ def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_t
         for key in ("train_acc", "acc_clean", "acc_flipped_given", "acc_flipped_true"):
             summary[f"{name}_final_{key}"] = float(getattr(c, key)[f])
         if c.test_acc is not None:
+            assert c.best_step_test is not None and c.best_test_acc is not None and c.final_test_acc is not None
             summary[f"{name}_best_step"] = float(c.best_step_test)
             summary[f"{name}_best_test_acc"] = float(c.best_test_acc)
             summary[f"{name}_final_test_acc"] = float(c.final_test_acc)
         if c.val_acc is not None:
+            assert c.best_step_val is not None and c.test_acc_at_best_val is not None
             summary[f"{name}_val_step"] = float(c.best_step_val)
             summary[f"{name}_test_acc_at_val_step"] = float(c.test_acc_at_best_val)
     return DistillationComparison(gd=gd, chained=ch, target_momentum=m, ridge=summary["ridge"], summary=summary)

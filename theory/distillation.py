@@ -298,11 +298,12 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     y = _labels(fn, "y", y, s)
     xp, d = s.xp, s.values
     ridge, steps = float(ridge), int(steps)
-    p, k, row = (len(alpha_v) if batch else 1), s.k, (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s)
+    alphas = np.atleast_1d(np.asarray(alpha_v, dtype=float))  # (p,) whether one alpha or a batch
+    p, k, row = (alphas.size if batch else 1), s.k, (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s)
     _check_steps_size(fn, steps, p * row, p * row + k * _outputs(y) * _itemsize(s), memory_budget)  # B, C, fits; limits, coef
     if batch:
-        al = xp.asarray(alpha_v[:, None], dtype=d.dtype, device=device(d))
-        shape: tuple[int, ...] = (len(alpha_v),)
+        al = xp.asarray(alphas[:, None], dtype=d.dtype, device=device(d))
+        shape: tuple[int, ...] = (alphas.size,)
     else:
         al, shape = alpha_v, ()
     B, C = _recursion(d, ridge, itertools.repeat(al), steps, shape, xp)
@@ -536,7 +537,9 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
         raw, deg = _best_alpha(a, zy, scale(prev, zy), zr, xp)
         al = min(max(raw, 0.0), 1.0)
         prev = a * ((1 - al) * prev + al)
-        raws.append(raw), alphas.append(al), degs.append(deg)
+        raws.append(raw)
+        alphas.append(al)
+        degs.append(deg)
     B, C = _recursion(d, ridge, alphas, len(alphas), (), xp)
     vec = y.ndim == 1
     fits = s.reconstruct(scale(B, zy), batched=vec)

@@ -99,7 +99,7 @@ __all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr
 TARGET_RULES = ("gd", "anchored", "chained")
 
 # Parameter bounds as data (one shape of error message, see kernels._checks).
-CONSTRAINTS = {
+CONSTRAINTS: dict[str, Interval | Options] = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "both"),
     "alpha": Interval(float, 0, 1, "both"),
@@ -225,7 +225,7 @@ def _check_flag(fn: str, name: str, value: Any) -> bool:
 
 
 # The parameter that weights each rule's targets: one name per idea (README, "Conventions").
-_WEIGHT_OF = {"gd": None, "anchored": "alpha", "chained": "target_momentum"}
+_WEIGHT_OF: dict[str, str | None] = {"gd": None, "anchored": "alpha", "chained": "target_momentum"}
 _WEIGHT_MEANING = {"alpha": "the weight on the ground truth (targets='anchored')",
                    "target_momentum": "the weight on the previous target (targets='chained')"}
 
@@ -311,8 +311,9 @@ def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None =
     check_param(fn, "targets", targets, CONSTRAINTS["targets"])
     weight, _ = _rule_weight(fn, targets, alpha, target_momentum, steps=1)
     _, _, d_max = nonnegative_values(fn, spectrum)
-    num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + (weight or 0.0)}[targets]
-    den = d_max * (weight if targets == "anchored" else 1.0)
+    w = 1.0 if weight is None else weight  # gd is anchored with alpha = 1
+    num = {"gd": 2.0, "anchored": 2.0, "chained": 1.0 + w}[targets]
+    den = d_max * (w if targets == "anchored" else 1.0)
     return math.inf if den <= 0 else num / den
 
 
@@ -326,23 +327,22 @@ def _ratio(x: Any, xp: ModuleType) -> Any:
     return xp.where(pos, -xp.expm1(-xs) / xs, xp.ones_like(x))
 
 
-def _step_map(d: Any, lr: float, w: float | None, rule: str, xp: ModuleType) -> Mat:
+def _step_map(d: Any, lr: float, w: float, rule: str, xp: ModuleType) -> Mat:
     """One discrete step on ``(c, tau)``."""
     one, zero = xp.ones_like(d), xp.zeros_like(d)
     if rule == "chained":
         return (1 - lr * d, lr * one, (1 - w) * d, w * one)
-    a = 1.0 if w is None else w
-    return (1 - (lr * a) * d, (lr * a) * one, zero, one)
+    return (1 - (lr * w) * d, (lr * w) * one, zero, one)
 
 
-def _flow_map(d: Any, h: float, lr: float, w: float | None, rule: str, xp: ModuleType) -> Mat:
+def _flow_map(d: Any, h: float, lr: float, w: float, rule: str, xp: ModuleType) -> Mat:
     """``exp(G h)`` on ``(c, tau)`` for the gradient flow over a time interval h."""
     one, zero = xp.ones_like(d), xp.zeros_like(d)
     if rule == "chained":
         beta = (1 - w) / lr
         phi = h * _ratio((d + beta) * h, xp)
         return (1 - d * phi, phi, beta * d * phi, 1 - beta * phi)
-    a = 1.0 if w is None else w
+    a = w
     b = (a * h) * _ratio((a * h) * d, xp)  # -expm1(-a d h) / d, safe at d = 0
     return (1 - d * b, b, zero, one)
 
@@ -379,11 +379,12 @@ def _geometric(r: Any, record: np.ndarray, xp: ModuleType) -> list[Any]:
     return out
 
 
-def _filters(d: Any, xp: ModuleType, *, lr: float, w: float | None, schedule: np.ndarray | None,
+def _filters(d: Any, xp: ModuleType, *, lr: float, w: float, schedule: np.ndarray | None,
              rule: str, continuous: bool, record: np.ndarray) -> Pair:
     """``(g_c, g_tau)`` of shape (T, k) at the recorded steps, from the start ``(0, 1)``.
 
-    ``w`` is the rule's weight: alpha for anchored, the target momentum m for chained.
+    ``w`` is the rule's weight: alpha for anchored (1 for gd), the target momentum m for
+    chained (with a schedule, the constant ``w`` is unused).
     """
     T = record.shape[0]
     out: list[Pair | None] = [None] * T
@@ -401,8 +402,7 @@ def _filters(d: Any, xp: ModuleType, *, lr: float, w: float | None, schedule: np
         if rule == "chained":
             r, b = w - lr * d, lr
         else:
-            a = 1.0 if w is None else w
-            r, b = 1 - (lr * a) * d, lr * a
+            r, b = 1 - (lr * w) * d, lr * w
         for j, S in enumerate(_geometric(r, record, xp)):
             out[j] = (b * S, 1 - (1 - w) * S) if rule == "chained" else (b * S, xp.ones_like(d))
     else:
@@ -417,7 +417,9 @@ def _filters(d: Any, xp: ModuleType, *, lr: float, w: float | None, schedule: np
             a_t = float(schedule[t])
             M = _flow_map(d, lr, lr, a_t, rule, xp) if continuous else _step_map(d, lr, a_t, rule, xp)
             state = _apply(M, state)
-    return xp.stack([o[0] for o in out]), xp.stack([o[1] for o in out])
+    done = [o for o in out if o is not None]
+    assert len(done) == T  # every recorded step was reached
+    return xp.stack([o[0] for o in done]), xp.stack([o[1] for o in done])
 
 
 # ----------------------------------------------------------------------------- public
@@ -508,8 +510,11 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     lr, steps = float(lr), int(steps)
     weight, schedule = _rule_weight(fn, targets, alpha, target_momentum, steps)
     d, xp, d_max = nonnegative_values(fn, spectrum)
-    a_min = weight if schedule is None else float(schedule.min())
-    bound = math.inf if continuous else max_stable_lr(spectrum, targets, **({_WEIGHT_OF[targets]: a_min} if _WEIGHT_OF[targets] else {}))
+    w = 1.0 if weight is None else weight  # gd is anchored with alpha = 1; a schedule's own values rule
+    a_min = w if schedule is None else float(schedule.min())
+    weight_name = _WEIGHT_OF[targets]
+    weights: dict[str, float] = {weight_name: a_min} if weight_name else {}
+    bound = math.inf if continuous else max_stable_lr(spectrum, targets, **weights)
     if not lr < bound:
         expr = {"gd": "2/d_max", "anchored": "2/(alpha*d_max)", "chained": "(1 + target_momentum)/d_max"}[targets]
         extra = " (for chained the eigenvalue target_momentum - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
@@ -521,15 +526,16 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     _check_size(fn, spectrum, y, steps, record, memory_budget)
     rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
     y_coef = V.T @ y
-    g_c, g_tau = _filters(d, xp, lr=lr, w=weight, schedule=schedule, rule=targets,
+    g_c, g_tau = _filters(d, xp, lr=lr, w=w, schedule=schedule, rule=targets,
                           continuous=continuous, record=rec)
     fraction = g_c * d
     if targets == "anchored":
-        g_tau = weight + (1 - weight) * fraction
+        g_tau = w + (1 - w) * fraction
+    limit: float | None
     if targets == "chained":
-        limit = (1 - weight) / lr if schedule is None else None
+        limit = (1 - w) / lr if schedule is None else None
     else:
-        limit = 0.0 if (targets == "gd" or weight > 0) else None
+        limit = 0.0 if w > 0 else None
     return TrainingPath(
         spectrum=spectrum, target_rule=targets, lr=lr, steps=steps,
         alpha=weight if targets == "anchored" else None,

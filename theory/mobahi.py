@@ -242,7 +242,9 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
 
     Epos = E[pos]
     energy = [total0]
-    cs, errs, gains = [], [], []
+    cs: list[float] = []
+    errs: list[float] = []
+    gains: list[np.ndarray] = []
     status = "max-rounds"
     for _ in range(int(max_rounds)):
         total = energy[-1]
