@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from benchmarks._io import atomic_write_json, atomic_write_text, environment, finalize_dir, latest_partial_dir, new_partial_dir
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext
+from benchmarks.report import markdown_table
 from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, frequency, noisy_cifar
 from benchmarks.runs.toy_distill import parse_alphas
 
@@ -178,7 +179,7 @@ def _select(names: Sequence[str]) -> list[Benchmark]:
 
 
 def _write_index(out: Path) -> Path:
-    lines = ["# airkit results", "", "Newest finished run of each benchmark.", "", "| run | when | report | figures |", "|---|---|---|---|"]
+    rows = []
     for bench in ALL_RUNS:
         base = out / bench.name
         done = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
@@ -186,7 +187,9 @@ def _write_index(out: Path) -> Path:
             continue
         last = done[-1]
         figs = ", ".join(f"[{p.name}]({bench.name}/{last.name}/{p.name})" for p in sorted(last.glob("*.png")))
-        lines.append(f"| {bench.name} | {last.name} | [report.md]({bench.name}/{last.name}/report.md) | {figs} |")
+        rows.append([bench.name, last.name, f"[report.md]({bench.name}/{last.name}/report.md)", figs])
+    lines = ["# airkit results", "", "Newest finished run of each benchmark.", "",
+             *markdown_table(["run", "when", "report", "figures"], rows)]
     return atomic_write_text(out / "index.md", "\n".join(lines) + "\n")
 
 

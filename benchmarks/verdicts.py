@@ -48,6 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks.report import markdown_table
 from kernels._checks import Interval, check_param
 
 __all__ = [
@@ -526,29 +527,24 @@ def distillation_verdicts(method: str, final_acc: Any, final_mem: Any, ce_es_acc
     m_acc, s_acc = _mean_std(acc)
     m_mem, s_mem = _mean_std(mem)
     m_es, m_ce, m_ce_mem = float(np.mean(es)), float(np.mean(ce_acc)), float(np.mean(ce_mem))
-    n, n_ce = int(acc.size), int(es.size)
+    n, seeds = int(acc.size), f"({int(es.size)} seeds)"
+
+    def p4(key: str, prediction: str, analytic: float | None, measured: tuple[float, float | None], tolerance: str,
+           passed: bool, detail: str) -> Verdict:
+        return Verdict(key=f"P4 {method} {key}", prediction=f"{method} {prediction}", analytic=analytic,
+                       measured=measured[0], measured_std=measured[1], n_seeds=n, tolerance=tolerance,
+                       passed=bool(passed), detail=f"{method} final {detail}")
+
     return [
-        Verdict(key=f"P4 {method} vs early stop",
-                prediction=f"{method} at the end of training matches cross-entropy stopped at its best epoch",
-                analytic=m_es, measured=m_acc, measured_std=s_acc, n_seeds=n,
-                tolerance=f"mean acc >= mean early-stopped CE acc - {points:g}",
-                passed=bool(m_acc >= m_es - points - ROUND_OFF),
-                detail=f"{method} final acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} ({n_ce} seeds); "
-                       f"difference {_fmt(m_acc - m_es)}"),
-        Verdict(key=f"P4 {method} vs CE final",
-                prediction=f"{method} ends with higher test accuracy than cross-entropy trained to the end",
-                analytic=None, measured=m_acc, measured_std=s_acc, n_seeds=n,
-                tolerance=f"mean acc > mean final CE acc ({_fmt(m_ce)})",
-                passed=bool(m_acc > m_ce + ROUND_OFF),
-                detail=f"{method} final acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} ({n_ce} seeds); "
-                       f"difference {_fmt(m_acc - m_ce)}"),
-        Verdict(key=f"P4 {method} memorisation",
-                prediction=f"{method} memorises at most half as many flipped labels as cross-entropy",
-                analytic=None, measured=m_mem, measured_std=s_mem, n_seeds=n,
-                tolerance=f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})",
-                passed=bool(m_mem <= 0.5 * m_ce_mem + ROUND_OFF),
-                detail=f"{method} final memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} "
-                       f"({n_ce} seeds)"),
+        p4("vs early stop", "at the end of training matches cross-entropy stopped at its best epoch", m_es, (m_acc, s_acc),
+           f"mean acc >= mean early-stopped CE acc - {points:g}", m_acc >= m_es - points - ROUND_OFF,
+           f"acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} {seeds}; difference {_fmt(m_acc - m_es)}"),
+        p4("vs CE final", "ends with higher test accuracy than cross-entropy trained to the end", None, (m_acc, s_acc),
+           f"mean acc > mean final CE acc ({_fmt(m_ce)})", m_acc > m_ce + ROUND_OFF,
+           f"acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} {seeds}; difference {_fmt(m_acc - m_ce)}"),
+        p4("memorisation", "memorises at most half as many flipped labels as cross-entropy", None, (m_mem, s_mem),
+           f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})", m_mem <= 0.5 * m_ce_mem + ROUND_OFF,
+           f"memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} {seeds}"),
     ]
 
 
@@ -701,12 +697,10 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
     analytic number.
     """
     vs = _check_verdicts(verdicts, "verdict_table")
-    lines = ["| key | prediction | analytic | measured (mean ± std, n seeds) | tolerance | verdict |",
-             "|---|---|---|---|---|---|"]
-    for v in vs:
-        cells = [v.key, v.prediction, _fmt(v.analytic), _measured_cell(v), v.tolerance, "PASS" if v.passed else "FAIL"]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines)
+    header = ["key", "prediction", "analytic", "measured (mean ± std, n seeds)", "tolerance", "verdict"]
+    rows = [[_cell(c) for c in (v.key, v.prediction, _fmt(v.analytic), _measured_cell(v), v.tolerance,
+                                "PASS" if v.passed else "FAIL")] for v in vs]
+    return "\n".join(markdown_table(header, rows))
 
 
 def verdict_summary(verdicts: Sequence[Verdict]) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.registry import RunContext
 from benchmarks.runs import ALL_RUNS
-from benchmarks.runs import speed
+from benchmarks.runs import speed, speed_report
 
 
 def _ratios(obj, path=""):
@@ -117,8 +117,8 @@ def _res(gram_numpy_s: float = 2e-4, gram_toolkit_s: float = 2e-2) -> dict:
 
 def _captured_figure(monkeypatch, res, tmp_path):
     figs = []
-    monkeypatch.setattr(speed, "atomic_savefig", lambda fig, path, **_: figs.append(fig) or Path(path))
-    speed._figure(res, RunContext(name="speed", directory=tmp_path, quick=True))
+    monkeypatch.setattr(speed_report, "atomic_savefig", lambda fig, path, **_: figs.append(fig) or Path(path))
+    speed_report.speedups_figure(res, RunContext(name="speed", directory=tmp_path, quick=True))
     return figs[0]
 
 
@@ -143,12 +143,12 @@ def test_speedups_png_says_too_small_to_time_instead_of_a_red_ratio(monkeypatch,
 
 
 def test_speedup_bars_threshold_colours_and_texts():
-    t = speed.MIN_TIMED_S
+    t = speed_report.MIN_TIMED_S
     assert 1e-3 <= t < 1.0
-    bars = {b["label"]: b for b in speed.speedup_bars(_res(gram_numpy_s=t, gram_toolkit_s=25 * t))}
+    bars = {b["label"]: b for b in speed_report.speedup_bars(_res(gram_numpy_s=t, gram_toolkit_s=25 * t))}
     b = bars["gram rbf float32 vs numpy"]  # at the threshold: timed, a real (slow) ratio, two digits, red
     assert b["timed"] and b["text"] == "0.04x" and b["status"] == "slower" and b["color"] == "tab:red"
-    bars = {b["label"]: b for b in speed.speedup_bars(_res(gram_numpy_s=0.99 * t, gram_toolkit_s=0.5))}
+    bars = {b["label"]: b for b in speed_report.speedup_bars(_res(gram_numpy_s=0.99 * t, gram_toolkit_s=0.5))}
     b = bars["gram rbf float32 vs numpy"]
     assert not b["timed"] and b["text"] == b["status"] == "too small to time" and b["color"] not in ("tab:red", "tab:green")
     assert bars["gram rbf float64 vs numpy"]["text"] == "2.0x" and bars["gram rbf float64 vs numpy"]["color"] == "tab:green"
@@ -159,18 +159,18 @@ def test_speedup_bars_threshold_colours_and_texts():
     assert bars["NTK wide MLP sum"]["status"] == "meets target"
     # the distillation bar is judged on what was measured of sklearn (0.8 s), not the scaled-up 4 s
     assert bars["distill n=60 d=4"]["baseline_s"] == 0.8
-    assert not speed.speedup_bars(_res(), min_timed_s=1.0)[0]["timed"]
+    assert not speed_report.speedup_bars(_res(), min_timed_s=1.0)[0]["timed"]
 
 
 def test_trace_jacobian_sentence_follows_its_formula():
     rows = [{"network": "small CNN (fastnet widths 16x32x32)", "n": 512, "parameters": 20000, "classes": 10, "mode": "trace"},
             {"network": "wide MLP (width 256, depth 1)", "n": 512, "parameters": 789_258, "classes": 10, "mode": "sum"},
             {"network": "plain nn.Sequential MLP 3072-256-256-10", "n": 512, "parameters": 855_050, "classes": 10, "mode": "sum"}]
-    assert speed.trace_jacobian_bytes(512, 10, 789_258) == 2 * 512 * 10 * 789_258 * 4
-    text = speed.trace_jacobian_text(rows, quick=False)
+    assert speed_report.trace_jacobian_bytes(512, 10, 789_258) == 2 * 512 * 10 * 789_258 * 4
+    text = speed_report.trace_jacobian_text(rows, quick=False)
     assert "32.3-35.0 GB" in text and "16-17" not in text
     assert "n = 512" in text and "C = 10" in text and "P = 789,258-855,050" in text and "Quick" not in text
-    quick = speed.trace_jacobian_text([dict(r, n=4, parameters=98_666) for r in rows[1:]], quick=True)
+    quick = speed_report.trace_jacobian_text([dict(r, n=4, parameters=98_666) for r in rows[1:]], quick=True)
     assert "31.6 MB" in quick and "n = 4" in quick and "Quick sizes" in quick
 
 
@@ -182,12 +182,12 @@ def test_quick_report_computes_the_jacobian_sentence_and_records_the_bars(quick_
     if report.exists():
         text = report.read_text()
         assert "16-17 GB" not in text
-        assert speed.trace_jacobian_text(numbers["ntk"]["rows"], quick=True) in text
+        assert speed_report.trace_jacobian_text(numbers["ntk"]["rows"], quick=True) in text
     fig = numbers["figure"]
-    assert fig["min_timed_s"] == speed.MIN_TIMED_S
-    assert [b["text"] for b in fig["bars"]] == [b["text"] for b in speed.speedup_bars(numbers)]
+    assert fig["min_timed_s"] == speed_report.MIN_TIMED_S
+    assert [b["text"] for b in fig["bars"]] == [b["text"] for b in speed_report.speedup_bars(numbers)]
     for b in fig["bars"]:
-        assert b["timed"] == (min(b["baseline_s"], b["toolkit_s"]) >= speed.MIN_TIMED_S)
+        assert b["timed"] == (min(b["baseline_s"], b["toolkit_s"]) >= speed_report.MIN_TIMED_S)
         assert (b["text"] == "too small to time") != b["timed"]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.cli import run_named
 from benchmarks.runs import ALL_RUNS
-from benchmarks.runs._progress import PartLog, duration
+from benchmarks.progress import PartLog, duration
 
 RUNS = {b.name: b for b in ALL_RUNS}
 DONE = re.compile(r"^\[(?P<run>[\w-]+)\] (?P<i>\d+)/(?P<n>\d+) (?P<name>\S+) done in (?P<t>[\d.]+ s|\d+ min \d\d s) "

@@ -13,7 +13,8 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
-from benchmarks.runs._progress import PartLog
+from benchmarks.report import markdown_table
+from benchmarks.progress import PartLog
 
 MOMENTA = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
@@ -106,14 +107,13 @@ def run(ctx: RunContext) -> RunOutput:
 
         results[label] = log.part(ctx, f"kernel-{kname}", compute, inner=_steps(kname))
     figures = (_plot_spectra(results, ctx), _plot_curves(results, ctx))
-    rows = ["| kernel | clean share top-10/50/100 | noise share top-10/50/100 | GD best step (val) | GD test acc at it | "
-            "GD final test acc | chained m | chained final test acc |", "|---|---|---|---|---|---|---|---|"]
-    for label, r in results.items():
-        sm = r["summary"]
-        fmt = lambda v: "/".join(f"{x:.3f}" for x in v)  # noqa: E731
-        rows.append(f"| {label} | {fmt(r['shares']['clean'])} | {fmt(r['shares']['noise'])} | {sm['gd_val_step']:.0f} | "
-                    f"{sm['gd_test_acc_at_val_step']:.3f} | {sm['gd_final_test_acc']:.3f} | {r['target_momentum']:g} | "
-                    f"{sm['chained_final_test_acc']:.3f} |")
+    fmt = lambda v: "/".join(f"{x:.3f}" for x in v)  # noqa: E731
+    rows = markdown_table(
+        ["kernel", "clean share top-10/50/100", "noise share top-10/50/100", "GD best step (val)", "GD test acc at it",
+         "GD final test acc", "chained m", "chained final test acc"],
+        [[label, fmt(r["shares"]["clean"]), fmt(r["shares"]["noise"]), f"{r['summary']['gd_val_step']:.0f}",
+          f"{r['summary']['gd_test_acc_at_val_step']:.3f}", f"{r['summary']['gd_final_test_acc']:.3f}",
+          f"{r['target_momentum']:g}", f"{r['summary']['chained_final_test_acc']:.3f}"] for label, r in results.items()])
     md = (f"Data: {data.name}, n = {n} training points, 40% symmetric label noise "
           f"({int(data.flipped.sum())} flipped); {n_val} noisy validation points choose the stopping step and the target momentum m; "
           f"{data.X_test.shape[0]} clean test points. Linearised GD with lr = 1/d_max from u(0) = 0 on one-hot labels.\n\n"

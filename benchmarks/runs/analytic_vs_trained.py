@@ -19,7 +19,8 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
-from benchmarks.runs._progress import PartLog
+from benchmarks.report import markdown_table
+from benchmarks.progress import PartLog
 from benchmarks.runs.confirm_ntk import relative_gap
 
 MIN_N = 50  # smallest --n (the CLI refuses less)
@@ -192,18 +193,18 @@ def run(ctx: RunContext) -> RunOutput:
     mlp = log.part(ctx, "mlp-widths", lambda: _mlp_part(data, cfg, ctx.seed, log), inner=_mlp_steps(cfg))
     cnn = log.part(ctx, "cnn-ntk", lambda: _cnn_part(data, cfg, ctx.seed, log), inner=_cnn_steps(cfg))
     figures = (_plot_gaps(mlp, ctx), _plot_cnn(cnn, ctx))
-    rows = ["| width | rel. gap train (final) | max rel. gap test | test acc final (net) | NTK at init vs analytic | "
-            "NTK change during training | param change |", "|---|---|---|---|---|---|---|"]
-    for w, r in mlp["per_width"].items():
-        rows.append(f"| {w} | {r['gap_train_final']:.3f} | {r['gap_test_max']:.3f} | {r['test_acc'][-1]:.3f} | "
-                    f"{r['ntk_init_vs_analytic']:.3f} | {r['ntk_relative_change']:.4f} | {r['param_relative_change']:.4f} |")
+    rows = markdown_table(
+        ["width", "rel. gap train (final)", "max rel. gap test", "test acc final (net)", "NTK at init vs analytic",
+         "NTK change during training", "param change"],
+        [[w, f"{r['gap_train_final']:.3f}", f"{r['gap_test_max']:.3f}", f"{r['test_acc'][-1]:.3f}",
+          f"{r['ntk_init_vs_analytic']:.3f}", f"{r['ntk_relative_change']:.4f}", f"{r['param_relative_change']:.4f}"]
+         for w, r in mlp["per_width"].items()])
     ws = np.array([float(w) for w in mlp["per_width"]])
     gaps = np.array([r["gap_train_final"] for r in mlp["per_width"].values()])
     slope = float(np.polyfit(np.log(ws), np.log(np.maximum(gaps, 1e-300)), 1)[0])
-    cnn_rows = ["| | " + " | ".join(f"top-{k}" for k in cnn["init"]["ks"]) + " |", "|---" * (len(cnn["init"]["ks"]) + 1) + "|"]
-    for when in ("init", "end"):
-        for which in ("clean", "noise"):
-            cnn_rows.append(f"| {which} share, NTK at {when} | " + " | ".join(f"{v:.3f}" for v in cnn[when][which]) + " |")
+    cnn_rows = markdown_table(["", *(f"top-{k}" for k in cnn["init"]["ks"])],
+                              [[f"{which} share, NTK at {when}", *(f"{v:.3f}" for v in cnn[when][which])]
+                               for when in ("init", "end") for which in ("clean", "noise")])
     md = (f"Data: {data.name}, n = {cfg['n']} training points with 40% symmetric label noise, "
           f"{cfg['n_test']} clean test points. MLP: NTK parameterisation, depth {mlp['depth']}, full-batch GD, "
           f"lr = 0.5/d_max = {mlp['lr']:.3g}, {mlp['steps']} steps, {cfg['seeds']} seeds per width; theory: "

@@ -35,21 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import verdicts as rules
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
+from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.report import markdown_table
 from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, centred_one_hot, kernel_part, train_one
 from benchmarks.runs.confirm_ntk import ntk_regime
-from benchmarks.verdicts import (
-    Verdict,
-    air_energy_verdicts,
-    distillation_verdicts,
-    early_stopping_verdict,
-    ntk_regime_verdicts,
-    ordering_verdicts,
-    verdict_summary,
-    verdict_table,
-)
 
 NOISE = "symmetric:0.4"
 
@@ -125,6 +118,8 @@ def run(ctx: RunContext) -> RunOutput:
     if ctx.data is None:  # digits: 1397 training and 400 test images in all
         cnn_cfg.update(subset=None, test_subset=None)
 
+    log = PartLog("confirm", _plan(cfg, ctx.seed), ctx.progress)
+
     # ---- part 2: networks trained by SGD (feature-learning regime)
     runs: dict[str, list[dict]] = {}
     for method, params in cfg["methods"].items():
@@ -132,44 +127,57 @@ def run(ctx: RunContext) -> RunOutput:
         for k in range(cfg["method_seeds"][method]):
             seed = ctx.seed + k
             key = f"cnn-{method}-seed{seed}"
-            _log(f"[confirm] {key}: training ({cnn_cfg['epochs']} epochs per generation)")
-            runs[method].append(ctx.part(key, lambda m=method, p=params, s=seed: train_one(
-                ctx.directory, f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress)))
+            runs[method].append(log.part(ctx, key, lambda m=method, p=params, s=seed: train_one(
+                ctx.directory, f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress),
+                what=f"training ({cnn_cfg['epochs']} epochs per generation)"))
     extra = {}
     for model in cfg["extra_models"]:  # GPU configuration: a second architecture, CE and SAT, one seed
         ecfg = {**cnn_cfg, "model": model, "model_options": {}}
         for method in ("ce", "sat"):
             key = f"cnn-{model}-{method}-seed{ctx.seed}"
-            extra[key] = ctx.part(key, lambda m=method, e=ecfg, name=model: train_one(
+            extra[key] = log.part(ctx, key, lambda m=method, e=ecfg, name=model: train_one(
                 ctx.directory, f"{name}-{m}-seed{ctx.seed}", str(data_path), e, m, cfg["methods"][m], ctx.seed,
-                ctx.device, ctx.progress))
+                ctx.device, ctx.progress), what=f"training ({cnn_cfg['epochs']} epochs)")
 
     # ---- part 3: the CE networks' own kernels
     kern = []
     for r in runs["ce"]:
         key = f"kernel-seed{r['seed']}"
-        _log(f"[confirm] {key}: empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images")
-        kern.append(ctx.part(key, lambda r=r: _timed(kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"],
-                                                     ctx.device)))
-    analytic_air = ctx.part("kernel-analytic", lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]))
+        kern.append(log.part(ctx, key, lambda r=r: _timed(kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"],
+                                                          ctx.device),
+                             what=f"empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images"))
+    analytic_air = log.part(ctx, "kernel-analytic",
+                            lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]),
+                            what="label spectra under the analytic ReLU NTK of the same images")
 
     # ---- part 1: NTK regime
     from deep.data import load_cifar10
 
-    ntk = ctx.part("ntk", lambda: ntk_regime(load_cifar10(data_path, progress=False),
-                                             {**cfg["ntk"], "noise": cfg["noise"]}, ctx.seed, device=ctx.device,
-                                             log=_log))
+    ntk = log.part(ctx, "ntk", lambda: ntk_regime(load_cifar10(data_path, progress=False),
+                                                  {**cfg["ntk"], "noise": cfg["noise"]}, ctx.seed, device=ctx.device,
+                                                  log=_log), what="NTK-parameterised MLPs beside the analytic curves")
 
     verdicts = _verdicts(runs, kern, analytic_air, ntk)
     figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
     seconds = time.perf_counter() - t_run
     epoch_times = _epoch_times(ctx.directory, [r for rs in runs.values() for r in rs] + list(extra.values()))
     md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds, epoch_times)
-    _log("\n" + verdict_table(verdicts) + "\n" + verdict_summary(verdicts))
+    _log("\n" + rules.verdict_table(verdicts) + "\n" + rules.verdict_summary(verdicts))
     numbers = {"config": cfg, "source": source, "verdicts": [v.to_dict() for v in verdicts],
-               "summary": verdict_summary(verdicts), "cnn": runs, "extra_models": extra, "kernel": kern,
+               "summary": rules.verdict_summary(verdicts), "cnn": runs, "extra_models": extra, "kernel": kern,
                "kernel_analytic": analytic_air, "ntk": ntk}
     return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
+
+
+def _plan(cfg: dict, seed: int) -> dict[str, float]:
+    """Every part of the run in the order it runs, with a rough cost in CNN training epochs
+    (for :class:`~benchmarks.progress.PartLog`'s estimate of the time left)."""
+    epochs = float(cfg["cnn"]["epochs"])
+    plan = {f"cnn-{m}-seed{seed + k}": epochs * params.get("generations", 1)
+            for m, params in cfg["methods"].items() for k in range(cfg["method_seeds"][m])}
+    plan.update({f"cnn-{model}-{m}-seed{seed}": epochs for model in cfg["extra_models"] for m in ("ce", "sat")})
+    plan.update({f"kernel-seed{seed + k}": 1.0 for k in range(cfg["method_seeds"]["ce"])})
+    return {**plan, "kernel-analytic": 0.5, "ntk": epochs}
 
 
 def _run_dir(r: dict) -> str:
@@ -222,37 +230,37 @@ def _stack(rs: list[dict], key: str) -> np.ndarray:
     return np.array([np.asarray(r["curves"][key], dtype=float) for r in rs])
 
 
-def _verdicts(runs: dict, kern: list[dict], analytic_air: dict, ntk: dict) -> list[Verdict]:
-    out: list[Verdict] = []
+def _verdicts(runs: dict, kern: list[dict], analytic_air: dict, ntk: dict) -> list[rules.Verdict]:
+    out: list[rules.Verdict] = []
     ratio = np.asarray(analytic_air["clean_share"]) / np.maximum(np.asarray(analytic_air["noise_share"]), 1e-300)
     for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
         clean = np.array([k["kernels"][when]["clean_share"] for k in kern])
         noise = np.array([k["kernels"][when]["noise_share"] for k in kern])
-        for i, v in enumerate(air_energy_verdicts(clean, noise, ENTK_FRACTIONS)):
+        for i, v in enumerate(rules.air_energy_verdicts(clean, noise, ENTK_FRACTIONS)):
             out.append(replace(v, key=f"{v.key} [{label}]", analytic=float(ratio[i])))
     for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
         measured = [as_inf(k["measured_fit_all"])[np.asarray(k["positions"], dtype=np.int64)] for k in kern]
         predicted = [as_inf(k["kernels"][when]["predicted_fit"]) for k in kern]
         flipped = [np.asarray(k["flipped"], dtype=bool) for k in kern]
-        for v in ordering_verdicts(measured, predicted, flipped):
+        for v in rules.ordering_verdicts(measured, predicted, flipped):
             if when == "es" and "(net)" in v.key:
                 continue  # the measured ordering does not depend on the kernel: report it once
             out.append(replace(v, key=f"{v.key} [{label}]") if "(net)" not in v.key else v)
     ce = runs["ce"]
-    out.append(early_stopping_verdict(_stack(ce, "test_acc"), _stack(ce, "train_acc_flipped_given")))
+    out.append(rules.early_stopping_verdict(_stack(ce, "test_acc"), _stack(ce, "train_acc_flipped_given")))
     ce_es = [r["test_acc_at_best_val"] for r in ce]
     ce_final = [r["final_test_acc"] for r in ce]
     ce_mem = [r["final_memorised"] for r in ce]
     for method in ("self-distill", "sat", "generations"):
         rs = runs.get(method, [])
         if rs:
-            out.extend(distillation_verdicts(method, [r["final_test_acc"] for r in rs], [r["final_memorised"] for r in rs],
+            out.extend(rules.distillation_verdicts(method, [r["final_test_acc"] for r in rs], [r["final_memorised"] for r in rs],
                                              ce_es, ce_final, ce_mem))
     widths = ntk["widths"]
     for rule in ("gd", "chained"):
         curves = [np.asarray(ntk["per_width"][str(w)][rule]["test_acc"], dtype=float) for w in widths]
         gaps = [np.asarray(ntk["per_width"][str(w)][rule]["gap_train"], dtype=float)[:, -1] for w in widths]
-        for v in ntk_regime_verdicts(widths, curves, np.asarray(ntk["theory"][rule]["test_acc"], dtype=float), gaps):
+        for v in rules.ntk_regime_verdicts(widths, curves, np.asarray(ntk["theory"][rule]["test_acc"], dtype=float), gaps):
             out.append(replace(v, key=f"{v.key} [{rule}]"))
     return out
 
@@ -269,12 +277,18 @@ def _ms(values: Any, digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
+def _method_row(name: str, rs: list[dict], epoch: Any) -> list[Any]:
+    """One row of the methods table: the mean ± std over the runs ``rs`` (one run: its number)."""
+    return [name, len(rs), epoch, *(_ms([r[k] for r in rs]) for k in ("test_acc_at_best_val", "best_test_acc",
+            "final_test_acc", "final_memorised", "final_recovered")), _ms([r["seconds"] for r in rs], 0)]
+
+
 def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], analytic_air: dict, ntk: dict,
-            verdicts: list[Verdict], seconds: float, epoch_times: np.ndarray) -> str:
+            verdicts: list[rules.Verdict], seconds: float, epoch_times: np.ndarray) -> str:
     n_pass = sum(v.passed for v in verdicts)
     ce = runs["ce"][0]["data"]
     cnn = cfg["cnn"]
-    lines = [f"**{verdict_summary(verdicts)}**", "", "## Verdicts", "", verdict_table(verdicts), "",
+    lines = [f"**{rules.verdict_summary(verdicts)}**", "", "## Verdicts", "", rules.verdict_table(verdicts), "",
              "## In plain words", "", *_plain_words(verdicts), "",
              "## Data and configurations", "",
              f"Data: {source}. Noise: `{cfg['noise']}` ({_noise_words(cfg['noise'])}); realised error rate {ce.get('realised_error_rate', float('nan')):.3f} of "
@@ -305,18 +319,11 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
              f"step (best noisy validation), so that its limit, KRR with ridge (1 - m)/lr = {ntk['chained_ridge']:.3g}, matches the "
              "early-stopped filter. One eigendecomposition gives every analytic curve.", ""]
 
-    lines += ["## Feature-learning regime: the methods", "",
-              "| method | seeds | early-stop epoch | test acc at early stop | best test acc | final test acc | "
-              "final memorised | final recovered | train time per run (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    for m, rs in runs.items():
-        lines.append(f"| {m} | {len(rs)} | {_ms([r['best_epoch'] for r in rs], 1)} | {_ms([r['test_acc_at_best_val'] for r in rs])} | "
-                     f"{_ms([r['best_test_acc'] for r in rs])} | {_ms([r['final_test_acc'] for r in rs])} | "
-                     f"{_ms([r['final_memorised'] for r in rs])} | {_ms([r['final_recovered'] for r in rs])} | "
-                     f"{_ms([r['seconds'] for r in rs], 0)} |")
-    for key, r in extra.items():
-        lines.append(f"| {key} | 1 | {r['best_epoch']} | {_ms([r['test_acc_at_best_val']])} | {_ms([r['best_test_acc']])} | "
-                     f"{_ms([r['final_test_acc']])} | {_ms([r['final_memorised']])} | {_ms([r['final_recovered']])} | "
-                     f"{_ms([r['seconds']], 0)} |")
+    lines += ["## Feature-learning regime: the methods", "", *markdown_table(
+        ["method", "seeds", "early-stop epoch", "test acc at early stop", "best test acc", "final test acc",
+         "final memorised", "final recovered", "train time per run (s)"],
+        [*(_method_row(m, rs, _ms([r["best_epoch"] for r in rs], 1)) for m, rs in runs.items()),
+         *(_method_row(key, [r], r["best_epoch"]) for key, r in extra.items())])]
     if cfg.get("gpu"):
         for m in ("self-distill", "sat"):
             rs = runs[m]
@@ -333,29 +340,31 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
     lines += ["", f"CE's test accuracy peaked at epoch(s) {peak}; its memorisation of the flipped labels first reached 50% "
               f"at epoch(s) {mem50} and ended at {_ms(mem[:, -1])}.", ""]
 
-    lines += ["## The network's own kernel", "", "| kernel | " + " | ".join(f"top {100 * f:g}% ({k})" for f, k in
-              zip(ENTK_FRACTIONS, kern[0]["ks"])) + " |", "|---" * (len(ENTK_FRACTIONS) + 1) + "|"]
+    shares = []
     for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
         for which in ("clean", "noise"):
             vals = np.array([k["kernels"][when][f"{which}_share"] for k in kern])
-            lines.append(f"| {label}, {which} share | " + " | ".join(_ms(vals[:, j]) for j in range(vals.shape[1])) + " |")
+            shares.append([f"{label}, {which} share", *(_ms(vals[:, j]) for j in range(vals.shape[1]))])
     for which in ("clean", "noise"):
-        lines.append(f"| analytic ReLU NTK (pixels), {which} share | " +
-                     " | ".join(f"{v:.3f}" for v in analytic_air[f"{which}_share"]) + " |")
+        shares.append([f"analytic ReLU NTK (pixels), {which} share", *(f"{v:.3f}" for v in analytic_air[f"{which}_share"])])
+    lines += ["## The network's own kernel", "",
+              *markdown_table(["kernel", *(f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, kern[0]["ks"]))], shares)]
     es_epochs = [k["es_epoch"] for k in kern]
     lines += ["", f"Early-stopping epochs of the CE networks whose kernels were taken: {es_epochs}.", ""]
     if all("predicted_fit_argmax" in k["kernels"]["init"] for k in kern):
         lines += [_argmax_words(kern), ""]
 
-    lines += ["## NTK regime", "", "| width | rule | final test acc (net) | final test acc (theory) | max abs. deviation of the "
-              "test-acc curve | final train-output gap | param. change |", "|---|---|---|---|---|---|---|"]
+    regime = []
     for w in ntk["widths"]:
         for rule in ("gd", "chained"):
             e = ntk["per_width"][str(w)][rule]
             acc = np.asarray(e["test_acc"], dtype=float)
             th = np.asarray(ntk["theory"][rule]["test_acc"], dtype=float)
-            lines.append(f"| {w} | {rule} | {_ms(acc[:, -1])} | {th[-1]:.3f} | {np.max(np.abs(acc.mean(0) - th)):.3f} | "
-                         f"{_ms(np.asarray(e['gap_train'], dtype=float)[:, -1])} | {_ms(e['param_change'], 4)} |")
+            regime.append([w, rule, _ms(acc[:, -1]), f"{th[-1]:.3f}", f"{np.max(np.abs(acc.mean(0) - th)):.3f}",
+                           _ms(np.asarray(e["gap_train"], dtype=float)[:, -1]), _ms(e["param_change"], 4)])
+    lines += ["## NTK regime", "", *markdown_table(
+        ["width", "rule", "final test acc (net)", "final test acc (theory)", "max abs. deviation of the test-acc curve",
+         "final train-output gap", "param. change"], regime)]
     sm = ntk["summary"]
     lines += ["", f"Analytic curves: gd peaks at step {sm['gd_best_step']:.0f} with test accuracy {sm['gd_best_test_acc']:.3f} "
               f"and ends at {sm['gd_final_test_acc']:.3f} with {sm['gd_final_acc_flipped_given']:.3f} of the flipped labels "
@@ -431,7 +440,7 @@ _GROUPS = {"P1": "AIR in the CNN's own kernel (clean labels in the top eigen-dir
            "P5": "the NTK regime (wide MLPs follow the analytic kernel dynamics)"}
 
 
-def _plain_words(verdicts: list[Verdict]) -> list[str]:
+def _plain_words(verdicts: list[rules.Verdict]) -> list[str]:
     """One bullet per prediction group, computed from the verdicts: what held, what did not, and the numbers."""
     out = []
     for group, words in _GROUPS.items():

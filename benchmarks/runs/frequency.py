@@ -26,7 +26,8 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
 from benchmarks.registry import Benchmark, RunContext, RunOutput
-from benchmarks.runs._progress import PartLog
+from benchmarks.report import markdown_table
+from benchmarks.progress import PartLog
 
 MOMENTUM = 0.99  # chained self-distillation: target momentum m (weight on the previous target)
 LR_SCALE = 1.0  # lr = LR_SCALE / d_max (stable below 2; the network's NTK is within a few % of the analytic one)
@@ -174,8 +175,7 @@ def _at(m: dict, step: int, key: str) -> np.ndarray:
 
 def _table(r: dict) -> str:
     S = int(r["steps"])
-    rows = [f"| source | rule | delta | first step e_low < {E_HALF} | first step e_high < {E_HALF} | e_low at step {S} | "
-            f"e_high at step {S} |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for src in SOURCES:
         for rule in RULES:
             m = r[f"{src}_{rule}"]
@@ -186,8 +186,10 @@ def _table(r: dict) -> str:
             for j, dl in enumerate(r["deltas"]):
                 fl, fh = _first_below(el[:, j], rec[sel], E_HALF), _first_below(eh[:, j], rec[sel], E_HALF)
                 show = lambda v: "never" if not np.isfinite(v) else str(int(v))  # noqa: E731
-                rows.append(f"| {src} | {rule} | {dl:.3g} | {show(fl)} | {show(fh)} | {lo[j]:.3f} | {hi[j]:.3f} |")
-    return "\n".join(rows)
+                rows.append([src, rule, f"{dl:.3g}", show(fl), show(fh), f"{lo[j]:.3f}", f"{hi[j]:.3f}"])
+    header = ["source", "rule", "delta", f"first step e_low < {E_HALF}", f"first step e_high < {E_HALF}", f"e_low at step {S}",
+              f"e_high at step {S}"]
+    return "\n".join(markdown_table(header, rows))
 
 
 def _span(v) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.report import markdown_table
 
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
@@ -69,13 +70,13 @@ def run(ctx: RunContext) -> RunOutput:
     source = str(ctx.data) if ctx.data is not None else "scikit-learn digits as 32x32 CIFAR batches"
     results = {m: ctx.part(f"method-{m}", lambda m=m, e=e: _one(ctx, Path(data), cfg, m, e)) for m, e in METHODS}
     fig = _plot(results, ctx)
-    rows = ["| method | early-stop epoch (val) | test acc at it | best test acc | final test acc | flipped: memorised | "
-            "flipped: recovered | clean train acc | train time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-    for m, r in results.items():
-        rows.append(f"| {m} {r['params'] or ''} | {r['best_epoch']} | {f(r['test_acc_at_best_val'])} | {f(r['best_test_acc'])} | "
-                    f"{f(r['final_test_acc'])} | {f(r['final_memorised'])} | {f(r['final_recovered'])} | "
-                    f"{f(r['final_clean_acc'])} | {r['seconds']:.0f} |")
+    rows = markdown_table(
+        ["method", "early-stop epoch (val)", "test acc at it", "best test acc", "final test acc", "flipped: memorised",
+         "flipped: recovered", "clean train acc", "train time (s)"],
+        [[f"{m} {r['params'] or ''}", r["best_epoch"], f(r["test_acc_at_best_val"]), f(r["best_test_acc"]),
+          f(r["final_test_acc"]), f(r["final_memorised"]), f(r["final_recovered"]), f(r["final_clean_acc"]),
+          f"{r['seconds']:.0f}"] for m, r in results.items()])
     d = next(iter(results.values()))["data"]
     md = (f"Data: {source}; {d.get('n_train')} training images ({d.get('n_flipped')} labels flipped, symmetric 40%), "
           f"{d.get('n_val')} noisy validation images, {d.get('n_test')} test images. Network: {cfg['model']} "

@@ -22,6 +22,10 @@ toolkit time is under ``MIN_TIMED_S`` reads "too small to time" instead of a rat
 memory per measurement is the largest resident set seen by a 5 ms poller during the
 call, minus the resident set before it; ``process_peak_mb`` is the subprocess's
 ``ru_maxrss``. Load averages before and after each row flag a busy machine.
+
+This module measures (the sizes, :func:`timed`, the ``row_*`` functions, the subprocess per
+row); :mod:`benchmarks.runs.speed_report` renders (the report's tables and sentences, the
+bars of speedups.png, ``TARGETS`` and ``MIN_TIMED_S``).
 """
 
 from __future__ import annotations
@@ -40,16 +44,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig, to_jsonable
+from benchmarks._io import to_jsonable
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
+from benchmarks.runs.speed_report import MIN_TIMED_S, TARGETS, markdown, speedup_bars, speedups_figure
 
 ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train")
-TARGETS = {"distill": 50.0, "ridge_path": 10.0, "gram": 1.3, "ntk": 10.0}
-# A bar of speedups.png is a ratio of two measured times. When either is shorter than this, the bar
-# reads "too small to time" instead of a ratio: 1000 ticks of perf_counter (quantisation <= 0.1%) and
-# at least 1 ms, about one scheduler time slice, so one preemption on a shared machine can change
-# a shorter call several-fold.
-MIN_TIMED_S = max(1e-3, 1000 * time.get_clock_info("perf_counter").resolution)
 
 FULL = {
     "gemm": {"n": 4096},
@@ -182,6 +181,21 @@ def row_gemm(cfg: dict, seed: int) -> dict:
     return {"rows": out}
 
 
+def _refit_chains(model: Callable[[], Any], train: Any, test: Any, y: np.ndarray, alphas: np.ndarray, steps: int) -> np.ndarray:
+    """The notebook way: a fresh ``model()`` fitted at every step of every alpha's chain (targets
+    ``a y + (1 - a) fit``), on ``train`` (inputs or a precomputed Gram); test predictions, (alphas, steps, m)."""
+    preds = []
+    for a in alphas:
+        targets, p_a = y, []
+        for _ in range(steps):
+            fitted = model().fit(train, targets)
+            fit = fitted.predict(train)
+            p_a.append(fitted.predict(test))
+            targets = a * y + (1 - a) * fit
+        preds.append(p_a)
+    return np.array(preds)
+
+
 def row_distill(cfg: dict, seed: int) -> dict:
     from sklearn.kernel_ridge import KernelRidge as SkKR
 
@@ -209,29 +223,11 @@ def row_distill(cfg: dict, seed: int) -> dict:
             t_tk, mem_tk = t_gram + t_study, mem_gram + mem_study
 
             def notebook() -> np.ndarray:  # refit sklearn KernelRidge at every step of every alpha
-                preds = []
-                for a in alphas[idx]:
-                    targets, p_a = y, []
-                    for _ in range(T):
-                        model = SkKR(alpha=ridge, kernel="rbf", gamma=g).fit(X, targets)
-                        fit = model.predict(X)
-                        p_a.append(model.predict(Xt))
-                        targets = a * y + (1 - a) * fit
-                    preds.append(p_a)
-                return np.array(preds)
+                return _refit_chains(lambda: SkKR(alpha=ridge, kernel="rbf", gamma=g), X, Xt, y, alphas[idx], T)
 
             def precomputed() -> np.ndarray:  # the same with one shared Gram
                 Kn, Kcn = rbf(X, gamma=g), rbf(Xt, X, gamma=g)
-                preds = []
-                for a in alphas[idx]:
-                    targets, p_a = y, []
-                    for _ in range(T):
-                        model = SkKR(alpha=ridge, kernel="precomputed").fit(Kn, targets)
-                        fit = model.predict(Kn)
-                        p_a.append(model.predict(Kcn))
-                        targets = a * y + (1 - a) * fit
-                    preds.append(p_a)
-                return np.array(preds)
+                return _refit_chains(lambda: SkKR(alpha=ridge, kernel="precomputed"), Kn, Kcn, y, alphas[idx], T)
 
             t_nb, mem_nb, p_nb = timed(notebook)
             t_pc, mem_pc, p_pc = timed(precomputed)
@@ -387,7 +383,7 @@ def row_eigh(cfg: dict, seed: int) -> dict:
                     "topk_peak_mb": mem_k, "value_k_full": ref, "rel_error_value_k": abs(float(sk.values[k - 1]) - ref) / ref,
                     "max_residual": sk.max_residual, "randomized_s": t_r, "randomized_rel_error_value_k":
                     abs(float(sr.values[k - 1]) - ref) / ref, "randomized_max_residual": sr.max_residual}
-        del K
+        K = None  # free this size's Gram before the next one's (a rebinding: the lambdas above read K)
     return {"rows": rows, "topk": topk}
 
 
@@ -543,215 +539,6 @@ def run_row(row: str, cfg: dict, seed: int) -> dict:
         return json.loads(out_path.read_text())
 
 
-# ============================================================================ report
-
-
-def _f(x: Any, p: str = ".3g") -> str:
-    return "-" if x is None else format(x, p)
-
-
-def _bytes(*sizes: float) -> str:
-    """A size or a range in decimal units of the largest, three significant figures: '32.4 GB', '31.6-31.9 MB'."""
-    unit, scale = next(((u, v) for u, v in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if max(sizes) >= v), ("B", 1.0))
-    return "-".join(dict.fromkeys(f"{b / scale:#.3g}" for b in sizes)) + f" {unit}"
-
-
-def trace_jacobian_bytes(n: int, classes: int, parameters: int) -> int:
-    """Peak bytes of the loop's dense float32 Jacobian in mode 'trace': 2 n C P values (the
-    per-example rows, then ``torch.stack``'s copy of them), 4 bytes each."""
-    return 2 * int(n) * int(classes) * int(parameters) * 4
-
-
-def trace_jacobian_text(ntk_rows: list[dict], quick: bool) -> str:
-    """The report's sentence on why the MLP rows run in 'sum' mode only, computed from the
-    run's own n, C and P (``trace_jacobian_bytes``)."""
-    mlps = [r for r in ntk_rows if "MLP" in r["network"]]
-    if not mlps:
-        return ""
-    n = sorted({int(r["n"]) for r in mlps})
-    C = sorted({int(r.get("classes", 10)) for r in mlps})
-    P = sorted({int(r["parameters"]) for r in mlps})
-    sizes = sorted({trace_jacobian_bytes(a, c, p) for a in n for c in C for p in P})
-    span = lambda v, f=str: f(v[0]) if len(v) == 1 else f"{f(v[0])}-{f(v[-1])}"  # noqa: E731
-    text = (f"The MLPs run in 'sum' mode only: in mode 'trace' the loop's dense Jacobian holds 2 n C P float32 values "
-            f"(its per-example rows and their stacked copy), {_bytes(sizes[0], sizes[-1])} at this run's n = {span(n)}, "
-            f"C = {span(C)}, P = {span(P, lambda p: f'{p:,}')}.")
-    if quick:
-        text += " (Quick sizes: that fits here, but the quick run keeps the full run's modes.)"
-    return text
-
-
-def _markdown(res: dict, mach: dict, quick: bool) -> str:
-    g = res["gemm"]["rows"]
-    out = [f"Machine: {mach['cpu']}, {mach['cores']} cores; BLAS {', '.join(mach.get('blas', []))}; torch threads "
-           f"{mach.get('torch_threads')}; GPU: {mach.get('gpu') or 'none'}.",
-           f"GEMM rate (square {g['float64']['n']}): float64 {g['float64']['gflops']:.1f} GFLOP/s, float32 "
-           f"{g['float32']['gflops']:.1f} GFLOP/s. Load averages (1 min) before/after each row are listed; other "
-           "processes sharing the cores make every time pessimistic." + (" **Quick mode: tiny sizes, ratios not meaningful.**" if quick else ""), ""]
-    untimed = [b["label"] for b in speedup_bars(res) if not b["timed"]]
-    if untimed:
-        out += [f"speedups.png: {len(untimed)} ratio(s) read \"too small to time\" (the baseline or airkit took under "
-                f"{MIN_TIMED_S * 1e3:.3g} ms): {', '.join(untimed)}. The tables below still list every time.", ""]
-    d = res["distill"]
-    out += ["## 1. Self-distillation study (10 alphas x 10 steps, test predictions)", "",
-            "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
-            "`KernelRidge(kernel='rbf')` refit at every step (fit, predict train, predict test), timed on "
-            f"{d['rows'][0]['sklearn_alphas_measured']} of the alphas and scaled to all (every alpha's chain does the same work).", "",
-            "| n | d | m | route | toolkit s (gram + study) | eigen route s | sklearn s | ratio | vs precomputed-Gram sklearn | target | toolkit / sklearn peak MiB | max abs diff |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in d["rows"]:
-        out.append(f"| {r['n']} | {r['d']} | {r['m']} | {r['route']} | {r['toolkit_s']:.3g} ({r['toolkit_gram_s']:.3g} + {r['toolkit_study_s']:.3g}) | "
-                   f"{r['toolkit_eigen_route_s']:.3g} | {r['sklearn_s']:.3g} | **{r['ratio']:.1f}x** | {r['ratio_vs_precomputed']:.1f}x | >= 50x at n=4000 | "
-                   f"{r['toolkit_peak_mb']:.0f} / {r['sklearn_peak_mb']:.0f} | {r['max_abs_diff_sklearn']:.1e} |")
-    out += [f"\nRoute reason (last case): {d['rows'][-1]['route_reason']}. Process peak RSS: {d['process_peak_mb']:.0f} MiB. "
-            f"Load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f}.", ""]
-    rp = res["ridge_path"]
-    out += ["## 2. Ridge path (20 ridges, test predictions)", "",
-            "| n | d | toolkit s (solver='mixed': used) | solver='eigen' s | solver='cholesky' s | sklearn 20 fits s | ratio (mixed) | ratio (eigen) | target | max abs diff mixed / eigen |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rp["rows"]:
-        out.append(f"| {r['n']} | {r['d']} | {r['toolkit_s']:.3g} ({r['solver']}) | {r['toolkit_eigen_solver_s']:.3g} | {r['toolkit_cholesky_solver_s']:.3g} | "
-                   f"{r['sklearn_s']:.3g} | **{r['ratio']:.1f}x** | {r['ratio_eigen_solver']:.1f}x | >= 10x | "
-                   f"{r['max_abs_diff_sklearn']:.1e} / {r['max_abs_diff_eigen_solver']:.1e} |")
-    out += ["", "solver='mixed': one float32 eigendecomposition, every ridge refined to float64 by preconditioned CG "
-            "(kernels.refine); solver='eigen': one float64 eigendecomposition; sklearn: Gram + Cholesky + cross-Gram per ridge.", "",
-            "What the path is made of, timed alone, and the ratio left if the toolkit paid only its Grams and one float32 "
-            "eigendecomposition:", "",
-            "| n | d | Gram s | cross-Gram s | float32 evd s | one Cholesky s | evd32 / Cholesky | sklearn / (Grams + evd32) |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in rp["rows"]:
-        floor = r["gram_s"] + r["cross_gram_s"] + r["evd_float32_s"]
-        out.append(f"| {r['n']} | {r['d']} | {r['gram_s']:.3g} | {r['cross_gram_s']:.3g} | {r['evd_float32_s']:.3g} | {r['cholesky_s']:.3g} | "
-                   f"{r['evd_float32_s'] / r['cholesky_s']:.1f} | {r['sklearn_s'] / floor:.1f}x |")
-    out += [f"\nLoad {rp['load_before'][0]:.1f} -> {rp['load_after'][0]:.1f}.", ""]
-    gr = res["gram"]
-    out += ["## 3. Gram matrices (n x n from n x d)", "",
-            "| kernel | dtype | n | d | bare GEMM s (GFLOP/s) | toolkit s (GFLOP/s) | toolkit / GEMM | sklearn s | numpy s | peak MiB toolkit / sklearn / numpy |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in gr["rows"]:
-        out.append(f"| {r['kernel']} | {r['dtype']} | {r['n']} | {r['d']} | {r['gemm_s']:.3g} ({r['gemm_gflops']:.0f}) | "
-                   f"{r['toolkit_s']:.3g} ({r['toolkit_gflops']:.0f}) | **{r['toolkit_over_gemm']:.2f}** (target <= 1.3) | "
-                   f"{_f(r.get('sklearn_s'))} | {r['numpy_s']:.3g} | {r['toolkit_peak_mb']:.0f} / {_f(r.get('sklearn_peak_mb'), '.0f')} / {r['numpy_peak_mb']:.0f} |")
-    out += ["\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
-            f"triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
-            f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {gr['load_before'][0]:.1f} -> {gr['load_after'][0]:.1f}.", ""]
-    e = res["eigh"]
-    out += ["## 4. Eigendecomposition (rbf Gram)", "",
-            "| n | toolkit s | numpy.linalg.eigh s | ratio | Cholesky s | eigh / Cholesky | peak MiB toolkit / numpy | max abs diff of eigenvalues |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in e["rows"]:
-        out.append(f"| {r['n']} | {r['toolkit_s']:.3g} | {r['numpy_s']:.3g} | **{r['ratio']:.2f}x** | {r['cholesky_s']:.3g} | "
-                   f"{r['eigh_over_cholesky']:.1f} | {r['toolkit_peak_mb']:.0f} / {r['numpy_peak_mb']:.0f} | {r['max_abs_diff_eigenvalues']:.1e} |")
-    t = e["topk"]
-    out += [f"\nTop-{t['k']} of n = {t['n']} by `spectrum(K, k={t['k']})` ({t['method']}): {t['topk_s']:.3g} s vs full {t['full_s']:.3g} s "
-            f"(**{t['ratio']:.1f}x**); relative error of value {t['k']}: {t['rel_error_value_k']:.1e} (residual {t['max_residual']:.1e}). "
-            f"Randomized (QR iterations): {t['randomized_s']:.3g} s, relative error {t['randomized_rel_error_value_k']:.1e}. "
-            f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}.", ""]
-    nt = res["ntk"]
-    out += ["## 5. Empirical NTK (float32, CIFAR-sized inputs; 'sum': NTK of the logit sum, 'trace': mean over logits)", "",
-            "| network | parameters | n | mode | toolkit (auto: method) s | vmap s | autograd loop s | ratio | ratio vmap | target | peak MiB toolkit / loop | max abs diff / max |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in nt["rows"]:
-        out.append(f"| {r['network']} | {r['parameters']} | {r['n']} | {r['mode']} | {r['toolkit_s']:.3g} ({r['method']}) | {r['vmap_s']:.3g} | {r['loop_s']:.3g} | "
-                   f"**{r['ratio']:.1f}x** | {r['ratio_vmap']:.1f}x | >= 10x | "
-                   f"{r['toolkit_peak_mb']:.0f} / {r['loop_peak_mb']:.0f} | {r['max_abs_diff']:.1e} / {r['max_abs_ntk']:.3g} |")
-    floors = [r for r in nt["rows"] if r.get("floor_backward_s") is not None]
-    if floors:
-        out += ["", "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
-                "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
-                "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
-                "costs no more than these two would reach the last column against the loop:", "",
-                "| mode | batched forward+backward s | contraction s | loop s / (their sum) |", "|---|---|---|---|"]
-        for r in floors:
-            bound = r["loop_s"] / (r["floor_backward_s"] + r["floor_contraction_s"])
-            out.append(f"| {r['mode']} | {r['floor_backward_s']:.3g} | {r['floor_contraction_s']:.3g} | {bound:.1f}x |")
-    out.append("\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
-               "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian.")
-    tr = res["train"]
-    out += ["", "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)", "",
-            "| network | device | parameters | batch | train images/s | eval images/s |", "|---|---|---|---|---|---|"]
-    for r in tr["rows"]:
-        out.append(f"| {r['network']} | {r['device']} | {r['parameters']} | {r['batch']} | {r['train_images_per_s']:.1f} | {r['eval_images_per_s']:.1f} |")
-    out.append(f"\nGPU: {tr['gpu']}.")
-    return "\n".join(out) + "\n"
-
-
-def _ratio_text(ratio: float) -> str:
-    """'176.9x', '0.4x'; below 0.1 two significant digits ('0.042x'), never a misleading '0.0x'."""
-    return f"{ratio:.1f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
-
-
-def speedup_bars(res: dict, min_timed_s: float = MIN_TIMED_S) -> list[dict]:
-    """The bars of speedups.png, top to bottom, as data.
-
-    Each bar: ``label``, ``ratio`` (baseline seconds / toolkit seconds), ``target`` (or None),
-    the two times it divides (``baseline_s``: what was measured of the baseline; ``toolkit_s``),
-    ``timed`` (both times at least ``min_timed_s``), ``status`` ("too small to time", "meets
-    target", "below target", "faster", "slower"), the ``text`` written next to it and its ``color``
-    (grey for a bar too small to time: neither a win nor a loss).
-    """
-    raw: list[tuple[str, float, float | None, float, float]] = []  # label, ratio, target, baseline_s, toolkit_s
-    n_max = max((x["n"] for x in res["distill"]["rows"]), default=None)
-    for r in res["distill"]["rows"]:
-        raw.append((f"distill n={r['n']} d={r['d']}", r["ratio"], TARGETS["distill"] if r["n"] == n_max else None,
-                    r.get("sklearn_measured_s", r["sklearn_s"]), r["toolkit_s"]))
-    for r in res["ridge_path"]["rows"]:
-        raw.append((f"ridge path n={r['n']} d={r['d']}", r["ratio"], TARGETS["ridge_path"], r["sklearn_s"], r["toolkit_s"]))
-    for r in res["gram"]["rows"]:
-        raw.append((f"gram {r['kernel']} {r['dtype']} vs numpy", r["ratio_vs_numpy"], None, r["numpy_s"], r["toolkit_s"]))
-    for r in res["eigh"]["rows"]:
-        raw.append((f"eigh n={r['n']} vs numpy", r["ratio"], None, r["numpy_s"], r["toolkit_s"]))
-    t = res["eigh"]["topk"]
-    raw.append((f"top-{t['k']} vs full eigh", t["ratio"], None, t["full_s"], t["topk_s"]))
-    for r in res["ntk"]["rows"]:
-        raw.append((f"NTK {r['network'].split(' (')[0]} {r['mode']}", r["ratio"], TARGETS["ntk"], r["loop_s"], r["toolkit_s"]))
-    bars = []
-    for label, ratio, target, base_s, tk_s in raw:
-        timed = min(base_s, tk_s) >= min_timed_s
-        if not timed:
-            status, text, color = "too small to time", "too small to time", "0.8"
-        elif target is not None:
-            ok = ratio >= target
-            status, text, color = ("meets target" if ok else "below target"), _ratio_text(ratio), ("tab:green" if ok else "tab:red")
-        else:
-            ok = ratio >= 1
-            status, text, color = ("faster" if ok else "slower"), _ratio_text(ratio), ("tab:green" if ok else "tab:red")
-        bars.append({"label": label, "ratio": ratio, "target": target, "baseline_s": base_s, "toolkit_s": tk_s,
-                     "timed": timed, "status": status, "text": text, "color": color})
-    return bars
-
-
-def _figure(res: dict, ctx: RunContext, min_timed_s: float = MIN_TIMED_S) -> str:
-    import matplotlib.pyplot as plt
-
-    bars = speedup_bars(res, min_timed_s)
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(bars) + 1.6), layout="constrained")
-    ypos = np.arange(len(bars))[::-1]
-    timed = [b["timed"] for b in bars]
-    ax.barh(ypos[timed], [max(b["ratio"], 1e-3) for b in bars if b["timed"]], color=[b["color"] for b in bars if b["timed"]])
-    for y_, b in zip(ypos, bars):
-        if b["target"] is not None and b["timed"]:
-            ax.plot([b["target"], b["target"]], [y_ - 0.4, y_ + 0.4], "k-", lw=2)
-        if b["timed"]:
-            ax.text(max(b["ratio"], 1e-3) * 1.05, y_, b["text"], va="center", fontsize=7)
-        else:  # no bar: a ratio of unmeasurable times is neither a win nor a loss
-            ax.text(1.0, y_, f" {b['text']} (baseline {b['baseline_s'] * 1e3:.2g} ms, airkit {b['toolkit_s'] * 1e3:.2g} ms)",
-                    va="center", ha="left", fontsize=7, style="italic", color="0.35")
-    ax.set_yticks(ypos, [b["label"] for b in bars], fontsize=7)
-    ax.set_xscale("log")
-    ratios = [max(b["ratio"], 1e-3) for b in bars if b["timed"]]
-    targets = [b["target"] for b in bars if b["timed"] and b["target"] is not None]
-    ax.set_xlim(min([0.5] + [r / 1.5 for r in ratios]), max([30.0] + [r * 2.5 for r in ratios] + [t * 1.5 for t in targets]))
-    ax.set_ylim(-0.7, len(bars) - 0.3)
-    ax.axvline(1.0, color="gray", lw=0.8)
-    ax.set_xlabel("speedup over the baseline (log scale; black tick = target; green: faster or meets target, red: slower "
-                  f"or below target)\n'too small to time': the baseline or airkit took under {min_timed_s * 1e3:g} ms, "
-                  "too short to measure reliably on a shared machine", fontsize=8)
-    ax.set_title("airkit speed" + (" (quick sizes)" if ctx.quick else ""))
-    atomic_savefig(fig, ctx.path("speedups.png"))
-    return "speedups.png"
-
-
 # ============================================================================ run
 
 
@@ -763,9 +550,9 @@ def run(ctx: RunContext) -> RunOutput:
         if ctx.progress:
             _log(f"row {row} ...")
         res[row] = ctx.part(row, lambda row=row: run_row(row, sizes[row], ctx.seed))
-    figure = _figure(res, ctx)
+    figure = speedups_figure(res, ctx)
     numbers = {"machine": mach, **res, "figure": {"min_timed_s": MIN_TIMED_S, "bars": speedup_bars(res)}}
-    return RunOutput(numbers=numbers, markdown=_markdown(res, mach, ctx.quick), figures=(figure,),
+    return RunOutput(numbers=numbers, markdown=markdown(res, mach, ctx.quick), figures=(figure,),
                      parameters={"sizes": sizes, "quick": ctx.quick, "targets": TARGETS, "min_timed_s": MIN_TIMED_S})
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks._io import atomic_savefig
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
+from benchmarks.report import markdown_table
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.35, 0.6, 1.0)
 NOISE_STD = 0.5
@@ -93,11 +94,9 @@ def run(ctx: RunContext) -> RunOutput:
                _plot_b(to_numpy(path.eigenvalues), to_numpy(path.B), to_numpy(path.B_limit), alphas, ctx),
                _plot_loss(alphas, loss_steps, loss_limit, ctx))
 
-    header = "| step | " + " | ".join(f"alpha = {a:g}" for a in alphas) + " |"
-    rows = [header, "|---" * (len(alphas) + 1) + "|"]
-    for t in range(steps):
-        rows.append(f"| {t + 1} | " + " | ".join(f"{v:.5f}" for v in loss_steps[:, t]) + " |")
-    rows.append("| limit | " + " | ".join(f"{v:.5f}" for v in loss_limit) + " |")
+    rows = markdown_table(["step", *(f"alpha = {a:g}" for a in alphas)],
+                          [*([t + 1, *(f"{v:.5f}" for v in loss_steps[:, t])] for t in range(steps)),
+                           ["limit", *(f"{v:.5f}" for v in loss_limit)]])
     source = f"`{ctx.data}`" if ctx.data else f"11 points of sin(2 pi x) + N(0, {NOISE_STD}^2) noise, seed {ctx.seed}"
     md = (f"Data: {source}. Kernel: RBF exp(-gamma |x-x'|^2), gamma = {gamma:g}; ridge lambda = {ridge:g}.\n\n"
           "Loss = mean squared error against sin(2 pi x) on 101 grid points of [0, 1].\n\n" + "\n".join(rows) +
