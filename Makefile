@@ -1,11 +1,12 @@
 # `make run`: the main job; `make test`: the full test suite (with the docstring examples);
+# `make lint`: ruff (lint + format check) and mypy on kernels/ and theory/;
 # `make mutate`: mutation test of kernels/ and theory/ (tests/mutate.py). All create .venv if missing.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH_WHEEL_SPEC ?= torch==2.13.0
 
-.PHONY: run test mutate install clean
+.PHONY: run test lint mutate install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ run: install
 
 test: install
 	$(PY) -m pytest -n 2 -q
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # One small bug at a time in a temporary copy, only the tests that import the module; report under
 # results/mutate/<stamp>/. MUTATE_ARGS: e.g. "--max-per-module 0" (every mutant), "all", "theory/air.py".

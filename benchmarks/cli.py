@@ -1,8 +1,8 @@
 """The toolkit's one command line: ``python -m benchmarks`` / ``airkit``.
 
-    airkit list                       what exists, one line each
-    airkit run NAME... [options]      run named benchmarks (or ``all``), write reports
-    airkit train [deep.train options] train a network on noisy CIFAR-10 (= python -m deep.train)
+airkit list                       what exists, one line each
+airkit run NAME... [options]      run named benchmarks (or ``all``), write reports
+airkit train [deep.train options] train a network on noisy CIFAR-10 (= python -m deep.train)
 """
 
 from __future__ import annotations
@@ -14,12 +14,20 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from benchmarks._io import atomic_write_json, atomic_write_text, environment, finalize_dir, latest_partial_dir, new_partial_dir
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext
 from benchmarks.report import markdown_table
+from benchmarks.run_files import (
+    atomic_write_json,
+    atomic_write_text,
+    environment,
+    finalize_dir,
+    latest_partial_dir,
+    new_partial_dir,
+)
 from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, frequency, noisy_cifar
 from benchmarks.runs.toy_distill import parse_alphas
 
@@ -28,10 +36,16 @@ RUN_OPTIONS = {
     "ridge": (float, "ridge lambda > 0 for toy-distill; default 0.2"),
     "alphas": (str, "comma-separated distillation weights alpha in [0,1] for toy-distill; default 0,0.25,0.35,0.6,1"),
     "steps": (int, "distillation steps >= 1 for toy-distill; default 10"),
-    "n": (int, "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar)"),
+    "n": (
+        int,
+        "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar)",
+    ),
     "epochs": (int, "training epochs >= 1 for runs that train networks"),
-    "noise": (str, "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
-                   "uniform:<rate> (from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4"),
+    "noise": (
+        str,
+        "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
+        "uniform:<rate> (from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4",
+    ),
 }
 
 # The smallest --n of each run that takes one, and why (the runs' own constants).
@@ -90,7 +104,9 @@ def check_out(out: Path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".airkit-write-test-")
         probe.close()
     except OSError as exc:
-        raise BenchmarkError(f"--out {out} is not writable ({exc.strerror or type(exc).__name__}); choose a folder you can write to") from None
+        raise BenchmarkError(
+            f"--out {out} is not writable ({exc.strerror or type(exc).__name__}); choose a folder you can write to"
+        ) from None
     return out
 
 
@@ -134,25 +150,44 @@ def _benchmarks() -> dict[str, Benchmark]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airkit", description="airkit: theory benchmarks, analytic limits beside trained networks.")
+    parser = argparse.ArgumentParser(
+        prog="airkit", description="airkit: theory benchmarks, analytic limits beside trained networks."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train}")
     sub.add_parser("list", help="list the named runs, one line each", description="List the named benchmark runs.")
-    run = sub.add_parser("run", help="run named benchmarks and write their reports",
-                         description="Run named benchmarks (or 'all'); each writes <out>/<name>/<timestamp>/ with "
-                                     "result.json, report.md and PNG figures, and <out>/index.md links them.")
+    run = sub.add_parser(
+        "run",
+        help="run named benchmarks and write their reports",
+        description="Run named benchmarks (or 'all'); each writes <out>/<name>/<timestamp>/ with "
+        "result.json, report.md and PNG figures, and <out>/index.md links them.",
+    )
     run.add_argument("names", nargs="+", metavar="NAME", help="run names from `airkit list`, or 'all'")
     run.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores in total)")
     run.add_argument("--out", type=Path, default=Path("results"), help="output root directory (default: results)")
-    run.add_argument("--data", type=Path, default=None,
-                     help="data file: points.csv (x,y) for toy-distill; a CIFAR-10 source (python batches, their .tar.gz, "
-                          "an image-folder tree or its tarball) for the image runs")
-    run.add_argument("--download", action="store_true",
-                     help="download the official cifar-10-python.tar.gz (MD5-checked) into the folder --data first and use it "
-                          "(needs network access; an existing good copy is reused)")
-    run.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy", help="array backend of the kernel-side runs (toy-distill, air-spectrum); the network runs use torch")
+    run.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data file: points.csv (x,y) for toy-distill; a CIFAR-10 source (python batches, their .tar.gz, "
+        "an image-folder tree or its tarball) for the image runs",
+    )
+    run.add_argument(
+        "--download",
+        action="store_true",
+        help="download the official cifar-10-python.tar.gz (MD5-checked) into the folder --data first and use it "
+        "(needs network access; an existing good copy is reused)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=("numpy", "torch", "cupy"),
+        default="numpy",
+        help="array backend of the kernel-side runs (toy-distill, air-spectrum); the network runs use torch",
+    )
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for torch/CuPy arrays and training")
     run.add_argument("--seed", type=str, default="0", help="random seed, an integer >= 0 (default 0)")
-    run.add_argument("--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars and per-part progress lines")
     for key, (_typ, text) in RUN_OPTIONS.items():  # text: converted and range-checked by check_run_options
         if key == "n":
@@ -188,14 +223,30 @@ def _write_index(out: Path) -> Path:
         last = done[-1]
         figs = ", ".join(f"[{p.name}]({bench.name}/{last.name}/{p.name})" for p in sorted(last.glob("*.png")))
         rows.append([bench.name, last.name, f"[report.md]({bench.name}/{last.name}/report.md)", figs])
-    lines = ["# airkit results", "", "Newest finished run of each benchmark.", "",
-             *markdown_table(["run", "when", "report", "figures"], rows)]
+    lines = [
+        "# airkit results",
+        "",
+        "Newest finished run of each benchmark.",
+        "",
+        *markdown_table(["run", "when", "report", "figures"], rows),
+    ]
     return atomic_write_text(out / "index.md", "\n".join(lines) + "\n")
 
 
-def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | None = None, backend: str = "numpy",
-              device: str = "cpu", seed: int = 0, resume: bool = False, progress: bool = True,
-              options: dict | None = None, overrides: dict | None = None) -> Path:
+def run_named(
+    bench: Benchmark,
+    *,
+    out: Path,
+    quick: bool = False,
+    data: Path | None = None,
+    backend: str = "numpy",
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    options: dict | None = None,
+    overrides: dict | None = None,
+) -> Path:
     """Run one benchmark into ``out/<name>/<timestamp>/`` atomically and return that directory.
 
     The run writes into a hidden ``.<timestamp>.partial`` directory (its finished parts under
@@ -209,9 +260,18 @@ def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | 
     directory = latest_partial_dir(out, bench.name) if resume else None
     resumed = directory is not None
     directory = directory or new_partial_dir(out, bench.name)
-    ctx = RunContext(name=bench.name, directory=directory, quick=quick, data=data, backend=backend, device=device,
-                     seed=seed, progress=progress, options=options,
-                     overrides=dict(overrides or {}))
+    ctx = RunContext(
+        name=bench.name,
+        directory=directory,
+        quick=quick,
+        data=data,
+        backend=backend,
+        device=device,
+        seed=seed,
+        progress=progress,
+        options=options,
+        overrides=dict(overrides or {}),
+    )
     start = time.perf_counter()
     try:
         output = bench.func(ctx)
@@ -221,15 +281,29 @@ def run_named(bench: Benchmark, *, out: Path, quick: bool = False, data: Path | 
             shutil.rmtree(directory, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start
-    result = {"name": bench.name, "quick": quick, "seed": seed, "backend": backend, "device": device,
-              "data": str(data) if data else None, "options": ctx.options, "overrides": ctx.overrides,
-              "parameters": output.parameters, "resumed": resumed, "seconds": seconds, "environment": environment(),
-              "numbers": output.numbers, "figures": list(output.figures)}
+    result = {
+        "name": bench.name,
+        "quick": quick,
+        "seed": seed,
+        "backend": backend,
+        "device": device,
+        "data": str(data) if data else None,
+        "options": ctx.options,
+        "overrides": ctx.overrides,
+        "parameters": output.parameters,
+        "resumed": resumed,
+        "seconds": seconds,
+        "environment": environment(),
+        "numbers": output.numbers,
+        "figures": list(output.figures),
+    }
     atomic_write_json(directory / "result.json", result)
-    header = (f"# {bench.name}\n\n{bench.summary}\n\n"
-              f"- quick: {quick}, seed: {seed}, backend: {backend}, device: {device}, time: {seconds:.1f} s"
-              f"{' in this session (resumed: parts finished earlier were read back)' if resumed else ''}\n"
-              f"- data: {data or 'bundled'}\n\n")
+    header = (
+        f"# {bench.name}\n\n{bench.summary}\n\n"
+        f"- quick: {quick}, seed: {seed}, backend: {backend}, device: {device}, time: {seconds:.1f} s"
+        f"{' in this session (resumed: parts finished earlier were read back)' if resumed else ''}\n"
+        f"- data: {data or 'bundled'}\n\n"
+    )
     body = output.markdown + "\n" + "".join(f"\n![{f}]({f})\n" for f in output.figures)
     atomic_write_text(directory / "report.md", header + body)
     return finalize_dir(directory)
@@ -257,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in options:
             if not any(key in b.options for b in benches):
                 takers = [b.name for b in ALL_RUNS if key in b.options]
-                raise BenchmarkError(f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}")
+                raise BenchmarkError(
+                    f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}"
+                )
         seed = check_seed(args.seed)
         check_out(args.out)
         options = check_run_options(options, benches)
@@ -265,9 +341,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require_cuda(args.backend)
         for bench in benches:
             print(f"[airkit] running {bench.name} ...", flush=True)
-            final = run_named(bench, out=args.out, quick=args.quick, data=args.data, backend=args.backend,
-                              device=args.device, seed=seed, resume=args.resume, progress=not args.no_progress,
-                              options=options)
+            final = run_named(
+                bench,
+                out=args.out,
+                quick=args.quick,
+                data=args.data,
+                backend=args.backend,
+                device=args.device,
+                seed=seed,
+                resume=args.resume,
+                progress=not args.no_progress,
+                options=options,
+            )
             print(f"[airkit] {bench.name}: {final / 'report.md'}", flush=True)
         index = _write_index(args.out)
     except (BenchmarkError, ValueError, TypeError, OSError, ImportError) as exc:

@@ -20,14 +20,14 @@ __all__ = ["NoisyClassification", "noisy_digits", "noisy_cifar_subset", "load_no
 @dataclass(frozen=True)
 class NoisyClassification:
     name: str
-    X_train: np.ndarray          # (n, d) standardised features
-    labels_true: np.ndarray      # (n,)
-    labels_given: np.ndarray     # (n,) after label noise
-    flipped: np.ndarray          # (n,) bool
-    X_val: np.ndarray            # (n_val, d)
+    X_train: np.ndarray  # (n, d) standardised features
+    labels_true: np.ndarray  # (n,)
+    labels_given: np.ndarray  # (n,) after label noise
+    flipped: np.ndarray  # (n,) bool
+    X_val: np.ndarray  # (n_val, d)
     val_labels_given: np.ndarray  # noisy, like the training labels
-    X_test: np.ndarray           # (m, d)
-    test_labels: np.ndarray      # clean
+    X_test: np.ndarray  # (m, d)
+    test_labels: np.ndarray  # clean
     n_classes: int
     noise: str
     images_train: np.ndarray | None = None  # (n, 32, 32, 3) uint8 for CIFAR, else None
@@ -65,13 +65,24 @@ def noisy_digits(*, n_train: int, n_val: int, noise: str, seed: int) -> NoisyCla
     Xtr, Xva, Xte = _standardise(X[tr], X[va], X[te])
     noisy = make_noise(noise, y[tr], num_classes=10, seed=seed)
     noisy_val = make_noise(noise, y[va], num_classes=10, seed=seed + 1)
-    return NoisyClassification(name="digits", X_train=Xtr, labels_true=y[tr], labels_given=noisy.labels,
-                               flipped=noisy.flipped, X_val=Xva, val_labels_given=noisy_val.labels, X_test=Xte,
-                               test_labels=y[te], n_classes=10, noise=noise)
+    return NoisyClassification(
+        name="digits",
+        X_train=Xtr,
+        labels_true=y[tr],
+        labels_given=noisy.labels,
+        flipped=noisy.flipped,
+        X_val=Xva,
+        val_labels_given=noisy_val.labels,
+        X_test=Xte,
+        test_labels=y[te],
+        n_classes=10,
+        noise=noise,
+    )
 
 
-def noisy_cifar_subset(path: Path, *, n_train: int, n_val: int, n_test: int, noise: str, seed: int,
-                       progress: bool = True) -> NoisyClassification:
+def noisy_cifar_subset(
+    path: Path, *, n_train: int, n_val: int, n_test: int, noise: str, seed: int, progress: bool = True
+) -> NoisyClassification:
     """A stratified CIFAR-10 subset (flattened pixels, standardised) with label noise."""
     from deep.data import CifarFormatError, load_cifar10
     from deep.splits import subset_indices
@@ -91,19 +102,30 @@ def noisy_cifar_subset(path: Path, *, n_train: int, n_val: int, n_test: int, noi
     ytr = data.train_labels[tr]
     noisy = make_noise(noise, ytr, num_classes=10, seed=seed)
     noisy_val = make_noise(noise, data.train_labels[va], num_classes=10, seed=seed + 1)
-    return NoisyClassification(name="cifar10", X_train=Xtr, labels_true=ytr, labels_given=noisy.labels,
-                               flipped=noisy.flipped, X_val=Xva, val_labels_given=noisy_val.labels, X_test=Xte,
-                               test_labels=data.test_labels[te], n_classes=10, noise=noise,
-                               images_train=data.train_images[tr], images_test=data.test_images[te])
+    return NoisyClassification(
+        name="cifar10",
+        X_train=Xtr,
+        labels_true=ytr,
+        labels_given=noisy.labels,
+        flipped=noisy.flipped,
+        X_val=Xva,
+        val_labels_given=noisy_val.labels,
+        X_test=Xte,
+        test_labels=data.test_labels[te],
+        n_classes=10,
+        noise=noise,
+        images_train=data.train_images[tr],
+        images_test=data.test_images[te],
+    )
 
 
-def load_noisy(data: Path | None, *, n_train: int, n_val: int, n_test: int, noise: str, seed: int,
-               progress: bool = True) -> NoisyClassification:
+def load_noisy(
+    data: Path | None, *, n_train: int, n_val: int, n_test: int, noise: str, seed: int, progress: bool = True
+) -> NoisyClassification:
     """Digits when ``data`` is None, else a CIFAR-10 subset read from ``data``."""
     if data is None:
         return noisy_digits(n_train=n_train, n_val=n_val, noise=noise, seed=seed)
-    return noisy_cifar_subset(data, n_train=n_train, n_val=n_val, n_test=n_test, noise=noise, seed=seed,
-                              progress=progress)
+    return noisy_cifar_subset(data, n_train=n_train, n_val=n_val, n_test=n_test, noise=noise, seed=seed, progress=progress)
 
 
 def write_digits_as_cifar(root: Path, *, seed: int = 0, n_test: int = 400) -> Path:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = ["PartLog", "duration"]
 
@@ -83,16 +84,16 @@ class PartLog:
         self._timed_cost += self.plan.get(name, 0.0)
         left = self.left()
         rest = "all steps done" if left == 0 else ("time left unknown" if left is None else f"about {duration(left)} left")
-        self._line(f"{self._index(name)}{name} done in {duration(dt)} "
-                   f"(elapsed {duration(time.perf_counter() - self.start)}, {rest})")
+        self._line(
+            f"{self._index(name)}{name} done in {duration(dt)} (elapsed {duration(time.perf_counter() - self.start)}, {rest})"
+        )
         return out
 
     def skip(self, *names: str) -> None:
         """Mark steps as done without timing them (read back from an earlier session)."""
         self._done.update(names)
 
-    def part(self, ctx: Any, key: str, fn: Callable[[], Any], what: str | None = None,
-             inner: tuple[str, ...] = ()) -> Any:
+    def part(self, ctx: Any, key: str, fn: Callable[[], Any], what: str | None = None, inner: tuple[str, ...] = ()) -> Any:
         """``ctx.part(key, fn)`` with progress lines.
 
         Without ``inner`` the part is one step named ``key``. With ``inner``, ``fn`` logs

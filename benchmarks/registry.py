@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from benchmarks._io import atomic_write_json
+from benchmarks.run_files import atomic_write_json
 
 __all__ = ["RunContext", "RunOutput", "Benchmark", "BenchmarkError"]
 
@@ -45,7 +46,7 @@ class RunContext:
 
     def asarray(self, x: Any) -> Any:
         """A numpy array moved to this run's ``backend`` and ``device`` (numpy stays numpy on the CPU)."""
-        from kernels._backend import namespace_for
+        from kernels.backend import namespace_for
 
         if self.backend == "numpy":
             if self.device != "cpu":

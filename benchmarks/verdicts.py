@@ -43,13 +43,14 @@ networks of any depth evolve as linear models under gradient descent. NeurIPS.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from benchmarks.report import markdown_table
-from kernels._checks import Interval, check_param
+from kernels.checks import Interval, check_param
 
 __all__ = [
     "Verdict",
@@ -112,7 +113,7 @@ class Verdict:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON types; non-finite floats become None (as in ``benchmarks._io.to_jsonable``)."""
+        """The fields as JSON types; non-finite floats become None (as in ``benchmarks.run_files.to_jsonable``)."""
         out = asdict(self)
         for k, v in out.items():
             if isinstance(v, float) and not math.isfinite(v):
@@ -167,14 +168,17 @@ def _as_float(x: Any, fn: str, name: str) -> np.ndarray:
     return a
 
 
-def _check_values(a: np.ndarray, fn: str, name: str, *, low: float | None = None, high: float | None = None,
-                  allow_inf: bool = False) -> np.ndarray:
+def _check_values(
+    a: np.ndarray, fn: str, name: str, *, low: float | None = None, high: float | None = None, allow_inf: bool = False
+) -> np.ndarray:
     if np.any(np.isnan(a)) or (not allow_inf and not np.all(np.isfinite(a))):
         raise ValueError(f"{fn}: {name} must be finite{' or inf' if allow_inf else ''} (no NaN); got {a.ravel()[:8].tolist()!r}")
     if low is not None and np.any(a < low):
         raise ValueError(f"{fn}: {name} must be >= {low:g}; got a minimum of {float(np.min(a))!r}")
     if high is not None and np.any(a > high):
-        raise ValueError(f"{fn}: {name} must be <= {high:g} (a fraction, not a percentage); got a maximum of {float(np.max(a))!r}")
+        raise ValueError(
+            f"{fn}: {name} must be <= {high:g} (a fraction, not a percentage); got a maximum of {float(np.max(a))!r}"
+        )
     return a
 
 
@@ -209,8 +213,10 @@ def _per_seed(x: Any, fn: str, name: str) -> list[np.ndarray]:
     else:
         seq = None
     if seq is None or len(seq) == 0:
-        raise ValueError(f"{fn}: {name} must be a list of 1-D arrays (one per seed) or one 1-D array; got {type(x).__name__} "
-                         f"of shape {np.shape(x)}")
+        raise ValueError(
+            f"{fn}: {name} must be a list of 1-D arrays (one per seed) or one 1-D array; got {type(x).__name__} "
+            f"of shape {np.shape(x)}"
+        )
     out = []
     for s, e in enumerate(seq):
         a = np.asarray(e)
@@ -284,13 +290,20 @@ def air_energy_verdicts(clean_share: Any, noise_share: Any, fractions: Any, *, f
         if np.any(empty):
             detail += f"; seeds {np.flatnonzero(empty).tolist()} have no clean or noise energy there (ratio undefined)"
         pct = f"{100 * float(frac):g}"
-        out.append(Verdict(
-            key=f"P1 top-{pct}%",
-            prediction=f"clean labels put more of their energy than the label noise in the top {pct}% of kernel "
-                       f"eigen-directions (AIR)",
-            analytic=None, measured=mean, measured_std=std, n_seeds=int(C.shape[0]),
-            tolerance=f"clean share >= {factor:g} x noise share in every seed",
-            passed=bool(np.all(ok)), detail=detail))
+        out.append(
+            Verdict(
+                key=f"P1 top-{pct}%",
+                prediction=f"clean labels put more of their energy than the label noise in the top {pct}% of kernel "
+                f"eigen-directions (AIR)",
+                analytic=None,
+                measured=mean,
+                measured_std=std,
+                n_seeds=int(C.shape[0]),
+                tolerance=f"clean share >= {factor:g} x noise share in every seed",
+                passed=bool(np.all(ok)),
+                detail=detail,
+            )
+        )
     return out
 
 
@@ -332,18 +345,29 @@ def _clean_first(fits: list[np.ndarray], flipped: list[np.ndarray], *, key: str,
         leads.append(lead)
     mean, std = _mean_std(leads)
     counts = ", ".join(f"{int(np.sum(~fl))}/{int(np.sum(fl))}" for fl in flipped)
-    detail = (f"median first-fit {unit}: clean {_fmt_list(med_c)}, flipped {_fmt_list(med_f)} (per seed; inf = never); "
-              f"clean/flipped examples {counts}")
+    detail = (
+        f"median first-fit {unit}: clean {_fmt_list(med_c)}, flipped {_fmt_list(med_f)} (per seed; inf = never); "
+        f"clean/flipped examples {counts}"
+    )
     if notes:
         detail += "; " + "; ".join(notes)
-    return Verdict(key=key, prediction=prediction, analytic=None, measured=mean, measured_std=std, n_seeds=len(fits),
-                   tolerance=f"median first-fit {unit} of clean < that of flipped in every seed (inf = never fitted); "
-                             f"measured = flipped median - clean median",
-                   passed=bool(ok), detail=detail)
+    return Verdict(
+        key=key,
+        prediction=prediction,
+        analytic=None,
+        measured=mean,
+        measured_std=std,
+        n_seeds=len(fits),
+        tolerance=f"median first-fit {unit} of clean < that of flipped in every seed (inf = never fitted); "
+        f"measured = flipped median - clean median",
+        passed=bool(ok),
+        detail=detail,
+    )
 
 
-def _rank_verdict(predicted: list[np.ndarray], measured: list[np.ndarray], masks: list[np.ndarray], *, key: str,
-                  subset: str) -> Verdict:
+def _rank_verdict(
+    predicted: list[np.ndarray], measured: list[np.ndarray], masks: list[np.ndarray], *, key: str, subset: str
+) -> Verdict:
     from scipy.stats import spearmanr
 
     rhos, p1s, sizes, notes = [], [], [], []
@@ -368,15 +392,23 @@ def _rank_verdict(predicted: list[np.ndarray], measured: list[np.ndarray], masks
         p1s.append(p1)
         ok = ok and rho > 0 and p1 < P_MAX
     mean, std = _mean_std(rhos) if rhos else (math.nan, None)
-    detail = (f"Spearman rho {_fmt_list(rhos) or 'none'}; one-sided p {_fmt_list(p1s) or 'none'}; "
-              f"{subset} examples {', '.join(map(str, sizes))} (per seed)")
+    detail = (
+        f"Spearman rho {_fmt_list(rhos) or 'none'}; one-sided p {_fmt_list(p1s) or 'none'}; "
+        f"{subset} examples {', '.join(map(str, sizes))} (per seed)"
+    )
     if notes:
         detail += "; " + "; ".join(notes)
-    return Verdict(key=key,
-                   prediction=f"the kernel's first-fit times order the network's within the {subset} examples",
-                   analytic=None, measured=mean, measured_std=std, n_seeds=len(predicted),
-                   tolerance=f"Spearman rho > 0 and one-sided p < {P_MAX:g} in every seed (inf = never, tied last)",
-                   passed=bool(ok), detail=detail)
+    return Verdict(
+        key=key,
+        prediction=f"the kernel's first-fit times order the network's within the {subset} examples",
+        analytic=None,
+        measured=mean,
+        measured_std=std,
+        n_seeds=len(predicted),
+        tolerance=f"Spearman rho > 0 and one-sided p < {P_MAX:g} in every seed (inf = never, tied last)",
+        passed=bool(ok),
+        detail=detail,
+    )
 
 
 def ordering_verdicts(measured_fit: Any, predicted_fit: Any, flipped: Any) -> list[Verdict]:
@@ -412,10 +444,14 @@ def ordering_verdicts(measured_fit: Any, predicted_fit: Any, flipped: Any) -> li
         fails with the reason in ``detail``.
     """
     fn = "ordering_verdicts"
-    meas = [_check_values(_as_float(a, fn, f"measured_fit[{s}]"), fn, f"measured_fit[{s}]", low=0.0, allow_inf=True)
-            for s, a in enumerate(_per_seed(measured_fit, fn, "measured_fit"))]
-    pred = [_check_values(_as_float(a, fn, f"predicted_fit[{s}]"), fn, f"predicted_fit[{s}]", low=0.0, allow_inf=True)
-            for s, a in enumerate(_per_seed(predicted_fit, fn, "predicted_fit"))]
+    meas = [
+        _check_values(_as_float(a, fn, f"measured_fit[{s}]"), fn, f"measured_fit[{s}]", low=0.0, allow_inf=True)
+        for s, a in enumerate(_per_seed(measured_fit, fn, "measured_fit"))
+    ]
+    pred = [
+        _check_values(_as_float(a, fn, f"predicted_fit[{s}]"), fn, f"predicted_fit[{s}]", low=0.0, allow_inf=True)
+        for s, a in enumerate(_per_seed(predicted_fit, fn, "predicted_fit"))
+    ]
     flip = [_mask(a, fn, f"flipped[{s}]") for s, a in enumerate(_per_seed(flipped, fn, "flipped"))]
     _check_seed_count(fn, "predicted_fit", len(pred), len(meas), "measured_fit")
     _check_seed_count(fn, "flipped", len(flip), len(meas), "measured_fit")
@@ -424,10 +460,16 @@ def ordering_verdicts(measured_fit: Any, predicted_fit: Any, flipped: Any) -> li
             bad, size = ("predicted_fit", b.size) if b.size != a.size else ("flipped", m.size)
             raise ValueError(f"{fn}: {bad}[{s}] must have the length of measured_fit[{s}] ({a.size}); got {size}")
     return [
-        _clean_first(meas, flip, key="P2 clean first (net)", unit="epoch",
-                     prediction="the network fits clean examples before flipped ones"),
-        _clean_first(pred, flip, key="P2 clean first (theory)", unit="time",
-                     prediction="the linearised kernel model fits clean examples before flipped ones"),
+        _clean_first(
+            meas, flip, key="P2 clean first (net)", unit="epoch", prediction="the network fits clean examples before flipped ones"
+        ),
+        _clean_first(
+            pred,
+            flip,
+            key="P2 clean first (theory)",
+            unit="time",
+            prediction="the linearised kernel model fits clean examples before flipped ones",
+        ),
         _rank_verdict(pred, meas, [~m for m in flip], key="P2 rank clean", subset="clean"),
         _rank_verdict(pred, meas, flip, key="P2 rank flipped", subset="flipped"),
     ]
@@ -471,22 +513,30 @@ def early_stopping_verdict(test_acc: Any, memorised: Any) -> Verdict:
     drop = peak_acc - final
     ok = (peak < mem) & (final < peak_acc)
     mean, std = _mean_std(drop)
-    detail = (f"peak epoch {_fmt_epochs(peak)}; memorised >= {MEMORISED_LEVEL:g} at epoch {_fmt_epochs(mem)}; "
-              f"peak acc {_fmt_list(peak_acc)}; final acc {_fmt_list(final)}; drop {_fmt_list(drop)} (per seed, "
-              f"{A.shape[1]} epochs)")
-    return Verdict(key="P3 early stopping",
-                   prediction="cross-entropy's test accuracy peaks before it memorises the flipped labels, then falls",
-                   analytic=None, measured=mean, measured_std=std, n_seeds=int(A.shape[0]),
-                   tolerance=f"in every seed: peak epoch < first epoch with memorised >= {MEMORISED_LEVEL:g}, and "
-                             f"final acc < peak acc",
-                   passed=bool(np.all(ok)), detail=detail)
+    detail = (
+        f"peak epoch {_fmt_epochs(peak)}; memorised >= {MEMORISED_LEVEL:g} at epoch {_fmt_epochs(mem)}; "
+        f"peak acc {_fmt_list(peak_acc)}; final acc {_fmt_list(final)}; drop {_fmt_list(drop)} (per seed, "
+        f"{A.shape[1]} epochs)"
+    )
+    return Verdict(
+        key="P3 early stopping",
+        prediction="cross-entropy's test accuracy peaks before it memorises the flipped labels, then falls",
+        analytic=None,
+        measured=mean,
+        measured_std=std,
+        n_seeds=int(A.shape[0]),
+        tolerance=f"in every seed: peak epoch < first epoch with memorised >= {MEMORISED_LEVEL:g}, and final acc < peak acc",
+        passed=bool(np.all(ok)),
+        detail=detail,
+    )
 
 
 # ----------------------------------------------------------------------------- P4: distillation
 
 
-def distillation_verdicts(method: str, final_acc: Any, final_mem: Any, ce_es_acc: Any, ce_final_acc: Any,
-                          ce_final_mem: Any, *, points: float = 0.01) -> list[Verdict]:
+def distillation_verdicts(
+    method: str, final_acc: Any, final_mem: Any, ce_es_acc: Any, ce_final_acc: Any, ce_final_mem: Any, *, points: float = 0.01
+) -> list[Verdict]:
     """P4: self-distillation ~ early stopping, without stopping.
 
     Dong et al. (2019): self-distillation (targets from the network's own earlier
@@ -529,22 +579,55 @@ def distillation_verdicts(method: str, final_acc: Any, final_mem: Any, ce_es_acc
     m_es, m_ce, m_ce_mem = float(np.mean(es)), float(np.mean(ce_acc)), float(np.mean(ce_mem))
     n, seeds = int(acc.size), f"({int(es.size)} seeds)"
 
-    def p4(key: str, prediction: str, analytic: float | None, measured: tuple[float, float | None], tolerance: str,
-           passed: bool, detail: str) -> Verdict:
-        return Verdict(key=f"P4 {method} {key}", prediction=f"{method} {prediction}", analytic=analytic,
-                       measured=measured[0], measured_std=measured[1], n_seeds=n, tolerance=tolerance,
-                       passed=bool(passed), detail=f"{method} final {detail}")
+    def p4(
+        key: str,
+        prediction: str,
+        analytic: float | None,
+        measured: tuple[float, float | None],
+        tolerance: str,
+        passed: bool,
+        detail: str,
+    ) -> Verdict:
+        return Verdict(
+            key=f"P4 {method} {key}",
+            prediction=f"{method} {prediction}",
+            analytic=analytic,
+            measured=measured[0],
+            measured_std=measured[1],
+            n_seeds=n,
+            tolerance=tolerance,
+            passed=bool(passed),
+            detail=f"{method} final {detail}",
+        )
 
     return [
-        p4("vs early stop", "at the end of training matches cross-entropy stopped at its best epoch", m_es, (m_acc, s_acc),
-           f"mean acc >= mean early-stopped CE acc - {points:g}", m_acc >= m_es - points - ROUND_OFF,
-           f"acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} {seeds}; difference {_fmt(m_acc - m_es)}"),
-        p4("vs CE final", "ends with higher test accuracy than cross-entropy trained to the end", None, (m_acc, s_acc),
-           f"mean acc > mean final CE acc ({_fmt(m_ce)})", m_acc > m_ce + ROUND_OFF,
-           f"acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} {seeds}; difference {_fmt(m_acc - m_ce)}"),
-        p4("memorisation", "memorises at most half as many flipped labels as cross-entropy", None, (m_mem, s_mem),
-           f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})", m_mem <= 0.5 * m_ce_mem + ROUND_OFF,
-           f"memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} {seeds}"),
+        p4(
+            "vs early stop",
+            "at the end of training matches cross-entropy stopped at its best epoch",
+            m_es,
+            (m_acc, s_acc),
+            f"mean acc >= mean early-stopped CE acc - {points:g}",
+            m_acc >= m_es - points - ROUND_OFF,
+            f"acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} {seeds}; difference {_fmt(m_acc - m_es)}",
+        ),
+        p4(
+            "vs CE final",
+            "ends with higher test accuracy than cross-entropy trained to the end",
+            None,
+            (m_acc, s_acc),
+            f"mean acc > mean final CE acc ({_fmt(m_ce)})",
+            m_acc > m_ce + ROUND_OFF,
+            f"acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} {seeds}; difference {_fmt(m_acc - m_ce)}",
+        ),
+        p4(
+            "memorisation",
+            "memorises at most half as many flipped labels as cross-entropy",
+            None,
+            (m_mem, s_mem),
+            f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})",
+            m_mem <= 0.5 * m_ce_mem + ROUND_OFF,
+            f"memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} {seeds}",
+        ),
     ]
 
 
@@ -557,8 +640,9 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
 
 
-def ntk_regime_verdicts(widths: Sequence[int], net_curves: Sequence[Any], analytic_curve: Any, gaps: Sequence[Any], *,
-                        points: float = 0.02) -> list[Verdict]:
+def ntk_regime_verdicts(
+    widths: Sequence[int], net_curves: Sequence[Any], analytic_curve: Any, gaps: Sequence[Any], *, points: float = 0.02
+) -> list[Verdict]:
     """P5: wide networks follow the linearised dynamics, with an output gap ~ width^(-1/2).
 
     In the NTK regime (Jacot et al. 2018) the network's training follows the kernel
@@ -601,13 +685,19 @@ def ntk_regime_verdicts(widths: Sequence[int], net_curves: Sequence[Any], analyt
         raise ValueError(f"{fn}: widths must be strictly increasing; got {w.astype(int).tolist()!r}")
     a_curve = _vector(analytic_curve, fn, "analytic_curve", low=0.0, high=1.0)
     if isinstance(net_curves, np.ndarray) or not isinstance(net_curves, (list, tuple)) or len(net_curves) != w.size:
-        raise ValueError(f"{fn}: net_curves must be a list with one (seeds, T) array per width ({w.size}); "
-                         f"got {type(net_curves).__name__} of length {len(net_curves) if hasattr(net_curves, '__len__') else '?'}")
+        raise ValueError(
+            f"{fn}: net_curves must be a list with one (seeds, T) array per width ({w.size}); "
+            f"got {type(net_curves).__name__} of length {len(net_curves) if hasattr(net_curves, '__len__') else '?'}"
+        )
     if isinstance(gaps, np.ndarray) or not isinstance(gaps, (list, tuple)) or len(gaps) != w.size:
-        raise ValueError(f"{fn}: gaps must be a list with one (seeds,) array per width ({w.size}); "
-                         f"got {type(gaps).__name__} of length {len(gaps) if hasattr(gaps, '__len__') else '?'}")
-    curves = [_seed_matrix(c, fn, f"net_curves[{j}]", cols=a_curve.size, what="steps (the length of analytic_curve)",
-                           low=0.0, high=1.0) for j, c in enumerate(net_curves)]
+        raise ValueError(
+            f"{fn}: gaps must be a list with one (seeds,) array per width ({w.size}); "
+            f"got {type(gaps).__name__} of length {len(gaps) if hasattr(gaps, '__len__') else '?'}"
+        )
+    curves = [
+        _seed_matrix(c, fn, f"net_curves[{j}]", cols=a_curve.size, what="steps (the length of analytic_curve)", low=0.0, high=1.0)
+        for j, c in enumerate(net_curves)
+    ]
     G = [_vector(g, fn, f"gaps[{j}]", low=0.0) for j, g in enumerate(gaps)]
     wi = [int(v) for v in w]
 
@@ -617,13 +707,18 @@ def ntk_regime_verdicts(widths: Sequence[int], net_curves: Sequence[Any], analyt
     t_max = int(np.argmax(dev_t))
     dev = float(dev_t[t_max])
     per_seed = np.max(np.abs(widest - a_curve), axis=1)
-    v1 = Verdict(key="P5 widest net = analytic curve",
-                 prediction=f"the widest network (width {wi[-1]}) follows the linearised model's test-accuracy curve",
-                 analytic=0.0, measured=dev, measured_std=None, n_seeds=int(widest.shape[0]),
-                 tolerance=f"max over steps |mean net acc - analytic acc| <= {points:g}",
-                 passed=bool(dev <= points + ROUND_OFF),
-                 detail=f"largest deviation {_fmt(dev)} at recorded step {t_max} of {a_curve.size}; per-seed max "
-                        f"deviation {_fmt_list(per_seed)}")
+    v1 = Verdict(
+        key="P5 widest net = analytic curve",
+        prediction=f"the widest network (width {wi[-1]}) follows the linearised model's test-accuracy curve",
+        analytic=0.0,
+        measured=dev,
+        measured_std=None,
+        n_seeds=int(widest.shape[0]),
+        tolerance=f"max over steps |mean net acc - analytic acc| <= {points:g}",
+        passed=bool(dev <= points + ROUND_OFF),
+        detail=f"largest deviation {_fmt(dev)} at recorded step {t_max} of {a_curve.size}; per-seed max "
+        f"deviation {_fmt_list(per_seed)}",
+    )
 
     # 2. the gap shrinks
     mg = np.array([float(np.mean(g)) for g in G])
@@ -637,11 +732,17 @@ def ntk_regime_verdicts(widths: Sequence[int], net_curves: Sequence[Any], analyt
     else:
         ok2, ratio, why2 = bool(np.all(np.diff(mg) < 0)), float(mg[-1] / mg[0]), ""
     analytic_ratio = float((w[-1] / w[0]) ** GAP_EXPONENT)
-    v2 = Verdict(key="P5 gap shrinks with width",
-                 prediction="the network's output gap to the linearised model shrinks as the width grows",
-                 analytic=analytic_ratio, measured=ratio, measured_std=None, n_seeds=min(seeds),
-                 tolerance="mean gap strictly decreasing in width; measured = widest / narrowest mean gap",
-                 passed=ok2, detail=f"mean gap {gap_text}{counts}{why2}")
+    v2 = Verdict(
+        key="P5 gap shrinks with width",
+        prediction="the network's output gap to the linearised model shrinks as the width grows",
+        analytic=analytic_ratio,
+        measured=ratio,
+        measured_std=None,
+        n_seeds=min(seeds),
+        tolerance="mean gap strictly decreasing in width; measured = widest / narrowest mean gap",
+        passed=ok2,
+        detail=f"mean gap {gap_text}{counts}{why2}",
+    )
 
     # 3. the exponent
     lo, hi = GAP_EXPONENT - GAP_EXPONENT_TOL, GAP_EXPONENT + GAP_EXPONENT_TOL
@@ -659,12 +760,18 @@ def ntk_regime_verdicts(widths: Sequence[int], net_curves: Sequence[Any], analyt
             slopes = [_slope(lw, np.log(S[:, s])) for s in range(S.shape[1])]
             std3 = float(np.std(slopes, ddof=1))
             why3 = f"; per-seed slopes {_fmt_list(slopes)}"
-    v3 = Verdict(key="P5 gap exponent",
-                 prediction="the output gap falls like width^(-1/2) (NTK regime)",
-                 analytic=GAP_EXPONENT, measured=slope, measured_std=std3, n_seeds=min(seeds),
-                 tolerance=f"|slope of log mean gap vs log width - ({GAP_EXPONENT:g})| <= {GAP_EXPONENT_TOL:g}, "
-                           f"i.e. slope in [{lo:g}, {hi:g}]",
-                 passed=ok3, detail=f"slope {_fmt(slope)} over widths {wi}; mean gap {gap_text}{why3}")
+    v3 = Verdict(
+        key="P5 gap exponent",
+        prediction="the output gap falls like width^(-1/2) (NTK regime)",
+        analytic=GAP_EXPONENT,
+        measured=slope,
+        measured_std=std3,
+        n_seeds=min(seeds),
+        tolerance=f"|slope of log mean gap vs log width - ({GAP_EXPONENT:g})| <= {GAP_EXPONENT_TOL:g}, "
+        f"i.e. slope in [{lo:g}, {hi:g}]",
+        passed=ok3,
+        detail=f"slope {_fmt(slope)} over widths {wi}; mean gap {gap_text}{why3}",
+    )
     return [v1, v2, v3]
 
 
@@ -698,8 +805,13 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
     """
     vs = _check_verdicts(verdicts, "verdict_table")
     header = ["key", "prediction", "analytic", "measured (mean ± std, n seeds)", "tolerance", "verdict"]
-    rows = [[_cell(c) for c in (v.key, v.prediction, _fmt(v.analytic), _measured_cell(v), v.tolerance,
-                                "PASS" if v.passed else "FAIL")] for v in vs]
+    rows = [
+        [
+            _cell(c)
+            for c in (v.key, v.prediction, _fmt(v.analytic), _measured_cell(v), v.tolerance, "PASS" if v.passed else "FAIL")
+        ]
+        for v in vs
+    ]
     return "\n".join(markdown_table(header, rows))
 
 

@@ -11,13 +11,14 @@ See ``KellerJordan/cifar10-airbench`` (``batch_flip_lr``, ``batch_crop``) for th
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernels._checks import Interval, check_param
+from kernels.checks import Interval, check_param
 
 __all__ = [
     "CIFAR_MEAN",
@@ -36,8 +37,15 @@ CIFAR_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
 
-def to_device(images: Any, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
-              mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD, channels_last: bool = False) -> torch.Tensor:
+def to_device(
+    images: Any,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    mean: tuple[float, ...] = CIFAR_MEAN,
+    std: tuple[float, ...] = CIFAR_STD,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """uint8 NHWC images -> normalised float NCHW tensor on ``device``.
 
     ``x = (images / 255 - mean) / std`` per channel. The uint8 array is moved to the
@@ -91,7 +99,9 @@ def _check_batch(fn: str, x: Any) -> None:
 
 def _check_generator(fn: str, generator: Any) -> None:
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"{fn}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)); got {type(generator).__name__}")
+        raise TypeError(
+            f"{fn}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)); got {type(generator).__name__}"
+        )
 
 
 def flip_with_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -102,7 +112,9 @@ def flip_with_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     fn = "flip_with_mask"
     _check_batch(fn, x)
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (x.shape[0],):
-        raise ValueError(f"{fn}: mask must be a bool tensor of shape ({x.shape[0]},); got {getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+        raise ValueError(
+            f"{fn}: mask must be a bool tensor of shape ({x.shape[0]},); got {getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}"
+        )
     return torch.where(mask.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -128,9 +140,13 @@ def crop_with_shifts(x: torch.Tensor, shift_y: torch.Tensor, shift_x: torch.Tens
     check_param(fn, "pad", pad, Interval(int, 0, min(h, w) - 1))
     for name, s in (("shift_y", shift_y), ("shift_x", shift_x)):
         if not isinstance(s, torch.Tensor) or s.dtype not in (torch.int64, torch.int32) or tuple(s.shape) != (n,):
-            raise ValueError(f"{fn}: {name} must be an integer tensor of shape ({n},); got {getattr(s, 'dtype', type(s).__name__)} {tuple(getattr(s, 'shape', ()))}")
+            raise ValueError(
+                f"{fn}: {name} must be an integer tensor of shape ({n},); got {getattr(s, 'dtype', type(s).__name__)} {tuple(getattr(s, 'shape', ()))}"
+            )
         if s.numel() and (int(s.min()) < 0 or int(s.max()) > 2 * pad):
-            raise ValueError(f"{fn}: {name} must lie in [0, {2 * pad}] for pad={pad}; got values in [{int(s.min())}, {int(s.max())}]")
+            raise ValueError(
+                f"{fn}: {name} must lie in [0, {2 * pad}] for pad={pad}; got values in [{int(s.min())}, {int(s.max())}]"
+            )
     if pad == 0:
         return x.clone()
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
@@ -162,8 +178,15 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: boo
     return batch_flip(out, generator) if flip else out
 
 
-def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None, shuffle: bool = True, drop_last: bool = False,
-            device: str | torch.device | None = None) -> Iterator[torch.Tensor]:
+def batches(
+    n: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    device: str | torch.device | None = None,
+) -> Iterator[torch.Tensor]:
     """Index tensors (int64) covering ``range(n)`` in batches of ``batch_size``.
 
     A random permutation (drawn from ``generator``, required when ``shuffle``) or the
@@ -184,4 +207,4 @@ def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
     if device is not None:
         order = order.to(device)
     stop = (n // batch_size) * batch_size if drop_last else n
-    return (order[i:i + batch_size] for i in range(0, stop, batch_size))
+    return (order[i : i + batch_size] for i in range(0, stop, batch_size))

@@ -3,7 +3,7 @@
 Every hyper-parameter of a run sits in :class:`TrainConfig`, which is passed
 explicitly to each stage (data, model, loop, records): nothing is read from a
 global. Bounds are data (:data:`CONSTRAINTS`), checked through
-:mod:`kernels._checks` when the config is built, so a bad value fails at once
+:mod:`kernels.checks` when the config is built, so a bad value fails at once
 with an error that names the field and what it allows::
 
     TrainConfig: lr must be a float in (0, inf); got -1.0
@@ -18,10 +18,11 @@ import argparse
 import ast
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from kernels._checks import Interval, Options, check_param, check_params
+from kernels.checks import Interval, Options, check_param, check_params
 
 __all__ = [
     "TrainConfig",
@@ -240,7 +241,7 @@ class TrainConfig:
             object.__setattr__(self, "model_options", tuple(tuple(p) for p in self.model_options))
         validate_config(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -253,7 +254,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise a TypeError naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -301,17 +302,27 @@ def validate_config(cfg: TrainConfig) -> None:
         ("target_momentum", MOMENTUM_METHODS, "the weight on the previous target of method='self-distill' or 'sat'"),
     ):
         if cfg.method not in methods and getattr(cfg, name) != defaults[name]:
-            raise ValueError(f"{fn}: {name} is {meaning}; method={cfg.method!r} does not use it (drop it or change the "
-                             f"method); got {name}={getattr(cfg, name)!r}")
+            raise ValueError(
+                f"{fn}: {name} is {meaning}; method={cfg.method!r} does not use it (drop it or change the "
+                f"method); got {name}={getattr(cfg, name)!r}"
+            )
     if cfg.weight_schedule != defaults["weight_schedule"] and cfg.method not in MOMENTUM_METHODS + ALPHA_METHODS:
-        raise ValueError(f"{fn}: weight_schedule schedules alpha (generations) or target_momentum (self-distill, sat); "
-                         f"method={cfg.method!r} uses neither; got weight_schedule={cfg.weight_schedule!r}")
+        raise ValueError(
+            f"{fn}: weight_schedule schedules alpha (generations) or target_momentum (self-distill, sat); "
+            f"method={cfg.method!r} uses neither; got weight_schedule={cfg.weight_schedule!r}"
+        )
     if cfg.generations > 1 and cfg.method != "generations":
-        raise ValueError(f"{fn}: generations must be 1 unless method='generations'; got generations={cfg.generations} with method={cfg.method!r}")
+        raise ValueError(
+            f"{fn}: generations must be 1 unless method='generations'; got generations={cfg.generations} with method={cfg.method!r}"
+        )
     if cfg.distill_start and cfg.method not in ("self-distill", "sat"):
-        raise ValueError(f"{fn}: distill_start must be 0 unless method is 'self-distill' or 'sat'; got distill_start={cfg.distill_start} with method={cfg.method!r}")
+        raise ValueError(
+            f"{fn}: distill_start must be 0 unless method is 'self-distill' or 'sat'; got distill_start={cfg.distill_start} with method={cfg.method!r}"
+        )
     if cfg.distill_start >= cfg.epochs:
-        raise ValueError(f"{fn}: distill_start must be below epochs={cfg.epochs} (the targets would never move); got {cfg.distill_start}")
+        raise ValueError(
+            f"{fn}: distill_start must be below epochs={cfg.epochs} (the targets would never move); got {cfg.distill_start}"
+        )
     if cfg.download and cfg.data is None:
         raise ValueError(f"{fn}: download needs a data path to download into; got data=None")
 
@@ -377,41 +388,134 @@ def _model_options(items: Sequence[str]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m deep.train`` argument parser (defaults from :class:`TrainConfig`)."""
     d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    p = _OneLineParser(prog="python -m deep.train", description="Train a CIFAR-10 network on noisy labels (ce, self-distill, sat, interp, generations) and record every epoch.")
+    p = _OneLineParser(
+        prog="python -m deep.train",
+        description="Train a CIFAR-10 network on noisy labels (ce, self-distill, sat, interp, generations) and record every epoch.",
+    )
     a = p.add_argument
-    a("--data", metavar="PATH", default=None, help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set")
-    a("--download", action="store_true", help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)")
-    a("--cache-dir", default=None, metavar="DIR", help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)")
-    a("--noise", default=d["noise"], help="label noise: none, symmetric:<rate> (9 other classes), uniform:<rate> (all 10 classes), pair:<rate> or asym:<rate> (default %(default)s)")
+    a(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set",
+    )
+    a(
+        "--download",
+        action="store_true",
+        help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)",
+    )
+    a(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)",
+    )
+    a(
+        "--noise",
+        default=d["noise"],
+        help="label noise: none, symmetric:<rate> (9 other classes), uniform:<rate> (all 10 classes), pair:<rate> or asym:<rate> (default %(default)s)",
+    )
     a("--method", default=d["method"], help="target rule: ce, self-distill, sat, interp or generations (default %(default)s)")
     a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
-    a("--model-option", action="append", default=[], metavar="KEY=VALUE", help="network option for deep.models.make_model, repeatable; VALUE is a Python literal (e.g. width=2048, widths=(32,64,64))")
+    a(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="network option for deep.models.make_model, repeatable; VALUE is a Python literal (e.g. width=2048, widths=(32,64,64))",
+    )
     a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
     a("--batch-size", type=int, default=d["batch_size"], help="training batch size (default %(default)s)")
     a("--eval-batch-size", type=int, default=d["eval_batch_size"], help="evaluation batch size (default %(default)s)")
     a("--lr", type=float, default=d["lr"], help="peak SGD learning rate (default %(default)s)")
     a("--lr-schedule", default=d["lr_schedule"], help="linear (warm-up then decay to 0) or constant (default %(default)s)")
-    a("--warmup", type=float, default=d["warmup"], help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)")
+    a(
+        "--warmup",
+        type=float,
+        default=d["warmup"],
+        help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)",
+    )
     a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
     a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
     a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
-    a("--alpha", type=float, default=d["alpha"], help="generations: weight on the given (noisy) label, in [0, 1] (default %(default)s)")
-    a("--target-momentum", type=float, default=d["target_momentum"], help="self-distill, sat: weight m on the previous target, t <- m t + (1 - m) p, in [0, 1] (default %(default)s)")
-    a("--weight-schedule", default=d["weight_schedule"], help="constant, or linear from 1 to --alpha / --target-momentum (default %(default)s)")
-    a("--distill-start", type=int, default=d["distill_start"], metavar="E", help="self-distill, sat: epochs of plain one-hot targets before the targets start to move (default %(default)s)")
+    a(
+        "--alpha",
+        type=float,
+        default=d["alpha"],
+        help="generations: weight on the given (noisy) label, in [0, 1] (default %(default)s)",
+    )
+    a(
+        "--target-momentum",
+        type=float,
+        default=d["target_momentum"],
+        help="self-distill, sat: weight m on the previous target, t <- m t + (1 - m) p, in [0, 1] (default %(default)s)",
+    )
+    a(
+        "--weight-schedule",
+        default=d["weight_schedule"],
+        help="constant, or linear from 1 to --alpha / --target-momentum (default %(default)s)",
+    )
+    a(
+        "--distill-start",
+        type=int,
+        default=d["distill_start"],
+        metavar="E",
+        help="self-distill, sat: epochs of plain one-hot targets before the targets start to move (default %(default)s)",
+    )
     a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
-    a("--generations", type=int, default=d["generations"], help="number of generations K for --method generations (default %(default)s)")
-    a("--seed", type=int, default=d["seed"], help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)")
+    a(
+        "--generations",
+        type=int,
+        default=d["generations"],
+        help="number of generations K for --method generations (default %(default)s)",
+    )
+    a(
+        "--seed",
+        type=int,
+        default=d["seed"],
+        help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)",
+    )
     a("--device", default=d["device"], help="cpu, cuda or auto (default %(default)s)")
-    a("--subset", type=int, default=None, metavar="N", help="use N training images (stratified) before the validation split (default: all)")
+    a(
+        "--subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use N training images (stratified) before the validation split (default: all)",
+    )
     a("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
-    a("--val-fraction", type=float, default=d["val_fraction"], help="fraction of noisy training images held out for early stopping (default %(default)s)")
-    a("--freq-subset", type=int, default=d["freq_subset"], help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)")
-    a("--freq-deltas", type=_deltas, default=None, help="comma-separated filter variances delta (default: theory.frequency.delta_grid)")
+    a(
+        "--val-fraction",
+        type=float,
+        default=d["val_fraction"],
+        help="fraction of noisy training images held out for early stopping (default %(default)s)",
+    )
+    a(
+        "--freq-subset",
+        type=int,
+        default=d["freq_subset"],
+        help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)",
+    )
+    a(
+        "--freq-deltas",
+        type=_deltas,
+        default=None,
+        help="comma-separated filter variances delta (default: theory.frequency.delta_grid)",
+    )
     a("--no-augment", action="store_true", help="turn off random crop + flip")
-    a("--out", default=d["out"], help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)")
+    a(
+        "--out",
+        default=d["out"],
+        help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)",
+    )
     a("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    a("--stop-after", type=int, default=None, metavar="E", help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume")
+    a(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="E",
+        help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume",
+    )
     a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     return p
 

@@ -53,17 +53,28 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from deep.files import umask_file_mode
-from kernels._checks import Interval, check_param
+from kernels.checks import Interval, check_param
 
-__all__ = ["CIFAR10_CLASSES", "NUM_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CifarData", "CifarFormatError", "CifarDownloadError",
-           "load_cifar10", "download_cifar10", "default_cache_dir"]
+__all__ = [
+    "CIFAR10_CLASSES",
+    "NUM_CLASSES",
+    "CIFAR10_URL",
+    "CIFAR10_MD5",
+    "CifarData",
+    "CifarFormatError",
+    "CifarDownloadError",
+    "load_cifar10",
+    "download_cifar10",
+    "default_cache_dir",
+]
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = len(CIFAR10_CLASSES)
@@ -134,8 +145,10 @@ class CifarData:
         return len(self.classes)
 
     def __repr__(self) -> str:
-        return (f"CifarData(n_train={self.n_train}, n_test={self.n_test}, classes={len(self.classes)}, "
-                f"format={self.format!r}, source={self.source!r}, from_cache={self.from_cache})")
+        return (
+            f"CifarData(n_train={self.n_train}, n_test={self.n_test}, classes={len(self.classes)}, "
+            f"format={self.format!r}, source={self.source!r}, from_cache={self.from_cache})"
+        )
 
 
 # ----------------------------------------------------------------------------- public API
@@ -147,7 +160,9 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "airkit") / "cifar10"
 
 
-def load_cifar10(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, use_cache: bool = True, progress: bool = True) -> CifarData:
+def load_cifar10(
+    path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, use_cache: bool = True, progress: bool = True
+) -> CifarData:
     """Load CIFAR-10 from any of the four published layouts, decoding it only once.
 
     Parameters
@@ -242,7 +257,9 @@ def load_cifar10(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     return data
 
 
-def download_cifar10(dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 60.0, progress: bool = True) -> Path:
+def download_cifar10(
+    dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 60.0, progress: bool = True
+) -> Path:
     """Fetch the official ``cifar-10-python.tar.gz`` into directory ``dest``.
 
     The file is streamed to a temporary file in ``dest``, its MD5 checked against
@@ -317,8 +334,10 @@ def _detect(src: Path) -> tuple[str, Path]:
         return "tar", archives[0]
     if len(archives) > 1:
         raise CifarFormatError(f"{_FN}: {src} holds several archives ({', '.join(f.name for f in archives)}); pass one of them")
-    raise CifarFormatError(f"{_FN}: {src} is not a CIFAR-10 source; expected {PYTHON_DIR}/ (data_batch_1..5, test_batch), "
-                           f"{PYTHON_TAR}, an image tree <root>/train/<class>/*.png|jpg and <root>/test/..., or a tar of one")
+    raise CifarFormatError(
+        f"{_FN}: {src} is not a CIFAR-10 source; expected {PYTHON_DIR}/ (data_batch_1..5, test_batch), "
+        f"{PYTHON_TAR}, an image tree <root>/train/<class>/*.png|jpg and <root>/test/..., or a tar of one"
+    )
 
 
 def _digest(text: str) -> str:
@@ -368,16 +387,34 @@ def _read_cache(file: Path, key: str, location: Path) -> CifarData | None:
         with np.load(file, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 raise ValueError(f"it holds key {str(z['key'])[:16]}..., not {key[:16]}...")
-            data = CifarData(train_images=z["train_images"], train_labels=z["train_labels"], test_images=z["test_images"],
-                             test_labels=z["test_labels"], classes=tuple(str(c) for c in z["classes"]), source=str(location),
-                             format=str(z["format"]), from_cache=True)
+            data = CifarData(
+                train_images=z["train_images"],
+                train_labels=z["train_labels"],
+                test_images=z["test_images"],
+                test_labels=z["test_labels"],
+                classes=tuple(str(c) for c in z["classes"]),
+                source=str(location),
+                format=str(z["format"]),
+                from_cache=True,
+            )
         if data.classes != CIFAR10_CLASSES or data.format not in ("python", "python-tar", "folder", "folder-tar"):
             raise ValueError(f"it holds classes {data.classes!r} and format {data.format!r}")
         _verify(data, file)
         return data
-    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile) as exc:  # CifarFormatError is a ValueError
-        warnings.warn(f"{_FN}: ignoring unreadable or invalid cache file {file} ({_one_line(exc)}); decoding the source again",
-                      RuntimeWarning, stacklevel=3)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as exc:  # CifarFormatError is a ValueError
+        warnings.warn(
+            f"{_FN}: ignoring unreadable or invalid cache file {file} ({_one_line(exc)}); decoding the source again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
 
 
@@ -404,16 +441,27 @@ def _write_cache(file: Path, data: CifarData, key: str, location: Path) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{file.stem}-", suffix=".npz", dir=file.parent)
         os.fchmod(fd, umask_file_mode())
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, key=np.array(key), train_images=data.train_images, train_labels=data.train_labels,
-                     test_images=data.test_images, test_labels=data.test_labels, classes=np.array(data.classes),
-                     source=np.array(source), format=np.array(data.format))
+            np.savez(
+                out,
+                key=np.array(key),
+                train_images=data.train_images,
+                train_labels=data.train_labels,
+                test_images=data.test_images,
+                test_labels=data.test_labels,
+                classes=np.array(data.classes),
+                source=np.array(source),
+                format=np.array(data.format),
+            )
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, file)
         tmp = None
     except OSError as exc:
-        warnings.warn(f"{_FN}: could not write the cache file {file} ({_one_line(exc)}); the data are returned uncached",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{_FN}: could not write the cache file {file} ({_one_line(exc)}); the data are returned uncached",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return
     finally:
         if tmp is not None:
@@ -459,23 +507,33 @@ def _check_split(images: Any, labels: Any, split: str, where: Any, *, balanced: 
         raise CifarFormatError(f"{_FN}: {where}: {split} labels must be int64 of shape ({images.shape[0]},); got {got}")
     n, k = int(labels.shape[0]), len(CIFAR10_CLASSES)
     if n and (labels.min() < 0 or labels.max() >= k):
-        raise CifarFormatError(f"{_FN}: {where}: {split} labels must lie in 0..{k - 1}; got values from {labels.min()} to {labels.max()}")
+        raise CifarFormatError(
+            f"{_FN}: {where}: {split} labels must lie in 0..{k - 1}; got values from {labels.min()} to {labels.max()}"
+        )
     counts = np.bincount(labels, minlength=k)
     per = FULL_PER_CLASS[split]
     full = full or n == per * k
-    expected = f"expected {per * k} ({per} per class)" if full else f"expected all {k} classes" + (" with the same count each" if balanced else "")
+    expected = (
+        f"expected {per * k} ({per} per class)"
+        if full
+        else f"expected all {k} classes" + (" with the same count each" if balanced else "")
+    )
     found = ", ".join(f"{c} {int(m)}" for c, m in zip(CIFAR10_CLASSES, counts))
     missing = np.flatnonzero(counts == 0)
     if missing.size:
         names = ", ".join(CIFAR10_CLASSES[i] for i in missing)
         plural = "classes" if missing.size > 1 else "class"
-        raise CifarFormatError(f"{_FN}: {where}: {split} has {n} images and {plural} {_ranges(missing)} ({names}) missing; {expected}; "
-                               f"found {found} (truncated or partial copy?)")
+        raise CifarFormatError(
+            f"{_FN}: {where}: {split} has {n} images and {plural} {_ranges(missing)} ({names}) missing; {expected}; "
+            f"found {found} (truncated or partial copy?)"
+        )
     if full and not np.all(counts == per):
         raise CifarFormatError(f"{_FN}: {where}: {split} has {n} images; {expected}; found {found}")
     if balanced and not np.all(counts == counts[0]):
-        raise CifarFormatError(f"{_FN}: {where}: {split} has {n} images with unequal class counts ({found}); an image tree must hold "
-                               f"the same number per class (full CIFAR-10: {per}); truncated or partial copy?")
+        raise CifarFormatError(
+            f"{_FN}: {where}: {split} has {n} images with unequal class counts ({found}); an image tree must hold "
+            f"the same number per class (full CIFAR-10: {per}); truncated or partial copy?"
+        )
 
 
 def _verify(data: CifarData, where: Any, *, full: bool = False) -> CifarData:
@@ -507,7 +565,13 @@ def _bar(progress: bool, total: int | None, desc: str, unit: str):
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Reconstructs numpy arrays and builtins only; anything else is refused."""
 
-    _ALLOWED = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    _ALLOWED = {
+        ("multiarray", "_reconstruct"),
+        ("multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         short = module.rsplit(".", 1)[-1]
@@ -526,11 +590,15 @@ def _unpickle(raw: bytes, where: str, what: str) -> Any:
     try:
         obj = _NumpyOnlyUnpickler(buf, encoding="bytes").load()
     except Exception as exc:  # any unpickling failure means a corrupt or foreign file
-        raise CifarFormatError(f"{_FN}: {where} is not a readable {what} (corrupt or truncated pickle, {len(raw)} bytes: "
-                               f"{type(exc).__name__}: {_one_line(exc)})") from exc
+        raise CifarFormatError(
+            f"{_FN}: {where} is not a readable {what} (corrupt or truncated pickle, {len(raw)} bytes: "
+            f"{type(exc).__name__}: {_one_line(exc)})"
+        ) from exc
     if buf.tell() != len(raw):
-        raise CifarFormatError(f"{_FN}: {where} has {len(raw) - buf.tell()} bytes after the end of its pickle ({len(raw)} bytes); "
-                               f"the file is corrupt or not a {what}")
+        raise CifarFormatError(
+            f"{_FN}: {where} has {len(raw) - buf.tell()} bytes after the end of its pickle ({len(raw)} bytes); "
+            f"the file is corrupt or not a {what}"
+        )
     return obj
 
 
@@ -541,7 +609,9 @@ def _parse_meta(raw: bytes, where: str) -> int | None:
         raise CifarFormatError(f"{_FN}: {where} holds a {type(obj).__name__}, not the batches.meta dict")
     names = obj.get(b"label_names", obj.get("label_names"))
     if names is not None and (not isinstance(names, (list, tuple)) or len(names) != len(CIFAR10_CLASSES)):
-        raise CifarFormatError(f"{_FN}: {where}: label_names must list {len(CIFAR10_CLASSES)} classes; got {_one_line(repr(names))[:120]}")
+        raise CifarFormatError(
+            f"{_FN}: {where}: label_names must list {len(CIFAR10_CLASSES)} classes; got {_one_line(repr(names))[:120]}"
+        )
     per_batch = obj.get(b"num_cases_per_batch", obj.get("num_cases_per_batch"))
     if per_batch is None:
         return None
@@ -558,9 +628,13 @@ def _parse_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     data = obj.get(b"data", obj.get("data"))
     labels = obj.get(b"labels", obj.get("labels"))
     if not isinstance(data, np.ndarray) or labels is None:
-        raise CifarFormatError(f"{_FN}: {where} lacks the b'data' array or b'labels' list of a CIFAR-10 batch (keys: {sorted(map(str, obj))})")
+        raise CifarFormatError(
+            f"{_FN}: {where} lacks the b'data' array or b'labels' list of a CIFAR-10 batch (keys: {sorted(map(str, obj))})"
+        )
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise CifarFormatError(f"{_FN}: {where}: data must be a uint8 (m, 3072) array of 32x32x3 images; got {data.dtype} {data.shape}")
+        raise CifarFormatError(
+            f"{_FN}: {where}: data must be a uint8 (m, 3072) array of 32x32x3 images; got {data.dtype} {data.shape}"
+        )
     try:
         lab = np.array(labels, dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -579,18 +653,31 @@ def _assemble_python(batches: dict[str, bytes], where: Path, names: dict[str, st
     """
     for name in (*TRAIN_BATCHES, TEST_BATCH):
         if name not in batches:
-            raise CifarFormatError(f"{_FN}: {where} has no {PYTHON_DIR}/{name}; the official layout needs data_batch_1..5 and test_batch")
+            raise CifarFormatError(
+                f"{_FN}: {where} has no {PYTHON_DIR}/{name}; the official layout needs data_batch_1..5 and test_batch"
+            )
     per_batch = _parse_meta(batches[META_FILE], names[META_FILE]) if META_FILE in batches else None
     train = [_parse_batch(batches[n], names[n]) for n in TRAIN_BATCHES]
     test_images, test_labels = _parse_batch(batches[TEST_BATCH], names[TEST_BATCH])
     full = per_batch == FULL_PER_CLASS["train"] * len(CIFAR10_CLASSES) // len(TRAIN_BATCHES)
     for n, (images, _) in zip(TRAIN_BATCHES, train):
         if per_batch is not None and images.shape[0] != per_batch:
-            raise CifarFormatError(f"{_FN}: {names[n]} holds {images.shape[0]} images; {names[META_FILE]} declares {per_batch} per batch")
+            raise CifarFormatError(
+                f"{_FN}: {names[n]} holds {images.shape[0]} images; {names[META_FILE]} declares {per_batch} per batch"
+            )
     if full and test_images.shape[0] != per_batch:
-        raise CifarFormatError(f"{_FN}: {names[TEST_BATCH]} holds {test_images.shape[0]} images; the full CIFAR-10 test batch has {per_batch}")
-    data = CifarData(train_images=np.concatenate([t[0] for t in train]), train_labels=np.concatenate([t[1] for t in train]),
-                     test_images=test_images, test_labels=test_labels, classes=CIFAR10_CLASSES, source=str(where), format=fmt)
+        raise CifarFormatError(
+            f"{_FN}: {names[TEST_BATCH]} holds {test_images.shape[0]} images; the full CIFAR-10 test batch has {per_batch}"
+        )
+    data = CifarData(
+        train_images=np.concatenate([t[0] for t in train]),
+        train_labels=np.concatenate([t[1] for t in train]),
+        test_images=test_images,
+        test_labels=test_labels,
+        classes=CIFAR10_CLASSES,
+        source=str(where),
+        format=fmt,
+    )
     return _verify(data, where, full=full)
 
 
@@ -600,7 +687,9 @@ def _decode_python_dir(location: Path, progress: bool) -> CifarData:
         for name in (*TRAIN_BATCHES, TEST_BATCH):
             f = location / name
             if not f.is_file():
-                raise CifarFormatError(f"{_FN}: {f} is missing; the official layout needs data_batch_1..5 and test_batch in {location}")
+                raise CifarFormatError(
+                    f"{_FN}: {f} is missing; the official layout needs data_batch_1..5 and test_batch in {location}"
+                )
             batches[name], names[name] = f.read_bytes(), str(f)
             bar.update(1)
     if (location / META_FILE).is_file():
@@ -623,7 +712,9 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
             if mode in ("RGBA", "LA", "PA"):
                 alpha = np.array(im.getchannel("A"))
                 if alpha.min() < 255:
-                    raise CifarFormatError(f"{_FN}: {where} has transparent pixels (mode {im.mode}); CIFAR-10 images must be opaque RGB")
+                    raise CifarFormatError(
+                        f"{_FN}: {where} has transparent pixels (mode {im.mode}); CIFAR-10 images must be opaque RGB"
+                    )
             elif mode not in ("RGB", "L", "P"):
                 raise CifarFormatError(f"{_FN}: {where} has image mode {mode}; expected RGB (or lossless L, P, opaque RGBA)")
             arr = np.array(im if mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
@@ -654,25 +745,38 @@ class _FolderCollector:
         split, cls, fname = parts[-3], parts[-2], parts[-1]
         if cls not in CIFAR10_CLASSES:
             folder = "/".join(parts[:-1])
-            raise CifarFormatError(f"{_FN}: {self.where}: unknown class folder {folder!r} (for {display}); class folders must be named {', '.join(CIFAR10_CLASSES)}")
+            raise CifarFormatError(
+                f"{_FN}: {self.where}: unknown class folder {folder!r} (for {display}); class folders must be named {', '.join(CIFAR10_CLASSES)}"
+            )
         self.roots.add(parts[:-3])
         self.items[split].append((CIFAR10_CLASSES.index(cls), _natural_key(fname), _decode_image(data, display)))
 
     def finish(self, fmt: str) -> CifarData:
         if len(self.roots) > 1:
             listed = ", ".join(repr("/".join(r) or ".") for r in sorted(self.roots))
-            raise CifarFormatError(f"{_FN}: {self.where} holds images under several roots ({listed}); expected one <root>/train, <root>/test")
+            raise CifarFormatError(
+                f"{_FN}: {self.where} holds images under several roots ({listed}); expected one <root>/train, <root>/test"
+            )
         root = "/".join(next(iter(self.roots), ()))
         arrays = []
         for split in SPLITS:
             items = self.items[split]
             if not items:
                 missing = f"{root}/{split}/" if root else f"{split}/"
-                raise CifarFormatError(f"{_FN}: {self.where} has no images in {missing}; an image tree needs both train/<class>/ and test/<class>/")
+                raise CifarFormatError(
+                    f"{_FN}: {self.where} has no images in {missing}; an image tree needs both train/<class>/ and test/<class>/"
+                )
             items.sort(key=lambda t: (t[0], t[1]))
             arrays.append((np.stack([t[2] for t in items]), np.array([t[0] for t in items], dtype=np.int64)))
-        data = CifarData(train_images=arrays[0][0], train_labels=arrays[0][1], test_images=arrays[1][0], test_labels=arrays[1][1],
-                         classes=CIFAR10_CLASSES, source=str(self.where), format=fmt)
+        data = CifarData(
+            train_images=arrays[0][0],
+            train_labels=arrays[0][1],
+            test_images=arrays[1][0],
+            test_labels=arrays[1][1],
+            classes=CIFAR10_CLASSES,
+            source=str(self.where),
+            format=fmt,
+        )
         return _verify(data, self.where)
 
 
@@ -685,7 +789,9 @@ def _decode_folder_dir(root: Path, progress: bool) -> CifarData:
     for split in SPLITS:
         sdir = root / split
         if not sdir.is_dir():
-            raise CifarFormatError(f"{_FN}: {sdir} is missing; an image tree needs both {root}/train/<class>/ and {root}/test/<class>/")
+            raise CifarFormatError(
+                f"{_FN}: {sdir} is missing; an image tree needs both {root}/train/<class>/ and {root}/test/<class>/"
+            )
         for entry in sorted(sdir.iterdir()):
             if entry.name.startswith("."):
                 continue
@@ -694,7 +800,9 @@ def _decode_folder_dir(root: Path, progress: bool) -> CifarData:
                     raise CifarFormatError(f"{_FN}: {entry} is not inside a class folder; expected {sdir}/<class>/*.png|jpg")
                 continue
             if entry.name not in CIFAR10_CLASSES:
-                raise CifarFormatError(f"{_FN}: {entry} is an unknown class folder; class folders must be named {', '.join(CIFAR10_CLASSES)}")
+                raise CifarFormatError(
+                    f"{_FN}: {entry} is an unknown class folder; class folders must be named {', '.join(CIFAR10_CLASSES)}"
+                )
             files += [f for f in entry.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") and f.is_file()]
     collector = _FolderCollector(root)
     with _bar(progress, len(files), "decode CIFAR-10 images", "img") as bar:
@@ -721,7 +829,7 @@ class _Tap:
         self.pos += len(data)
         self.tail += data
         if len(self.tail) > 2 * self.KEEP:
-            del self.tail[:-self.KEEP]
+            del self.tail[: -self.KEEP]
         return data
 
     def block(self, start: int, size: int) -> bytes:
@@ -731,7 +839,7 @@ class _Tap:
         first = self.pos - len(self.tail)
         if start < first:  # pragma: no cover - tarfile reads at most one 10 KiB record ahead
             raise RuntimeError(f"tar end block at {start} is no longer buffered (buffer starts at {first})")
-        return bytes(self.tail[start - first:start - first + size])
+        return bytes(self.tail[start - first : start - first + size])
 
     def drain(self) -> None:
         """Read to the end, so a compressed stream checks its trailer (length and CRC)."""
@@ -782,7 +890,9 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
                         continue
                     blob = tf.extractfile(member).read()
                     if len(blob) != member.size:
-                        raise CifarFormatError(f"{_FN}: {path} is truncated: member {member.name} has {len(blob)} of its {member.size} bytes")
+                        raise CifarFormatError(
+                            f"{_FN}: {path} is truncated: member {member.name} has {len(blob)} of its {member.size} bytes"
+                        )
                     if is_batch:
                         if base in batches:
                             raise CifarFormatError(f"{_FN}: {path} holds {base} twice ({names[base]} and {display})")
@@ -793,16 +903,24 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
                 end = tf.offset
             block = tap.block(end, tarfile.BLOCKSIZE)
             if block != bytes(tarfile.BLOCKSIZE):
-                what = (f"the data end at offset {end}, where the next header or the end block belongs (truncated)" if not block
-                        else f"the data end {len(block)} bytes into the header at offset {end} (truncated)" if len(block) < tarfile.BLOCKSIZE
-                        else f"the block at offset {end} is neither a tar header nor the end block (corrupt)")
-                raise CifarFormatError(f"{_FN}: {path} has no tar end-of-archive block after {n_images + len(batches)} files read: {what}")
+                what = (
+                    f"the data end at offset {end}, where the next header or the end block belongs (truncated)"
+                    if not block
+                    else f"the data end {len(block)} bytes into the header at offset {end} (truncated)"
+                    if len(block) < tarfile.BLOCKSIZE
+                    else f"the block at offset {end} is neither a tar header nor the end block (corrupt)"
+                )
+                raise CifarFormatError(
+                    f"{_FN}: {path} has no tar end-of-archive block after {n_images + len(batches)} files read: {what}"
+                )
             tap.drain()
             bar.update(raw.tell() - bar.n)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         reason = "truncated" if isinstance(exc, EOFError) else "not a readable tar archive, or truncated or corrupt"
-        raise CifarFormatError(f"{_FN}: {path} is {reason} ({codec}: {type(exc).__name__}: {_one_line(exc)}; "
-                               f"{n_images + len(batches)} files read before that)") from exc
+        raise CifarFormatError(
+            f"{_FN}: {path} is {reason} ({codec}: {type(exc).__name__}: {_one_line(exc)}; "
+            f"{n_images + len(batches)} files read before that)"
+        ) from exc
     if META_FILE in batches and len(batches) == 1:
         del batches[META_FILE]  # a stray batches.meta alone says nothing about the layout
     if batches and n_images:
@@ -812,5 +930,3 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
     if n_images:
         return folder.finish("folder-tar")
     raise CifarFormatError(f"{_FN}: {path} holds neither {PYTHON_DIR}/data_batch_* files nor <root>/train/<class>/ images")
-
-

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kernels._checks import Interval, Options, check_param, check_result_size, check_vector
+from kernels.checks import Interval, Options, check_param, check_result_size, check_vector
 
 __all__ = ["FullBatchRun", "train_full_batch"]
 
@@ -81,8 +81,10 @@ def _check_model(fn: str, model: Any) -> tuple[torch.device, torch.dtype]:
         raise ValueError(f"{fn}: model must have at least one floating-point parameter to train")
     devices, dtypes = {p.device for p in floats}, {p.dtype for p in floats}
     if len(devices) > 1 or len(dtypes) > 1:
-        raise ValueError(f"{fn}: model parameters must share one device and dtype; got devices {sorted(map(str, devices))} "
-                         f"and dtypes {sorted(map(str, dtypes))}; use model.to(device, dtype)")
+        raise ValueError(
+            f"{fn}: model parameters must share one device and dtype; got devices {sorted(map(str, devices))} "
+            f"and dtypes {sorted(map(str, dtypes))}; use model.to(device, dtype)"
+        )
     return floats[0].device, floats[0].dtype
 
 
@@ -109,15 +111,27 @@ def _outputs_of(fn: str, name: str, f: torch.nn.Module, X: torch.Tensor) -> torc
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"{fn}: {name} of shape {tuple(X.shape)} does not fit the model: {_first_line(exc)}") from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ValueError(f"{fn}: the model must return a tensor of shape (n, c) on {name}; got "
-                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+        raise ValueError(
+            f"{fn}: the model must return a tensor of shape (n, c) on {name}; got "
+            f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
+        )
     return out
 
 
-def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, lr: float, steps: int,
-                     record: Any = None, X_test: torch.Tensor | None = None, targets: str = "gd",
-                     target_momentum: float | None = None, memory_budget: int | None = None,
-                     progress: bool = False) -> FullBatchRun:
+def train_full_batch(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    lr: float,
+    steps: int,
+    record: Any = None,
+    X_test: torch.Tensor | None = None,
+    targets: str = "gd",
+    target_momentum: float | None = None,
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> FullBatchRun:
     """Train ``model`` by full-batch GD on ``1/2 sum ||u - target||^2`` and record its outputs.
 
     Parameters
@@ -157,8 +171,10 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
             raise ValueError(f"{fn}: target_momentum is required with targets='chained' (a float in [0, 1])")
         check_param(fn, "target_momentum", target_momentum, CONSTRAINTS["target_momentum"])
     elif target_momentum is not None:
-        raise ValueError(f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
-                         f"not use it (pass targets='chained' or drop it); got {target_momentum!r}")
+        raise ValueError(
+            f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
+            f"not use it (pass targets='chained' or drop it); got {target_momentum!r}"
+        )
     if not isinstance(progress, bool):
         raise TypeError(f"{fn}: progress must be True or False; got {progress!r}")
     device, dtype = _check_model(fn, model)
@@ -177,15 +193,22 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
             raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}]; got {float(rec_f[~ok][0])!r} in record")
         n_rec, what = np.unique(rec_f).size, f"recording {np.unique(rec_f).size} steps"
     m = 0 if X_test is None else X_test.shape[0]
-    check_result_size(fn, n_rec * ((X.shape[0] + m) * Y.shape[1] * 8 + 8), memory_budget, what,
-                      "pass record=[...] with the steps you need or a larger memory_budget=")
+    check_result_size(
+        fn,
+        n_rec * ((X.shape[0] + m) * Y.shape[1] * 8 + 8),
+        memory_budget,
+        what,
+        "pass record=[...] with the steps you need or a larger memory_budget=",
+    )
     rec = np.arange(steps + 1) if record is None else np.unique(rec_f.astype(np.int64))
     model.train(False)
     init = copy.deepcopy(model)
     theta0 = _flat(model)
     f0 = _outputs_of(fn, "X", init, X)
     if X_test is not None and tuple(X_test.shape[1:]) != tuple(X.shape[1:]):
-        raise ValueError(f"{fn}: X_test must have per-example shape {tuple(X.shape[1:])} (that of X); got {tuple(X_test.shape[1:])}")
+        raise ValueError(
+            f"{fn}: X_test must have per-example shape {tuple(X.shape[1:])} (that of X); got {tuple(X_test.shape[1:])}"
+        )
     f0_test = _outputs_of(fn, "X_test", init, X_test) if X_test is not None else None
     if tuple(f0.shape) != tuple(Y.shape):
         raise ValueError(f"{fn}: Y must have shape {tuple(f0.shape)} (the model's outputs on X); got {tuple(Y.shape)}")
@@ -209,7 +232,14 @@ def train_full_batch(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *
         if targets == "chained":
             target = target_momentum * target + (1.0 - target_momentum) * out.detach()
     change = float(torch.linalg.vector_norm(_flat(model) - theta0) / torch.linalg.vector_norm(theta0))
-    return FullBatchRun(record=rec, train_outputs=np.stack(train_out), test_outputs=np.stack(test_out) if test_out else None,
-                        targets_final=target.detach().cpu().numpy().astype(np.float64), lr=float(lr), steps=int(steps),
-                        targets=targets, target_momentum=None if target_momentum is None else float(target_momentum),
-                        relative_param_change=change)
+    return FullBatchRun(
+        record=rec,
+        train_outputs=np.stack(train_out),
+        test_outputs=np.stack(test_out) if test_out else None,
+        targets_final=target.detach().cpu().numpy().astype(np.float64),
+        lr=float(lr),
+        steps=int(steps),
+        targets=targets,
+        target_momentum=None if target_momentum is None else float(target_momentum),
+        relative_param_change=change,
+    )

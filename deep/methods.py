@@ -51,13 +51,13 @@ dampen regularization imposed by self-distillation. NeurIPS.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
-from typing import NamedTuple
-
 from deep.config import METHODS, WEIGHT_SCHEDULES
-from kernels._checks import Interval, Options, check_param
+from kernels.checks import Interval, Options, check_param
 
 __all__ = [
     "METHODS",
@@ -82,8 +82,14 @@ def one_hot(labels: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torc
     return F.one_hot(labels.long(), num_classes).to(dtype)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
-                       weights: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
+    check: bool = True,
+) -> torch.Tensor:
     """Mean over the batch of ``sum_c -t_c log softmax(z)_c`` (weighted mean with ``weights``).
 
     With ``label_smoothing = eps`` the targets are first mixed with the uniform
@@ -106,7 +112,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, label_smo
     if check:
         check_param("soft_cross_entropy", "label_smoothing", label_smoothing, Interval(float, 0, 1, "left"))
         if logits.shape != targets.shape:
-            raise ValueError(f"soft_cross_entropy: targets must have the logits' shape {tuple(logits.shape)}; got {tuple(targets.shape)}")
+            raise ValueError(
+                f"soft_cross_entropy: targets must have the logits' shape {tuple(logits.shape)}; got {tuple(targets.shape)}"
+            )
     t = targets.to(logits.dtype)
     if label_smoothing:
         t = (1 - label_smoothing) * t + label_smoothing / logits.shape[1]
@@ -180,8 +188,9 @@ def generation_targets(labels_onehot: torch.Tensor, teacher: torch.Tensor, alpha
     return alpha * labels_onehot + (1.0 - alpha) * teacher.to(labels_onehot.dtype)
 
 
-def sat_targets(stored: torch.Tensor, logits: torch.Tensor, target_momentum: float, *,
-                soft: bool = True, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def sat_targets(
+    stored: torch.Tensor, logits: torch.Tensor, target_momentum: float, *, soft: bool = True, check: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-Adaptive Training update of one batch (Huang, Zhang, Zhang 2020, Algorithm 1).
 
     ``t = m t_stored + (1 - m) p`` with the target momentum m, ``p = softmax(z)`` (one-hot
@@ -198,7 +207,9 @@ def sat_targets(stored: torch.Tensor, logits: torch.Tensor, target_momentum: flo
     if check:
         check_param("sat_targets", "target_momentum", target_momentum, _UNIT)
         if stored.shape != logits.shape:
-            raise ValueError(f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}")
+            raise ValueError(
+                f"sat_targets: stored targets must have the logits' shape {tuple(logits.shape)}; got {tuple(stored.shape)}"
+            )
     t = chained_targets(stored, predictions(logits, soft=soft), target_momentum, check=False)
     return t, t.max(dim=1).values
 
@@ -211,8 +222,16 @@ class BatchTargets(NamedTuple):
     weights: torch.Tensor | None
 
 
-def batch_targets(method: str, logits: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor | None, *,
-                  target_momentum: float | None = None, soft: bool = True, check: bool = True) -> BatchTargets:
+def batch_targets(
+    method: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    stored: torch.Tensor | None,
+    *,
+    target_momentum: float | None = None,
+    soft: bool = True,
+    check: bool = True,
+) -> BatchTargets:
     """Targets of one batch for ``method`` (the loop's only method-specific call).
 
     Parameters

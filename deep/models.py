@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels._checks import Interval, Options, check_param, check_params
+from kernels.checks import Interval, Options, check_param, check_params
 
 __all__ = [
     "MODELS",
@@ -200,7 +201,9 @@ class ResNet18(nn.Module):
 # ============================================================================ shake-shake
 
 
-def shake(x1: torch.Tensor, x2: torch.Tensor, *, training: bool, forward: bool = True, backward: bool = True, per_image: bool = True) -> torch.Tensor:
+def shake(
+    x1: torch.Tensor, x2: torch.Tensor, *, training: bool, forward: bool = True, backward: bool = True, per_image: bool = True
+) -> torch.Tensor:
     """Shake-Shake mixing of two residual branches (Gastaldi 2017, Sec. 2.1).
 
     Training: forward value ``alpha x1 + (1 - alpha) x2``, gradient as if it were
@@ -216,7 +219,11 @@ def shake(x1: torch.Tensor, x2: torch.Tensor, *, training: bool, forward: bool =
     if not training:
         return 0.5 * (x1 + x2)
     shape = (x1.shape[0],) + (1,) * (x1.ndim - 1) if per_image else (1,) * x1.ndim
-    alpha = torch.rand(shape, device=x1.device, dtype=x1.dtype) if forward else torch.full(shape, 0.5, device=x1.device, dtype=x1.dtype)
+    alpha = (
+        torch.rand(shape, device=x1.device, dtype=x1.dtype)
+        if forward
+        else torch.full(shape, 0.5, device=x1.device, dtype=x1.dtype)
+    )
     if not backward:
         return alpha * x1 + (1 - alpha) * x2
     beta = torch.rand(shape, device=x1.device, dtype=x1.dtype)
@@ -285,7 +292,15 @@ class ShakeShake26(nn.Module):
         Shake-Shake-Image (the paper's best CIFAR-10 setting) by default; see :func:`shake`.
     """
 
-    def __init__(self, num_classes: int = 10, *, base_width: int = 32, shake_forward: bool = True, shake_backward: bool = True, shake_image: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        base_width: int = 32,
+        shake_forward: bool = True,
+        shake_backward: bool = True,
+        shake_image: bool = True,
+    ) -> None:
         super().__init__()
         mix = {"forward": shake_forward, "backward": shake_backward, "per_image": shake_image}
         self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
@@ -415,14 +430,25 @@ def _resnet18(num_classes: int = 10) -> nn.Module:
     return ResNet18(num_classes)
 
 
-def _shakeshake26(num_classes: int = 10, *, base_width: int = 32, shake_forward: bool = True, shake_backward: bool = True, shake_image: bool = True) -> nn.Module:
+def _shakeshake26(
+    num_classes: int = 10,
+    *,
+    base_width: int = 32,
+    shake_forward: bool = True,
+    shake_backward: bool = True,
+    shake_image: bool = True,
+) -> nn.Module:
     check_param("make_model", "base_width", base_width, Interval(int, 2, None))
     for name, v in (("shake_forward", shake_forward), ("shake_backward", shake_backward), ("shake_image", shake_image)):
         check_param("make_model", name, v, Options((True, False)))
-    return ShakeShake26(num_classes, base_width=base_width, shake_forward=shake_forward, shake_backward=shake_backward, shake_image=shake_image)
+    return ShakeShake26(
+        num_classes, base_width=base_width, shake_forward=shake_forward, shake_backward=shake_backward, shake_image=shake_image
+    )
 
 
-def _mlp(num_classes: int = 10, *, in_features: int = 3 * 32 * 32, width: int = 1024, depth: int = 1, bias: float = 0.0) -> nn.Module:
+def _mlp(
+    num_classes: int = 10, *, in_features: int = 3 * 32 * 32, width: int = 1024, depth: int = 1, bias: float = 0.0
+) -> nn.Module:
     return NTKMLP(in_features, width=width, depth=depth, bias=bias, out_features=num_classes)
 
 

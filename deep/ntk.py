@@ -38,8 +38,9 @@ ICML 2022 (the Jacobian-contraction method used here).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,8 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
 from deep import per_sample
-from kernels._backend import backend_name, to_numpy
-from kernels._checks import Interval, Options, as_array, check_param, iter_blocks
+from kernels.backend import backend_name, to_numpy
+from kernels.checks import Interval, Options, as_array, check_param, iter_blocks
 
 __all__ = ["empirical_ntk", "empirical_ntk_loop", "ntk_method", "NTK_MODES", "NTK_METHODS"]
 
@@ -72,15 +73,21 @@ Params = Mapping[str, torch.Tensor] | Sequence[str] | None
 # ============================================================================ inputs
 
 
-def _check_inputs(fn: str, name: str, X: Any, *, device: torch.device, dtype: torch.dtype, like: torch.Tensor | None = None) -> torch.Tensor:
+def _check_inputs(
+    fn: str, name: str, X: Any, *, device: torch.device, dtype: torch.dtype, like: torch.Tensor | None = None
+) -> torch.Tensor:
     """A finite float batch (n >= 1, ndim >= 2) as a torch tensor on ``device`` in ``dtype``."""
     arr, xp = as_array(fn, name, X)
     if backend_name(xp) != "torch":
         arr = torch.from_numpy(np.ascontiguousarray(to_numpy(arr)))
     if arr.ndim < 2 or arr.shape[0] < 1:
-        raise ValueError(f"{fn}: {name} must be a batch of shape (n, ...) with n >= 1 and ndim >= 2; got shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"{fn}: {name} must be a batch of shape (n, ...) with n >= 1 and ndim >= 2; got shape {tuple(arr.shape)}"
+        )
     if like is not None and arr.shape[1:] != like.shape[1:]:
-        raise ValueError(f"{fn}: {name} must have per-example shape {tuple(like.shape[1:])} (that of X1); got {tuple(arr.shape[1:])}")
+        raise ValueError(
+            f"{fn}: {name} must have per-example shape {tuple(like.shape[1:])} (that of X1); got {tuple(arr.shape[1:])}"
+        )
     if not bool(torch.isfinite(arr).all()):
         raise ValueError(f"{fn}: {name} contains NaN or inf; remove or impute those entries first")
     return arr.to(device=device, dtype=dtype)
@@ -119,15 +126,21 @@ def _split_params(model: nn.Module, params: Params, fn: str, *, device: torch.de
         chosen = {}
         for k in params:
             if k not in named:
-                raise ValueError(f"{fn}: params must name parameters of the model; {k!r} is not one (known: {', '.join(list(named)[:8])}{', ...' if len(named) > 8 else ''})")
+                raise ValueError(
+                    f"{fn}: params must name parameters of the model; {k!r} is not one (known: {', '.join(list(named)[:8])}{', ...' if len(named) > 8 else ''})"
+                )
             chosen[k] = named[k]
     else:
-        raise TypeError(f"{fn}: params must be None, a mapping name -> tensor, or a sequence of parameter names; got {type(params).__name__}")
+        raise TypeError(
+            f"{fn}: params must be None, a mapping name -> tensor, or a sequence of parameter names; got {type(params).__name__}"
+        )
     for k, v in chosen.items():
         if k not in named:
             raise ValueError(f"{fn}: params must name parameters of the model; {k!r} is not one")
         if not isinstance(v, torch.Tensor) or v.shape != named[k].shape or not v.is_floating_point():
-            raise ValueError(f"{fn}: params[{k!r}] must be a float tensor of shape {tuple(named[k].shape)}; got {getattr(v, 'shape', type(v).__name__)}")
+            raise ValueError(
+                f"{fn}: params[{k!r}] must be a float tensor of shape {tuple(named[k].shape)}; got {getattr(v, 'shape', type(v).__name__)}"
+            )
     if not chosen:
         raise ValueError(f"{fn}: params must select at least one parameter; the model has none with requires_grad=True")
     diff = {k: cast(v) for k, v in chosen.items()}
@@ -166,7 +179,9 @@ def _forward_one(model: nn.Module, const: dict, fn: str) -> Callable[[dict, torc
 def _factor_block(f1: per_sample.LinearFactor, f2: per_sample.LinearFactor, mode: str) -> torch.Tensor:
     """A Linear layer's NTK term from its factors: (w A1 A2^T + b) * (D1 D2^T), laid out by mode."""
     n1, n2, T = f1.D.shape[0], f2.D.shape[0], f1.D.shape[1]
-    scale = (f1.A @ f2.A.T if f1.weight else torch.zeros((n1, n2), dtype=f1.A.dtype, device=f1.A.device)) + (1.0 if f1.bias else 0.0)
+    scale = (f1.A @ f2.A.T if f1.weight else torch.zeros((n1, n2), dtype=f1.A.dtype, device=f1.A.device)) + (
+        1.0 if f1.bias else 0.0
+    )
     if mode in ("sum", "trace"):  # sum over the targets: D (n, T, out) -> (n, T out)
         return scale * (f1.D.reshape(n1, -1) @ f2.D.reshape(n2, -1).T)
     DD = (f1.D.reshape(n1 * T, -1) @ f2.D.reshape(n2 * T, -1).T).reshape(n1, T, n2, T).permute(0, 2, 1, 3)
@@ -200,7 +215,16 @@ def _transpose(block: torch.Tensor, mode: str) -> torch.Tensor:
     return block.T if mode != "full" else block.permute(1, 0, 3, 2)
 
 
-def _assemble(jac: Callable[[torch.Tensor], dict], X1: torch.Tensor, X2: torch.Tensor | None, mode: str, block: int, cache_cols: bool, out_shape: tuple, like: torch.Tensor) -> torch.Tensor:
+def _assemble(
+    jac: Callable[[torch.Tensor], dict],
+    X1: torch.Tensor,
+    X2: torch.Tensor | None,
+    mode: str,
+    block: int,
+    cache_cols: bool,
+    out_shape: tuple,
+    like: torch.Tensor,
+) -> torch.Tensor:
     sym = X2 is None
     Xc = X1 if sym else X2
     K = torch.empty(out_shape, dtype=like.dtype, device=like.device)
@@ -239,10 +263,7 @@ def _is_plain_mlp(model: nn.Module, params: Params, mode: str) -> bool:
     from deep.models import NTKMLP
 
     return (
-        type(model) is NTKMLP
-        and params is None
-        and mode in ("sum", "trace")
-        and all(p.requires_grad for p in model.parameters())
+        type(model) is NTKMLP and params is None and mode in ("sum", "trace") and all(p.requires_grad for p in model.parameters())
     )
 
 
@@ -271,9 +292,9 @@ def _mlp_factors(model: nn.Module, X: torch.Tensor, mode: str, dtype: torch.dtyp
     else:
         delta = torch.eye(C, dtype=dtype, device=X.device).expand(n, C, C)
     deltas = [delta]
-    for l in range(len(W) - 1, 0, -1):  # delta_l = (s_{l+1} delta_{l+1} W_{l+1}) * relu'(h^l)
-        mask = masks[l - 1].to(dtype)  # (n, m)
-        delta = (scales[l] * delta @ W[l]) * (mask if mode == "sum" else mask.unsqueeze(1))
+    for layer in range(len(W) - 1, 0, -1):  # delta_l = (s_{l+1} delta_{l+1} W_{l+1}) * relu'(h^l)
+        mask = masks[layer - 1].to(dtype)  # (n, m)
+        delta = (scales[layer] * delta @ W[layer]) * (mask if mode == "sum" else mask.unsqueeze(1))
         deltas.append(delta)
     deltas.reverse()
     return [(A, D.reshape(n, -1)) for A, D in zip(inputs, deltas)]
@@ -325,7 +346,9 @@ def _examples_independent(model: nn.Module, params: dict, X: torch.Tensor) -> bo
     return bool((batch - alone).abs().max() <= tol)
 
 
-def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: str, X1: torch.Tensor, *, strict: bool) -> Callable[[torch.Tensor], dict] | None:
+def _layers_jacobian(
+    model: nn.Module, diff: dict, const: dict, mode: str, fn: str, X1: torch.Tensor, *, strict: bool
+) -> Callable[[torch.Tensor], dict] | None:
     """Per-example Jacobians by :func:`deep.per_sample.batched_jacobian`, or None if it does not apply.
 
     With ``strict`` (method="layers") a reason it does not apply is raised as a ValueError.
@@ -349,7 +372,9 @@ def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: s
             for k, v in part.items():
                 if isinstance(v, per_sample.LinearFactor):
                     if k not in out:
-                        out[k] = per_sample.LinearFactor(A=empty_like_rows(v.A, n), D=empty_like_rows(v.D, n), weight=v.weight, bias=v.bias, names=v.names)
+                        out[k] = per_sample.LinearFactor(
+                            A=empty_like_rows(v.A, n), D=empty_like_rows(v.D, n), weight=v.weight, bias=v.bias, names=v.names
+                        )
                     out[k].A[rs], out[k].D[rs] = v.A, v.D
                 else:
                     if k not in out:
@@ -360,7 +385,9 @@ def _layers_jacobian(model: nn.Module, diff: dict, const: dict, mode: str, fn: s
     return jac
 
 
-def _check_call(fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: str, dtype: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.dtype]:
+def _check_call(
+    fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: str, dtype: Any
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.dtype]:
     """Checked (X1, X2, working dtype) of an empirical-NTK call."""
     check_param(fn, "mode", mode, CONSTRAINTS["mode"])
     check_param(fn, "method", method, CONSTRAINTS["method"])
@@ -371,8 +398,9 @@ def _check_call(fn: str, model: nn.Module, X1: Any, X2: Any, mode: str, method: 
     return X1, X2, dtype
 
 
-def _jacobian_source(model: nn.Module, diff: dict, const: dict, X1: torch.Tensor, mode: str, method: str, fn: str,
-                     dtype: torch.dtype) -> tuple[str, int, Callable[[torch.Tensor], dict], int]:
+def _jacobian_source(
+    model: nn.Module, diff: dict, const: dict, X1: torch.Tensor, mode: str, method: str, fn: str, dtype: torch.dtype
+) -> tuple[str, int, Callable[[torch.Tensor], dict], int]:
     """(method used, number of logits C, X -> per-example Jacobians, bytes of Jacobian per example).
 
     Applies the ``method`` rule of :func:`empirical_ntk`; the model must be in eval mode.
@@ -394,8 +422,9 @@ def _jacobian_source(model: nn.Module, diff: dict, const: dict, X1: torch.Tensor
     return "vmap", C, lambda X: one(diff, X), n_par * (1 if mode == "sum" else C) * itemsize
 
 
-def ntk_method(model: nn.Module, X: Any, *, mode: str = "sum", params: Params = None, dtype: torch.dtype | None = None,
-               method: str = "auto") -> str:
+def ntk_method(
+    model: nn.Module, X: Any, *, mode: str = "sum", params: Params = None, dtype: torch.dtype | None = None, method: str = "auto"
+) -> str:
     """Which way :func:`empirical_ntk` would compute the NTK of ``model`` on inputs like ``X``.
 
     Returns ``"ntkmlp-closed-form"``, ``"layers"`` or ``"vmap"`` by the rule of
@@ -586,8 +615,12 @@ def empirical_ntk_loop(
             targets = [out[0].sum()] if mode == "sum" else list(out[0])
             per_logit = []
             for t, target in enumerate(targets):
-                grads = torch.autograd.grad(target, [leaves[k] for k in names], retain_graph=t < len(targets) - 1, allow_unused=True)
-                per_logit.append(torch.cat([(torch.zeros_like(leaves[k]) if g is None else g).reshape(-1) for k, g in zip(names, grads)]))
+                grads = torch.autograd.grad(
+                    target, [leaves[k] for k in names], retain_graph=t < len(targets) - 1, allow_unused=True
+                )
+                per_logit.append(
+                    torch.cat([(torch.zeros_like(leaves[k]) if g is None else g).reshape(-1) for k, g in zip(names, grads)])
+                )
             rows.append(torch.stack(per_logit))
         return torch.stack(rows)  # (n, C or 1, P)
 

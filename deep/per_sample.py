@@ -35,8 +35,8 @@ F. Dangel, F. Kunstner, P. Hennig, "BackPACK: packing more into backprop", ICLR 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +132,9 @@ def _conv_patches(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
     return F.unfold(a, (kh, kw), dilation=module.dilation, padding=pad, stride=module.stride)
 
 
-def _layer_grads(module: nn.Module, path: str, a: torch.Tensor, delta: torch.Tensor, wanted: dict[str, str], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _layer_grads(
+    module: nn.Module, path: str, a: torch.Tensor, delta: torch.Tensor, wanted: dict[str, str], params: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Per-example gradients {local name: (b, T, *shape)} of one layer call, for T targets at once.
 
     ``a`` is the layer's input (b, ...), ``delta`` the cotangents of its output for the T
@@ -170,8 +172,16 @@ def _layer_grads(module: nn.Module, path: str, a: torch.Tensor, delta: torch.Ten
     return out
 
 
-def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.Tensor], const: dict[str, torch.Tensor], X: torch.Tensor, mode: str,
-                     *, factor_linear: bool = False) -> dict[str, torch.Tensor | LinearFactor]:
+def batched_jacobian(
+    model: nn.Module,
+    layers: LayerPlan,
+    diff: dict[str, torch.Tensor],
+    const: dict[str, torch.Tensor],
+    X: torch.Tensor,
+    mode: str,
+    *,
+    factor_linear: bool = False,
+) -> dict[str, torch.Tensor | LinearFactor]:
     """Per-example gradients of the logits, ``{name: (b, *shape)}`` ("sum") or ``{name: (b, C, *shape)}``.
 
     With ``factor_linear``, an ``nn.Linear`` layer called once on 2-d input is returned as one
@@ -193,6 +203,7 @@ def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.
             # The clone keeps `output` out of reach of in-place ops that follow the layer.
             calls.append((path, inputs[0].detach(), output))
             return output.clone()
+
         return hook
 
     for path, (module, _) in layers.layers.items():
@@ -208,7 +219,9 @@ def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.
         raise ValueError(f"model must return logits of shape (N, C); got {tuple(logits.shape)} for N={X.shape[0]}")
     targets = [logits.sum()] if mode == "sum" else [logits[:, c].sum() for c in range(logits.shape[1])]
     outputs = [o for _, _, o in calls]
-    per_target = [torch.autograd.grad(t, outputs, retain_graph=i < len(targets) - 1, allow_unused=True) for i, t in enumerate(targets)]
+    per_target = [
+        torch.autograd.grad(t, outputs, retain_graph=i < len(targets) - 1, allow_unused=True) for i, t in enumerate(targets)
+    ]
     del logits, targets, outputs
     b, T = X.shape[0], len(per_target)
     n_calls: dict[str, int] = {}
@@ -223,8 +236,9 @@ def batched_jacobian(model: nn.Module, layers: LayerPlan, diff: dict[str, torch.
         delta = torch.stack([torch.zeros_like(o) if g is None else g for g in found], dim=1)
         module, wanted = layers.layers[path]
         if factor_linear and isinstance(module, nn.Linear) and a.ndim == 2 and n_calls[path] == 1:
-            factors[path] = LinearFactor(A=a, D=delta.detach(), weight="weight" in wanted, bias="bias" in wanted,
-                                         names=tuple(wanted.values()))
+            factors[path] = LinearFactor(
+                A=a, D=delta.detach(), weight="weight" in wanted, bias="bias" in wanted, names=tuple(wanted.values())
+            )
             continue
         for local, g in _layer_grads(module, path, a, delta, wanted, params).items():
             name = wanted[local]

@@ -37,9 +37,10 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,7 +159,7 @@ class EpochRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EpochRecord":
+    def from_dict(cls, values: dict[str, Any]) -> EpochRecord:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in values]
         if missing:
@@ -274,7 +275,9 @@ def evaluate(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig
     return measure(model, dd, split, cfg, freq)[0]
 
 
-def measure(model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None) -> tuple[dict[str, Any], torch.Tensor]:
+def measure(
+    model: nn.Module, dd: DeviceData, split: RunSplit, cfg: TrainConfig, freq: FrequencySubset | None
+) -> tuple[dict[str, Any], torch.Tensor]:
     """:func:`evaluate`'s fields and the eval-mode class predictions on the training images
     (int64, on the device) from the same pass: per-example fit histories come from them."""
     bs = cfg.eval_batch_size
@@ -386,7 +389,9 @@ def first_fit_epochs(predictions: np.ndarray, labels: np.ndarray, *, stay: bool 
     pred = np.asarray(predictions)
     lab = np.asarray(labels)
     if pred.ndim != 2 or lab.ndim != 1 or pred.shape[1] != lab.shape[0] or pred.shape[0] == 0:
-        raise ValueError(f"first_fit_epochs: predictions must have shape (epochs >= 1, n) and labels (n,); got {pred.shape} and {lab.shape}")
+        raise ValueError(
+            f"first_fit_epochs: predictions must have shape (epochs >= 1, n) and labels (n,); got {pred.shape} and {lab.shape}"
+        )
     hit = pred == lab[None, :]
     if stay:  # fitted at e and at every later epoch: reverse cumulative AND
         hit = np.flip(np.logical_and.accumulate(np.flip(hit, axis=0), axis=0), axis=0)

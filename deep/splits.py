@@ -23,11 +23,10 @@ import torch
 from deep.augment import to_device
 from deep.config import TrainConfig
 from deep.data import NUM_CLASSES, CifarData
-from kernels._checks import Interval, check_param
+from kernels.checks import Interval, check_param
 from theory.noise import check_class_labels, make_noise
 
-__all__ = ["Split", "RunSplit", "DeviceData", "subset_indices", "split_validation", "make_split",
-           "to_device_data"]
+__all__ = ["Split", "RunSplit", "DeviceData", "subset_indices", "split_validation", "make_split", "to_device_data"]
 
 
 class Split(NamedTuple):
@@ -35,7 +34,6 @@ class Split(NamedTuple):
 
     train: np.ndarray
     val: np.ndarray
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +66,6 @@ class RunSplit:
     freq_pos: np.ndarray
     noise_kind: str
     noise_rate: float
-
 
 
 def subset_indices(labels: Any, n: int, *, seed: int, stratified: bool = True) -> np.ndarray:
@@ -112,7 +109,9 @@ def split_validation(labels: Any, fraction: float, *, seed: int) -> Split:
     check_param(fn, "seed", seed, Interval(int, 0, None))
     n_val = int(round(float(fraction) * y.shape[0]))
     if not 1 <= n_val <= y.shape[0] - 1:
-        raise ValueError(f"{fn}: fraction must leave at least one sample on each side; fraction={fraction!r} of {y.shape[0]} samples gives {n_val} validation samples")
+        raise ValueError(
+            f"{fn}: fraction must leave at least one sample on each side; fraction={fraction!r} of {y.shape[0]} samples gives {n_val} validation samples"
+        )
     val = _stratified_pick(y, n_val, np.random.default_rng(seed))
     keep = np.ones(y.shape[0], dtype=bool)
     keep[val] = False
@@ -145,9 +144,17 @@ def make_split(train_labels: np.ndarray, test_labels: np.ndarray, cfg: TrainConf
     positions of a seeded permutation of the training images.
     """
     n_all = len(train_labels)
-    sub = np.arange(n_all) if cfg.subset is None or cfg.subset >= n_all else subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True)
+    sub = (
+        np.arange(n_all)
+        if cfg.subset is None or cfg.subset >= n_all
+        else subset_indices(train_labels, cfg.subset, seed=cfg.seed, stratified=True)
+    )
     n_test = len(test_labels)
-    test_idx = np.arange(n_test) if cfg.test_subset is None or cfg.test_subset >= n_test else subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True)
+    test_idx = (
+        np.arange(n_test)
+        if cfg.test_subset is None or cfg.test_subset >= n_test
+        else subset_indices(test_labels, cfg.test_subset, seed=cfg.seed, stratified=True)
+    )
     noisy = make_noise(cfg.noise, train_labels[sub], num_classes=NUM_CLASSES, seed=cfg.seed)
     if cfg.val_fraction > 0:
         tr, va = split_validation(noisy.labels, cfg.val_fraction, seed=cfg.seed)
@@ -188,6 +195,7 @@ class DeviceData:
 
 def to_device_data(data: CifarData, split: RunSplit, device: torch.device) -> DeviceData:
     """Move the split's images (normalised once, float32) and labels to ``device``."""
+
     def lab(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
@@ -208,5 +216,3 @@ def to_device_data(data: CifarData, split: RunSplit, device: torch.device) -> De
         x_test=img(data.test_images[split.test_idx]),
         y_test=lab(data.test_labels[split.test_idx]),
     )
-
-

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deep.data import CIFAR10_CLASSES, PYTHON_DIR, PYTHON_TAR, TEST_BATCH, TRAIN_BATCHES, CifarData
-from kernels._checks import Interval, Options, check_params
+from kernels.checks import Interval, Options, check_params
 
 __all__ = ["fake_cifar_arrays", "write_fake_cifar", "corrupt_file", "FAKE_FOLDER_ROOT"]
 
@@ -46,7 +46,9 @@ def fake_cifar_arrays(n_train_per_class: int = 4, n_test_per_class: int = 2, *, 
     CifarData
         ``format="synthetic"``, ``source="synthetic(seed=...)"``.
     """
-    check_params("fake_cifar_arrays", CONSTRAINTS, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class, seed=seed)
+    check_params(
+        "fake_cifar_arrays", CONSTRAINTS, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class, seed=seed
+    )
     rng = np.random.default_rng(seed)
     grid = np.arange(32) / 32.0
 
@@ -64,12 +66,26 @@ def fake_cifar_arrays(n_train_per_class: int = 4, n_test_per_class: int = 2, *, 
 
     train_x, train_y = make(int(n_train_per_class))
     test_x, test_y = make(int(n_test_per_class))
-    return CifarData(train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y,
-                     classes=CIFAR10_CLASSES, source=f"synthetic(seed={seed})", format="synthetic")
+    return CifarData(
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+        classes=CIFAR10_CLASSES,
+        source=f"synthetic(seed={seed})",
+        format="synthetic",
+    )
 
 
-def write_fake_cifar(root: str | os.PathLike, *, fmt: str = "python", n_train_per_class: int = 4, n_test_per_class: int = 2,
-                     seed: int = 0, image_ext: str = "png") -> Path:
+def write_fake_cifar(
+    root: str | os.PathLike,
+    *,
+    fmt: str = "python",
+    n_train_per_class: int = 4,
+    n_test_per_class: int = 2,
+    seed: int = 0,
+    image_ext: str = "png",
+) -> Path:
     """Write :func:`fake_cifar_arrays` under ``root`` in one of the published layouts.
 
     Parameters
@@ -96,8 +112,15 @@ def write_fake_cifar(root: str | os.PathLike, *, fmt: str = "python", n_train_pe
         The path to hand to :func:`deep.data.load_cifar10` (the batches directory,
         the archive, or the tree root).
     """
-    check_params("write_fake_cifar", CONSTRAINTS, fmt=fmt, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class,
-                 seed=seed, image_ext=image_ext)
+    check_params(
+        "write_fake_cifar",
+        CONSTRAINTS,
+        fmt=fmt,
+        n_train_per_class=n_train_per_class,
+        n_test_per_class=n_test_per_class,
+        seed=seed,
+        image_ext=image_ext,
+    )
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"write_fake_cifar: root must be a str or os.PathLike; got {type(root).__name__}")
     root = Path(root)
@@ -129,16 +152,23 @@ def corrupt_file(path: str | os.PathLike, *, keep_fraction: float = 0.5) -> Path
 
 def _python_batches(data: CifarData) -> dict[str, bytes]:
     """The official pickled dicts, as bytes, keyed by file name."""
+
     def batch(images: np.ndarray, labels: np.ndarray, label: str, offset: int) -> bytes:
         flat = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(images.shape[0], -1)
-        obj = {b"batch_label": label.encode(), b"labels": [int(v) for v in labels], b"data": flat,
-               b"filenames": [f"fake_{offset + i:05d}.png".encode() for i in range(images.shape[0])]}
+        obj = {
+            b"batch_label": label.encode(),
+            b"labels": [int(v) for v in labels],
+            b"data": flat,
+            b"filenames": [f"fake_{offset + i:05d}.png".encode() for i in range(images.shape[0])],
+        }
         return pickle.dumps(obj, protocol=2)
 
     out = {}
     chunks = np.array_split(np.arange(data.n_train), len(TRAIN_BATCHES))
     for k, (name, idx) in enumerate(zip(TRAIN_BATCHES, chunks)):
-        out[name] = batch(data.train_images[idx], data.train_labels[idx], f"training batch {k + 1} of 5", int(idx[0]) if idx.size else 0)
+        out[name] = batch(
+            data.train_images[idx], data.train_labels[idx], f"training batch {k + 1} of 5", int(idx[0]) if idx.size else 0
+        )
     out[TEST_BATCH] = batch(data.test_images, data.test_labels, "testing batch 1 of 1", 0)
     meta = {b"num_cases_per_batch": int(chunks[0].size), b"label_names": [c.encode() for c in data.classes], b"num_vis": 3072}
     out["batches.meta"] = pickle.dumps(meta, protocol=2)

@@ -30,14 +30,14 @@ from __future__ import annotations
 #############################################
 #                  Setup                    #
 #############################################
-
 import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,12 +48,12 @@ from deep.augment import augment, batches
 from deep.config import MOMENTUM_METHODS, RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
 from deep.data import NUM_CLASSES, CifarData, CifarFormatError, download_cifar10, load_cifar10
 from deep.methods import (
-    scheduled_weight,
     batch_targets,
     chained_targets,
     generation_targets,
     one_hot,
     predictions,
+    scheduled_weight,
     soft_cross_entropy,
     target_agreement,
 )
@@ -74,7 +74,17 @@ from deep.records import (
 from deep.splits import DeviceData, RunSplit, make_split, to_device_data
 from deep.synthetic import fake_cifar_arrays
 
-__all__ = ["TrainResult", "RunState", "save_run_state", "load_run_state", "train", "main", "lr_factor", "resolve_device", "epoch_momentum"]
+__all__ = [
+    "TrainResult",
+    "RunState",
+    "save_run_state",
+    "load_run_state",
+    "train",
+    "main",
+    "lr_factor",
+    "resolve_device",
+    "epoch_momentum",
+]
 
 SYNTHETIC_PER_CLASS = (16, 8)  # train, test images per class of the data=None smoke-test set
 
@@ -147,7 +157,9 @@ def make_student(cfg: TrainConfig, generation: int, dd: DeviceData, device: torc
 
     FastNet gets airbench's patch-whitening stem from (up to) 5000 training images.
     """
-    model = make_model(cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device, **dict(cfg.model_options))
+    model = make_model(
+        cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device, **dict(cfg.model_options)
+    )
     if hasattr(model, "init_whitening"):
         model.init_whitening(dd.x_train[:5000])
     return model
@@ -199,7 +211,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def initial_targets(cfg: TrainConfig, generation: int, dd: DeviceData, teacher: nn.Module | None) -> tuple[torch.Tensor | None, float | None]:
+def initial_targets(
+    cfg: TrainConfig, generation: int, dd: DeviceData, teacher: nn.Module | None
+) -> tuple[torch.Tensor | None, float | None]:
     """Carried per-sample targets at the start of a generation, and its alpha.
 
     ``"self-distill"``, ``"sat"``: ``onehot(y~)`` (their target momentum varies per epoch;
@@ -278,8 +292,9 @@ def train_epoch(
             x = augment(x, gen, pad=4, flip=True)
         logits = model(x)
         stored = targets[idx] if targets is not None else None
-        t, lam, weights = batch_targets(cfg.method, logits, dd.y_train[idx], stored, target_momentum=target_momentum,
-                                       soft=cfg.soft, check=False)
+        t, lam, weights = batch_targets(
+            cfg.method, logits, dd.y_train[idx], stored, target_momentum=target_momentum, soft=cfg.soft, check=False
+        )
         if cfg.method == "sat":
             next_targets[idx] = t
         loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights, check=False)
@@ -348,7 +363,9 @@ class RunState:
             detail = ", ".join(f"{k}: {self.config.get(k)!r} -> {new[k]!r}" for k in diff)
             raise ValueError(f"train: resume needs the checkpoint's config; these fields differ: {detail}")
         if not np.array_equal(self.train_idx, split.train_idx) or not np.array_equal(self.labels, split.labels):
-            raise ValueError("train: resume found a different data split or noisy labels than the checkpoint's (was the data changed?)")
+            raise ValueError(
+                "train: resume found a different data split or noisy labels than the checkpoint's (was the data changed?)"
+            )
 
 
 def save_run_state(path: Path, state: RunState) -> Path:
@@ -383,7 +400,9 @@ def start_generation(cfg: TrainConfig, index: int, dd: DeviceData, device: torch
     return Generation(index, model, make_optimizer(model, cfg), targets, alpha, step=0, first_epoch=0)
 
 
-def restore_generation(state: RunState, cfg: TrainConfig, dd: DeviceData, device: torch.device, rng: torch.Generator) -> Generation:
+def restore_generation(
+    state: RunState, cfg: TrainConfig, dd: DeviceData, device: torch.device, rng: torch.Generator
+) -> Generation:
     """The generation a checkpoint was written in, exactly as it was (weights, optimiser, targets, RNG)."""
     model = make_student(cfg, state.generation, dd, device)
     model.load_state_dict(state.model)
@@ -420,7 +439,9 @@ def train(config: TrainConfig) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     if not cfg.resume and (ckpt_path.exists() or (out / "summary.json").exists()):
-        raise ValueError(f"train: out {str(out)!r} already holds a run; pass resume=True (--resume) to continue it or choose another out")
+        raise ValueError(
+            f"train: out {str(out)!r} already holds a run; pass resume=True (--resume) to continue it or choose another out"
+        )
 
     # ---- data: read, subset, noise once (seeded), split, move to the device
     data = load_data(cfg)
@@ -464,8 +485,11 @@ def train(config: TrainConfig) -> TrainResult:
         stopped = False
         for g in range(g0, cfg.generations + 1):
             # ---- a fresh student per generation (the previous one is its teacher), or the checkpoint's
-            state = restore_generation(saved, cfg, dd, device, gen) if saved is not None and g == g0 \
+            state = (
+                restore_generation(saved, cfg, dd, device, gen)
+                if saved is not None and g == g0
                 else start_generation(cfg, g, dd, device, teacher=model)
+            )
             model, opt, targets, gen_alpha, step = state.model, state.optimizer, state.targets, state.alpha, state.step
             # ---- loop
             for e in range(state.first_epoch, cfg.epochs):
@@ -474,9 +498,14 @@ def train(config: TrainConfig) -> TrainResult:
                     break
                 t0 = time.perf_counter()
                 momentum = epoch_momentum(cfg, e) if cfg.method in MOMENTUM_METHODS else None
-                desc = f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {e + 1}/{cfg.epochs}"
-                stats = train_epoch(model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps,
-                                    target_momentum=momentum, desc=desc)
+                desc = (
+                    f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}"
+                    if cfg.generations > 1
+                    else f"epoch {e + 1}/{cfg.epochs}"
+                )
+                stats = train_epoch(
+                    model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, target_momentum=momentum, desc=desc
+                )
                 step, targets = stats.step, stats.targets
                 metrics, p_train = measure(model, dd, split, cfg, freq)
                 history.append(p_train.cpu().numpy().astype(np.int8))
@@ -500,16 +529,30 @@ def train(config: TrainConfig) -> TrainResult:
                 records.append(rec)
                 if rec.val_acc is not None and (best_val is None or rec.val_acc > best_val):
                     best_val = rec.val_acc  # the early-stopping choice so far (first of ties)
-                    save_checkpoint(out / "best_model.pt", {"global_epoch": rec.global_epoch, "generation": g, "val_acc": rec.val_acc,
-                                                            "model": model.state_dict()})
+                    save_checkpoint(
+                        out / "best_model.pt",
+                        {"global_epoch": rec.global_epoch, "generation": g, "val_acc": rec.val_acc, "model": model.state_dict()},
+                    )
                 # ---- records: checkpoint first (it holds the records), then the jsonl
-                save_run_state(ckpt_path, RunState(
-                    config=cfg.to_dict(), generation=g, epoch=e + 1, step=step, gen_alpha=gen_alpha,
-                    model=model.state_dict(), optimizer=opt.state_dict(),
-                    targets=None if targets is None else targets.detach().cpu(), rng=_rng_state(gen, device),
-                    records=[r.to_dict() for r in records], train_predictions=history, elapsed=rec.elapsed,
-                    train_idx=split.train_idx, labels=split.labels,
-                ))
+                save_run_state(
+                    ckpt_path,
+                    RunState(
+                        config=cfg.to_dict(),
+                        generation=g,
+                        epoch=e + 1,
+                        step=step,
+                        gen_alpha=gen_alpha,
+                        model=model.state_dict(),
+                        optimizer=opt.state_dict(),
+                        targets=None if targets is None else targets.detach().cpu(),
+                        rng=_rng_state(gen, device),
+                        records=[r.to_dict() for r in records],
+                        train_predictions=history,
+                        elapsed=rec.elapsed,
+                        train_idx=split.train_idx,
+                        labels=split.labels,
+                    ),
+                )
                 write_records(out / "records.jsonl", records)
                 write_split(out / "train_predictions.npz", pred=np.stack(history), global_epoch=np.arange(1, len(history) + 1))
                 if cfg.progress:
@@ -520,10 +563,24 @@ def train(config: TrainConfig) -> TrainResult:
 
     finished = len(records) == cfg.epochs * cfg.generations
     total = elapsed_before + time.perf_counter() - t_start
-    timings = {"total": total, "this_session": time.perf_counter() - t_start, "data": t_data, "train": float(sum(r.time for r in records))}
+    timings = {
+        "total": total,
+        "this_session": time.perf_counter() - t_start,
+        "data": t_data,
+        "train": float(sum(r.time for r in records)),
+    }
     summary = summarize(records, finished=finished, data=data_info, config=cfg.to_dict(), timings=timings)
     write_json(out / "summary.json", summary.to_dict())
-    return TrainResult(config=cfg, records=tuple(records), summary=summary, split=split, model=model, out=out, finished=finished, resumed_from=resumed_from)
+    return TrainResult(
+        config=cfg,
+        records=tuple(records),
+        summary=summary,
+        split=split,
+        model=model,
+        out=out,
+        finished=finished,
+        resumed_from=resumed_from,
+    )
 
 
 def _print_epoch(rec: EpochRecord) -> None:
@@ -557,8 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         again = " ".join(sys.argv[1:] if argv is None else list(argv))
         if ckpt.exists():
             done = len(load_run_state(ckpt).records)
-            raise SystemExit(f"deep.train: interrupted; {done} epoch(s) are saved in {args.out}; continue with: "
-                             f"python -m deep.train {again}{'' if args.resume else ' --resume'}") from None
+            raise SystemExit(
+                f"deep.train: interrupted; {done} epoch(s) are saved in {args.out}; continue with: "
+                f"python -m deep.train {again}{'' if args.resume else ' --resume'}"
+            ) from None
         raise SystemExit(f"deep.train: interrupted before the first epoch ended; nothing was saved in {args.out}") from None
     s = result.summary
     if s.best_epoch is not None:

@@ -21,8 +21,24 @@ from kernels.ridge import KernelRidge, KernelSolve, RidgePath, solve_kernel_syst
 from kernels.spectrum import RidgeResolutionWarning, Spectrum, check_ridge_resolution, spectrum
 
 __all__ = [
-    "KERNELS", "gram", "kernel_params", "linear", "polynomial", "rbf", "laplace", "laplacian", "exponential",
-    "nngp_relu", "ntk_relu", "ntk_two_layer",
-    "Spectrum", "spectrum", "RidgeResolutionWarning", "check_ridge_resolution",
-    "KernelRidge", "KernelSolve", "RidgePath", "solve_kernel_system",
+    "KERNELS",
+    "gram",
+    "kernel_params",
+    "linear",
+    "polynomial",
+    "rbf",
+    "laplace",
+    "laplacian",
+    "exponential",
+    "nngp_relu",
+    "ntk_relu",
+    "ntk_two_layer",
+    "Spectrum",
+    "spectrum",
+    "RidgeResolutionWarning",
+    "check_ridge_resolution",
+    "KernelRidge",
+    "KernelSolve",
+    "RidgePath",
+    "solve_kernel_system",
 ]

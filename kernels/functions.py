@@ -23,22 +23,38 @@ Distance kernels (docs/derivations.md, section 1): ``rbf`` = exp(-gamma ||x - z|
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-from kernels._backend import device
-from kernels._checks import iter_blocks
+from kernels.backend import device
+from kernels.checks import iter_blocks
 from kernels.gram_fill import COMMON_PARAMS, diag_mask, fill_gram, itemsize, prepare_pair
 from kernels.relu import nngp_relu, ntk_relu, ntk_two_layer
 
-__all__ = ["KERNELS", "exponential", "gram", "kernel_params", "laplace", "laplacian", "linear", "nngp_relu", "ntk_relu", "ntk_two_layer", "polynomial", "rbf"]
+__all__ = [
+    "KERNELS",
+    "exponential",
+    "gram",
+    "kernel_params",
+    "laplace",
+    "laplacian",
+    "linear",
+    "nngp_relu",
+    "ntk_relu",
+    "ntk_two_layer",
+    "polynomial",
+    "rbf",
+]
 
 
 # ----------------------------------------------------------------------------- distance helpers
 
+
 def _gamma(gamma: float | None, X: Any) -> float:
     """scikit-learn's default ``gamma = 1 / n_features``."""
     return 1.0 / X.shape[1] if gamma is None else float(gamma)
+
 
 def _sq_distances(xp: ModuleType, Xc: Any, Zc: Any, sx: Any, sz: Any, rows: slice, cols: slice, diag: bool) -> Any:
     """``||x - z||^2 = |x|^2 + |z|^2 - 2 x.z`` for a block, clamped at 0, 0 on the diagonal."""
@@ -47,6 +63,7 @@ def _sq_distances(xp: ModuleType, Xc: Any, Zc: Any, sx: Any, sz: Any, rows: slic
     if diag:
         D = xp.where(diag_mask(xp, D.shape[0], D.shape[1], D), 0.0, D)
     return D
+
 
 def _centred(xp: ModuleType, X: Any, Z: Any, symmetric: bool) -> tuple[Any, Any, Any, Any]:
     """Shift X and Z by X's mean (distances are unchanged, cancellation is smaller)."""
@@ -92,10 +109,21 @@ def linear(X: Any, Z: Any = None, *, dtype: Any = None, memory_budget: int | Non
     """
     fn = "linear"
     X, Z, xp, sym, budget = prepare_pair(fn, X, Z, dtype, memory_budget)
-    return fill_gram(X, Z, xp, lambda r, c, _d: X[r, :] @ Z[c, :].T, symmetric=sym, row_bytes=Z.shape[0] * itemsize(xp, X.dtype), budget=budget)
+    return fill_gram(
+        X, Z, xp, lambda r, c, _d: X[r, :] @ Z[c, :].T, symmetric=sym, row_bytes=Z.shape[0] * itemsize(xp, X.dtype), budget=budget
+    )
 
 
-def polynomial(X: Any, Z: Any = None, *, degree: int = 3, gamma: float | None = None, coef0: float = 1.0, dtype: Any = None, memory_budget: int | None = None) -> Any:
+def polynomial(
+    X: Any,
+    Z: Any = None,
+    *,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+    dtype: Any = None,
+    memory_budget: int | None = None,
+) -> Any:
     """Polynomial kernel ``k(x, z) = (gamma <x, z> + coef0) ** degree``.
 
     Same convention and defaults as :func:`sklearn.metrics.pairwise.polynomial_kernel`.
@@ -319,7 +347,9 @@ def kernel_params(name: str) -> tuple[str, ...]:
     """
     f = _kernel_fn("kernel_params", name)
     sig = inspect.signature(f)
-    return tuple(p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in COMMON_PARAMS)
+    return tuple(
+        p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in COMMON_PARAMS
+    )
 
 
 def gram(X: Any, Z: Any = None, *, kernel: str = "rbf", **params: Any) -> Any:

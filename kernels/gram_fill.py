@@ -11,23 +11,34 @@ the result is exactly symmetric. The kernels themselves live in :mod:`kernels.fu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import array_api_compat
 
-from kernels._backend import device
-from kernels._checks import Interval, Options, check_features, check_param, check_params, check_same_namespace, iter_blocks
+from kernels.backend import device
+from kernels.checks import Interval, Options, check_features, check_param, check_params, check_same_namespace, iter_blocks
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "CONSTRAINTS", "COMMON_PARAMS", "DTYPES", "dtype_name", "dtype_label",
-           "prepare_pair", "itemsize", "fill_gram", "diag_mask"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "CONSTRAINTS",
+    "COMMON_PARAMS",
+    "DTYPES",
+    "dtype_name",
+    "dtype_label",
+    "prepare_pair",
+    "itemsize",
+    "fill_gram",
+    "diag_mask",
+]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of scratch per Gram block
 
 DTYPES = ("float32", "float64")
 SYM_MAX_ROWS = 512  # row-block cap for symmetric Grams (see fill_gram)
 
-# Parameter bounds as data (checked by kernels._checks.check_params).
+# Parameter bounds as data (checked by kernels.checks.check_params).
 # Float parameters are finite: an explicit math.inf bound with an open end refuses inf
 # (gamma = inf would give exp(-inf * 0) = NaN on the diagonal).
 CONSTRAINTS: dict[str, Interval | Options] = {
@@ -59,7 +70,9 @@ def dtype_name(fn: str, dtype: Any) -> str | None:
     return check_param(fn, "dtype", name, CONSTRAINTS["dtype"])
 
 
-def prepare_pair(fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: Any) -> tuple[Any, Any, ModuleType, bool, int]:
+def prepare_pair(
+    fn: str, X: Any, Z: Any, dtype: Any, memory_budget: Any, **params: Any
+) -> tuple[Any, Any, ModuleType, bool, int]:
     """Check parameters and features; return ``(X, Z, xp, symmetric, budget)``.
 
     ``Z`` must share ``X``'s backend and device. Arrays of mixed float dtypes follow
@@ -93,8 +106,6 @@ def dtype_label(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]
 
 
-
-
 # ----------------------------------------------------------------------------- blocked fill
 
 
@@ -102,7 +113,9 @@ def itemsize(xp: ModuleType, dtype: Any) -> int:
     return xp.finfo(dtype).bits // 8
 
 
-def fill_gram(X: Any, Z: Any, xp: ModuleType, block_fn: Callable[[slice, slice, bool], Any], *, symmetric: bool, row_bytes: int, budget: int) -> Any:
+def fill_gram(
+    X: Any, Z: Any, xp: ModuleType, block_fn: Callable[[slice, slice, bool], Any], *, symmetric: bool, row_bytes: int, budget: int
+) -> Any:
     """Fill the (n, m) Gram matrix in row blocks of ``budget // row_bytes`` rows.
 
     ``block_fn(rows, cols, diag)`` returns ``K[rows, cols]``; ``diag=True`` says that

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernels._backend import namespace
+from kernels.backend import namespace
 from kernels.spectrum import Spectrum
 
 __all__ = ["RefinedSolve", "refined_ridge_solve", "DEFAULT_TOL"]
@@ -78,8 +78,9 @@ def _precondition(spec: Spectrum, inv: Any, Rm: Any, dtype: Any, xp: Any) -> Any
     return xp.astype(V @ ((V.T @ xp.astype(Rm, V.dtype)) * inv), dtype)
 
 
-def refined_ridge_solve(K: Any, Y: Any, ridges: Any, spec: Spectrum, *, tol: float = DEFAULT_TOL,
-                        max_iter: int = 50) -> RefinedSolve:
+def refined_ridge_solve(
+    K: Any, Y: Any, ridges: Any, spec: Spectrum, *, tol: float = DEFAULT_TOL, max_iter: int = 50
+) -> RefinedSolve:
     """Solve ``(K + ridge_r I) x_r = Y`` for all ridges by CG preconditioned with ``spec``.
 
     Parameters

@@ -18,13 +18,16 @@ from typing import Any
 
 import array_api_compat
 
-from kernels._backend import device
-from kernels._checks import iter_blocks
+from kernels.backend import device
+from kernels.checks import iter_blocks
 from kernels.gram_fill import diag_mask, dtype_label, fill_gram, itemsize, prepare_pair
 
 __all__ = ["nngp_relu", "ntk_relu", "ntk_two_layer"]
 
-def _relu_recursion(xp: ModuleType, S: Any, a: Any, b: Any, diag_shift: int | None, *, depth: int, beta2: float, ntk: bool) -> Any:
+
+def _relu_recursion(
+    xp: ModuleType, S: Any, a: Any, b: Any, diag_shift: int | None, *, depth: int, beta2: float, ntk: bool
+) -> Any:
     """Sigma^L or Theta^{L+1} from the Sigma^0 block S (r, c), elementwise.
 
     ``a`` (r, 1) and ``b`` (1, c) hold ``Sigma^0(x, x)`` of the block's rows and columns;
@@ -55,8 +58,22 @@ _THREAD_MIN_ELEMENTS = 2**18
 _TILE_ELEMENTS = 2**17
 
 
-def _relu_block(xp: ModuleType, X: Any, Z: Any, sx: Any, sz: Any, rows: slice, cols: slice, diag: bool, *, depth: int,
-                beta2: float, ntk: bool, pool: ThreadPoolExecutor | None = None, workers: int = 1) -> Any:
+def _relu_block(
+    xp: ModuleType,
+    X: Any,
+    Z: Any,
+    sx: Any,
+    sz: Any,
+    rows: slice,
+    cols: slice,
+    diag: bool,
+    *,
+    depth: int,
+    beta2: float,
+    ntk: bool,
+    pool: ThreadPoolExecutor | None = None,
+    workers: int = 1,
+) -> Any:
     """Sigma^L (``ntk=False``) or Theta^{L+1} (``ntk=True``) for one block.
 
     ``sx, sz`` hold ``Sigma^0(x, x)``. With a ``pool`` (numpy only), the elementwise
@@ -93,8 +110,10 @@ def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, m
     big = float(xp.finfo(X.dtype).max)
     if not beta2 * (int(depth) + 1) < big:
         top = math.sqrt(big / (int(depth) + 1))
-        raise ValueError(f"{fn}: bias must be a float in [0, {top:.4g}] for depth={int(depth)} in {dtype_label(X.dtype)} "
-                         f"((depth + 1) * bias**2 must be finite); got {bias!r}")
+        raise ValueError(
+            f"{fn}: bias must be a float in [0, {top:.4g}] for depth={int(depth)} in {dtype_label(X.dtype)} "
+            f"((depth + 1) * bias**2 must be finite); got {bias!r}"
+        )
     sx = xp.sum(X * X, axis=1) / d + beta2
     sz = sx if sym else xp.sum(Z * Z, axis=1) / d + beta2
     # numpy's elementwise passes are single-threaded; torch and CuPy parallelise their own.
@@ -170,28 +189,40 @@ _RELU_DOC = """
     """
 
 
-def nngp_relu(X: Any, Z: Any = None, *, depth: int = 1, bias: float = 0.0, dtype: Any = None, memory_budget: int | None = None) -> Any:
+def nngp_relu(
+    X: Any, Z: Any = None, *, depth: int = 1, bias: float = 0.0, dtype: Any = None, memory_budget: int | None = None
+) -> Any:
     return _relu_kernel("nngp_relu", X, Z, depth, bias, dtype, memory_budget, ntk=False)
 
 
-def ntk_relu(X: Any, Z: Any = None, *, depth: int = 1, bias: float = 0.0, dtype: Any = None, memory_budget: int | None = None) -> Any:
+def ntk_relu(
+    X: Any, Z: Any = None, *, depth: int = 1, bias: float = 0.0, dtype: Any = None, memory_budget: int | None = None
+) -> Any:
     return _relu_kernel("ntk_relu", X, Z, depth, bias, dtype, memory_budget, ntk=True)
 
 
-nngp_relu.__doc__ = "NNGP kernel ``Sigma^L`` of a deep ReLU network (output covariance at init)." + _RELU_DOC + """
+nngp_relu.__doc__ = (
+    "NNGP kernel ``Sigma^L`` of a deep ReLU network (output covariance at init)."
+    + _RELU_DOC
+    + """
     Examples
     --------
     >>> import numpy as np
     >>> float(nngp_relu(np.array([[1.0, 0.0]]), depth=2)[0, 0])  # |x|^2 / d
     0.5
     """
-ntk_relu.__doc__ = "Neural tangent kernel ``Theta^{L+1}`` of a deep ReLU network." + _RELU_DOC + """
+)
+ntk_relu.__doc__ = (
+    "Neural tangent kernel ``Theta^{L+1}`` of a deep ReLU network."
+    + _RELU_DOC
+    + """
     Examples
     --------
     >>> import numpy as np
     >>> float(ntk_relu(np.array([[1.0, 0.0]]), depth=2)[0, 0])  # (L + 1) |x|^2 / d
     1.5
     """
+)
 
 
 def ntk_two_layer(X: Any, Z: Any = None, *, dtype: Any = None, memory_budget: int | None = None) -> Any:
@@ -239,7 +270,9 @@ def ntk_two_layer(X: Any, Z: Any = None, *, dtype: Any = None, memory_budget: in
     for name, A in (("X", X),) if sym else (("X", X), ("Z", Z)):
         dev = float(xp.max(xp.abs(xp.linalg.vector_norm(A, axis=1) - 1)))
         if dev > tol:
-            raise ValueError(f"{fn}: rows of {name} must have unit Euclidean norm (within {tol:g}); got max | ||row|| - 1 | = {dev:.3g}; normalise first: {name} / ||{name}||_row")
+            raise ValueError(
+                f"{fn}: rows of {name} must have unit Euclidean norm (within {tol:g}); got max | ||row|| - 1 | = {dev:.3g}; normalise first: {name} / ||{name}||_row"
+            )
     pi = math.pi
 
     def block(r: slice, c: slice, diag: bool) -> Any:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import array_api_compat
 import numpy as np
@@ -35,8 +36,8 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from kernels._backend import BACKENDS, cho_solve, cholesky, device, lstsq, namespace, to_numpy
-from kernels._checks import (
+from kernels.backend import BACKENDS, cho_solve, cholesky, device, lstsq, namespace, to_numpy
+from kernels.checks import (
     Interval,
     Options,
     as_array,
@@ -143,9 +144,13 @@ def _solve(K: Any, Y: Any, ridge: float, fn: str) -> KernelSolve:
         return KernelSolve(coef=coef, solver="cholesky", ridge=ridge)
     except np.linalg.LinAlgError as exc:
         message = str(exc)
-    warnings.warn(f"{fn}: K + ridge I is singular or not positive definite at ridge={ridge:g} "
-                  f"({message}); using the least-squares solution instead (recorded as "
-                  f"solver='lstsq-fallback'). A larger ridge avoids this.", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"{fn}: K + ridge I is singular or not positive definite at ridge={ridge:g} "
+        f"({message}); using the least-squares solution instead (recorded as "
+        f"solver='lstsq-fallback'). A larger ridge avoids this.",
+        UserWarning,
+        stacklevel=3,
+    )
     return KernelSolve(coef=lstsq(A, Y), solver="lstsq-fallback", ridge=ridge, message=message)
 
 
@@ -199,7 +204,7 @@ def solve_kernel_system(K: Any, Y: Any, ridge: float) -> KernelSolve:
 
 @dataclass(frozen=True)
 class _OrNone:
-    """``None`` or a value satisfying ``inner`` (duck-types kernels._checks constraints)."""
+    """``None`` or a value satisfying ``inner`` (duck-types kernels.checks constraints)."""
 
     inner: Any
 
@@ -243,12 +248,13 @@ class _DictOrNone:
 def _reject_sparse(fn: str, name: str, X: Any) -> None:
     """Sparse matrices are not supported (the Gram matrix is dense anyway)."""
     if scipy.sparse.issparse(X):
-        raise TypeError(f"{fn}: {name} must be a dense array; sparse input ({type(X).__name__}) is not supported: "
-                        f"call {name}.toarray() first")
+        raise TypeError(
+            f"{fn}: {name} must be a dense array; sparse input ({type(X).__name__}) is not supported: call {name}.toarray() first"
+        )
 
 
 def _features(fn: str, X: Any, *, backend: str | None = None, like: Any = None) -> tuple[Any, Any]:
-    """:func:`kernels._checks.check_features` with scikit-learn's wording for the cases
+    """:func:`kernels.checks.check_features` with scikit-learn's wording for the cases
     its estimator checks match on (sparse, complex, 1-D, zero features)."""
     _reject_sparse(fn, "X", X)
     if array_api_compat.is_array_api_obj(X) and not isinstance(X, np.generic):
@@ -257,11 +263,15 @@ def _features(fn: str, X: Any, *, backend: str | None = None, like: Any = None) 
             raise ValueError(f"{fn}: X must hold real numbers; Complex data not supported; got dtype {X.dtype}")
     arr, _ = as_array(fn, "X", X, backend=backend, like=like)
     if arr.ndim != 2:
-        raise ValueError(f"{fn}: X must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}. Reshape your "
-                         f"data with X[:, None] for a single feature or X[None, :] for a single sample")
+        raise ValueError(
+            f"{fn}: X must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}. Reshape your "
+            f"data with X[:, None] for a single feature or X[None, :] for a single sample"
+        )
     if arr.shape[1] < 1:
-        raise ValueError(f"{fn}: X must have at least one feature; found array with 0 feature(s) "
-                         f"(shape={tuple(arr.shape)}) while a minimum of 1 is required.")
+        raise ValueError(
+            f"{fn}: X must have at least one feature; found array with 0 feature(s) "
+            f"(shape={tuple(arr.shape)}) while a minimum of 1 is required."
+        )
     return check_features(fn, "X", arr)
 
 
@@ -282,8 +292,10 @@ class _HintSklearnNames(type):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         for theirs, ours in _SKLEARN_NAMES.items():
             if theirs in kwargs:
-                raise TypeError(f"{cls.__name__}: {theirs}= is scikit-learn's name for the regularisation strength; "
-                                f"use {ours}={kwargs[theirs]!r}")
+                raise TypeError(
+                    f"{cls.__name__}: {theirs}= is scikit-learn's name for the regularisation strength; "
+                    f"use {ours}={kwargs[theirs]!r}"
+                )
         return super().__call__(*args, **kwargs)
 
 
@@ -397,7 +409,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
     ((3, 40), 0)
     """
 
-    # Checked at fit time by _validate (the constraint table is data; see kernels._checks).
+    # Checked at fit time by _validate (the constraint table is data; see kernels.checks).
     CONSTRAINTS: ClassVar[dict[str, Any]] = {
         "ridge": _RIDGE_POSITIVE,
         "kernel": _KernelChoice(),
@@ -411,9 +423,20 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         "backend": _OrNone(Options(BACKENDS)),
     }
 
-    def __init__(self, ridge: float = 1.0, *, kernel: str | Callable = "rbf", gamma: float | None = None,
-                 degree: int = 3, coef0: float = 1.0, depth: int = 1, bias: float = 0.0,
-                 kernel_params: dict | None = None, solver: str = "cholesky", backend: str | None = None):
+    def __init__(
+        self,
+        ridge: float = 1.0,
+        *,
+        kernel: str | Callable = "rbf",
+        gamma: float | None = None,
+        degree: int = 3,
+        coef0: float = 1.0,
+        depth: int = 1,
+        bias: float = 0.0,
+        kernel_params: dict | None = None,
+        solver: str = "cholesky",
+        backend: str | None = None,
+    ):
         self.ridge = ridge
         self.kernel = kernel
         self.gamma = gamma
@@ -454,13 +477,16 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         if unused:
             takes = ", ".join(sorted(own)) or "no parameters"
             given = ", ".join(f"{name}={getattr(self, name)!r}" for name in unused)
-            raise ValueError(f"{fn}: {given} is not used by kernel={self.kernel!r} (it takes {takes}); "
-                             f"drop it or choose a kernel that uses it")
+            raise ValueError(
+                f"{fn}: {given} is not used by kernel={self.kernel!r} (it takes {takes}); drop it or choose a kernel that uses it"
+            )
         allowed = own | set(_COMMON_KERNEL_ARGS)
         unknown = sorted(set(extra) - allowed)
         if unknown:
-            raise ValueError(f"{fn}: kernel_params must only hold parameters of kernel={self.kernel!r} "
-                             f"({', '.join(sorted(allowed))}); got {unknown!r}")
+            raise ValueError(
+                f"{fn}: kernel_params must only hold parameters of kernel={self.kernel!r} "
+                f"({', '.join(sorted(allowed))}); got {unknown!r}"
+            )
         params = {}
         for name in _KERNEL_ARGS:
             value = getattr(self, name)
@@ -469,12 +495,14 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         params.update(extra)
         return KERNELS[self.kernel], params
 
-    def set_params(self, **params: Any) -> "KernelRidge":
+    def set_params(self, **params: Any) -> KernelRidge:
         """scikit-learn's ``set_params``, with the same hint as the constructor for its names."""
         for theirs, ours in _SKLEARN_NAMES.items():
             if theirs in params:
-                raise ValueError(f"{type(self).__name__}.set_params: {theirs}= is scikit-learn's name for the "
-                                 f"regularisation strength; use {ours}={params[theirs]!r}")
+                raise ValueError(
+                    f"{type(self).__name__}.set_params: {theirs}= is scikit-learn's name for the "
+                    f"regularisation strength; use {ours}={params[theirs]!r}"
+                )
         return super().set_params(**params)
 
     @classmethod
@@ -499,7 +527,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         return K
 
     # ------------------------------------------------------------------ fit / predict
-    def fit(self, X: Any, y: Any) -> "KernelRidge":
+    def fit(self, X: Any, y: Any) -> KernelRidge:
         """Fit kernel ridge regression.
 
         Parameters
@@ -532,8 +560,10 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
             try:
                 spec = spectrum(xp.astype(K, xp.float32) if low else K, method="full")
             except ValueError as exc:
-                raise ValueError(f"{fn}: solver={self.solver!r} needs a positive semi-definite kernel matrix; "
-                                 f"use solver='cholesky' for this kernel ({exc})") from exc
+                raise ValueError(
+                    f"{fn}: solver={self.solver!r} needs a positive semi-definite kernel matrix; "
+                    f"use solver='cholesky' for this kernel ({exc})"
+                ) from exc
             if self.solver == "eigen":
                 check_ridge_resolution(fn, spec, ridge)
                 dual, used = spec.apply(lambda d: 1.0 / (d + ridge), y), "eigen"
@@ -577,8 +607,10 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         X, xp = _features(fn, X, like=self.X_fit_)
         check_same_namespace(fn, X=X, X_fit_=self.X_fit_)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"{fn}: X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input (the training data's)")
+            raise ValueError(
+                f"{fn}: X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the training data's)"
+            )
         if X.dtype != self.X_fit_.dtype:
             X = xp.astype(X, self.X_fit_.dtype)
         return X
@@ -679,8 +711,9 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
             overall = "cholesky+lstsq-fallback" if "lstsq-fallback" in solvers else "cholesky"
             n_fact = len(r)
         preds = None if Xq is None else _apply_batched(self._gram(Xq, self.X_fit_, fn), dual, xp)
-        return RidgePath(ridges=r_x, dual_coef=dual, fitted=fitted, predictions=preds, solver=overall,
-                         solvers=solvers, n_factorisations=n_fact)
+        return RidgePath(
+            ridges=r_x, dual_coef=dual, fitted=fitted, predictions=preds, solver=overall, solvers=solvers, n_factorisations=n_fact
+        )
 
 
 def _apply_batched(M: Any, coef: Any, xp: Any) -> Any:
@@ -692,4 +725,5 @@ def _apply_batched(M: Any, coef: Any, xp: Any) -> Any:
 
 # inspect.signature(KernelRidge) would otherwise show the hint metaclass's (*args, **kwargs).
 KernelRidge.__signature__ = inspect.signature(KernelRidge.__init__).replace(
-    parameters=list(inspect.signature(KernelRidge.__init__).parameters.values())[1:])
+    parameters=list(inspect.signature(KernelRidge.__init__).parameters.values())[1:]
+)

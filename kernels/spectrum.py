@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from kernels._backend import backend_name, device, eigh, namespace, to_numpy
-from kernels._checks import (
+from kernels.backend import backend_name, device, eigh, namespace, to_numpy
+from kernels.checks import (
     Interval,
     Options,
     check_cross_kernel,
@@ -25,7 +26,15 @@ from kernels._checks import (
     check_param,
 )
 
-__all__ = ["Spectrum", "spectrum", "scale", "check_spectrum", "nonnegative_values", "RidgeResolutionWarning", "check_ridge_resolution"]
+__all__ = [
+    "Spectrum",
+    "spectrum",
+    "scale",
+    "check_spectrum",
+    "nonnegative_values",
+    "RidgeResolutionWarning",
+    "check_ridge_resolution",
+]
 
 _METHODS = ("auto", "full", "lanczos", "randomized")
 
@@ -116,7 +125,9 @@ class Spectrum:
         """Per-eigenvalue filter g(d) as an array of shape (..., k)."""
         vals = g(self.values) if callable(g) else self.xp.asarray(g, dtype=self.values.dtype, device=device(self.values))
         if vals.shape[-1] != self.k:
-            raise ValueError(f"Spectrum.apply: the filter must have {self.k} values per row (one per eigenvalue); got shape {tuple(vals.shape)}")
+            raise ValueError(
+                f"Spectrum.apply: the filter must have {self.k} values per row (one per eigenvalue); got shape {tuple(vals.shape)}"
+            )
         return vals
 
     def apply(self, g: Callable[[Any], Any] | Any, y: Any) -> Any:
@@ -149,8 +160,10 @@ class Spectrum:
 
     def __repr__(self) -> str:
         d = to_numpy(self.values)
-        return (f"Spectrum(n={self.n_samples}, k={self.k}, method={self.method!r}, backend={self.backend!r}, "
-                f"d_max={d[0]:.4g}, d_min={d[-1]:.4g}, n_zero={self.n_zero}, n_clipped={self.n_clipped})")
+        return (
+            f"Spectrum(n={self.n_samples}, k={self.k}, method={self.method!r}, backend={self.backend!r}, "
+            f"d_max={d[0]:.4g}, d_min={d[-1]:.4g}, n_zero={self.n_zero}, n_clipped={self.n_clipped})"
+        )
 
 
 class RidgeResolutionWarning(UserWarning):
@@ -178,10 +191,13 @@ def check_ridge_resolution(fn: str, spectrum: Spectrum, ridge: float, *, stackle
         return False
     d_max = float(spectrum.values[0]) if spectrum.k else 0.0
     eps = float(spectrum.xp.finfo(spectrum.values.dtype).eps)
-    warnings.warn(f"{fn}: ridge={lam:.3g} is below the spectrum's resolution zero_tol = n eps d_max = {tol:.3g} "
-                  f"({spectrum.values.dtype}): the eigenbasis solution is accurate to only about eps d_max / ridge = "
-                  f"{eps * d_max / lam:.2g} of max|y|; use a larger ridge, a float64 kernel or a Cholesky solve",
-                  RidgeResolutionWarning, stacklevel=stacklevel)
+    warnings.warn(
+        f"{fn}: ridge={lam:.3g} is below the spectrum's resolution zero_tol = n eps d_max = {tol:.3g} "
+        f"({spectrum.values.dtype}): the eigenbasis solution is accurate to only about eps d_max / ridge = "
+        f"{eps * d_max / lam:.2g} of max|y|; use a larger ridge, a float64 kernel or a Cholesky solve",
+        RidgeResolutionWarning,
+        stacklevel=stacklevel,
+    )
     return True
 
 
@@ -211,8 +227,10 @@ def nonnegative_values(fn: str, spectrum: Spectrum) -> tuple[Any, ModuleType, fl
     d_min = float(xp.min(d))
     tol = max(spectrum.zero_tol, math.sqrt(float(xp.finfo(d.dtype).eps)) * d_max)
     if d_min < -tol:
-        raise ValueError(f"{fn}: spectrum.values must be >= 0 (a PSD kernel); got a minimum of {d_min:.4g} "
-                         f"below -{tol:.3g}; build the spectrum with kernels.spectrum(K, psd='clip')")
+        raise ValueError(
+            f"{fn}: spectrum.values must be >= 0 (a PSD kernel); got a minimum of {d_min:.4g} "
+            f"below -{tol:.3g}; build the spectrum with kernels.spectrum(K, psd='clip')"
+        )
     d = xp.where(d < 0, xp.zeros_like(d), d)
     return d, xp, d_max
 
@@ -228,13 +246,23 @@ def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, r
     w_min = float(w[-1])
     neg_tol = (1e-5 if w.dtype == xp.float64 else 5e-3) * d_max + 100 * n * eps * d_max
     if w_min < -neg_tol and psd == "raise":
-        raise ValueError(f"{fn}: K is not positive semi-definite beyond round-off: smallest eigenvalue {w_min:.4g} "
-                         f"< -{neg_tol:.3g} (relative to d_max = {d_max:.4g}); pass psd='clip' to clip negatives to 0")
+        raise ValueError(
+            f"{fn}: K is not positive semi-definite beyond round-off: smallest eigenvalue {w_min:.4g} "
+            f"< -{neg_tol:.3g} (relative to d_max = {d_max:.4g}); pass psd='clip' to clip negatives to 0"
+        )
     n_clipped = int(xp.sum(xp.astype(w < 0, xp.int64)))
     w = xp.where(w < 0, xp.zeros_like(w), w)
     zero_tol = n * eps * d_max
-    return Spectrum(values=w, vectors=V, method=method, zero_tol=zero_tol, n_clipped=n_clipped,
-                    min_raw_eigenvalue=min(w_min, 0.0), max_residual=residual, backend=backend_name(xp))
+    return Spectrum(
+        values=w,
+        vectors=V,
+        method=method,
+        zero_tol=zero_tol,
+        n_clipped=n_clipped,
+        min_raw_eigenvalue=min(w_min, 0.0),
+        max_residual=residual,
+        backend=backend_name(xp),
+    )
 
 
 def _randomized_topk(K: Any, k: int, xp: ModuleType, *, n_oversamples: int, n_iter: int, seed: int) -> tuple[Any, Any]:
@@ -251,8 +279,16 @@ def _randomized_topk(K: Any, k: int, xp: ModuleType, *, n_oversamples: int, n_it
     return w, Q @ U
 
 
-def spectrum(K: Any, k: int | None = None, *, method: str = "auto", psd: str = "raise",
-             n_iter: int = 6, n_oversamples: int = 20, seed: int = 0) -> Spectrum:
+def spectrum(
+    K: Any,
+    k: int | None = None,
+    *,
+    method: str = "auto",
+    psd: str = "raise",
+    n_iter: int = 6,
+    n_oversamples: int = 20,
+    seed: int = 0,
+) -> Spectrum:
     """Eigendecomposition of a symmetric PSD kernel matrix, values descending.
 
     Parameters
@@ -316,8 +352,15 @@ def spectrum(K: Any, k: int | None = None, *, method: str = "auto", psd: str = "
         w, V = eigh(K)
         s = _finish(w, V, "full", xp, psd=psd, fn=fn)
         if k is not None and k < n:
-            s = Spectrum(values=s.values[:k], vectors=s.vectors[:, :k], method="full", zero_tol=s.zero_tol,
-                         n_clipped=s.n_clipped, min_raw_eigenvalue=s.min_raw_eigenvalue, backend=s.backend)
+            s = Spectrum(
+                values=s.values[:k],
+                vectors=s.vectors[:, :k],
+                method="full",
+                zero_tol=s.zero_tol,
+                n_clipped=s.n_clipped,
+                min_raw_eigenvalue=s.min_raw_eigenvalue,
+                backend=s.backend,
+            )
         return s
     if method == "lanczos":
         if backend_name(xp) != "numpy":

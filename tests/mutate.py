@@ -42,7 +42,6 @@ import fnmatch
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -50,21 +49,22 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The modules that hold the closed forms (issue 13): the default target.
+# The modules that hold the closed forms: the default target.
 FORMULA_MODULES = [
     "theory/distillation.py",
-    "theory/distillation_solve.py",
+    "theory/distillation_study.py",
     "theory/air.py",
     "theory/dynamics.py",
     "theory/mobahi.py",
     "theory/noise.py",
     "theory/frequency.py",
     "kernels/functions.py",
+    "kernels/relu.py",
     "kernels/spectrum.py",
     "kernels/ridge.py",
 ]
@@ -78,9 +78,24 @@ BINOP_SWAP = {
     ast.Pow: ast.Mult,
 }
 OP_TEXT = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Pow: "**",
-    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
-    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and", ast.Or: "or",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Pow: "**",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.And: "and",
+    ast.Or: "or",
 }
 CMP_SWAP = {
     ast.Lt: ast.LtE,
@@ -94,11 +109,35 @@ CMP_SWAP = {
     ast.In: ast.NotIn,
     ast.NotIn: ast.In,
 }
-SKIP_CALLS = {"warn", "print", "format", "array2string", "array_repr", "array_str", "debug", "info", "warning",
-              "error", "exception", "tqdm", "set_postfix", "set_description"}
+SKIP_CALLS = {
+    "warn",
+    "print",
+    "format",
+    "array2string",
+    "array_repr",
+    "array_str",
+    "debug",
+    "info",
+    "warning",
+    "error",
+    "exception",
+    "tqdm",
+    "set_postfix",
+    "set_description",
+}
 NAME_SWAP = {
-    "min": "max", "max": "min", "minimum": "maximum", "maximum": "minimum", "argmin": "argmax", "argmax": "argmin",
-    "amin": "amax", "amax": "amin", "floor": "ceil", "ceil": "floor", "any": "all", "all": "any",
+    "min": "max",
+    "max": "min",
+    "minimum": "maximum",
+    "maximum": "minimum",
+    "argmin": "argmax",
+    "argmax": "argmin",
+    "amin": "amax",
+    "amax": "amin",
+    "floor": "ceil",
+    "ceil": "floor",
+    "any": "all",
+    "all": "any",
 }
 
 
@@ -194,9 +233,11 @@ class _Collector(ast.NodeVisitor):
         if name in SKIP_CALLS:  # messages and printing: not mutated
             return None
         if name in NAME_SWAP and self._skip_depth == 0:
-            new = ast.Attribute(value=func.value, attr=NAME_SWAP[name], ctx=ast.Load()) if isinstance(
-                func, ast.Attribute
-            ) else ast.Name(id=NAME_SWAP[name], ctx=ast.Load())
+            new = (
+                ast.Attribute(value=func.value, attr=NAME_SWAP[name], ctx=ast.Load())
+                if isinstance(func, ast.Attribute)
+                else ast.Name(id=NAME_SWAP[name], ctx=ast.Load())
+            )
             self.sites.append((func, new, f"{name} -> {NAME_SWAP[name]}", False))
         if name == "range" and isinstance(func, ast.Name) and node.args and self._skip_depth == 0:
             stop = node.args[0] if len(node.args) == 1 else node.args[1]
@@ -311,8 +352,9 @@ def generate(module: str, source: str) -> list[Mutant]:
         if key in seen:
             continue
         seen.add(key)
-        m = Mutant(module, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, replacement, desc,
-                   line_text.strip())
+        m = Mutant(
+            module, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, replacement, desc, line_text.strip()
+        )
         try:
             mutated = ast.parse(apply(source, m))
         except SyntaxError:
@@ -414,13 +456,15 @@ def copy_tree(src: Path, dst: Path, from_head: bool, ignore_tests: str | None = 
             for f in (dst / "tests").glob(ignore_tests):
                 f.unlink()
         return
-    files = subprocess.run(
-        ["git", "-C", str(src), "ls-files", "-co", "--exclude-standard", "-z"], check=True, capture_output=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "-C", str(src), "ls-files", "-co", "--exclude-standard", "-z"], check=True, capture_output=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in files:
         if not rel or rel.startswith("results/"):
             continue
-        if ignore_tests and rel.startswith("tests/") and fnmatch.fnmatch(rel[len("tests/"):], ignore_tests):
+        if ignore_tests and rel.startswith("tests/") and fnmatch.fnmatch(rel[len("tests/") :], ignore_tests):
             continue
         s = src / rel
         if not s.is_file():
@@ -433,9 +477,24 @@ def copy_tree(src: Path, dst: Path, from_head: bool, ignore_tests: str | None = 
 def _preload() -> None:
     """Import the heavy third-party packages once, in the parent (never airkit itself)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in ("numpy", "scipy", "scipy.linalg", "scipy.sparse.linalg", "scipy.special", "scipy.integrate",
-                 "sklearn", "sklearn.kernel_ridge", "sklearn.metrics.pairwise", "matplotlib", "matplotlib.pyplot",
-                 "torch", "hypothesis", "hypothesis.extra.numpy", "pytest", "_pytest.doctest"):
+    for name in (
+        "numpy",
+        "scipy",
+        "scipy.linalg",
+        "scipy.sparse.linalg",
+        "scipy.special",
+        "scipy.integrate",
+        "sklearn",
+        "sklearn.kernel_ridge",
+        "sklearn.metrics.pairwise",
+        "matplotlib",
+        "matplotlib.pyplot",
+        "torch",
+        "hypothesis",
+        "hypothesis.extra.numpy",
+        "pytest",
+        "_pytest.doctest",
+    ):
         try:
             __import__(name)
         except Exception:  # an optional one is missing: the child imports what it needs
@@ -510,8 +569,17 @@ def _kill(pid: int) -> None:
         pass
 
 
-PYTEST_ARGS = ["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist", "--no-header",
-               ]
+PYTEST_ARGS = [
+    "-x",
+    "-q",
+    "-p",
+    "no:randomly",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:xdist",
+    "--no-header",
+]
 
 
 def first_failure(log: Path) -> str:
@@ -564,8 +632,10 @@ def write_report(out: Path, results: dict, meta: dict, equivalents=()) -> str:
         tk += killed
         tt += total
         score = f"{100 * killed / total:.0f}%" if total else "-"
-        rows.append(f"| {module} | {r['candidates']} | {len(ms)} | {len(eq)} | {killed} | {total - killed} | {score} | "
-                    f"{r['clean_s']:.1f} | {r['seconds']:.0f} |")
+        rows.append(
+            f"| {module} | {r['candidates']} | {len(ms)} | {len(eq)} | {killed} | {total - killed} | {score} | "
+            f"{r['clean_s']:.1f} | {r['seconds']:.0f} |"
+        )
         eq_ids = {id(m) for m, _ in eq}
         survivors += [m for m in ms if m.status == "survived" and id(m) not in eq_ids]
         equiv += eq
@@ -577,8 +647,7 @@ def write_report(out: Path, results: dict, meta: dict, equivalents=()) -> str:
         f"- machine: {meta['machine']}",
         f"- source: {meta['source']}; seed {meta['seed']}; at most {meta['max_per_module']} mutants per module; "
         f"timeout {meta['timeout_factor']}x the clean run",
-        f"- total: **{tk}/{tt} killed ({total_score})** in {meta['seconds'] / 60:.1f} min "
-        f"(score = killed / (run - equivalent))",
+        f"- total: **{tk}/{tt} killed ({total_score})** in {meta['seconds'] / 60:.1f} min (score = killed / (run - equivalent))",
         "",
         "| module | candidates | run | equivalent | killed | survived | score | clean run (s) | time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -598,10 +667,18 @@ def write_report(out: Path, results: dict, meta: dict, equivalents=()) -> str:
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
-    (out / "results.json").write_text(json.dumps(
-        {"meta": meta, "modules": {k: {**{kk: vv for kk, vv in v.items() if kk != "mutants"},
-                                       "mutants": [asdict(m) for m in v["mutants"]]} for k, v in results.items()}},
-        indent=1))
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "modules": {
+                    k: {**{kk: vv for kk, vv in v.items() if kk != "mutants"}, "mutants": [asdict(m) for m in v["mutants"]]}
+                    for k, v in results.items()
+                },
+            },
+            indent=1,
+        )
+    )
     return text
 
 
@@ -609,32 +686,54 @@ def write_report(out: Path, results: dict, meta: dict, equivalents=()) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("modules", nargs="*", help=f"module files to mutate (default: the {len(FORMULA_MODULES)} "
-                   "formula modules of kernels/ and theory/); 'all' = every module of kernels/ and theory/")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "modules",
+        nargs="*",
+        help=f"module files to mutate (default: the {len(FORMULA_MODULES)} "
+        "formula modules of kernels/ and theory/); 'all' = every module of kernels/ and theory/",
+    )
     p.add_argument("--max-per-module", type=int, default=20, help="sample at most N mutants per module (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-module sample")
     p.add_argument("--timeout-factor", type=float, default=3.0, help="per-mutant timeout, x the clean run")
     p.add_argument("--min-timeout", type=float, default=30.0, help="lower bound of the per-mutant timeout (s)")
     p.add_argument("--from-head", action="store_true", help="mutate `git archive HEAD` instead of the working tree")
     p.add_argument("--out", type=Path, default=None, help="report folder (default results/mutate/<stamp>)")
-    p.add_argument("--report", type=Path, default=None, metavar="RESULTS_JSON",
-                   help="only write the report of an earlier run again (e.g. after editing the equivalents file)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="only write the report of an earlier run again (e.g. after editing the equivalents file)",
+    )
     p.add_argument("--list", action="store_true", help="only list the sampled mutants; run nothing")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy")
-    p.add_argument("--equivalents", type=Path, default=REPO / "tests" / "mutate_equivalent.txt",
-                   help="known equivalent mutants, left out of the score (default tests/mutate_equivalent.txt)")
-    p.add_argument("--ignore-tests", default=None, metavar="GLOB",
-                   help="leave these test files out of the copy (e.g. 'test_mutants_*': the score without them)")
-    p.add_argument("--rerun", type=Path, default=None, metavar="RESULTS_JSON",
-                   help="run again only the survivors of an earlier run (its results.json; its kills stay kills): "
-                        "after adding tests, this measures the new score without re-running every mutant")
+    p.add_argument(
+        "--equivalents",
+        type=Path,
+        default=REPO / "tests" / "mutate_equivalent.txt",
+        help="known equivalent mutants, left out of the score (default tests/mutate_equivalent.txt)",
+    )
+    p.add_argument(
+        "--ignore-tests",
+        default=None,
+        metavar="GLOB",
+        help="leave these test files out of the copy (e.g. 'test_mutants_*': the score without them)",
+    )
+    p.add_argument(
+        "--rerun",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="run again only the survivors of an earlier run (its results.json; its kills stay kills): "
+        "after adding tests, this measures the new score without re-running every mutant",
+    )
     args = p.parse_args(argv)
 
     if args.modules == ["all"]:
-        modules = sorted(str(f.relative_to(REPO)) for d in ("kernels", "theory") for f in (REPO / d).glob("*.py")
-                         if f.name != "__init__.py")
+        modules = sorted(
+            str(f.relative_to(REPO)) for d in ("kernels", "theory") for f in (REPO / d).glob("*.py") if f.name != "__init__.py"
+        )
     else:
         modules = args.modules or FORMULA_MODULES
     k = args.max_per_module or None
@@ -675,8 +774,9 @@ def main(argv: list[str] | None = None) -> int:
                         else:
                             chosen.append(new)
             plan[module] = (source, len(allm), chosen, select_tests(module, source, work), kept)
-            print(f"{module}: {len(allm)} mutants, {len(plan[module][2])} sampled; tests: "
-                  f"{' '.join(plan[module][3])}", flush=True)
+            print(
+                f"{module}: {len(allm)} mutants, {len(plan[module][2])} sampled; tests: {' '.join(plan[module][3])}", flush=True
+            )
         if args.list:
             for module, (_, _, ms, _, _) in plan.items():
                 for m in ms:
@@ -696,11 +796,19 @@ def main(argv: list[str] | None = None) -> int:
             log = logs / f"{module.replace('/', '_')}.clean.log"
             rc, clean_s = wait(start(work, pyargs, log), 3600)
             if rc != 0:
-                print(f"{module}: the clean run fails (rc={rc}), so no mutant of it can be judged; skipped. "
-                      f"The end of its output:", flush=True)
+                print(
+                    f"{module}: the clean run fails (rc={rc}), so no mutant of it can be judged; skipped. The end of its output:",
+                    flush=True,
+                )
                 print(log.read_text(errors="replace")[-3000:])
-                results[module] = {"candidates": n_all, "mutants": [], "clean_s": clean_s, "seconds": 0.0,
-                                   "tests": tests, "clean_failed": True}
+                results[module] = {
+                    "candidates": n_all,
+                    "mutants": [],
+                    "clean_s": clean_s,
+                    "seconds": 0.0,
+                    "tests": tests,
+                    "clean_failed": True,
+                }
                 continue
             timeout = max(args.timeout_factor * clean_s, args.min_timeout)
             print(f"{module}: clean run {clean_s:.1f}s, timeout {timeout:.0f}s, {len(ms)} mutants", flush=True)
@@ -721,12 +829,20 @@ def main(argv: list[str] | None = None) -> int:
                         if rc == 98:
                             raise RuntimeError(log.read_text())
                     mark = "survived" if m.status == "survived" else m.status
-                    print(f"  [{i}/{len(ms)}] {m.where} {m.description}: {mark} ({m.seconds:.1f}s)"
-                          + (f"  `{m.line_text}`" if m.status == "survived" else ""), flush=True)
+                    print(
+                        f"  [{i}/{len(ms)}] {m.where} {m.description}: {mark} ({m.seconds:.1f}s)"
+                        + (f"  `{m.line_text}`" if m.status == "survived" else ""),
+                        flush=True,
+                    )
             finally:
                 target.write_text(source, encoding="utf-8")
-            results[module] = {"candidates": n_all, "mutants": kept + ms, "clean_s": clean_s,
-                               "seconds": time.monotonic() - t_mod, "tests": tests}
+            results[module] = {
+                "candidates": n_all,
+                "mutants": kept + ms,
+                "clean_s": clean_s,
+                "seconds": time.monotonic() - t_mod,
+                "tests": tests,
+            }
         meta = {
             "date": _dt.date.today().isoformat(),
             "machine": f"{os.cpu_count()}-core CPU ({os.uname().machine}, {os.uname().sysname})",

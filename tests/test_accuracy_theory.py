@@ -95,7 +95,7 @@ def test_label_spectrum_energies_and_shares(dtype):
         for name, Y in (("clean", Yc), ("noise", Yn - Yc), ("noisy", Yn)):
             Yl = Y.astype(LD)
             e = ((V.T @ Yl) ** 2).sum(1)
-            tot = (Yl ** 2).sum()
+            tot = (Yl**2).sum()
             de = float(np.max(np.abs(getattr(ls, f"energy_{name}").astype(LD) - e)) / tot)
             ds = float(np.max(np.abs(getattr(ls, f"cum_share_{name}").astype(LD) - np.cumsum(e) / tot)))
             bound = math.sqrt(n) * eps
@@ -184,9 +184,18 @@ def test_predicted_curves_mse_against_explicit_long_double_run():
         Y, tl = np.eye(C)[given], rng.integers(0, C, m)
         for sched, alpha, lrf in (("gd", None, 1.9), ("gd", None, 0.5), ("anchored", 0.5, 1.9), ("chained", 0.9, 1.5)):
             lr = lrf / float(s.values[0])
-            c = predicted_curves(s, Y, labels_true=true, labels_given=given, lr=lr, steps=steps, K_cross=Kx,
-                                 test_labels=tl, targets=sched,
-                                 **({"anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}.get(sched, {})))
+            c = predicted_curves(
+                s,
+                Y,
+                labels_true=true,
+                labels_given=given,
+                lr=lr,
+                steps=steps,
+                K_cross=Kx,
+                test_labels=tl,
+                targets=sched,
+                **({"anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}.get(sched, {})),
+            )
             Kl, Yl, T = K.astype(LD), Y.astype(LD), np.eye(C)[tl].astype(LD)
             u, tau, dual = np.zeros_like(Yl), Yl.copy(), np.zeros_like(Yl)
             tr, te = [], []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kernels import spectrum
-from kernels._backend import to_numpy
+from kernels.backend import to_numpy
 from tests.conftest import to_backend
 from theory.air import distillation_vs_early_stopping, half_fit_time, label_spectrum, predicted_curves
 
@@ -149,8 +149,18 @@ def test_curves_match_dense_computation(backend, noisy):
     K, Kc, Y, lt, lg, tt = noisy["K"], noisy["Kc"], noisy["Y"], noisy["lt"], noisy["lg"], noisy["tt"]
     lr, rec = 1.5 / noisy["d_max"], [3, 40, 400]
     val = np.arange(0, 200, 4)
-    cur = predicted_curves(spectrum(to_backend(K, backend)), to_backend(Y, backend), labels_true=lt, labels_given=lg,
-                           lr=lr, steps=400, record=rec, K_cross=to_backend(Kc, backend), test_labels=tt, val_index=val)
+    cur = predicted_curves(
+        spectrum(to_backend(K, backend)),
+        to_backend(Y, backend),
+        labels_true=lt,
+        labels_given=lg,
+        lr=lr,
+        steps=400,
+        record=rec,
+        K_cross=to_backend(Kc, backend),
+        test_labels=tt,
+        val_index=val,
+    )
     us, cs = _dense_gd(K, Y, lr, set(rec))
     flipped = lt != lg
     test_rows = np.setdiff1d(np.arange(200), val)
@@ -170,8 +180,15 @@ def test_curves_match_dense_computation(backend, noisy):
 
 
 def test_subsets_partition_the_data(noisy):
-    cur = predicted_curves(spectrum(noisy["K"]), noisy["Y"], labels_true=noisy["lt"], labels_given=noisy["lg"],
-                           lr=0.5 / noisy["d_max"], steps=10, record=[10])
+    cur = predicted_curves(
+        spectrum(noisy["K"]),
+        noisy["Y"],
+        labels_true=noisy["lt"],
+        labels_given=noisy["lg"],
+        lr=0.5 / noisy["d_max"],
+        steps=10,
+        record=[10],
+    )
     assert np.all(cur.clean_mask ^ cur.flipped_mask)
     np.testing.assert_array_equal(cur.clean_mask, noisy["lt"] == noisy["lg"])
     assert 0 < cur.flipped_mask.sum() < cur.flipped_mask.size
@@ -187,9 +204,19 @@ def test_early_stopping_beats_the_end_and_distillation_converges_to_krr(noisy):
     K, Kc, Y, tt = noisy["K"], noisy["Kc"], noisy["Y"], noisy["tt"]
     lr, steps, alpha = 1.0 / noisy["d_max"], 10**9, 0.9
     rec = np.unique(np.r_[0, np.geomspace(1, steps, 40).astype(np.int64)])
-    cmp = distillation_vs_early_stopping(spectrum(K), Y, labels_true=noisy["lt"], labels_given=noisy["lg"], lr=lr,
-                                         steps=steps, target_momentum=alpha, record=rec, K_cross=Kc, test_labels=tt,
-                                         val_index=np.arange(50))
+    cmp = distillation_vs_early_stopping(
+        spectrum(K),
+        Y,
+        labels_true=noisy["lt"],
+        labels_given=noisy["lg"],
+        lr=lr,
+        steps=steps,
+        target_momentum=alpha,
+        record=rec,
+        K_cross=Kc,
+        test_labels=tt,
+        val_index=np.arange(50),
+    )
     gd, S = cmp.gd, cmp.summary
     assert gd.acc_flipped_given[-1] == 1.0  # memorised every flipped label
     interp = Kc @ np.linalg.solve(K, Y)

@@ -58,7 +58,7 @@ def test_no_import_cycles():
             if n.endswith("__init__") or n in ("kernels", "theory", "deep", "benchmarks"):
                 continue  # a package's face re-exports; its arrows are not a tangle
             if seen.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
             if n not in seen:
                 visit(n, stack + [n])
         seen[m] = 2
@@ -68,8 +68,17 @@ def test_no_import_cycles():
             visit(m, [m])
 
 
-@pytest.mark.parametrize("func", ["deep.records.evaluate", "deep.records.measure", "deep.records.frequency_setup",
-                                  "deep.splits.make_split", "deep.train.train_epoch", "deep.train.train"])
+@pytest.mark.parametrize(
+    "func",
+    [
+        "deep.records.evaluate",
+        "deep.records.measure",
+        "deep.records.frequency_setup",
+        "deep.splits.make_split",
+        "deep.train.train_epoch",
+        "deep.train.train",
+    ],
+)
 def test_type_hints_resolve(func):
     import importlib
 

@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 
 from benchmarks.registry import RunContext
-from benchmarks.runs import ALL_RUNS
-from benchmarks.runs import speed, speed_report
+from benchmarks.runs import ALL_RUNS, speed, speed_report
 
 
 def _ratios(obj, path=""):
     """Every value whose key names a ratio or speedup, with its path."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and (k.startswith("ratio") or k.endswith("_over_gemm") or k == "eigh_over_cholesky"):
+            if (
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and (k.startswith("ratio") or k.endswith("_over_gemm") or k == "eigh_over_cholesky")
+            ):
                 yield f"{path}.{k}", v
             else:
                 yield from _ratios(v, f"{path}.{k}")
@@ -100,18 +103,38 @@ def test_other_rows_agree_with_their_baselines(quick_run):
 
 def _res(gram_numpy_s: float = 2e-4, gram_toolkit_s: float = 2e-2) -> dict:
     """A results structure as the rows return it, with made-up times (only what the figure reads)."""
-    gram = [{"kernel": k, "dtype": dt, "numpy_s": 0.5, "toolkit_s": 0.25, "ratio_vs_numpy": 2.0}
-            for k in ("rbf", "ntk_relu depth 3") for dt in ("float64", "float32")]
+    gram = [
+        {"kernel": k, "dtype": dt, "numpy_s": 0.5, "toolkit_s": 0.25, "ratio_vs_numpy": 2.0}
+        for k in ("rbf", "ntk_relu depth 3")
+        for dt in ("float64", "float32")
+    ]
     gram[1].update(numpy_s=gram_numpy_s, toolkit_s=gram_toolkit_s, ratio_vs_numpy=gram_numpy_s / gram_toolkit_s)
     return {
-        "distill": {"rows": [{"n": n, "d": 4, "ratio": 80.0, "sklearn_s": 4.0, "sklearn_measured_s": 0.8, "toolkit_s": 0.05}
-                             for n in (60, 120)]},
+        "distill": {
+            "rows": [
+                {"n": n, "d": 4, "ratio": 80.0, "sklearn_s": 4.0, "sklearn_measured_s": 0.8, "toolkit_s": 0.05} for n in (60, 120)
+            ]
+        },
         "ridge_path": {"rows": [{"n": 80, "d": 4, "ratio": 5.0, "sklearn_s": 0.5, "toolkit_s": 0.1}]},
         "gram": {"rows": gram},
-        "eigh": {"rows": [{"n": 60, "ratio": 0.5, "numpy_s": 0.01, "toolkit_s": 0.02}],
-                 "topk": {"k": 10, "ratio": 4.0, "full_s": 0.02, "topk_s": 0.005}},
-        "ntk": {"rows": [{"network": "wide MLP (width 32, depth 1)", "mode": "sum", "ratio": 12.0, "loop_s": 0.12,
-                          "toolkit_s": 0.01, "n": 4, "parameters": 1000, "classes": 10}]},
+        "eigh": {
+            "rows": [{"n": 60, "ratio": 0.5, "numpy_s": 0.01, "toolkit_s": 0.02}],
+            "topk": {"k": 10, "ratio": 4.0, "full_s": 0.02, "topk_s": 0.005},
+        },
+        "ntk": {
+            "rows": [
+                {
+                    "network": "wide MLP (width 32, depth 1)",
+                    "mode": "sum",
+                    "ratio": 12.0,
+                    "loop_s": 0.12,
+                    "toolkit_s": 0.01,
+                    "n": 4,
+                    "parameters": 1000,
+                    "classes": 10,
+                }
+            ]
+        },
     }
 
 
@@ -163,9 +186,11 @@ def test_speedup_bars_threshold_colours_and_texts():
 
 
 def test_trace_jacobian_sentence_follows_its_formula():
-    rows = [{"network": "small CNN (fastnet widths 16x32x32)", "n": 512, "parameters": 20000, "classes": 10, "mode": "trace"},
-            {"network": "wide MLP (width 256, depth 1)", "n": 512, "parameters": 789_258, "classes": 10, "mode": "sum"},
-            {"network": "plain nn.Sequential MLP 3072-256-256-10", "n": 512, "parameters": 855_050, "classes": 10, "mode": "sum"}]
+    rows = [
+        {"network": "small CNN (fastnet widths 16x32x32)", "n": 512, "parameters": 20000, "classes": 10, "mode": "trace"},
+        {"network": "wide MLP (width 256, depth 1)", "n": 512, "parameters": 789_258, "classes": 10, "mode": "sum"},
+        {"network": "plain nn.Sequential MLP 3072-256-256-10", "n": 512, "parameters": 855_050, "classes": 10, "mode": "sum"},
+    ]
     assert speed_report.trace_jacobian_bytes(512, 10, 789_258) == 2 * 512 * 10 * 789_258 * 4
     text = speed_report.trace_jacobian_text(rows, quick=False)
     assert "32.3-35.0 GB" in text and "16-17" not in text

@@ -71,8 +71,24 @@ def test_toy_distill_user_points_and_options(tmp_path):
     x = np.linspace(0, 1, 7)
     y = np.cos(3 * x)
     csv.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(x, y)) + "\n")
-    code = main(["run", "toy-distill", "--data", str(csv), "--gamma", "10", "--ridge", "0.5", "--alphas", "0.5",
-                 "--steps", "3", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "toy-distill",
+            "--data",
+            str(csv),
+            "--gamma",
+            "10",
+            "--ridge",
+            "0.5",
+            "--alphas",
+            "0.5",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     (run_dir,) = list((tmp_path / "out" / "toy-distill").iterdir())
     res = _result(run_dir)
@@ -82,11 +98,14 @@ def test_toy_distill_user_points_and_options(tmp_path):
     assert np.array(res["numbers"]["loss_steps"]).shape == (1, 3)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["run", "no-such-run"], "unknown run name"),
-    (["run", "toy-distill", "--data", "/no/such/file.csv"], "no such file"),
-    (["run", "air-spectrum", "--gamma", "3"], "--gamma does not apply"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "no-such-run"], "unknown run name"),
+        (["run", "toy-distill", "--data", "/no/such/file.csv"], "no such file"),
+        (["run", "air-spectrum", "--gamma", "3"], "--gamma does not apply"),
+    ],
+)
 def test_bad_options_fail_with_one_line_and_write_nothing(tmp_path, capsys, argv, message):
     code = main(argv + ["--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
@@ -110,8 +129,9 @@ def test_unknown_cli_option_exits_2():
 
 
 def test_air_spectrum_tiny(tmp_path):
-    d = run_named(RUNS["air-spectrum"], out=tmp_path, quick=True, progress=False, options={"n": 200},
-                  overrides={"n_val": 60, "n_test": 150})
+    d = run_named(
+        RUNS["air-spectrum"], out=tmp_path, quick=True, progress=False, options={"n": 200}, overrides={"n_val": 60, "n_test": 150}
+    )
     res = _result(d)
     for label, r in res["numbers"]["kernels"].items():
         shares = r["shares"]
@@ -181,9 +201,22 @@ def test_air_spectrum_resume_skips_finished_parts(tmp_path, monkeypatch):
 
 
 def test_analytic_vs_trained_tiny(tmp_path):
-    d = run_named(RUNS["analytic-vs-trained"], out=tmp_path, quick=True, progress=False,
-                  overrides={"n": 64, "n_test": 64, "widths": [32, 2048], "seeds": 1, "steps": 40,
-                             "cnn_n": 24, "cnn_epochs": 1, "cnn_widths": (8, 8, 8)})
+    d = run_named(
+        RUNS["analytic-vs-trained"],
+        out=tmp_path,
+        quick=True,
+        progress=False,
+        overrides={
+            "n": 64,
+            "n_test": 64,
+            "widths": [32, 2048],
+            "seeds": 1,
+            "steps": 40,
+            "cnn_n": 24,
+            "cnn_epochs": 1,
+            "cnn_widths": (8, 8, 8),
+        },
+    )
     res = _result(d)
     per = res["numbers"]["mlp"]["per_width"]
     assert _finite([r["gap_train_final"] for r in per.values()])
@@ -194,8 +227,7 @@ def test_analytic_vs_trained_tiny(tmp_path):
 
 
 def test_frequency_tiny(tmp_path):
-    d = run_named(RUNS["frequency"], out=tmp_path, quick=True, progress=False,
-                  overrides={"n": 120, "steps": 60, "width": 256})
+    d = run_named(RUNS["frequency"], out=tmp_path, quick=True, progress=False, overrides={"n": 120, "steps": 60, "width": 256})
     res = _result(d)
     nums = res["numbers"]
     for key in ("theory_gd", "theory_chained", "net_gd", "net_chained"):
@@ -206,9 +238,13 @@ def test_frequency_tiny(tmp_path):
 
 
 def test_noisy_cifar_tiny(tmp_path):
-    d = run_named(RUNS["noisy-cifar"], out=tmp_path, quick=True, progress=False,
-                  overrides={"subset": 300, "test_subset": 100, "epochs": 1, "batch_size": 64,
-                             "model_options": {"widths": (8, 8, 8)}})
+    d = run_named(
+        RUNS["noisy-cifar"],
+        out=tmp_path,
+        quick=True,
+        progress=False,
+        overrides={"subset": 300, "test_subset": 100, "epochs": 1, "batch_size": 64, "model_options": {"widths": (8, 8, 8)}},
+    )
     res = _result(d)
     methods = res["numbers"]["methods"]
     assert set(methods) == {"ce", "self-distill", "interp", "generations"}

@@ -22,10 +22,29 @@ from benchmarks.runs.confirm_cnn import as_inf
 CONFIRM = {b.name: b for b in ALL_RUNS}["confirm"]
 
 TINY = {
-    "cnn": {"model": "fastnet", "model_options": {"widths": (8, 8, 8)}, "subset": 300, "test_subset": 100, "epochs": 3,
-            "batch_size": 64, "lr": 0.1, "augment": False, "freq_subset": 0},
-    "ntk": {"n": 60, "n_val": 30, "n_test": 60, "dim": 12, "depth": 1, "widths": [16, 256], "seeds": 2, "steps": 30,
-            "points": 6, "lr_scale": 1.0},
+    "cnn": {
+        "model": "fastnet",
+        "model_options": {"widths": (8, 8, 8)},
+        "subset": 300,
+        "test_subset": 100,
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.1,
+        "augment": False,
+        "freq_subset": 0,
+    },
+    "ntk": {
+        "n": 60,
+        "n_val": 30,
+        "n_test": 60,
+        "dim": 12,
+        "depth": 1,
+        "widths": [16, 256],
+        "seeds": 2,
+        "steps": 30,
+        "points": 6,
+        "lr_scale": 1.0,
+    },
     "seeds": 2,
     "entk_m": 30,
     "distill_start": 1,

@@ -18,7 +18,17 @@ import torch
 from PIL import Image
 
 import deep.data as data_mod
-from deep.augment import CIFAR_MEAN, CIFAR_STD, augment, batch_crop, batch_flip, batches, crop_with_shifts, flip_with_mask, to_device
+from deep.augment import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    augment,
+    batch_crop,
+    batch_flip,
+    batches,
+    crop_with_shifts,
+    flip_with_mask,
+    to_device,
+)
 from deep.data import CIFAR10_CLASSES, CifarDownloadError, CifarFormatError, download_cifar10, load_cifar10
 from deep.splits import split_validation, subset_indices
 from deep.synthetic import FAKE_FOLDER_ROOT, corrupt_file, fake_cifar_arrays, write_fake_cifar
@@ -63,7 +73,7 @@ def test_python_batches_match_the_official_byte_layout(tmp_path):
         img = got.train_images[start + row]
         assert got.train_labels[start + row] == lab
         for ch in range(3):
-            assert np.array_equal(img[:, :, ch].ravel(), vec[ch * 1024:(ch + 1) * 1024])
+            assert np.array_equal(img[:, :, ch].ravel(), vec[ch * 1024 : (ch + 1) * 1024])
 
 
 def test_legacy_numpy_core_pickles_load_and_foreign_globals_are_refused(tmp_path):
@@ -206,14 +216,18 @@ def _wrong_key(f):
     np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("spoil", [
-    lambda f: f.write_bytes(b"garbage"),
-    lambda f: os.truncate(f, f.stat().st_size // 2),
-    _flip_middle,
-    _tamper_labels,
-    _wrong_key,
-    lambda f: np.save(open(f, "wb"), np.zeros(3)),  # a bare .npy, not an archive
-], ids=["garbage", "truncated", "bit-flip", "tampered-labels", "wrong-key", "npy"])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda f: f.write_bytes(b"garbage"),
+        lambda f: os.truncate(f, f.stat().st_size // 2),
+        _flip_middle,
+        _tamper_labels,
+        _wrong_key,
+        lambda f: np.save(open(f, "wb"), np.zeros(3)),  # a bare .npy, not an archive
+    ],
+    ids=["garbage", "truncated", "bit-flip", "tampered-labels", "wrong-key", "npy"],
+)
 def test_corrupt_cache_file_is_refused_and_rebuilt(tmp_path, spoil):
     path = write_fake_cifar(tmp_path / "src", fmt="python")
     cache = tmp_path / "cache"
@@ -305,7 +319,7 @@ def test_truncated_image_tree_tarball_is_refused_and_not_cached(tmp_path):
     assert _load(tar, tmp_path / "ok").n_train == 80
     cut = tmp_path / "cut.tar.gz"
     for frac in np.linspace(0.3, 0.98, 35):  # the reader before the fix accepted 6 of these
-        cut.write_bytes(blob[:int(len(blob) * frac)])
+        cut.write_bytes(blob[: int(len(blob) * frac)])
         msg = _assert_fails(cut, tmp_path / "cache", str(cut))
         assert "truncated" in msg
 
@@ -319,7 +333,7 @@ def test_bz2_and_xz_archives_read_whole_or_refused(tmp_path, mode):
     assert _load(tar, tmp_path / "ok").format == "folder-tar"
     for keep in (0.5, 0.99):
         cut = tmp_path / f"cut{keep}.tar.{mode[2:]}"
-        cut.write_bytes(tar.read_bytes()[:int(tar.stat().st_size * keep)])
+        cut.write_bytes(tar.read_bytes()[: int(tar.stat().st_size * keep)])
         _assert_fails(cut, tmp_path / "cache", str(cut))
 
 
@@ -329,7 +343,7 @@ def test_tar_without_its_end_block_is_refused(tmp_path):
     with tarfile.open(tar) as tf:
         members = [m for m in tf.getmembers() if m.isfile()]
     blob = tar.read_bytes()
-    head = blob[:members[len(members) // 2].offset]
+    head = blob[: members[len(members) // 2].offset]
     tar.write_bytes(head)
     _assert_fails(tar, tmp_path / "cache", f"{tar} has no tar end-of-archive block")
     gz = tmp_path / "recompressed.tar.gz"
@@ -353,7 +367,7 @@ def test_corrupt_pickle_names_the_batch(tmp_path):
             for m in src.getmembers():
                 blob = src.extractfile(m).read() if m.isfile() else None
                 if m.name.endswith("test_batch"):
-                    blob = blob[:int(len(blob) * k)]
+                    blob = blob[: int(len(blob) * k)]
                     m.size = len(blob)
                 dst.addfile(m, io.BytesIO(blob) if blob is not None else None)
         _assert_fails(inner, tmp_path / "cache", f"{inner}:cifar-10-batches-py/test_batch")
@@ -371,7 +385,9 @@ def test_missing_classes_are_named(tmp_path):
     folder = write_fake_cifar(tmp_path / "a", fmt="folder", n_train_per_class=3, n_test_per_class=1)
     for cls in CIFAR10_CLASSES[5:]:
         shutil.rmtree(folder / "train" / cls)
-    msg = _assert_fails(folder, tmp_path / "cache", f"{folder}: train has 15 images and classes 5-9 (dog, frog, horse, ship, truck) missing")
+    msg = _assert_fails(
+        folder, tmp_path / "cache", f"{folder}: train has 15 images and classes 5-9 (dog, frog, horse, ship, truck) missing"
+    )
     assert "deer 3, dog 0" in msg
     tar = tmp_path / "a.tar.gz"  # a complete archive of the incomplete tree: the stream is fine, the counts are not
     with tarfile.open(tar, "w:gz") as tf:
@@ -393,7 +409,10 @@ def test_image_tree_with_unequal_class_counts_is_refused(tmp_path):
     (folder / "train" / "ship" / "0002.png").unlink()  # an interrupted copy
     msg = _assert_fails(folder, tmp_path / "cache", f"{folder}: train has 29 images with unequal class counts")
     assert "ship 2" in msg and "truck 3" in msg
-    assert _load(write_fake_cifar(tmp_path / "sub", fmt="folder", n_train_per_class=7, n_test_per_class=3), tmp_path / "c2").n_train == 70
+    assert (
+        _load(write_fake_cifar(tmp_path / "sub", fmt="folder", n_train_per_class=7, n_test_per_class=3), tmp_path / "c2").n_train
+        == 70
+    )
 
 
 def _write_batches(root, train_sizes, test_labels, meta=None, seed=0):
@@ -402,9 +421,12 @@ def _write_batches(root, train_sizes, test_labels, meta=None, seed=0):
     root.mkdir(parents=True)
     for k, m in enumerate(train_sizes, start=1):
         labels = [(k + i) % 10 for i in range(m)]
-        (root / f"data_batch_{k}").write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (m, 3072), dtype=np.uint8), b"labels": labels}))
-    (root / "test_batch").write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8),
-                                                    b"labels": list(test_labels)}))
+        (root / f"data_batch_{k}").write_bytes(
+            pickle.dumps({b"data": rng.integers(0, 256, (m, 3072), dtype=np.uint8), b"labels": labels})
+        )
+    (root / "test_batch").write_bytes(
+        pickle.dumps({b"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8), b"labels": list(test_labels)})
+    )
     if meta is not None:
         (root / "batches.meta").write_bytes(pickle.dumps(meta))
     return root
@@ -412,17 +434,24 @@ def _write_batches(root, train_sizes, test_labels, meta=None, seed=0):
 
 def test_python_batches_may_be_small_and_unbalanced_but_must_match_batches_meta(tmp_path):
     # like benchmarks.datasets.write_digits_as_cifar: unequal batches, uneven classes, a meta without sizes
-    digits_like = _write_batches(tmp_path / "a", [28, 28, 27, 27, 27], [*range(10), 3, 4],
-                                 meta={b"label_names": [str(k).encode() for k in range(10)]})
+    digits_like = _write_batches(
+        tmp_path / "a", [28, 28, 27, 27, 27], [*range(10), 3, 4], meta={b"label_names": [str(k).encode() for k in range(10)]}
+    )
     got = _load(digits_like, tmp_path / "cache")
     assert got.n_train == 137 and got.n_test == 12
     meta = {b"num_cases_per_batch": 20, b"label_names": [c.encode() for c in CIFAR10_CLASSES]}
     assert _load(_write_batches(tmp_path / "b", [20] * 5, range(10), meta=meta), tmp_path / "cache").n_train == 100
     short = _write_batches(tmp_path / "c", [20, 20, 19, 20, 20], range(10), meta=meta)
-    _assert_fails(short, tmp_path / "c3", f"{short / 'data_batch_3'} holds 19 images; {short / 'batches.meta'} declares 20 per batch")
+    _assert_fails(
+        short, tmp_path / "c3", f"{short / 'data_batch_3'} holds 19 images; {short / 'batches.meta'} declares 20 per batch"
+    )
     official = {**meta, b"num_cases_per_batch": 10000}  # the official meta: the full set is claimed
     claimed = _write_batches(tmp_path / "d", [20] * 5, range(10), meta=official)
-    _assert_fails(claimed, tmp_path / "c4", f"{claimed / 'data_batch_1'} holds 20 images; {claimed / 'batches.meta'} declares 10000 per batch")
+    _assert_fails(
+        claimed,
+        tmp_path / "c4",
+        f"{claimed / 'data_batch_1'} holds 20 images; {claimed / 'batches.meta'} declares 10000 per batch",
+    )
     bad_meta = _write_batches(tmp_path / "e", [20] * 5, range(10), meta={b"label_names": [b"a", b"b"]})
     _assert_fails(bad_meta, tmp_path / "c5", f"{bad_meta / 'batches.meta'}: label_names must list 10 classes")
 
@@ -436,7 +465,10 @@ def test_a_full_size_split_must_hold_5000_and_1000_per_class():
     labels = labels.copy()
     labels[:3] = 1
     bad = data_mod.CifarData(images, labels, *test, CIFAR10_CLASSES, "x", "python")
-    with pytest.raises(CifarFormatError, match=re.escape("x: train has 50000 images; expected 50000 (5000 per class); found airplane 4997, automobile 5003")):
+    with pytest.raises(
+        CifarFormatError,
+        match=re.escape("x: train has 50000 images; expected 50000 (5000 per class); found airplane 4997, automobile 5003"),
+    ):
         data_mod._verify(bad, "x")
     small = data_mod.CifarData(images[:100], np.repeat(np.arange(10, dtype=np.int64), 10), *test, CIFAR10_CLASSES, "x", "python")
     with pytest.raises(CifarFormatError, match=re.escape("x: train has 100 images; expected 50000 (5000 per class)")):
@@ -560,17 +592,20 @@ def test_subset_indices(rng):
     assert np.array_equal(np.bincount(uneven[subset_indices(uneven, 10, seed=0)]), [7, 2, 1])
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda y: split_validation(y, 1.0, seed=0), "fraction"),
-    (lambda y: split_validation(y, 0.0, seed=0), "fraction"),
-    (lambda y: split_validation(y, 0.001, seed=0), "fraction"),
-    (lambda y: split_validation(y, 0.5, seed=-1), "seed"),
-    (lambda y: subset_indices(y, 0, seed=0), "n"),
-    (lambda y: subset_indices(y, 101, seed=0), "n"),
-    (lambda y: subset_indices(y.astype(float) + 0.5, 3, seed=0), "labels"),
-    (lambda y: subset_indices(y[:, None], 3, seed=0), "labels"),
-    (lambda y: subset_indices(np.where(y == 0, np.nan, y), 3, seed=0), "NaN"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda y: split_validation(y, 1.0, seed=0), "fraction"),
+        (lambda y: split_validation(y, 0.0, seed=0), "fraction"),
+        (lambda y: split_validation(y, 0.001, seed=0), "fraction"),
+        (lambda y: split_validation(y, 0.5, seed=-1), "seed"),
+        (lambda y: subset_indices(y, 0, seed=0), "n"),
+        (lambda y: subset_indices(y, 101, seed=0), "n"),
+        (lambda y: subset_indices(y.astype(float) + 0.5, 3, seed=0), "labels"),
+        (lambda y: subset_indices(y[:, None], 3, seed=0), "labels"),
+        (lambda y: subset_indices(np.where(y == 0, np.nan, y), 3, seed=0), "NaN"),
+    ],
+)
 def test_split_bad_arguments(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(np.arange(100) % 10)
@@ -632,7 +667,7 @@ def test_crops_are_slices_of_the_padded_image():
     out = crop_with_shifts(x, sy, sx, pad)
     for i in range(x.shape[0]):
         padded = np.pad(x[i].numpy(), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
-        assert np.array_equal(out[i].numpy(), padded[:, sy[i]:sy[i] + 32, sx[i]:sx[i] + 32])
+        assert np.array_equal(out[i].numpy(), padded[:, sy[i] : sy[i] + 32, sx[i] : sx[i] + 32])
     centre = crop_with_shifts(x, torch.full((6,), pad), torch.full((6,), pad), pad)
     assert torch.equal(centre, x)
     with pytest.raises(ValueError, match="shift_x"):
@@ -649,8 +684,13 @@ def test_augment_shapes_dtype_reproducibility_and_coverage():
     padded = np.pad(x.numpy(), ((0, 0), (0, 0), (4, 4), (4, 4)), mode="reflect")
     seen = set()
     for i in range(64):
-        hits = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (0, 1)
-                if np.array_equal(out[i].numpy(), (lambda c: c[..., ::-1] if f else c)(padded[i, :, dy:dy + 32, dx:dx + 32]))]
+        hits = [
+            (dy, dx, f)
+            for dy in range(9)
+            for dx in range(9)
+            for f in (0, 1)
+            if np.array_equal(out[i].numpy(), (lambda c: c[..., ::-1] if f else c)(padded[i, :, dy : dy + 32, dx : dx + 32]))
+        ]
         assert hits
         seen.update(h[2] for h in hits)
     assert seen == {0, 1}
@@ -659,17 +699,20 @@ def test_augment_shapes_dtype_reproducibility_and_coverage():
     assert flips.shape == x.shape and torch.equal(batch_crop(x, torch.Generator(), pad=0), x)
 
 
-@pytest.mark.parametrize("call, err, match", [
-    (lambda x, g: augment(x, g, pad=32), ValueError, "pad"),
-    (lambda x, g: augment(x, g, pad=-1), ValueError, "pad"),
-    (lambda x, g: augment(x, 0), TypeError, "generator"),
-    (lambda x, g: augment(x[0], g), ValueError, "x"),
-    (lambda x, g: batch_flip(x.numpy(), g), TypeError, "x"),
-    (lambda x, g: augment(x, g, flip=1), TypeError, "flip"),
-    (lambda x, g: batches(0, 4, generator=g), ValueError, "n"),
-    (lambda x, g: batches(10, 0, generator=g), ValueError, "batch_size"),
-    (lambda x, g: batches(10, 4), TypeError, "generator"),
-])
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda x, g: augment(x, g, pad=32), ValueError, "pad"),
+        (lambda x, g: augment(x, g, pad=-1), ValueError, "pad"),
+        (lambda x, g: augment(x, 0), TypeError, "generator"),
+        (lambda x, g: augment(x[0], g), ValueError, "x"),
+        (lambda x, g: batch_flip(x.numpy(), g), TypeError, "x"),
+        (lambda x, g: augment(x, g, flip=1), TypeError, "flip"),
+        (lambda x, g: batches(0, 4, generator=g), ValueError, "n"),
+        (lambda x, g: batches(10, 0, generator=g), ValueError, "batch_size"),
+        (lambda x, g: batches(10, 4), TypeError, "generator"),
+    ],
+)
 def test_augment_bad_arguments(call, err, match):
     with pytest.raises(err, match=match):
         call(_batch(), torch.Generator().manual_seed(0))

@@ -80,10 +80,17 @@ def hand_data():
 def hand_split(freq_pos=(0, 3, 4, 6)):
     a = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
     return RunSplit(
-        train_idx=a(range(8)), val_idx=a(range(8, 12)), test_idx=a(range(4)),
-        labels=a(Y_NOISY), true_labels=a(Y_TRUE), flipped=a(Y_NOISY) != a(Y_TRUE),
-        val_labels=a(V_NOISY), val_true_labels=a(V_TRUE), freq_pos=a(freq_pos),
-        noise_kind="symmetric", noise_rate=0.5,
+        train_idx=a(range(8)),
+        val_idx=a(range(8, 12)),
+        test_idx=a(range(4)),
+        labels=a(Y_NOISY),
+        true_labels=a(Y_TRUE),
+        flipped=a(Y_NOISY) != a(Y_TRUE),
+        val_labels=a(V_NOISY),
+        val_true_labels=a(V_TRUE),
+        freq_pos=a(freq_pos),
+        noise_kind="symmetric",
+        noise_rate=0.5,
     )
 
 
@@ -169,8 +176,16 @@ def test_frequency_subset_uses_the_noisy_labels(tmp_path):
 
 
 def gen_cfg(tmp_path, **kw):
-    base = dict(out=str(tmp_path), method="generations", generations=3, alpha=0.4, weight_schedule="linear",
-                soft=False, eval_batch_size=3, device="cpu")
+    base = dict(
+        out=str(tmp_path),
+        method="generations",
+        generations=3,
+        alpha=0.4,
+        weight_schedule="linear",
+        soft=False,
+        eval_batch_size=3,
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -208,8 +223,20 @@ def test_initial_targets_soft_teacher(tmp_path):
 
 def test_generations_run_records_linear_alpha(tmp_path):
     """Catches the off-by-one in a real run: the records' alpha is None, 0.7, 0.4."""
-    cfg = gen_cfg(tmp_path, data=None, model="mlp", model_options={"width": 8}, epochs=1, batch_size=64,
-                  eval_batch_size=256, freq_subset=0, progress=False, augment=False, subset=40, test_subset=20)
+    cfg = gen_cfg(
+        tmp_path,
+        data=None,
+        model="mlp",
+        model_options={"width": 8},
+        epochs=1,
+        batch_size=64,
+        eval_batch_size=256,
+        freq_subset=0,
+        progress=False,
+        augment=False,
+        subset=40,
+        test_subset=20,
+    )
     res = train(cfg)
     alphas = [r.alpha for r in res.records]
     assert [r.generation for r in res.records] == [1, 2, 3]
@@ -225,8 +252,16 @@ def test_training_loop_does_not_check_arguments_per_batch(tmp_path, monkeypatch)
     calls = []
     real = methods.check_param
     monkeypatch.setattr(methods, "check_param", lambda *a, **k: (calls.append(a[:2]), real(*a, **k))[1])
-    cfg = TrainConfig(out=str(tmp_path), method="sat", target_momentum=0.9, epochs=2, distill_start=1, batch_size=8,
-                      progress=False, freq_subset=0)
+    cfg = TrainConfig(
+        out=str(tmp_path),
+        method="sat",
+        target_momentum=0.9,
+        epochs=2,
+        distill_start=1,
+        batch_size=8,
+        progress=False,
+        freq_subset=0,
+    )
     res = train(cfg)
     batches = 2 * -(-len(res.split.train_idx) // 8)
     assert batches >= 20 and len(calls) < batches, (len(calls), batches)

@@ -22,8 +22,8 @@ from deep.config import TrainConfig, build_parser, config_from_args
 from deep.methods import BatchTargets, batch_targets, sat_targets, soft_cross_entropy
 from deep.models import make_model
 from deep.records import TIME_FIELDS, first_fit_epochs, load_checkpoint, read_records
-from deep.synthetic import fake_cifar_arrays
 from deep.splits import DeviceData
+from deep.synthetic import fake_cifar_arrays
 from deep.train import SYNTHETIC_PER_CLASS, epoch_momentum, main, make_optimizer, train, train_epoch
 
 torch.set_num_threads(1)  # as tests/conftest.py
@@ -33,9 +33,22 @@ WIDTH = 32
 # 0.4) / 20 noisy validation; with lr 2 and seed 0 the noisy validation accuracy is 0.15,
 # 0.20, 0.20: the best epoch is 2 (the first of a tie with the last epoch), so
 # best_model.pt must hold the epoch-2 weights, not the first's nor the last's.
-BASE = dict(data=None, model="mlp", model_options={"width": WIDTH}, subset=60, test_subset=20, val_fraction=0.34,
-            batch_size=16, eval_batch_size=256, freq_subset=0, progress=False, device="cpu", seed=0, lr=2.0,
-            noise="symmetric:0.4")
+BASE = dict(
+    data=None,
+    model="mlp",
+    model_options={"width": WIDTH},
+    subset=60,
+    test_subset=20,
+    val_fraction=0.34,
+    batch_size=16,
+    eval_batch_size=256,
+    freq_subset=0,
+    progress=False,
+    device="cpu",
+    seed=0,
+    lr=2.0,
+    noise="symmetric:0.4",
+)
 SAT = dict(method="sat", target_momentum=0.9, distill_start=1, epochs=3)
 
 
@@ -148,7 +161,9 @@ def test_soft_cross_entropy_weighted_by_hand():
     # weights of ones (or any constant) give the unweighted mean
     ones = soft_cross_entropy(z, F.one_hot(y, 10).float(), weights=torch.ones(6))
     assert float(ones) == pytest.approx(float(F.cross_entropy(z, y)), rel=1e-6)
-    assert float(soft_cross_entropy(z, F.one_hot(y, 10).float(), weights=torch.full((6,), 3.0))) == pytest.approx(float(F.cross_entropy(z, y)), rel=1e-6)
+    assert float(soft_cross_entropy(z, F.one_hot(y, 10).float(), weights=torch.full((6,), 3.0))) == pytest.approx(
+        float(F.cross_entropy(z, y)), rel=1e-6
+    )
     # the gradient is the weighted one
     zz = z.clone().requires_grad_(True)
     soft_cross_entropy(zz, F.one_hot(y, 10).float(), weights=w).backward()
@@ -188,8 +203,7 @@ def test_batch_targets_sat():
 
 
 def test_epoch_momentum_warm_up_then_schedule(tmp_path):
-    cfg = TrainConfig(out=str(tmp_path), method="sat", epochs=5, distill_start=2, target_momentum=0.4,
-                      weight_schedule="linear")
+    cfg = TrainConfig(out=str(tmp_path), method="sat", epochs=5, distill_start=2, target_momentum=0.4, weight_schedule="linear")
     assert [epoch_momentum(cfg, e) for e in range(5)] == pytest.approx([1.0, 1.0, 0.7, 0.55, 0.4])
     cfg = cfg.replace(weight_schedule="constant", method="self-distill")
     assert [epoch_momentum(cfg, e) for e in range(5)] == [1.0, 1.0, 0.4, 0.4, 0.4]
@@ -215,7 +229,9 @@ def test_distill_start_bounds(method, tmp_path):
 
 
 def test_cli_distill_start_reaches_the_config(tmp_path, capsys):
-    args = build_parser().parse_args(["--method", "sat", "--epochs", "5", "--distill-start", "3", "--target-momentum", "0.9", "--out", str(tmp_path)])
+    args = build_parser().parse_args(
+        ["--method", "sat", "--epochs", "5", "--distill-start", "3", "--target-momentum", "0.9", "--out", str(tmp_path)]
+    )
     cfg = config_from_args(args)
     assert cfg.method == "sat" and cfg.distill_start == 3 and cfg.target_momentum == 0.9
     assert config_from_args(build_parser().parse_args(["--out", str(tmp_path)])).distill_start == 0
@@ -298,8 +314,18 @@ def test_sat_run_reproduced_by_hand(tmp_path):
     two epochs reproduced by hand (init from make_model with the run's seed, batch order
     from a generator seeded with it) give the run's targets, weights and losses."""
     alpha, lr = 0.9, 2.0
-    cfg = cfg_at(tmp_path, method="sat", target_momentum=alpha, epochs=2, batch_size=512, augment=False, momentum=0.0,
-                 weight_decay=0.0, lr=lr, lr_schedule="constant")
+    cfg = cfg_at(
+        tmp_path,
+        method="sat",
+        target_momentum=alpha,
+        epochs=2,
+        batch_size=512,
+        augment=False,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr=lr,
+        lr_schedule="constant",
+    )
     res = train(cfg)
     split = res.split
     x = run_images(cfg, split.train_idx)
@@ -329,15 +355,46 @@ def test_sat_train_epoch_updates_each_batch_with_the_current_weights(tmp_path):
     x = torch.randn(8, 3, 2, 2, generator=g)
     y_true = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
     y = torch.tensor([0, 1, 2, 9, 8, 0, 6, 7])
-    dd = DeviceData(x_train=x, y_train=y, y_train_true=y_true, flipped=y != y_true, x_val=x[:0], y_val=y[:0],
-                    y_val_true=y[:0], x_test=x[:2], y_test=y_true[:2])
+    dd = DeviceData(
+        x_train=x,
+        y_train=y,
+        y_train_true=y_true,
+        flipped=y != y_true,
+        x_val=x[:0],
+        y_val=y[:0],
+        y_val_true=y[:0],
+        x_test=x[:2],
+        y_test=y_true[:2],
+    )
     alpha, lr = 0.3, 1.5
-    cfg = TrainConfig(out=str(tmp_path), method="sat", target_momentum=alpha, batch_size=3, augment=False, momentum=0.0,
-                      weight_decay=0.0, lr=lr, lr_schedule="constant", progress=False, device="cpu", model="mlp")
+    cfg = TrainConfig(
+        out=str(tmp_path),
+        method="sat",
+        target_momentum=alpha,
+        batch_size=3,
+        augment=False,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr=lr,
+        lr_schedule="constant",
+        progress=False,
+        device="cpu",
+        model="mlp",
+    )
     model = make_model("mlp", seed=0, in_features=12, width=4)
     targets = F.one_hot(y, 10).float()
-    stats = train_epoch(model, make_optimizer(model, cfg), cfg, dd, targets, torch.Generator().manual_seed(7),
-                        step=0, total_steps=3, target_momentum=alpha, desc="")
+    stats = train_epoch(
+        model,
+        make_optimizer(model, cfg),
+        cfg,
+        dd,
+        targets,
+        torch.Generator().manual_seed(7),
+        step=0,
+        total_steps=3,
+        target_momentum=alpha,
+        desc="",
+    )
     # by hand
     ref = make_model("mlp", seed=0, in_features=12, width=4)
     params = list(ref.parameters())
@@ -363,7 +420,9 @@ def test_sat_train_epoch_updates_each_batch_with_the_current_weights(tmp_path):
     assert stats.target_agreement == agree / 8 and stats.step == 3
     # the prediction of the *initial* weights for every batch would give other targets
     with torch.no_grad():
-        T0 = alpha * F.one_hot(y, 10).float() + (1 - alpha) * torch.softmax(make_model("mlp", seed=0, in_features=12, width=4)(x), 1)
+        T0 = alpha * F.one_hot(y, 10).float() + (1 - alpha) * torch.softmax(
+            make_model("mlp", seed=0, in_features=12, width=4)(x), 1
+        )
     assert not torch.allclose(stats.targets, T0, atol=1e-4)
 
 
@@ -372,12 +431,14 @@ def test_sat_train_epoch_updates_each_batch_with_the_current_weights(tmp_path):
 
 def test_first_fit_epochs_by_hand():
     labels = np.array([0, 1, 2, 3, 4, 5])
-    pred = np.array([
-        [0, 0, 0, 0, 4, 0],  # epoch 1
-        [1, 1, 2, 0, 0, 0],  # epoch 2
-        [0, 1, 0, 3, 0, 0],  # epoch 3
-        [0, 1, 2, 3, 1, 0],  # epoch 4
-    ])
+    pred = np.array(
+        [
+            [0, 0, 0, 0, 4, 0],  # epoch 1
+            [1, 1, 2, 0, 0, 0],  # epoch 2
+            [0, 1, 0, 3, 0, 0],  # epoch 3
+            [0, 1, 2, 3, 1, 0],  # epoch 4
+        ]
+    )
     inf = np.inf
     first = first_fit_epochs(pred, labels)
     assert first.dtype == np.float64
@@ -476,5 +537,7 @@ def test_summary_realised_error_rate(sat_full):
     assert 0 < n_flipped < data["n_train"]
     assert data["realised_error_rate"] != data["noise_rate"]  # the fixture tells realised from nominal
     assert math.isclose(data["realised_error_rate"], n_flipped / data["n_train"], rel_tol=0, abs_tol=1e-12)
-    assert math.isclose(data["val_realised_error_rate"], float(np.mean(split["val_labels"] != split["val_true_labels"])), abs_tol=1e-12)
+    assert math.isclose(
+        data["val_realised_error_rate"], float(np.mean(split["val_labels"] != split["val_true_labels"])), abs_tol=1e-12
+    )
     assert data["noise_rate"] == 0.4 and data["n_val"] == len(split["val_idx"]) == 20

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from deep.config import CONSTRAINTS, TrainConfig
 from deep.data import CifarFormatError, load_cifar10
 from deep.methods import (
-    scheduled_weight,
     batch_targets,
     chained_targets,
     generation_targets,
     interp_targets,
     one_hot,
     predictions,
+    scheduled_weight,
     soft_cross_entropy,
 )
 from deep.models import make_model
@@ -43,8 +43,9 @@ def fake(tmp_path_factory):
 
 def weight_kw(method: str, value: float) -> dict:
     """The keyword of a method's weight: alpha (generations), target_momentum (self-distill, sat)."""
-    return {"generations": {"alpha": value}, "self-distill": {"target_momentum": value},
-            "sat": {"target_momentum": value}}.get(method, {})
+    return {"generations": {"alpha": value}, "self-distill": {"target_momentum": value}, "sat": {"target_momentum": value}}.get(
+        method, {}
+    )
 
 
 def tiny(fake, out, **kw) -> TrainConfig:
@@ -75,8 +76,21 @@ def ce_run(fake, tmp_path_factory):
 def _check_record(rec: EpochRecord) -> None:
     d = rec.to_dict()
     assert set(d) == {f.name for f in dataclasses.fields(EpochRecord)}
-    for name in ("loss", "lr", "time", "elapsed", "test_acc", "train_acc", "train_acc_clean", "train_acc_flipped_given",
-                 "train_acc_flipped_true", "val_acc", "val_acc_true", "target_agreement", "target_agreement_flipped"):
+    for name in (
+        "loss",
+        "lr",
+        "time",
+        "elapsed",
+        "test_acc",
+        "train_acc",
+        "train_acc_clean",
+        "train_acc_flipped_given",
+        "train_acc_flipped_true",
+        "val_acc",
+        "val_acc_true",
+        "target_agreement",
+        "target_agreement_flipped",
+    ):
         assert isinstance(d[name], float) and math.isfinite(d[name]), name
     for name in ("e_low", "e_high", "low_ratio", "freq_deltas"):
         assert len(d[name]) == 5 and all(math.isfinite(v) for v in d[name]), name
@@ -107,7 +121,7 @@ def test_target_rules_against_direct_formulas():
     # interp: a per-row loop
     t, lam = interp_targets(z, y)
     pred = z.argmax(1).tolist()
-    lam_ref = sum(int(p == int(l)) for p, l in zip(pred, y.tolist())) / 12
+    lam_ref = sum(int(p == int(label)) for p, label in zip(pred, y.tolist())) / 12
     assert float(lam) == pytest.approx(lam_ref)
     for i in range(12):
         ref = np.zeros(10)
@@ -184,7 +198,19 @@ def test_config_round_trips_through_json(tmp_path):
 def _rec(k: int, val: float | None, test: float) -> EpochRecord:
     names = [f.name for f in dataclasses.fields(EpochRecord)]
     values = {n: 0.0 for n in names}
-    values.update(epoch=k, generation=1, global_epoch=k, val_acc=val, test_acc=test, freq_deltas=[], e_low=[], e_high=[], low_ratio=[], alpha=None, lam=None)
+    values.update(
+        epoch=k,
+        generation=1,
+        global_epoch=k,
+        val_acc=val,
+        test_acc=test,
+        freq_deltas=[],
+        e_low=[],
+        e_high=[],
+        low_ratio=[],
+        alpha=None,
+        lam=None,
+    )
     return EpochRecord(**values)
 
 
@@ -238,8 +264,9 @@ def test_ce_run_records_and_partition(ce_run):
 
 @pytest.mark.parametrize("method, generations", [("self-distill", 1), ("interp", 1), ("generations", 2)])
 def test_each_method_runs_one_epoch(fake, tmp_path, method, generations):
-    res = train(tiny(fake, tmp_path, method=method, generations=generations, **weight_kw(method, 0.7),
-                     progress=method == "generations"))
+    res = train(
+        tiny(fake, tmp_path, method=method, generations=generations, **weight_kw(method, 0.7), progress=method == "generations")
+    )
     assert len(res.records) == generations and res.finished
     for rec in res.records:
         _check_record(rec)
@@ -253,7 +280,9 @@ def test_each_method_runs_one_epoch(fake, tmp_path, method, generations):
         assert all(r.target_momentum is None for r in res.records)
 
 
-@pytest.mark.parametrize("model, options", [("fastnet", {"widths": (8, 16, 16)}), ("resnet18", {}), ("shakeshake26", {"base_width": 2})])
+@pytest.mark.parametrize(
+    "model, options", [("fastnet", {"widths": (8, 16, 16)}), ("resnet18", {}), ("shakeshake26", {"base_width": 2})]
+)
 def test_each_model_runs_one_epoch(fake, tmp_path, model, options):
     res = train(tiny(fake, tmp_path, model=model, model_options=options, subset=10, test_subset=5, freq_subset=4))
     assert len(res.records) == 1
@@ -287,8 +316,9 @@ def test_self_distill_targets_follow_dong_update(fake, tmp_path):
     ],
 )
 def test_resume_equals_uninterrupted(fake, tmp_path, method, epochs, generations, model):
-    kw = dict(method=method, epochs=epochs, generations=generations, **weight_kw(method, 0.6), model=model[0],
-              model_options=model[1])
+    kw = dict(
+        method=method, epochs=epochs, generations=generations, **weight_kw(method, 0.6), model=model[0], model_options=model[1]
+    )
     if model[0] != "mlp":
         kw.update(subset=10, test_subset=5, batch_size=4, freq_subset=4)
     full = train(tiny(fake, tmp_path / "full", **kw))
@@ -321,24 +351,57 @@ def test_cli_help(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for opt in ("--data", "--noise", "--method", "--model", "--epochs", "--batch-size", "--lr", "--alpha", "--seed",
-                "--device", "--subset", "--out", "--resume", "--generations", "--download"):
+    for opt in (
+        "--data",
+        "--noise",
+        "--method",
+        "--model",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--alpha",
+        "--seed",
+        "--device",
+        "--subset",
+        "--out",
+        "--resume",
+        "--generations",
+        "--download",
+    ):
         assert opt in text
 
 
 def test_cli_corrupt_archive_is_one_line_error(tmp_path):
-    path = corrupt_file(write_fake_cifar(tmp_path / "d", fmt="python-tar", n_train_per_class=2, n_test_per_class=1), keep_fraction=0.5)
-    args = ["--data", str(path), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+    path = corrupt_file(
+        write_fake_cifar(tmp_path / "d", fmt="python-tar", n_train_per_class=2, n_test_per_class=1), keep_fraction=0.5
+    )
+    args = [
+        "--data",
+        str(path),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     with pytest.raises(SystemExit) as exc:
         main(args)
     msg = exc.value.code
     assert isinstance(msg, str) and "\n" not in msg and msg.startswith("deep.train: error:") and str(path) in msg
     with pytest.raises(CifarFormatError):
-        train(TrainConfig(data=str(path), cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run2"), device="cpu", progress=False))
+        train(
+            TrainConfig(
+                data=str(path), cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run2"), device="cpu", progress=False
+            )
+        )
 
 
-@pytest.mark.parametrize("args, match", [(["--method", "mixup"], "method"), (["--model", "vgg"], "model"), (["--lr", "-1"], "lr"),
-                                         (["--epochs", "two"], "epochs")])
+@pytest.mark.parametrize(
+    "args, match",
+    [(["--method", "mixup"], "method"), (["--model", "vgg"], "model"), (["--lr", "-1"], "lr"), (["--epochs", "two"], "epochs")],
+)
 def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, args, match):
     with pytest.raises(SystemExit) as exc:
         main(args + ["--out", str(tmp_path), "--no-progress"])
@@ -348,9 +411,33 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, args, match):
 
 def test_cli_run_writes_summary(fake, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["--data", fake["data"], "--cache-dir", fake["cache_dir"], "--out", str(out), "--model", "mlp", "--model-option", "width=16",
-                 "--method", "interp", "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--no-progress", "--freq-subset", "0",
-                 "--val-fraction", "0"])
+    code = main(
+        [
+            "--data",
+            fake["data"],
+            "--cache-dir",
+            fake["cache_dir"],
+            "--out",
+            str(out),
+            "--model",
+            "mlp",
+            "--model-option",
+            "width=16",
+            "--method",
+            "interp",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--freq-subset",
+            "0",
+            "--val-fraction",
+            "0",
+        ]
+    )
     assert code == 0 and "final test" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["method"] == "interp" and summary["config"]["model_options"] == {"width": 16}
@@ -366,7 +453,7 @@ def test_result_files_follow_the_umask(tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from benchmarks._io import atomic_savefig, atomic_write_json
+    from benchmarks.run_files import atomic_savefig, atomic_write_json
     from deep.records import atomic_write_bytes
 
     old = os.umask(0o022)
@@ -389,8 +476,19 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, interrupt_at_e
 
     restore = interrupt_at_epoch(2)
     out = tmp_path / "run"
-    argv = ["--epochs", "3", "--model", "mlp", "--model-option", "width=8", "--no-progress", "--freq-subset", "0",
-            "--out", str(out)]
+    argv = [
+        "--epochs",
+        "3",
+        "--model",
+        "mlp",
+        "--model-option",
+        "width=8",
+        "--no-progress",
+        "--freq-subset",
+        "0",
+        "--out",
+        str(out),
+    ]
     with pytest.raises(SystemExit) as exc:
         train_mod.main(argv)
     msg = str(exc.value)

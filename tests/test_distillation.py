@@ -104,7 +104,7 @@ def test_alpha_zero_decays_to_zero(problem):
     s = spectrum(K)
     path = self_distillation(s, y, ridge=1.0, alpha=0.0, steps=400)
     a = s.values / (s.values + 1.0)
-    np.testing.assert_allclose(path.B[9], a ** 10, rtol=1e-12)
+    np.testing.assert_allclose(path.B[9], a**10, rtol=1e-12)
     assert np.all(path.B_limit == 0) and np.all(path.predict_limit(Kc) == 0)
     norms = np.linalg.norm(path.fits, axis=1)
     assert np.all(np.diff(norms) < 0) and norms[-1] < 1e-3 * norms[0]
@@ -262,7 +262,7 @@ def _path(d, ridge, alpha, steps):
 @settings(max_examples=300, deadline=None)
 @given(d=_spectra, log_ridge=st.floats(-2, 2), alpha=st.floats(0, 1))
 def test_sparsification_exact_condition(d, log_ridge, alpha):
-    ridge, steps = 10.0 ** log_ridge, 40
+    ridge, steps = 10.0**log_ridge, 40
     path = _path(d, ridge, alpha, steps)
     sp = sparsification(path)
     B = path.B
@@ -296,7 +296,7 @@ def test_sparsification_exact_condition(d, log_ridge, alpha):
     # a single turn: once the ratio rises it never falls again
     first_up = np.where(up.any(axis=0), up.argmax(axis=0), steps)
     for j in range(d.size):
-        assert not down[first_up[j]:, j].any()
+        assert not down[first_up[j] :, j].any()
     if alpha > 0:
         lim = (d / d[0]) * (alpha * d[0] + ridge) / (alpha * d + ridge)
         np.testing.assert_allclose(sp.limit, lim, rtol=1e-12)
@@ -344,12 +344,23 @@ def test_every_constraint_is_enforced(problem, name):
         self_distillation(spectrum(K), y, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(ridge=0.0), "ridge"), (dict(ridge=math.inf), "ridge"), (dict(ridge=math.nan), "ridge"), (dict(ridge="1"), "ridge"),
-    (dict(alpha=math.nan), "alpha"), (dict(alpha=1.5), "alpha"), (dict(alpha=[0.2, -0.1]), "alpha"),
-    (dict(alpha=[[0.2]]), "alpha"), (dict(alpha=["x"]), "alpha"), (dict(alpha=True), "alpha"),
-    (dict(steps=0), "steps"), (dict(steps=2.0), "steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(ridge=0.0), "ridge"),
+        (dict(ridge=math.inf), "ridge"),
+        (dict(ridge=math.nan), "ridge"),
+        (dict(ridge="1"), "ridge"),
+        (dict(alpha=math.nan), "alpha"),
+        (dict(alpha=1.5), "alpha"),
+        (dict(alpha=[0.2, -0.1]), "alpha"),
+        (dict(alpha=[[0.2]]), "alpha"),
+        (dict(alpha=["x"]), "alpha"),
+        (dict(alpha=True), "alpha"),
+        (dict(steps=0), "steps"),
+        (dict(steps=2.0), "steps"),
+    ],
+)
 def test_bad_parameters(problem, kwargs, name):
     K, _, y, _ = problem
     full = dict(ridge=RIDGE, alpha=0.5, steps=3) | kwargs

@@ -14,7 +14,7 @@ import pytest
 import scipy.linalg
 
 from kernels import Spectrum, spectrum
-from kernels._backend import to_numpy
+from kernels.backend import to_numpy
 from tests.conftest import to_backend
 from theory.dynamics import CONSTRAINTS, linearized_training, max_stable_lr
 
@@ -31,8 +31,7 @@ def problem(rng):
     Z = rng.normal(size=(M, 2))
     K = _rbf(X, X)
     labels = rng.integers(0, 3, N)
-    return dict(K=K, Kc=_rbf(Z, X), y_vec=rng.normal(size=N), y_hot=np.eye(3)[labels],
-                d_max=float(np.linalg.eigvalsh(K)[-1]))
+    return dict(K=K, Kc=_rbf(Z, X), y_vec=rng.normal(size=N), y_hot=np.eye(3)[labels], d_max=float(np.linalg.eigvalsh(K)[-1]))
 
 
 def weight_kw(rule, value):
@@ -93,7 +92,9 @@ def test_matches_explicit_iteration(problem, backend, rng, rule, alpha, lr_scale
     np.testing.assert_allclose(to_numpy(path.targets), ts, atol=1e-10, rtol=0)
     # record: any order and repeats, same values as the full path
     rec = [33, 0, 7, 7, steps]
-    sub = linearized_training(s, to_backend(y, backend), lr=lr, steps=steps, targets=rule, **weight_kw(rule, alpha_arg), record=rec)
+    sub = linearized_training(
+        s, to_backend(y, backend), lr=lr, steps=steps, targets=rule, **weight_kw(rule, alpha_arg), record=rec
+    )
     np.testing.assert_allclose(to_numpy(sub.fits), us[rec], atol=1e-10, rtol=0)
     np.testing.assert_allclose(sub.times, lr * np.array(rec))
 
@@ -126,8 +127,9 @@ def test_chained_fixed_point_is_krr(problem, backend, alpha):
     ridge = (1 - alpha) / lr
     krr = np.linalg.solve(K + ridge * np.eye(N), y)
     s = spectrum(to_backend(K, backend))
-    path = linearized_training(s, to_backend(y, backend), lr=lr, steps=10**12, targets="chained", target_momentum=alpha,
-                               record=[0, 1000, 10**12])
+    path = linearized_training(
+        s, to_backend(y, backend), lr=lr, steps=10**12, targets="chained", target_momentum=alpha, record=[0, 1000, 10**12]
+    )
     assert path.limit_ridge == pytest.approx(ridge)
     np.testing.assert_allclose(to_numpy(path.fits[-1]), K @ krr, atol=1e-9)
     np.testing.assert_allclose(to_numpy(path.predict(to_backend(Kc, backend))[-1]), Kc @ krr, atol=1e-9)
@@ -163,8 +165,9 @@ def test_continuous_matches_expm(problem, backend):
     # chained: d/dt [u; tau] = [[-K, K], [beta I, -beta I]] [u; tau], from (0, y)
     beta = (1 - alpha) / lr
     G = np.block([[-K, K], [beta * np.eye(N), -beta * np.eye(N)]])
-    ch = linearized_training(s, to_backend(y, backend), lr=lr, steps=1000, targets="chained", target_momentum=alpha,
-                             record=rec, continuous=True)
+    ch = linearized_training(
+        s, to_backend(y, backend), lr=lr, steps=1000, targets="chained", target_momentum=alpha, record=rec, continuous=True
+    )
     refs = np.array([scipy.linalg.expm(G * ti) @ np.vstack([np.zeros_like(y), y]) for ti in t])
     np.testing.assert_allclose(to_numpy(ch.fits), refs[:, :N], atol=1e-10, rtol=0)
     np.testing.assert_allclose(to_numpy(ch.targets), refs[:, N:], atol=1e-10, rtol=0)
@@ -173,8 +176,9 @@ def test_continuous_matches_expm(problem, backend):
 def test_continuous_schedule_matches_piecewise_expm(problem, rng):
     K, y, lr, steps = problem["K"], problem["y_vec"], 0.05, 30
     alpha = rng.uniform(0.2, 1.0, size=steps)
-    path = linearized_training(spectrum(K), y, lr=lr, steps=steps, targets="chained", target_momentum=alpha,
-                               record=[steps], continuous=True)
+    path = linearized_training(
+        spectrum(K), y, lr=lr, steps=steps, targets="chained", target_momentum=alpha, record=[steps], continuous=True
+    )
     state = np.concatenate([np.zeros(N), y])
     for a in alpha:
         beta = (1 - a) / lr
@@ -190,8 +194,9 @@ def test_continuous_matches_small_step_euler(problem):
     u, tau = np.zeros(N), y.copy()
     for _ in range(int(round(T / h))):
         u, tau = u - h * K @ (u - tau), tau + h * beta * (u - tau)
-    path = linearized_training(spectrum(K), y, lr=lr, steps=int(T / lr), targets="chained", target_momentum=alpha,
-                               record=[T / lr], continuous=True)
+    path = linearized_training(
+        spectrum(K), y, lr=lr, steps=int(T / lr), targets="chained", target_momentum=alpha, record=[T / lr], continuous=True
+    )
     np.testing.assert_allclose(path.fits[0], u, rtol=0, atol=1e-3 * np.abs(u).max())
 
 
@@ -204,8 +209,9 @@ def test_limits_t0_and_large_t(problem, backend):
     assert float(np.abs(to_numpy(gd.predict(to_backend(Kc, backend))[0])).max()) == 0.0
     np.testing.assert_allclose(to_numpy(gd.fits[1]), y, atol=1e-6)  # the interpolant (K is PD)
     np.testing.assert_allclose(to_numpy(gd.predict(to_backend(Kc, backend))[1]), Kc @ np.linalg.solve(K, y), atol=1e-4)
-    ch = linearized_training(s, to_backend(y, backend), lr=lr, steps=big, targets="chained", target_momentum=0.9,
-                             record=[0, big], continuous=True)
+    ch = linearized_training(
+        s, to_backend(y, backend), lr=lr, steps=big, targets="chained", target_momentum=0.9, record=[0, big], continuous=True
+    )
     np.testing.assert_allclose(to_numpy(ch.fits[1]), K @ np.linalg.solve(K + 0.1 * np.eye(N), y), atol=1e-10)
     np.testing.assert_allclose(to_numpy(ch.targets[0]), y, atol=1e-12)
 
@@ -222,8 +228,9 @@ def test_zero_eigenvalue_is_finite_and_continuous(backend, rng, continuous, rule
     for z in (0.0, 1e-15, -1e-15):
         vals = np.array([3.0, 2.0, 1.0, 0.5, 0.1, z])
         s = Spectrum(values=to_backend(vals, backend), vectors=to_backend(Q, backend), backend=backend)
-        p = linearized_training(s, to_backend(y, backend), lr=0.3, steps=200, targets=rule, **weight_kw(rule, alpha),
-                                continuous=continuous)
+        p = linearized_training(
+            s, to_backend(y, backend), lr=0.3, steps=200, targets=rule, **weight_kw(rule, alpha), continuous=continuous
+        )
         arrs = [to_numpy(p.fits), to_numpy(p.coef), to_numpy(p.predict(to_backend(Kc, backend))), to_numpy(p.fraction)]
         assert all(np.all(np.isfinite(a)) for a in arrs)
         outs.append(arrs)
@@ -250,31 +257,40 @@ def test_every_param_bound_is_checked(problem, name):
         linearized_training(s, problem["y_vec"], **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(lr="bound"), ValueError, r"lr must be in \(0, 2/d_max\) = \(0, "),
-    (dict(lr=0.0), ValueError, "lr"),
-    (dict(lr=-1.0), ValueError, "lr"),
-    (dict(lr="fast"), TypeError, "lr"),
-    (dict(steps=0), ValueError, "steps"),
-    (dict(steps=2.5), ValueError, "steps"),
-    (dict(targets="anchored", alpha=1.5), ValueError, "alpha"),
-    (dict(targets="chained", target_momentum=-0.1), ValueError, "target_momentum must be"),
-    (dict(targets="chained", target_momentum=[0.5, 0.5]), ValueError, "target_momentum schedule must have length steps"),
-    (dict(targets="chained", target_momentum=[0.5, 0.5, 1.2, 0.5, 0.5]), ValueError, "target_momentum"),
-    (dict(targets="chained", target_momentum="half"), TypeError, "target_momentum"),
-    (dict(targets="anchored", alpha=[0.5] * 5), ValueError, "alpha must be a scalar"),
-    (dict(targets="chained"), ValueError, "target_momentum must be given"),
-    (dict(targets="anchored"), ValueError, "alpha must be given"),
-    (dict(alpha=0.5), ValueError, r"alpha is the weight on the ground truth .* targets='gd' does not use it"),
-    (dict(targets="chained", alpha=0.5, target_momentum=0.5), ValueError,
-     r"^linearized_training: alpha is the weight on the ground truth .*targets='chained' does not use it \(it takes target_momentum=\)"),
-    (dict(targets="anchored", alpha=0.5, target_momentum=0.5), ValueError,
-     r"target_momentum is the weight on the previous target .*targets='anchored' does not use it \(it takes alpha=\)"),
-    (dict(targets="distill"), ValueError, "targets"),
-    (dict(record=[0, 6]), ValueError, "record"),
-    (dict(record=[1.5]), ValueError, "record"),
-    (dict(continuous="yes"), TypeError, "continuous"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(lr="bound"), ValueError, r"lr must be in \(0, 2/d_max\) = \(0, "),
+        (dict(lr=0.0), ValueError, "lr"),
+        (dict(lr=-1.0), ValueError, "lr"),
+        (dict(lr="fast"), TypeError, "lr"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(steps=2.5), ValueError, "steps"),
+        (dict(targets="anchored", alpha=1.5), ValueError, "alpha"),
+        (dict(targets="chained", target_momentum=-0.1), ValueError, "target_momentum must be"),
+        (dict(targets="chained", target_momentum=[0.5, 0.5]), ValueError, "target_momentum schedule must have length steps"),
+        (dict(targets="chained", target_momentum=[0.5, 0.5, 1.2, 0.5, 0.5]), ValueError, "target_momentum"),
+        (dict(targets="chained", target_momentum="half"), TypeError, "target_momentum"),
+        (dict(targets="anchored", alpha=[0.5] * 5), ValueError, "alpha must be a scalar"),
+        (dict(targets="chained"), ValueError, "target_momentum must be given"),
+        (dict(targets="anchored"), ValueError, "alpha must be given"),
+        (dict(alpha=0.5), ValueError, r"alpha is the weight on the ground truth .* targets='gd' does not use it"),
+        (
+            dict(targets="chained", alpha=0.5, target_momentum=0.5),
+            ValueError,
+            r"^linearized_training: alpha is the weight on the ground truth .*targets='chained' does not use it \(it takes target_momentum=\)",
+        ),
+        (
+            dict(targets="anchored", alpha=0.5, target_momentum=0.5),
+            ValueError,
+            r"target_momentum is the weight on the previous target .*targets='anchored' does not use it \(it takes alpha=\)",
+        ),
+        (dict(targets="distill"), ValueError, "targets"),
+        (dict(record=[0, 6]), ValueError, "record"),
+        (dict(record=[1.5]), ValueError, "record"),
+        (dict(continuous="yes"), TypeError, "continuous"),
+    ],
+)
 def test_bad_input(problem, kwargs, exc, match):
     s = spectrum(problem["K"])
     base = dict(lr=0.5 / problem["d_max"], steps=5)

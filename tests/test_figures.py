@@ -43,9 +43,15 @@ def captured(monkeypatch):
 def _curves(epochs: int, start: float, seed: int) -> dict:
     r = np.random.default_rng(seed)
     rise = start + np.cumsum(r.uniform(0.01, 0.08, epochs))
-    return {"global_epoch": list(range(1, epochs + 1)), "test_acc": list(rise), "val_acc": list(rise * 0.5),
-            "train_acc_clean": list(rise), "train_acc_flipped_given": list(0.12 - rise / 10),
-            "train_acc_flipped_true": list(rise * 0.9), "loss": list(2.3 - rise)}
+    return {
+        "global_epoch": list(range(1, epochs + 1)),
+        "test_acc": list(rise),
+        "val_acc": list(rise * 0.5),
+        "train_acc_clean": list(rise),
+        "train_acc_flipped_given": list(0.12 - rise / 10),
+        "train_acc_flipped_true": list(rise * 0.9),
+        "loss": list(2.3 - rise),
+    }
 
 
 def _results(coincide: bool = True, epochs: int = 5) -> dict:
@@ -55,10 +61,12 @@ def _results(coincide: bool = True, epochs: int = 5) -> dict:
     first = ce if coincide else _curves(epochs, 0.1, 2)
     gen = {k: first[k] + second[k] for k in first}
     gen["global_epoch"] = list(range(1, 2 * epochs + 1))
-    return {"ce": {"params": {}, "curves": ce},
-            "self-distill": {"params": {"alpha": 0.8}, "curves": _curves(epochs, 0.18, 3)},
-            "interp": {"params": {}, "curves": _curves(epochs, 0.1, 4)},
-            "generations": {"params": {"alpha": 0.6, "generations": 2}, "curves": gen}}
+    return {
+        "ce": {"params": {}, "curves": ce},
+        "self-distill": {"params": {"alpha": 0.8}, "curves": _curves(epochs, 0.18, 3)},
+        "interp": {"params": {}, "curves": _curves(epochs, 0.1, 4)},
+        "generations": {"params": {"alpha": 0.6, "generations": 2}, "curves": gen},
+    }
 
 
 def _methods_figure(captured, results, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from kernels._backend import to_numpy
+from kernels.backend import to_numpy
 from tests.conftest import to_backend
 from theory.frequency import delta_grid, frequency_measures, frequency_split, low_pass
 
@@ -87,7 +87,9 @@ def test_measures_match_dense(data, backend, budget, rng):
     y = np.eye(3)[rng.integers(0, 3, size=X.shape[0])]
     h = y + 0.5 * rng.normal(size=y.shape)
     deltas = [0.2, 1.0, 6.0, math.inf, 0.05]
-    m = frequency_measures(to_backend(X, backend), to_backend(h, backend), to_backend(y, backend), deltas=deltas, memory_budget=budget)
+    m = frequency_measures(
+        to_backend(X, backend), to_backend(h, backend), to_backend(y, backend), deltas=deltas, memory_budget=budget
+    )
     assert m.e_low.shape == (5,) and m.n_blocks == (X.shape[0] if budget == 1 else 1)
     np.testing.assert_array_equal(m.deltas, deltas)
     for t, d in enumerate(deltas):
@@ -108,7 +110,9 @@ def test_measures_vector_targets_and_edge_cases(rng):
     assert float(m.e_low[0]) == pytest.approx(0, abs=1e-12) and float(m.e_high[0]) == pytest.approx(0, abs=1e-12)
     e_low, e_high, ratio = _dense_measures(X, 2 * y, y, 0.5)
     m2 = frequency_measures(X, 2 * y, y, deltas=[0.5])
-    np.testing.assert_allclose([float(m2.e_low[0]), float(m2.e_high[0]), float(m2.low_ratio[0])], [e_low, e_high, ratio], rtol=1e-10)
+    np.testing.assert_allclose(
+        [float(m2.e_low[0]), float(m2.e_high[0]), float(m2.low_ratio[0])], [e_low, e_high, ratio], rtol=1e-10
+    )
     assert e_low == pytest.approx(1.0) and e_high == pytest.approx(1.0)  # h = 2y: both errors are exactly 1
     # a constant target has no high part: e_high is undefined (NaN), not a division error
     m3 = frequency_measures(X, y, np.ones(30), deltas=[0.5])
@@ -277,8 +281,9 @@ def test_measures_accuracy_bound_float32(rng):
 
 def test_deep_train_measures_use_probabilities(rng):
     """A perfect classifier (softmax ~ one-hot) must have e_low ~ e_high ~ 0; its raw logits do not."""
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     from deep.records import FrequencySubset, frequency_outputs, measure
     from deep.train import DeviceData
@@ -293,8 +298,17 @@ def test_deep_train_measures_use_probabilities(rng):
             return 40.0 * z[:, :C]
 
     lab = torch.as_tensor(labels)
-    dd = DeviceData(x_train=x, y_train=lab, y_train_true=lab, flipped=torch.zeros(n, dtype=torch.bool),
-                    x_val=x[:0], y_val=lab[:0], y_val_true=lab[:0], x_test=x[:8], y_test=lab[:8])
+    dd = DeviceData(
+        x_train=x,
+        y_train=lab,
+        y_train_true=lab,
+        flipped=torch.zeros(n, dtype=torch.bool),
+        x_val=x[:0],
+        y_val=lab[:0],
+        y_val_true=lab[:0],
+        x_test=x[:8],
+        y_test=lab[:8],
+    )
     pos = torch.arange(n)
     freq = FrequencySubset(pos=pos, X=feats, Y=np.eye(C)[labels], deltas=np.array([0.5, 2.0, 8.0]))
     out, _ = measure(Perfect(), dd, None, SimpleNamespace(eval_batch_size=16), freq)
@@ -323,8 +337,16 @@ def _fake_run(gd_plateau=0.0, chained_plateau=0.5, noise=(0.8, 0.9), clean=(0.4,
         el = plateau / 3 + (1 - plateau / 3) * np.exp(-t / 2.0) * np.ones((1, 2))
         return {"record": rec, "e_low": el, "e_high": eh}
 
-    r = {"steps": S, "theory_steps": T, "deltas": np.array([1.0, 4.0]), "n_flipped": 40, "lr": 0.01, "d_max": 100.0,
-         "width": 64, "noise_location": {"clean": np.array(clean), "noise": np.array(noise)}}
+    r = {
+        "steps": S,
+        "theory_steps": T,
+        "deltas": np.array([1.0, 4.0]),
+        "n_flipped": 40,
+        "lr": 0.01,
+        "d_max": 100.0,
+        "width": 64,
+        "noise_location": {"clean": np.array(clean), "noise": np.array(noise)},
+    }
     for src, rec in (("theory", rec_th), ("net", rec_net)):
         r[f"{src}_gd"] = curve(rec, gd_plateau)
         r[f"{src}_chained"] = curve(rec, chained_plateau)

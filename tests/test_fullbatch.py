@@ -25,10 +25,12 @@ def test_linear_model_follows_linearised_theory_exactly(targets, momentum):
     K = (X @ X.T + 1).numpy()
     Kc = (Xt @ X.T + 1).numpy()
     lr = 0.5 / np.linalg.eigvalsh(K)[-1]
-    run = train_full_batch(model, X, Y, lr=lr, steps=30, record=[0, 1, 7, 30], X_test=Xt, targets=targets,
-                           target_momentum=momentum)
-    path = linearized_training(spectrum(K), Y.numpy(), lr=lr, steps=30, targets=targets, target_momentum=momentum,
-                               record=[0, 1, 7, 30])
+    run = train_full_batch(
+        model, X, Y, lr=lr, steps=30, record=[0, 1, 7, 30], X_test=Xt, targets=targets, target_momentum=momentum
+    )
+    path = linearized_training(
+        spectrum(K), Y.numpy(), lr=lr, steps=30, targets=targets, target_momentum=momentum, record=[0, 1, 7, 30]
+    )
     np.testing.assert_allclose(run.train_outputs, np.asarray(path.fits), atol=1e-10)
     np.testing.assert_allclose(run.test_outputs, np.asarray(path.predict(Kc)), atol=1e-10)
 

@@ -11,10 +11,10 @@ import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pathlib import Path
 import torch
 
 import benchmarks.cli as cli
@@ -49,26 +49,29 @@ def fake_runs(monkeypatch):
     monkeypatch.setattr(cli, "ALL_RUNS", tuple(dataclasses.replace(b, func=_fake) for b in ALL_RUNS))
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["toy-distill", "--gamma", "0"], "--gamma must be a finite float > 0; got 0"),
-    (["toy-distill", "--gamma", "-2"], "--gamma must be a finite float > 0"),
-    (["toy-distill", "--gamma", "inf"], "--gamma must be a finite float > 0"),
-    (["toy-distill", "--gamma", "nan"], "--gamma must be a finite float > 0"),
-    (["toy-distill", "--gamma", "abc"], "--gamma must be a finite float > 0; got 'abc'"),
-    (["toy-distill", "--ridge", "0"], "--ridge must be a finite float > 0; got 0"),
-    (["toy-distill", "--ridge", "inf"], "--ridge must be a finite float > 0"),
-    (["toy-distill", "--steps", "0"], "--steps must be an integer >= 1; got 0"),
-    (["toy-distill", "--steps", "2.5"], "--steps must be an integer >= 1; got '2.5'"),
-    (["toy-distill", "--alphas", "0.5,1.5"], "--alphas must be"),
-    (["toy-distill", "--alphas", "0.5,nan"], "--alphas must be"),
-    (["toy-distill", "--alphas", ","], "--alphas must be"),
-    (["toy-distill", "--seed", "-1"], "--seed must be an integer >= 0; got -1"),
-    (["air-spectrum", "--n", "0"], "--n must be an integer >= 10"),
-    (["frequency", "--n", "5"], "--n must be an integer >= 10"),
-    (["analytic-vs-trained", "--n", "20"], "--n must be an integer >= 50"),
-    (["noisy-cifar", "--n", "0"], "--n must be an integer >= 10"),
-    (["noisy-cifar", "--epochs", "0"], "--epochs must be an integer >= 1; got 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["toy-distill", "--gamma", "0"], "--gamma must be a finite float > 0; got 0"),
+        (["toy-distill", "--gamma", "-2"], "--gamma must be a finite float > 0"),
+        (["toy-distill", "--gamma", "inf"], "--gamma must be a finite float > 0"),
+        (["toy-distill", "--gamma", "nan"], "--gamma must be a finite float > 0"),
+        (["toy-distill", "--gamma", "abc"], "--gamma must be a finite float > 0; got 'abc'"),
+        (["toy-distill", "--ridge", "0"], "--ridge must be a finite float > 0; got 0"),
+        (["toy-distill", "--ridge", "inf"], "--ridge must be a finite float > 0"),
+        (["toy-distill", "--steps", "0"], "--steps must be an integer >= 1; got 0"),
+        (["toy-distill", "--steps", "2.5"], "--steps must be an integer >= 1; got '2.5'"),
+        (["toy-distill", "--alphas", "0.5,1.5"], "--alphas must be"),
+        (["toy-distill", "--alphas", "0.5,nan"], "--alphas must be"),
+        (["toy-distill", "--alphas", ","], "--alphas must be"),
+        (["toy-distill", "--seed", "-1"], "--seed must be an integer >= 0; got -1"),
+        (["air-spectrum", "--n", "0"], "--n must be an integer >= 10"),
+        (["frequency", "--n", "5"], "--n must be an integer >= 10"),
+        (["analytic-vs-trained", "--n", "20"], "--n must be an integer >= 50"),
+        (["noisy-cifar", "--n", "0"], "--n must be an integer >= 10"),
+        (["noisy-cifar", "--epochs", "0"], "--epochs must be an integer >= 1; got 0"),
+    ],
+)
 def test_cli_refuses_out_of_range_options(tmp_path, capsys, fake_runs, argv, message):
     out = tmp_path / "out"
     code = cli.main(["run", *argv, "--out", str(out), "--no-progress"])
@@ -87,8 +90,25 @@ def test_cli_n_error_says_what_the_run_needs(tmp_path, capsys, fake_runs):
 
 def test_cli_valid_options_reach_the_run_unchanged(tmp_path, capsys, fake_runs):
     out = tmp_path / "out"
-    code = cli.main(["run", "toy-distill", "--gamma", "0.5", "--ridge", "1e-3", "--steps", "1", "--alphas", "0,1",
-                     "--seed", "0", "--out", str(out), "--no-progress"])
+    code = cli.main(
+        [
+            "run",
+            "toy-distill",
+            "--gamma",
+            "0.5",
+            "--ridge",
+            "1e-3",
+            "--steps",
+            "1",
+            "--alphas",
+            "0,1",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (result,) = out.rglob("result.json")
     res = json.loads(result.read_text())
@@ -105,13 +125,16 @@ def test_toy_distill_run_uses_zero_options_not_defaults(tmp_path):
         _one_line(exc)
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(options={"steps": 0}), "--steps must be an integer >= 1; got 0"),
-    (dict(options={"steps": 2.5}), "--steps must be an integer >= 1; got 2.5"),
-    (dict(options={"gamma": math.inf}), "--gamma must be a finite float > 0; got inf"),
-    (dict(options={"alphas": "2"}), "--alphas must be"),
-    (dict(seed=-1), "--seed must be an integer >= 0; got -1"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(options={"steps": 0}), "--steps must be an integer >= 1; got 0"),
+        (dict(options={"steps": 2.5}), "--steps must be an integer >= 1; got 2.5"),
+        (dict(options={"gamma": math.inf}), "--gamma must be a finite float > 0; got inf"),
+        (dict(options={"alphas": "2"}), "--alphas must be"),
+        (dict(seed=-1), "--seed must be an integer >= 0; got -1"),
+    ],
+)
 def test_run_named_checks_options_before_writing(tmp_path, fake_runs, kw, message):
     from benchmarks.registry import BenchmarkError
 
@@ -155,8 +178,13 @@ def test_noisy_cifar_config_uses_zero_options(tmp_path):
 
 
 _KERNEL_FLOATS = [
-    (rbf, "gamma"), (laplace, "gamma"), (exponential, "gamma"), (polynomial, "gamma"), (polynomial, "coef0"),
-    (nngp_relu, "bias"), (ntk_relu, "bias"),
+    (rbf, "gamma"),
+    (laplace, "gamma"),
+    (exponential, "gamma"),
+    (polynomial, "gamma"),
+    (polynomial, "coef0"),
+    (nngp_relu, "bias"),
+    (ntk_relu, "bias"),
 ]
 
 
@@ -237,7 +265,9 @@ def test_optimal_alpha_path_huge_steps_refused_at_once(small_problem):
 def test_linearized_training_budget_keyword(small_problem):
     s, y, K = small_problem
     lr = 0.5 / float(np.linalg.eigvalsh(K)[-1])
-    with pytest.raises(ValueError, match=r"^linearized_training: recording all 1001 steps \(0\.\.1000\) needs .*pass record=\[") as exc:
+    with pytest.raises(
+        ValueError, match=r"^linearized_training: recording all 1001 steps \(0\.\.1000\) needs .*pass record=\["
+    ) as exc:
         linearized_training(s, y, lr=lr, steps=1000, memory_budget=1000)
     _one_line(exc)
     with pytest.raises(ValueError, match=r"^linearized_training: recording 3 steps needs"):
@@ -250,8 +280,11 @@ def test_linearized_training_budget_keyword(small_problem):
 def test_linearized_training_huge_steps_refused_at_once(small_problem):
     s, y, K = small_problem
     lr = 0.5 / float(np.linalg.eigvalsh(K)[-1])
-    with pytest.raises(ValueError, match=r"^linearized_training: recording all 1000000001 steps \(0\.\.1000000000\) needs .*"
-                                         r"\(> memory budget 2 GiB\); pass record=\[") as exc:
+    with pytest.raises(
+        ValueError,
+        match=r"^linearized_training: recording all 1000000001 steps \(0\.\.1000000000\) needs .*"
+        r"\(> memory budget 2 GiB\); pass record=\[",
+    ) as exc:
         linearized_training(s, y, lr=lr, steps=10**9)
     _one_line(exc)
     # a few recorded steps of a long run stay cheap
@@ -278,25 +311,28 @@ def _nan_at(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-@pytest.mark.parametrize("case,error,pattern", [
-    ("X-nan", ValueError, r"^train_full_batch: X contains NaN or inf"),
-    ("Y-inf", ValueError, r"^train_full_batch: Y contains NaN or inf"),
-    ("X_test-nan", ValueError, r"^train_full_batch: X_test contains NaN or inf"),
-    ("X-features", ValueError, r"^train_full_batch: X .*model"),
-    ("X_test-features", ValueError, r"^train_full_batch: X_test must have per-example shape \(4,\)"),
-    ("Y-dtype", ValueError, r"^train_full_batch: Y must have dtype torch.float64"),
-    ("X-dtype", ValueError, r"^train_full_batch: X must have dtype torch.float64"),
-    ("Y-columns", ValueError, r"^train_full_batch: Y must have shape \(10, 3\)"),
-    ("Y-broadcast", ValueError, r"^train_full_batch: Y must have shape \(10, 3\)"),
-    ("Y-rows", ValueError, r"^train_full_batch: Y must have shape"),
-    ("X-numpy", TypeError, r"^train_full_batch: X must be a torch.Tensor"),
-    ("X-empty", ValueError, r"^train_full_batch: X must"),
-    ("model", TypeError, r"^train_full_batch: model must be a torch.nn.Module"),
-    ("device", ValueError, r"^train_full_batch: X is on device cpu but the model is on meta"),
-    ("record-fraction", ValueError, r"^train_full_batch: record must hold integer steps"),
-    ("lr-inf", ValueError, r"^train_full_batch: lr must be"),
-    ("lr-bool", TypeError, r"^train_full_batch: lr must be"),
-])
+@pytest.mark.parametrize(
+    "case,error,pattern",
+    [
+        ("X-nan", ValueError, r"^train_full_batch: X contains NaN or inf"),
+        ("Y-inf", ValueError, r"^train_full_batch: Y contains NaN or inf"),
+        ("X_test-nan", ValueError, r"^train_full_batch: X_test contains NaN or inf"),
+        ("X-features", ValueError, r"^train_full_batch: X .*model"),
+        ("X_test-features", ValueError, r"^train_full_batch: X_test must have per-example shape \(4,\)"),
+        ("Y-dtype", ValueError, r"^train_full_batch: Y must have dtype torch.float64"),
+        ("X-dtype", ValueError, r"^train_full_batch: X must have dtype torch.float64"),
+        ("Y-columns", ValueError, r"^train_full_batch: Y must have shape \(10, 3\)"),
+        ("Y-broadcast", ValueError, r"^train_full_batch: Y must have shape \(10, 3\)"),
+        ("Y-rows", ValueError, r"^train_full_batch: Y must have shape"),
+        ("X-numpy", TypeError, r"^train_full_batch: X must be a torch.Tensor"),
+        ("X-empty", ValueError, r"^train_full_batch: X must"),
+        ("model", TypeError, r"^train_full_batch: model must be a torch.nn.Module"),
+        ("device", ValueError, r"^train_full_batch: X is on device cpu but the model is on meta"),
+        ("record-fraction", ValueError, r"^train_full_batch: record must hold integer steps"),
+        ("lr-inf", ValueError, r"^train_full_batch: lr must be"),
+        ("lr-bool", TypeError, r"^train_full_batch: lr must be"),
+    ],
+)
 def test_train_full_batch_input_checks(case, error, pattern):
     model, X, Y, Xt = _linear_problem()
     kw = dict(lr=0.01, steps=3, X_test=Xt)
@@ -345,14 +381,18 @@ def test_train_full_batch_input_checks(case, error, pattern):
 
 def test_train_full_batch_budget_keyword():
     model, X, Y, Xt = _linear_problem()
-    with pytest.raises(ValueError, match=r"^train_full_batch: recording all 1001 steps \(0\.\.1000\) needs .*pass record=\[") as exc:
+    with pytest.raises(
+        ValueError, match=r"^train_full_batch: recording all 1001 steps \(0\.\.1000\) needs .*pass record=\["
+    ) as exc:
         train_full_batch(model, X, Y, lr=0.01, steps=1000, memory_budget=1000)
     _one_line(exc)
 
 
 def test_train_full_batch_huge_steps_refused_at_once():
     model, X, Y, Xt = _linear_problem()
-    with pytest.raises(ValueError, match=r"^train_full_batch: recording all 1000000001 steps \(0\.\.1000000000\) needs .*memory budget 2 GiB"):
+    with pytest.raises(
+        ValueError, match=r"^train_full_batch: recording all 1000000001 steps \(0\.\.1000000000\) needs .*memory budget 2 GiB"
+    ):
         train_full_batch(model, X, Y, lr=0.01, steps=10**9)
 
 
@@ -411,14 +451,17 @@ def test_sklearn_name_alpha_gets_a_hint():
     assert KernelRidge().set_params(ridge=0.5).ridge == 0.5  # the real name still works
 
 
-@pytest.mark.parametrize("kernel,params,name", [
-    ("rbf", dict(depth=3), "depth"),
-    ("rbf", dict(bias=0.5), "bias"),
-    ("linear", dict(gamma=0.3), "gamma"),
-    ("ntk_relu", dict(gamma=0.3), "gamma"),
-    ("ntk_relu", dict(degree=2), "degree"),
-    ("laplacian", dict(coef0=2.0), "coef0"),
-])
+@pytest.mark.parametrize(
+    "kernel,params,name",
+    [
+        ("rbf", dict(depth=3), "depth"),
+        ("rbf", dict(bias=0.5), "bias"),
+        ("linear", dict(gamma=0.3), "gamma"),
+        ("ntk_relu", dict(gamma=0.3), "gamma"),
+        ("ntk_relu", dict(degree=2), "degree"),
+        ("laplacian", dict(coef0=2.0), "coef0"),
+    ],
+)
 def test_unused_kernel_parameter_refused_by_estimator_and_gram_alike(kernel, params, name):
     """A value the kernel would not use is refused by both entry points, naming it."""
     from kernels import KernelRidge
@@ -456,7 +499,10 @@ def test_mixed_float_dtypes_follow_numpy_promotion(kind, func):
         assert K.dtype == np.float64, (func.__name__, kind)
         if want is not None:
             np.testing.assert_allclose(K, want, rtol=1e-13)  # torch and numpy may order sums differently
-    assert np.asarray(func(X, Z, dtype="float32") if kind == "numpy" else func(conv(X), conv(Z), dtype="float32")).dtype == np.float32
+    assert (
+        np.asarray(func(X, Z, dtype="float32") if kind == "numpy" else func(conv(X), conv(Z), dtype="float32")).dtype
+        == np.float32
+    )
 
 
 def test_estimator_precision_is_the_gram_dtype_as_documented():
@@ -472,7 +518,7 @@ def test_estimator_precision_is_the_gram_dtype_as_documented():
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf])
 def test_float_intervals_refuse_infinity_by_default(value):
-    from kernels._checks import Interval, check_param
+    from kernels.checks import Interval, check_param
 
     with pytest.raises(ValueError, match=r"^f: x must be a float in \(0, inf\); got -?inf"):
         check_param("f", "x", value, Interval(float, 0, None, "neither"))
@@ -507,15 +553,22 @@ def test_cli_download_fetches_into_data_folder_and_uses_the_archive(tmp_path, mo
     monkeypatch.setattr(deep.data, "download_cifar10", fake_download)
     monkeypatch.setattr(cli, "ALL_RUNS", tuple(dataclasses.replace(b, func=record) for b in ALL_RUNS))
     folder = tmp_path / "cifar"
-    assert cli.main(["run", "confirm", "--quick", "--download", "--data", str(folder), "--out", str(tmp_path / "r"),
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            ["run", "confirm", "--quick", "--download", "--data", str(folder), "--out", str(tmp_path / "r"), "--no-progress"]
+        )
+        == 0
+    )
     assert seen == {"folder": folder, "data": folder / "cifar-10-python.tar.gz"}
 
 
-@pytest.mark.parametrize("extra,message", [
-    ([], "--download needs --data FOLDER"),
-    (["--data", "FILE"], "--download: --data .* is a file"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ([], "--download needs --data FOLDER"),
+        (["--data", "FILE"], "--download: --data .* is a file"),
+    ],
+)
 def test_cli_download_needs_a_folder(tmp_path, capsys, fake_runs, extra, message):
     f = tmp_path / "f.txt"
     f.write_text("x")
@@ -539,7 +592,7 @@ def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys, fake_ru
 
 @pytest.mark.parametrize("value", [1, 0, 0.0, 1.0, "True", None])
 def test_boolean_options_accept_booleans_only(value):
-    from kernels._checks import Options, check_param
+    from kernels.checks import Options, check_param
 
     with pytest.raises((TypeError, ValueError), match=r"^f: flag must be one of True, False; got "):
         check_param("f", "flag", value, Options((True, False)))
@@ -559,20 +612,56 @@ def test_every_train_config_field_has_a_cli_flag_that_reaches_it():
     from deep.config import TrainConfig, build_parser, config_from_args
 
     assert config_from_args(build_parser().parse_args([])) == TrainConfig()
-    argv = ["--epochs", "3", "--batch-size", "64", "--lr", "0.05", "--seed", "7", "--hard", "--no-augment",
-            "--no-progress", "--model-option", "scale=2.0", "--val-fraction", "0.2", "--freq-subset", "0"]
+    argv = [
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.05",
+        "--seed",
+        "7",
+        "--hard",
+        "--no-augment",
+        "--no-progress",
+        "--model-option",
+        "scale=2.0",
+        "--val-fraction",
+        "0.2",
+        "--freq-subset",
+        "0",
+    ]
     cfg = config_from_args(build_parser().parse_args(argv))
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.soft, cfg.augment, cfg.progress, cfg.model_options,
-            cfg.val_fraction, cfg.freq_subset) == (3, 64, 0.05, 7, False, False, False, (("scale", 2.0),), 0.2, 0)
+    assert (
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.seed,
+        cfg.soft,
+        cfg.augment,
+        cfg.progress,
+        cfg.model_options,
+        cfg.val_fraction,
+        cfg.freq_subset,
+    ) == (3, 64, 0.05, 7, False, False, False, (("scale", 2.0),), 0.2, 0)
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(method="self-distill", alpha=0.5), r"alpha is the weight on the ground truth .* method='self-distill' does not use it"),
-    (dict(method="sat", alpha=0.5), r"alpha is the weight on the ground truth .* method='sat' does not use it"),
-    (dict(method="generations", target_momentum=0.5), r"target_momentum is the weight on the previous target .* method='generations'"),
-    (dict(method="ce", target_momentum=0.5), r"target_momentum .* method='ce' does not use it"),
-    (dict(method="interp", weight_schedule="linear"), r"weight_schedule .* method='interp' uses neither"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (
+            dict(method="self-distill", alpha=0.5),
+            r"alpha is the weight on the ground truth .* method='self-distill' does not use it",
+        ),
+        (dict(method="sat", alpha=0.5), r"alpha is the weight on the ground truth .* method='sat' does not use it"),
+        (
+            dict(method="generations", target_momentum=0.5),
+            r"target_momentum is the weight on the previous target .* method='generations'",
+        ),
+        (dict(method="ce", target_momentum=0.5), r"target_momentum .* method='ce' does not use it"),
+        (dict(method="interp", weight_schedule="linear"), r"weight_schedule .* method='interp' uses neither"),
+    ],
+)
 def test_train_config_weights_one_name_per_idea(kw, message):
     """alpha is the weight on the ground truth (generations); target_momentum the weight on the
     previous target (self-distill, sat): a value given to a method that does not use it is refused."""

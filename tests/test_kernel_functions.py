@@ -16,11 +16,9 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from sklearn.metrics import pairwise
 
-from kernels._backend import backend_name, namespace, to_numpy
-from kernels._checks import iter_blocks
-from kernels.gram_fill import CONSTRAINTS
+from kernels.backend import backend_name, namespace, to_numpy
+from kernels.checks import iter_blocks
 from kernels.functions import (
-
     KERNELS,
     exponential,
     gram,
@@ -34,6 +32,7 @@ from kernels.functions import (
     polynomial,
     rbf,
 )
+from kernels.gram_fill import CONSTRAINTS
 from tests.conftest import to_backend
 
 KERNEL_CASES = [  # (name, params) covering every kernel and a few parameter values
@@ -375,14 +374,26 @@ def test_ntk_two_layer_matches_monte_carlo_expectation():
         assert np.any(np.abs(Hw - mc) > tol)
     # X vs Z path and the closed form in the notation of docs/derivations.md, section 3
     Z = X[:3] * 1.0
-    np.testing.assert_allclose(ntk_two_layer(X, Z), (G * (math.pi - np.arccos(np.clip(G, -1, 1))) / (2 * math.pi))[:, :3], atol=1e-12)
+    np.testing.assert_allclose(
+        ntk_two_layer(X, Z), (G * (math.pi - np.arccos(np.clip(G, -1, 1))) / (2 * math.pi))[:, :3], atol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- dispatch and bad input
 
 
 def test_registry_and_kernel_params():
-    assert set(KERNELS) == {"linear", "polynomial", "rbf", "laplace", "laplacian", "exponential", "nngp_relu", "ntk_relu", "ntk_two_layer"}
+    assert set(KERNELS) == {
+        "linear",
+        "polynomial",
+        "rbf",
+        "laplace",
+        "laplacian",
+        "exponential",
+        "nngp_relu",
+        "ntk_relu",
+        "ntk_two_layer",
+    }
     assert kernel_params("rbf") == ("gamma",)
     assert kernel_params("ntk_relu") == ("depth", "bias")
     assert kernel_params("ntk_two_layer") == ()

@@ -31,7 +31,7 @@ def dense_rounds(K, y, eps, max_rounds=100):
     n = len(K)
     prev, cs, fits = y, [], []
     for _ in range(max_rounds):
-        if np.sum(prev ** 2) <= n * eps:
+        if np.sum(prev**2) <= n * eps:
             break
         step = lambda c, p=prev: K @ np.linalg.solve(K + c * np.eye(n), p)  # noqa: E731
         err = lambda u, p=prev: np.sum((step(math.exp(u), p) - p) ** 2) / n - eps  # noqa: E731
@@ -69,7 +69,7 @@ def test_budget_monotone_c_and_collapse(problem, eps):
     np.testing.assert_allclose(errors, eps, rtol=1e-8)
     np.testing.assert_allclose(path.fit_errors, eps, rtol=1e-8)
     assert np.all(np.diff(path.c) >= 0)  # c_t non-decreasing (Mobahi et al.)
-    norms = np.sum(prev ** 2, axis=1)
+    norms = np.sum(prev**2, axis=1)
     np.testing.assert_allclose(path.label_energy, norms, rtol=1e-10)
     assert path.collapsed and norms[-1] <= n * eps < norms[-2]
     # B is the per-direction product of d / (d + c_s)
@@ -147,7 +147,7 @@ def test_null_space_counts_in_round_one():
     np.testing.assert_allclose(path.c, cs, rtol=1e-6)
     np.testing.assert_allclose(path.fits, fits, atol=1e-8)
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
-    assert path.null_energy == pytest.approx(np.sum(resid ** 2), rel=1e-8)
+    assert path.null_energy == pytest.approx(np.sum(resid**2), rel=1e-8)
     with pytest.raises(ValueError, match="epsilon"):
         mobahi_rounds(s, y, epsilon=0.9 * path.null_energy / 20)
 
@@ -181,10 +181,17 @@ def test_every_constraint_is_enforced(problem, name):
         mobahi_rounds(spectrum(K), y, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(epsilon=0.0), "epsilon"), (dict(epsilon=math.nan), "epsilon"), (dict(epsilon=math.inf), "epsilon"),
-    (dict(epsilon="0.1"), "epsilon"), (dict(max_rounds=0), "max_rounds"), (dict(max_rounds=1.5), "max_rounds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(epsilon=math.nan), "epsilon"),
+        (dict(epsilon=math.inf), "epsilon"),
+        (dict(epsilon="0.1"), "epsilon"),
+        (dict(max_rounds=0), "max_rounds"),
+        (dict(max_rounds=1.5), "max_rounds"),
+    ],
+)
 def test_bad_parameters(problem, kwargs, name):
     K, y, _ = problem
     with pytest.raises((ValueError, TypeError), match=name):

@@ -94,8 +94,9 @@ def test_best_test_step_is_the_first_argmax_of_the_dense_curve():
     lr = 1.0 / np.linalg.eigvalsh(K)[-1]
     steps = 60
     rec = np.arange(1, steps + 1)
-    cur = predicted_curves(spectrum(K), Y, labels_true=lt, labels_given=lg, lr=lr, steps=steps, record=rec,
-                           K_cross=Kc, test_labels=tt)
+    cur = predicted_curves(
+        spectrum(K), Y, labels_true=lt, labels_given=lg, lr=lr, steps=steps, record=rec, K_cross=Kc, test_labels=tt
+    )
     acc = np.array([np.mean(f.argmax(1) == tt) for f in _dense_gd_cross(K, Kc, Y, lr, steps)])
     i = int(np.argmax(acc))
     assert len(set(np.round(acc, 12))) > 1  # the curve moves
@@ -118,8 +119,9 @@ def test_a_class_absent_from_the_given_labels_keeps_finite_test_mse():
     lr = 1.0 / np.linalg.eigvalsh(K)[-1]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        cur = predicted_curves(spectrum(K), Y, labels_true=lt, labels_given=lg, lr=lr, steps=5, record=[5],
-                               K_cross=Kc, test_labels=tt3)
+        cur = predicted_curves(
+            spectrum(K), Y, labels_true=lt, labels_given=lg, lr=lr, steps=5, record=[5], K_cross=Kc, test_labels=tt3
+        )
     f = _dense_gd_cross(K, Kc, Y, lr, 5)[-1]
     want = np.sum((f - np.eye(3)[tt3]) ** 2) / len(tt3)
     assert cur.test_mse[0] == pytest.approx(want, rel=1e-9)
@@ -132,8 +134,17 @@ def test_non_integer_indices_and_labels_are_refused():
     Y = np.eye(2)[lg]
     s = spectrum(K)
     with pytest.raises(ValueError, match="val_index"):
-        predicted_curves(s, Y, labels_true=lt, labels_given=lg, lr=0.1, steps=2, K_cross=Kc, test_labels=tt,
-                         val_index=np.array([0.0, 1.5, 3.0]))
+        predicted_curves(
+            s,
+            Y,
+            labels_true=lt,
+            labels_given=lg,
+            lr=0.1,
+            steps=2,
+            K_cross=Kc,
+            test_labels=tt,
+            val_index=np.array([0.0, 1.5, 3.0]),
+        )
     labels = lg.astype(float)
     labels[0] = 0.5
     with pytest.raises(ValueError, match="labels"):

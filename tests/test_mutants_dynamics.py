@@ -26,8 +26,7 @@ def test_continuous_flow_matches_expm_at_several_times(targets, alpha):
     """u(t) = (I - expm(-a K t)) y, t = lr * step, for gd (a = 1) and anchored (rate a = alpha): scipy expm."""
     _, K, y = _problem()
     lr, rec = 0.3, [0, 1, 4, 9, 30]
-    path = linearized_training(spectrum(K), y, lr=lr, steps=30, targets=targets, alpha=alpha, record=rec,
-                               continuous=True)
+    path = linearized_training(spectrum(K), y, lr=lr, steps=30, targets=targets, alpha=alpha, record=rec, continuous=True)
     a = 1.0 if alpha is None else alpha
     for j, step in enumerate(rec):
         want = (np.eye(len(y)) - expm(-a * K * lr * step)) @ y
@@ -46,8 +45,7 @@ def test_discrete_chained_matches_a_dense_loop():
         np.testing.assert_allclose(fits[t], u, rtol=1e-9, atol=1e-11)
         u, tau = u - lr * K @ (u - tau), (1 - m) * u + m * tau
     # the limit: KRR with ridge (1 - m)/lr (module docstring)
-    long = linearized_training(spectrum(K), y, lr=lr, steps=20000, targets="chained", target_momentum=m,
-                               record=[20000])
+    long = linearized_training(spectrum(K), y, lr=lr, steps=20000, targets="chained", target_momentum=m, record=[20000])
     lam = (1 - m) / lr
     want = K @ np.linalg.solve(K + lam * np.eye(len(y)), y)
     np.testing.assert_allclose(np.asarray(long.fits)[0], want, rtol=1e-6, atol=1e-8)

@@ -20,11 +20,17 @@ def _data(seed=0):
 CASES = [
     ("rbf", lambda X, Z=None, **k: rbf(X, Z, gamma=0.3, **k), lambda X, Z: rbf_kernel(X, Z, gamma=0.3)),
     ("laplace", lambda X, Z=None, **k: laplace(X, Z, gamma=0.3, **k), lambda X, Z: laplacian_kernel(X, Z, gamma=0.3)),
-    ("exponential", lambda X, Z=None, **k: exponential(X, Z, gamma=0.3, **k),
-     lambda X, Z: np.exp(-0.3 * np.sqrt(np.maximum(((X[:, None] - Z[None]) ** 2).sum(-1), 0)))),
+    (
+        "exponential",
+        lambda X, Z=None, **k: exponential(X, Z, gamma=0.3, **k),
+        lambda X, Z: np.exp(-0.3 * np.sqrt(np.maximum(((X[:, None] - Z[None]) ** 2).sum(-1), 0))),
+    ),
     ("linear", lambda X, Z=None, **k: linear(X, Z, **k), lambda X, Z: linear_kernel(X, Z)),
-    ("polynomial", lambda X, Z=None, **k: polynomial(X, Z, degree=3, gamma=0.5, coef0=1.0, **k),
-     lambda X, Z: polynomial_kernel(X, Z, degree=3, gamma=0.5, coef0=1.0)),
+    (
+        "polynomial",
+        lambda X, Z=None, **k: polynomial(X, Z, degree=3, gamma=0.5, coef0=1.0, **k),
+        lambda X, Z: polynomial_kernel(X, Z, degree=3, gamma=0.5, coef0=1.0),
+    ),
 ]
 
 
@@ -47,8 +53,7 @@ def test_relu_kernels_blocked_match_whole_matrix(budget):
     X, Z = _data(1)
     for f in (nngp_relu, ntk_relu):
         whole = np.asarray(f(X, Z, depth=2, bias=0.1))
-        np.testing.assert_allclose(np.asarray(f(X, Z, depth=2, bias=0.1, memory_budget=budget)), whole,
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(f(X, Z, depth=2, bias=0.1, memory_budget=budget)), whole, rtol=1e-12, atol=1e-14)
         sym = np.asarray(f(X, depth=2, bias=0.1, memory_budget=budget))
         np.testing.assert_allclose(sym, np.asarray(f(X, X, depth=2, bias=0.1)), rtol=1e-10, atol=1e-12)
         assert np.array_equal(sym, sym.T)

@@ -11,15 +11,18 @@ import pytest
 from theory import pair_noise, symmetric_noise, uniform_noise
 
 
-@pytest.mark.parametrize(("rate", "n", "want"), [
-    (0.29, 50, 15),  # 14.5 -> 15 (the float product is 14.499999999999998)
-    (0.1, 25, 3),  # 2.5 -> 3
-    (0.3, 5, 2),  # 1.5 -> 2
-    (0.5, 3, 2),  # 1.5 -> 2
-    (0.25, 6, 2),  # 1.5 -> 2
-    (0.2, 12, 2),  # 2.4 -> 2
-    (0.45, 10, 5),  # 4.5 -> 5
-])
+@pytest.mark.parametrize(
+    ("rate", "n", "want"),
+    [
+        (0.29, 50, 15),  # 14.5 -> 15 (the float product is 14.499999999999998)
+        (0.1, 25, 3),  # 2.5 -> 3
+        (0.3, 5, 2),  # 1.5 -> 2
+        (0.5, 3, 2),  # 1.5 -> 2
+        (0.25, 6, 2),  # 1.5 -> 2
+        (0.2, 12, 2),  # 2.4 -> 2
+        (0.45, 10, 5),  # 4.5 -> 5
+    ],
+)
 def test_flip_count_rounds_half_up(rate, n, want):
     labels = np.arange(n) % 4
     assert symmetric_noise(labels, rate, num_classes=4, seed=0).n_flipped == want

@@ -32,8 +32,7 @@ def test_psd_guard_is_as_tight_as_documented(dtype, rel_tol):
     s = spectrum(_with_eigenvalues(w_ok, dtype))
     assert s.n_clipped >= 1 and float(np.min(np.asarray(s.values))) == 0.0
     assert s.min_raw_eigenvalue == pytest.approx(-tol / 4, rel=0.05 if dtype == np.float64 else 0.5)
-    np.testing.assert_allclose(np.sort(np.asarray(s.values))[::-1][: n - 1], np.sort(w_ok)[::-1][: n - 1],
-                               atol=50 * n * eps)
+    np.testing.assert_allclose(np.sort(np.asarray(s.values))[::-1][: n - 1], np.sort(w_ok)[::-1][: n - 1], atol=50 * n * eps)
 
 
 def test_zero_tol_is_n_eps_dmax():

@@ -123,8 +123,12 @@ def test_inputs_not_modified_and_torch_labels(labels):
 
 
 def test_make_noise_dispatch(labels):
-    np.testing.assert_array_equal(make_noise("symmetric:0.4", labels, seed=4).labels, symmetric_noise(labels, 0.4, num_classes=10, seed=4).labels)
-    np.testing.assert_array_equal(make_noise(" Pair:0.2 ", labels, seed=4).labels, pair_noise(labels, 0.2, num_classes=10, seed=4).labels)
+    np.testing.assert_array_equal(
+        make_noise("symmetric:0.4", labels, seed=4).labels, symmetric_noise(labels, 0.4, num_classes=10, seed=4).labels
+    )
+    np.testing.assert_array_equal(
+        make_noise(" Pair:0.2 ", labels, seed=4).labels, pair_noise(labels, 0.2, num_classes=10, seed=4).labels
+    )
     a = make_noise("asym:0.3", labels, seed=4)
     b = make_noise("cifar10-asym:0.3", labels, seed=4)
     np.testing.assert_array_equal(a.labels, b.labels)
@@ -136,8 +140,24 @@ def test_make_noise_dispatch(labels):
 
 @pytest.mark.parametrize(
     "spec",
-    ["gauss:0.2", "symmetric", "symmetric:", "symmetric:abc", "pair:1.0", "asym:-0.1", "sym:nan", "",
-     "uniform", "uniform:", "uniform:abc", "uniform:1.5", "uniform:-0.1", "uniform:nan", "uniform:inf", "unif:0.4"],
+    [
+        "gauss:0.2",
+        "symmetric",
+        "symmetric:",
+        "symmetric:abc",
+        "pair:1.0",
+        "asym:-0.1",
+        "sym:nan",
+        "",
+        "uniform",
+        "uniform:",
+        "uniform:abc",
+        "uniform:1.5",
+        "uniform:-0.1",
+        "uniform:nan",
+        "uniform:inf",
+        "unif:0.4",
+    ],
 )
 def test_make_noise_bad_spec(spec, labels):
     with pytest.raises(ValueError, match="noise spec"):
@@ -351,8 +371,12 @@ def _message(spec, labels):
 def test_make_noise_uniform_error_wording(labels):
     # same one-line style as the other kinds: function, argument, allowed range, offending value
     assert _message("uniform:1.5", labels) == "make_noise: noise spec rate must be a float in [0, 1]; got '1.5' in 'uniform:1.5'"
-    assert _message("uniform:-0.1", labels) == "make_noise: noise spec rate must be a float in [0, 1]; got '-0.1' in 'uniform:-0.1'"
-    assert _message("symmetric:1.5", labels) == "make_noise: noise spec rate must be a float in [0, 1); got '1.5' in 'symmetric:1.5'"
+    assert (
+        _message("uniform:-0.1", labels) == "make_noise: noise spec rate must be a float in [0, 1]; got '-0.1' in 'uniform:-0.1'"
+    )
+    assert (
+        _message("symmetric:1.5", labels) == "make_noise: noise spec rate must be a float in [0, 1); got '1.5' in 'symmetric:1.5'"
+    )
     bad = _message("uniform:abc", labels)
     assert bad.startswith("make_noise: noise spec rate must be a float in [0, 1] as in 'none', ")
     assert bad.endswith("; got 'uniform:abc'")

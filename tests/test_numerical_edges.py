@@ -18,7 +18,7 @@ from scipy.optimize import brentq
 
 from kernels.spectrum import RidgeResolutionWarning, check_ridge_resolution, spectrum
 from theory.distillation import krr_fit, optimal_alpha, self_distillation
-from theory.distillation_solve import distillation_study
+from theory.distillation_study import distillation_study
 from theory.mobahi import mobahi_rounds
 
 
@@ -103,7 +103,7 @@ def _dense_c1_rounds(K, y, eps, max_rounds=200):
     n = len(K)
     prev, cs = y, []
     for _ in range(max_rounds):
-        if np.sum(prev ** 2) <= n * eps:
+        if np.sum(prev**2) <= n * eps:
             break
         step = lambda c, p=prev: K @ np.linalg.solve(K + c * np.eye(n), p)  # noqa: E731
         err = lambda u, p=prev: np.sum((step(math.exp(u), p) - p) ** 2) / n - eps  # noqa: E731
@@ -140,8 +140,14 @@ def test_mobahi_float32_stated_bound():
     """Docstring: float32 c_1 within 2 zero_tol / c_1 (relative) of the float64 dense answer,
     a warning below c_1 = 10 zero_tol, ValueError below zero_tol."""
     checked = warned = 0
-    for gamma, sig, eps in [(100.0, 0.05, 3.98e-4), (80.0, 0.1, 1.585e-3), (150.0, 0.3, 5.01e-3),
-                            (180.0, 0.1, 6.3e-4), (60.0, 0.1, 3.98e-3), (250.0, 0.1, 1e-3)]:
+    for gamma, sig, eps in [
+        (100.0, 0.05, 3.98e-4),
+        (80.0, 0.1, 1.585e-3),
+        (150.0, 0.3, 5.01e-3),
+        (180.0, 0.1, 6.3e-4),
+        (60.0, 0.1, 3.98e-3),
+        (250.0, 0.1, 1e-3),
+    ]:
         K32, y32 = _rbf33(gamma, sig)
         s32 = spectrum(K32, psd="clip")
         ref = _dense_c1_rounds(K32.astype(np.float64), y32.astype(np.float64), eps, max_rounds=1)[0]
@@ -168,8 +174,8 @@ def test_mobahi_float64_unresolved_budget_raises():
     s = spectrum(X @ X.T, psd="clip")
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
     with pytest.raises(ValueError, match="epsilon"):
-        mobahi_rounds(s, y, epsilon=0.95 * np.sum(resid ** 2) / 20)
-    ok = mobahi_rounds(s, y, epsilon=1.05 * np.sum(resid ** 2) / 20)
+        mobahi_rounds(s, y, epsilon=0.95 * np.sum(resid**2) / 20)
+    ok = mobahi_rounds(s, y, epsilon=1.05 * np.sum(resid**2) / 20)
     assert ok.c[0] > 10 * s.zero_tol
 
 

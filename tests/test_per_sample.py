@@ -75,7 +75,9 @@ def test_layers_method_matches_loop_on_zoo(mode):
 _RESNET_PARAMS = ("conv1.", "bn1.", "layers.0.0.", "layers.1.0.shortcut.", "layers.1.0.bn", "fc.")
 
 
-@pytest.mark.parametrize("name,kwargs", [("fastnet", {"widths": (4, 8, 8)}), ("resnet18", {}), ("shakeshake26", {"base_width": 4})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("fastnet", {"widths": (4, 8, 8)}), ("resnet18", {}), ("shakeshake26", {"base_width": 4})]
+)
 def test_layers_method_matches_loop_on_models(name, kwargs):
     """The project's CIFAR networks (BatchNorm with running statistics, residual sums, Shake-Shake eval averaging)."""
     net = _settle_bn(make_model(name, seed=0, **kwargs), _x(4, (3, 32, 32), seed=3))
@@ -113,8 +115,12 @@ def test_partial_params_and_mapping():
     net = _zoo()
     X = _x(4)
     names = ["c2.weight", "bn.bias", "shared.weight"]
-    torch.testing.assert_close(empirical_ntk(net, X, params=names, dtype=F64, method="layers"),
-                               empirical_ntk_loop(net, X, params=names, dtype=F64), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        empirical_ntk(net, X, params=names, dtype=F64, method="layers"),
+        empirical_ntk_loop(net, X, params=names, dtype=F64),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     other = _zoo()
     with torch.no_grad():
         for p in other.parameters():
@@ -162,11 +168,14 @@ class _BatchMean(nn.Module):
         return self.b(h - h.mean(0, keepdim=True))
 
 
-@pytest.mark.parametrize("make,x,reason", [
-    (_Grouped, lambda: torch.randn(3, 4, 5, 5), "groups"),
-    (_LooseParameter, lambda: torch.randn(3, 3), "scale"),
-    (_BatchMean, lambda: torch.randn(3, 3), "interact"),
-])
+@pytest.mark.parametrize(
+    "make,x,reason",
+    [
+        (_Grouped, lambda: torch.randn(3, 4, 5, 5), "groups"),
+        (_LooseParameter, lambda: torch.randn(3, 3), "scale"),
+        (_BatchMean, lambda: torch.randn(3, 3), "interact"),
+    ],
+)
 def test_unsupported_models_fall_back_or_raise(make, x, reason):
     """auto falls back to vmap (still equal to the loop); method='layers' says why it cannot run."""
     torch.manual_seed(0)
@@ -192,12 +201,16 @@ def test_bad_method():
 def test_layers_chunks_and_memory_blocks():
     """More examples than one forward chunk (32) and a budget forcing several Jacobian blocks."""
     torch.manual_seed(0)
-    net = _settle_bn(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 2)), torch.randn(8, 1, 6, 6))
+    net = _settle_bn(
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 2)), torch.randn(8, 1, 6, 6)
+    )
     X = _x(70, (1, 6, 6))
     per_example = sum(p.numel() for p in net.parameters()) * 8
     ref = empirical_ntk_loop(net, X, mode="trace", dtype=F64)
     for budget in (2**30, 2 * 2 * 40 * per_example + 1):
-        torch.testing.assert_close(empirical_ntk(net, X, mode="trace", dtype=F64, memory_budget=budget, method="layers"), ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(
+            empirical_ntk(net, X, mode="trace", dtype=F64, memory_budget=budget, method="layers"), ref, rtol=1e-10, atol=1e-12
+        )
 
 
 def _plain_mlp() -> nn.Module:
@@ -236,4 +249,6 @@ def test_auto_uses_layers_in_sum_mode_only_when_linear_layers_dominate():
     with pytest.raises(ValueError, match="groups"):
         ntk_method(_Grouped(), torch.randn(2, 4, 5, 5), method="layers")
     for net, inputs in ((mlp, X), (cnn, Xc)):
-        torch.testing.assert_close(empirical_ntk(net, inputs, dtype=F64), empirical_ntk_loop(net, inputs, dtype=F64), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(
+            empirical_ntk(net, inputs, dtype=F64), empirical_ntk_loop(net, inputs, dtype=F64), rtol=1e-9, atol=1e-12
+        )

@@ -12,12 +12,14 @@ import re
 import pytest
 
 from benchmarks.cli import run_named
-from benchmarks.runs import ALL_RUNS
 from benchmarks.progress import PartLog, duration
+from benchmarks.runs import ALL_RUNS
 
 RUNS = {b.name: b for b in ALL_RUNS}
-DONE = re.compile(r"^\[(?P<run>[\w-]+)\] (?P<i>\d+)/(?P<n>\d+) (?P<name>\S+) done in (?P<t>[\d.]+ s|\d+ min \d\d s) "
-                  r"\(elapsed (?P<el>[^,]+), (?P<left>about .+ left|all steps done|time left unknown)\)$")
+DONE = re.compile(
+    r"^\[(?P<run>[\w-]+)\] (?P<i>\d+)/(?P<n>\d+) (?P<name>\S+) done in (?P<t>[\d.]+ s|\d+ min \d\d s) "
+    r"\(elapsed (?P<el>[^,]+), (?P<left>about .+ left|all steps done|time left unknown)\)$"
+)
 
 
 def _done_lines(err: str, run: str) -> list[re.Match]:
@@ -74,16 +76,36 @@ def test_partlog_part_read_back(tmp_path, capsys):
 TINY = {
     "frequency": dict(overrides={"n": 60, "steps": 30, "width": 64}),
     "air-spectrum": dict(options={"n": 150}, overrides={"n_val": 50, "n_test": 100}),
-    "analytic-vs-trained": dict(overrides={"n": 64, "n_test": 64, "widths": [32, 64], "seeds": 1, "steps": 20,
-                                           "cnn_n": 24, "cnn_epochs": 2, "cnn_widths": (8, 8, 8)}),
+    "analytic-vs-trained": dict(
+        overrides={
+            "n": 64,
+            "n_test": 64,
+            "widths": [32, 64],
+            "seeds": 1,
+            "steps": 20,
+            "cnn_n": 24,
+            "cnn_epochs": 2,
+            "cnn_widths": (8, 8, 8),
+        }
+    ),
 }
 # the steps each run announces (its plan): every one must print a "done" line
 STEPS = {
     "frequency": {"noise-location", "spectrum", "theory-gd", "theory-chained", "net-gd", "net-chained"},
-    "air-spectrum": {f"{k}/{s}" for k in ("ntk_relu", "rbf")
-                     for s in ("gram", "spectrum", "m=0.9", "m=0.99", "m=0.999", "m=0.9999", "gd-vs-chained")},
-    "analytic-vs-trained": {"mlp/closed-form", "mlp/width-32-seed-0", "mlp/width-64-seed-0", "cnn/entk-init",
-                            "cnn/epoch-1", "cnn/epoch-2", "cnn/entk-end"},
+    "air-spectrum": {
+        f"{k}/{s}"
+        for k in ("ntk_relu", "rbf")
+        for s in ("gram", "spectrum", "m=0.9", "m=0.99", "m=0.999", "m=0.9999", "gd-vs-chained")
+    },
+    "analytic-vs-trained": {
+        "mlp/closed-form",
+        "mlp/width-32-seed-0",
+        "mlp/width-64-seed-0",
+        "cnn/entk-init",
+        "cnn/epoch-1",
+        "cnn/epoch-2",
+        "cnn/entk-end",
+    },
 }
 
 

@@ -17,7 +17,7 @@ from sklearn.metrics.pairwise import pairwise_kernels, rbf_kernel
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kernels.ridge as ridge_mod
-from kernels._backend import to_numpy
+from kernels.backend import to_numpy
 from kernels.functions import ntk_relu
 from kernels.ridge import KernelRidge, KernelSolve, RidgePath, solve_kernel_system
 from kernels.spectrum import Spectrum
@@ -77,10 +77,13 @@ def test_predictions_match_sklearn(backend, rng, kernel, solver, multi):
     assert (ours.spectrum_ is None) == (solver == "cholesky")
     if solver != "cholesky":
         assert isinstance(ours.spectrum_, Spectrum) and ours.spectrum_.k == N
-        assert ours.spectrum_.values.dtype == (ours.dual_coef_.dtype if solver == "eigen" else to_backend(np.float32(1), backend).dtype)
+        assert ours.spectrum_.values.dtype == (
+            ours.dual_coef_.dtype if solver == "eigen" else to_backend(np.float32(1), backend).dtype
+        )
     # score: R^2 via numpy for any backend, equal to scikit-learn's
     assert ours.score(At, to_backend(sk.predict(Bt) + 0.1, backend)) == pytest.approx(
-        sk.score(Bt, sk.predict(Bt) + 0.1), rel=1e-8)
+        sk.score(Bt, sk.predict(Bt) + 0.1), rel=1e-8
+    )
 
 
 def test_gamma_none_uses_kernel_default(rng):
@@ -181,7 +184,9 @@ def test_mixed_solver_reaches_float64_accuracy(backend):
         err = np.abs(to_numpy(path.dual_coef)[r] - direct).max() / np.abs(direct).max()
         assert err < 1e-9 and (lam > 1e-3 or err_low > 1e3 * err)
         residual = (K + lam * np.eye(300)) @ to_numpy(path.dual_coef)[r] - y
-        assert np.linalg.norm(residual) <= 64 * np.finfo(float).eps * (np.linalg.norm(K + lam * np.eye(300), 2) * np.linalg.norm(direct) + np.linalg.norm(y))
+        assert np.linalg.norm(residual) <= 64 * np.finfo(float).eps * (
+            np.linalg.norm(K + lam * np.eye(300), 2) * np.linalg.norm(direct) + np.linalg.norm(y)
+        )
 
 
 def _backward_errors(K, lam, Xs, Y):
@@ -370,12 +375,22 @@ def test_every_constraint_rejects_an_invalid_value(rng, name):
         KernelRidge(**{name: bad}).fit(X, y)
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"ridge": 0.0}, "ridge"), ({"ridge": -1.0}, "ridge"), ({"ridge": np.nan}, "ridge"), ({"ridge": "1"}, "ridge"),
-    ({"kernel": "gaussian"}, "kernel"), ({"kernel": 3}, "kernel"), ({"solver": "qr"}, "solver"),
-    ({"backend": "jax"}, "backend"), ({"gamma": -1.0}, "gamma"), ({"degree": 2.5}, "degree"),
-    ({"kernel_params": {"nope": 1}}, "kernel_params"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"ridge": 0.0}, "ridge"),
+        ({"ridge": -1.0}, "ridge"),
+        ({"ridge": np.nan}, "ridge"),
+        ({"ridge": "1"}, "ridge"),
+        ({"kernel": "gaussian"}, "kernel"),
+        ({"kernel": 3}, "kernel"),
+        ({"solver": "qr"}, "solver"),
+        ({"backend": "jax"}, "backend"),
+        ({"gamma": -1.0}, "gamma"),
+        ({"degree": 2.5}, "degree"),
+        ({"kernel_params": {"nope": 1}}, "kernel_params"),
+    ],
+)
 def test_bad_parameters_raise(rng, params, name):
     X, _, y = _data(rng, False)
     with pytest.raises((ValueError, TypeError), match=name):
@@ -431,8 +446,15 @@ def test_eigen_solver_needs_psd(rng):
         assert KernelRidge(kernel="precomputed").fit(K, y).solver_ == "lstsq-fallback"
 
 
-@pytest.mark.parametrize("args, name", [((np.eye(3), np.ones(3), -1.0), "ridge"), ((np.ones((3, 2)), np.ones(3), 1.0), "K"),
-                                        ((np.eye(3), np.ones(4), 1.0), "Y"), ((np.eye(3), [np.nan] * 3, 1.0), "Y")])
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ((np.eye(3), np.ones(3), -1.0), "ridge"),
+        ((np.ones((3, 2)), np.ones(3), 1.0), "K"),
+        ((np.eye(3), np.ones(4), 1.0), "Y"),
+        ((np.eye(3), [np.nan] * 3, 1.0), "Y"),
+    ],
+)
 def test_solve_kernel_system_bad_input(args, name):
     with pytest.raises((ValueError, TypeError), match=name):
         solve_kernel_system(*args)
@@ -460,18 +482,22 @@ def test_get_set_params_roundtrip():
 
 def _expected_failed_checks(estimator):
     return {
-        # airkit's one input converter (kernels._checks.as_array) refuses object arrays
+        # airkit's one input converter (kernels.checks.as_array) refuses object arrays
         # with a TypeError naming X instead of coercing them element by element.
-        "check_dtype_object": "object arrays are refused by kernels._checks.as_array (TypeError naming X), not coerced",
+        "check_dtype_object": "object arrays are refused by kernels.checks.as_array (TypeError naming X), not coerced",
         # Only runs with SCIPY_ARRAY_API=1 on a CUDA/MPS machine: airkit requires X and y
-        # on one backend (kernels._checks.check_labels raises a TypeError naming y).
+        # on one backend (kernels.checks.check_labels raises a TypeError naming y).
         "check_array_api_mixed_inputs": "X and y must share one array backend (TypeError naming y)",
     }
 
 
 @parametrize_with_checks(
-    [KernelRidge(), KernelRidge(kernel="precomputed"), KernelRidge(kernel="ntk_relu", depth=2, bias=0.1, solver="eigen"),
-     KernelRidge(solver="mixed")],
+    [
+        KernelRidge(),
+        KernelRidge(kernel="precomputed"),
+        KernelRidge(kernel="ntk_relu", depth=2, bias=0.1, solver="eigen"),
+        KernelRidge(solver="mixed"),
+    ],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_estimator_checks(estimator, check):

@@ -13,7 +13,7 @@ from conftest import to_backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels._backend import to_numpy
+from kernels.backend import to_numpy
 from kernels.spectrum import Spectrum, spectrum
 
 
@@ -248,9 +248,15 @@ def test_non_square_raises(shape):
         spectrum(np.ones(shape))
 
 
-@pytest.mark.parametrize("kwargs, name", [({"method": "qr"}, "method"), ({"psd": "ignore"}, "psd"),
-                                          ({"k": 2, "method": "randomized", "n_iter": -1}, "n_iter"),
-                                          ({"k": 2, "method": "randomized", "n_oversamples": -2}, "n_oversamples")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"method": "qr"}, "method"),
+        ({"psd": "ignore"}, "psd"),
+        ({"k": 2, "method": "randomized", "n_iter": -1}, "n_iter"),
+        ({"k": 2, "method": "randomized", "n_oversamples": -2}, "n_oversamples"),
+    ],
+)
 def test_bad_options_raise(rng, kwargs, name):
     with pytest.raises(ValueError, match=name):
         spectrum(_psd(rng, 8), **kwargs)

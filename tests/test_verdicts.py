@@ -57,14 +57,14 @@ def test_air_energy_planted_spectrum_passes():
 
 
 def test_air_energy_fails_when_noise_is_in_the_top_directions():
-    v, = air_energy_verdicts([[0.6]] * 3, [[0.4]] * 3, [0.05])
+    (v,) = air_energy_verdicts([[0.6]] * 3, [[0.4]] * 3, [0.05])
     assert not v.passed and v.measured == pytest.approx(1.5)
 
 
 def test_air_energy_one_failing_seed_fails_although_the_mean_ratio_passes():
     clean = np.array([[0.6], [0.6], [0.6]])
     noise = np.array([[0.1], [0.1], [0.4]])  # ratios 6, 6, 1.5: mean 4.5 >= 2
-    v, = air_energy_verdicts(clean, noise, [0.05])
+    (v,) = air_energy_verdicts(clean, noise, [0.05])
     assert v.measured == pytest.approx(4.5) and not v.passed
 
 
@@ -140,8 +140,7 @@ def test_ordering_every_seed_must_pass_and_measured_is_the_mean(rng):
     bad = _fit_data(rng, reverse=True)
     vs = _by_key(ordering_verdicts([good[0], bad[0]], [good[1], bad[1]], [good[2], bad[2]]))
     v = vs["P2 rank clean"]
-    rhos = [spearmanr(good[1][~good[2]], good[0][~good[2]]).statistic,
-            spearmanr(bad[1][~bad[2]], bad[0][~bad[2]]).statistic]
+    rhos = [spearmanr(good[1][~good[2]], good[0][~good[2]]).statistic, spearmanr(bad[1][~bad[2]], bad[0][~bad[2]]).statistic]
     assert v.n_seeds == 2 and not v.passed
     assert v.measured == pytest.approx(np.mean(rhos)) and v.measured_std == pytest.approx(np.std(rhos, ddof=1))
     # two good seeds (as a 2-D array) pass
@@ -527,8 +526,7 @@ def test_end_to_end_summary_from_real_verdicts(rng):
     vs.append(early_stopping_verdict(acc, mem))
     vs += distillation_verdicts("sd", [0.7], [0.1], [0.8], [0.6], [0.9])
     vs += ntk_regime_verdicts(WIDTHS, *_curves(), _gaps(-1.0, rng))
-    assert verdict_summary(vs) == ("6 of 9 predictions hold; failed: P1 top-10%, P4 sd vs early stop, "
-                                   "P5 gap exponent.")
+    assert verdict_summary(vs) == ("6 of 9 predictions hold; failed: P1 top-10%, P4 sd vs early stop, P5 gap exponent.")
     table = verdict_table(vs)
     assert table.count("| PASS |") == 6 and table.count("| FAIL |") == 3
 

@@ -25,7 +25,7 @@ from theory.distillation import (
     self_distillation,
     sparsification,
 )
-from theory.distillation_solve import DistillationStudy, distillation_study
+from theory.distillation_study import DistillationStudy, distillation_study
 from theory.dynamics import TARGET_RULES, TrainingPath, linearized_training, max_stable_lr
 from theory.frequency import FrequencyMeasures, FrequencySplit, delta_grid, frequency_measures, frequency_split, low_pass
 from theory.mobahi import MobahiPath, mobahi_rounds
@@ -43,13 +43,45 @@ from theory.noise import (
 )
 
 __all__ = [
-    "self_distillation", "DistillationPath", "krr_fit", "optimal_alpha", "OptimalAlpha", "optimal_alpha_path",
-    "OptimalAlphaPath", "sparsification", "Sparsification", "distillation_study", "DistillationStudy",
-    "mobahi_rounds", "MobahiPath",
-    "linearized_training", "TrainingPath", "max_stable_lr", "TARGET_RULES",
-    "label_spectrum", "LabelSpectrum", "half_fit_time", "predicted_curves", "LearningCurves",
-    "distillation_vs_early_stopping", "DistillationComparison", "first_fit_times",
-    "low_pass", "frequency_split", "FrequencySplit", "frequency_measures", "FrequencyMeasures", "delta_grid",
-    "make_noise", "NoisyLabels", "symmetric_noise", "uniform_noise", "pair_noise", "cifar10_asymmetric_noise", "one_hot",
-    "CIFAR10_CLASSES", "CIFAR10_ASYMMETRIC_MAP", "NOISE_KINDS",
+    "self_distillation",
+    "DistillationPath",
+    "krr_fit",
+    "optimal_alpha",
+    "OptimalAlpha",
+    "optimal_alpha_path",
+    "OptimalAlphaPath",
+    "sparsification",
+    "Sparsification",
+    "distillation_study",
+    "DistillationStudy",
+    "mobahi_rounds",
+    "MobahiPath",
+    "linearized_training",
+    "TrainingPath",
+    "max_stable_lr",
+    "TARGET_RULES",
+    "label_spectrum",
+    "LabelSpectrum",
+    "half_fit_time",
+    "predicted_curves",
+    "LearningCurves",
+    "distillation_vs_early_stopping",
+    "DistillationComparison",
+    "first_fit_times",
+    "low_pass",
+    "frequency_split",
+    "FrequencySplit",
+    "frequency_measures",
+    "FrequencyMeasures",
+    "delta_grid",
+    "make_noise",
+    "NoisyLabels",
+    "symmetric_noise",
+    "uniform_noise",
+    "pair_noise",
+    "cifar10_asymmetric_noise",
+    "one_hot",
+    "CIFAR10_CLASSES",
+    "CIFAR10_ASYMMETRIC_MAP",
+    "NOISE_KINDS",
 ]

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import device, to_numpy
-from kernels._checks import (
+from kernels.backend import device, to_numpy
+from kernels.checks import (
     Interval,
     Options,
     as_array,
@@ -37,8 +37,8 @@ from kernels._checks import (
     check_vector,
 )
 from kernels.spectrum import Spectrum, check_spectrum, nonnegative_values
-from theory.noise import check_class_labels
 from theory.dynamics import TARGET_RULES, TrainingPath, linearized_training
+from theory.noise import check_class_labels
 
 __all__ = [
     "LabelSpectrum",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 _WHICH = ("clean", "noise", "noisy")
-
 
 
 # ----------------------------------------------------------------------------- label spectra
@@ -299,11 +298,24 @@ def _first_best(curve: np.ndarray) -> int:
     return int(np.flatnonzero(curve == np.nanmax(curve))[0])
 
 
-def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any, lr: float,
-                     steps: int, record: Any = None, K_cross: Any = None, test_labels: Any = None,
-                     val_index: Any = None, val_labels: Any = None, targets: str = "gd",
-                     alpha: float | None = None, target_momentum: Any = None,
-                     continuous: bool = False) -> LearningCurves:
+def predicted_curves(
+    spectrum: Spectrum,
+    y_noisy: Any,
+    *,
+    labels_true: Any,
+    labels_given: Any,
+    lr: float,
+    steps: int,
+    record: Any = None,
+    K_cross: Any = None,
+    test_labels: Any = None,
+    val_index: Any = None,
+    val_labels: Any = None,
+    targets: str = "gd",
+    alpha: float | None = None,
+    target_momentum: Any = None,
+    continuous: bool = False,
+) -> LearningCurves:
     """Predicted train/test learning curves of linearised training on noisy labels.
 
     Runs :func:`theory.dynamics.linearized_training` on ``y_noisy`` and scores the
@@ -363,8 +375,10 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     true = check_class_labels(fn, "labels_true", labels_true, n=n, num_classes=C)
     Y_np = to_numpy(Y)
     if not np.array_equal(np.argmax(Y_np, axis=1), given):
-        raise ValueError(f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
-                         f"{int(np.sum(np.argmax(Y_np, axis=1) != given))} rows differ")
+        raise ValueError(
+            f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
+            f"{int(np.sum(np.argmax(Y_np, axis=1) != given))} rows differ"
+        )
     test_rows = val_rows = None
     if K_cross is not None:
         if test_labels is None:
@@ -373,7 +387,11 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
         tl = check_class_labels(fn, "test_labels", test_labels, n=m, num_classes=C)
         if val_index is not None:
             val_rows = _check_index(fn, "val_index", val_index, m)
-            vl = tl[val_rows] if val_labels is None else check_class_labels(fn, "val_labels", val_labels, n=val_rows.size, num_classes=C)
+            vl = (
+                tl[val_rows]
+                if val_labels is None
+                else check_class_labels(fn, "val_labels", val_labels, n=val_rows.size, num_classes=C)
+            )
             test_rows = np.setdiff1d(np.arange(m), val_rows)
             if test_rows.size == 0:
                 raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")
@@ -382,9 +400,17 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
     elif test_labels is not None or val_index is not None or val_labels is not None:
         raise ValueError(f"{fn}: test_labels, val_index and val_labels need K_cross (the kernel to the evaluation points)")
 
-    path = linearized_training(spectrum, Y, lr=lr, steps=steps, targets=targets, alpha=alpha,
-                               target_momentum=target_momentum, record=record,
-                               continuous=continuous)
+    path = linearized_training(
+        spectrum,
+        Y,
+        lr=lr,
+        steps=steps,
+        targets=targets,
+        alpha=alpha,
+        target_momentum=target_momentum,
+        record=record,
+        continuous=continuous,
+    )
     fits = path.fits
     train_mse = to_numpy(xp.sum((fits - Y) ** 2, axis=(1, 2))).astype(np.float64) / n
     pred = to_numpy(xp.argmax(fits, axis=2))
@@ -413,12 +439,27 @@ def predicted_curves(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labe
             iv = _first_best(val_acc)
             best_val_step, acc_at_val = int(path.record[iv]), float(test_acc[iv])
     return LearningCurves(
-        target_rule=targets, record=path.record, times=path.times, train_mse=train_mse,
-        train_acc=_accuracy(pred, given), acc_clean=_accuracy(pred, given, clean),
-        acc_flipped_given=_accuracy(pred, given, flipped), acc_flipped_true=_accuracy(pred, true, flipped),
-        test_mse=test_mse, test_acc=test_acc, val_acc=val_acc, best_index_test=best_i, best_step_test=best_step,
-        best_test_acc=best_acc, final_test_acc=final_acc, best_step_val=best_val_step,
-        test_acc_at_best_val=acc_at_val, clean_mask=clean, flipped_mask=flipped, n_classes=C, path=path,
+        target_rule=targets,
+        record=path.record,
+        times=path.times,
+        train_mse=train_mse,
+        train_acc=_accuracy(pred, given),
+        acc_clean=_accuracy(pred, given, clean),
+        acc_flipped_given=_accuracy(pred, given, flipped),
+        acc_flipped_true=_accuracy(pred, true, flipped),
+        test_mse=test_mse,
+        test_acc=test_acc,
+        val_acc=val_acc,
+        best_index_test=best_i,
+        best_step_test=best_step,
+        best_test_acc=best_acc,
+        final_test_acc=final_acc,
+        best_step_val=best_val_step,
+        test_acc_at_best_val=acc_at_val,
+        clean_mask=clean,
+        flipped_mask=flipped,
+        n_classes=C,
+        path=path,
     )
 
 
@@ -450,10 +491,22 @@ class DistillationComparison:
     summary: dict
 
 
-def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_true: Any, labels_given: Any,
-                                   lr: float, steps: int, target_momentum: float, record: Any = None, K_cross: Any = None,
-                                   test_labels: Any = None, val_index: Any = None, val_labels: Any = None,
-                                   continuous: bool = False) -> DistillationComparison:
+def distillation_vs_early_stopping(
+    spectrum: Spectrum,
+    y_noisy: Any,
+    *,
+    labels_true: Any,
+    labels_given: Any,
+    lr: float,
+    steps: int,
+    target_momentum: float,
+    record: Any = None,
+    K_cross: Any = None,
+    test_labels: Any = None,
+    val_index: Any = None,
+    val_labels: Any = None,
+    continuous: bool = False,
+) -> DistillationComparison:
     """Run gd and chained self-distillation (constant target momentum m) and tabulate both.
 
     Dong et al. (2019) argue that self-distillation reaches, at the end of training,
@@ -474,9 +527,18 @@ def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_t
     fn = "distillation_vs_early_stopping"
     check_param(fn, "target_momentum", target_momentum, Interval(float, 0, 1, "left"))
     m = float(target_momentum)
-    common = dict(labels_true=labels_true, labels_given=labels_given, lr=lr, steps=steps, record=record,
-                  K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=val_labels,
-                  continuous=continuous)
+    common = dict(
+        labels_true=labels_true,
+        labels_given=labels_given,
+        lr=lr,
+        steps=steps,
+        record=record,
+        K_cross=K_cross,
+        test_labels=test_labels,
+        val_index=val_index,
+        val_labels=val_labels,
+        continuous=continuous,
+    )
     gd = predicted_curves(spectrum, y_noisy, targets="gd", **common)
     ch = predicted_curves(spectrum, y_noisy, targets="chained", target_momentum=m, **common)
     summary: dict[str, float] = {"target_momentum": m, "ridge": (1 - m) / float(lr)}
@@ -502,8 +564,9 @@ def distillation_vs_early_stopping(spectrum: Spectrum, y_noisy: Any, *, labels_t
 _FIT_CHUNK_ELEMENTS = 1 << 22  # ~32 MiB of float64 outputs per chunk of times
 
 
-def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, criterion: str = "argmax",
-                    chunk: int | None = None) -> np.ndarray:
+def first_fit_times(
+    spectrum: Spectrum, y: Any, labels: Any, times: Any, *, criterion: str = "argmax", chunk: int | None = None
+) -> np.ndarray:
     """First time on a grid at which the linearised gradient flow fits each example.
 
     Gradient flow on the squared loss ``1/2 ||u - y||^2`` from ``u(0) = 0`` with the
@@ -581,8 +644,10 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, crit
         raise ValueError(f"{fn}: labels must have shape ({n},) (one integer class per sample); got shape {lab.shape}")
     if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)) or (lab.size and (lab.min() < 0 or lab.max() >= C)):
         bad = lab[~(np.isfinite(lab) & (lab == np.round(lab)) & (lab >= 0) & (lab < C))]
-        raise ValueError(f"{fn}: labels must hold integer classes in [0, {C}) (the columns of y); got {bad.size} "
-                         f"other values, e.g. {float(bad[0])!r}")
+        raise ValueError(
+            f"{fn}: labels must hold integer classes in [0, {C}) (the columns of y); got {bad.size} "
+            f"other values, e.g. {float(bad[0])!r}"
+        )
     lab = lab.astype(np.int64)
     t = check_vector(fn, "times", times, constraint=Interval(float, 0, math.inf, "left"))
     if np.ndim(times) != 1:
@@ -601,7 +666,7 @@ def first_fit_times(spectrum: Spectrum, y: Any, labels: Any, times: Any, *, crit
     out = np.full(n, math.inf)
     todo = np.ones(n, dtype=bool)
     for start in range(0, t.size, chunk):
-        ts = t[start:start + chunk]
+        ts = t[start : start + chunk]
         frac = -np.expm1(-np.multiply.outer(ts, d))  # (m, k): fitted fraction per direction
         m = ts.shape[0]
         scaled = (frac.T[:, :, None] * coef[:, None, :]).reshape(coef.shape[0], m * C)  # (k, m C)

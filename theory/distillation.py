@@ -38,14 +38,15 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from kernels._backend import backend_name, device, namespace, to_numpy
-from kernels._checks import (
+from kernels.backend import backend_name, device, namespace, to_numpy
+from kernels.checks import (
     Interval,
     check_cross_kernel,
     check_labels,
@@ -113,8 +114,11 @@ def _check_steps_size(fn: str, steps: int, per_step: int, fixed: int, memory_bud
     """Refuse ``steps`` whose path (``per_step`` bytes a step plus ``fixed``) exceeds the budget."""
     budget = result_budget(fn, memory_budget)
     fit = (budget - fixed) // per_step
-    fix = (f"pass steps <= {fit} (every step is stored) or a larger memory_budget=" if fit >= 1
-           else "pass a larger memory_budget= (not even one step fits)")
+    fix = (
+        f"pass steps <= {fit} (every step is stored) or a larger memory_budget="
+        if fit >= 1
+        else "pass a larger memory_budget= (not even one step fits)"
+    )
     check_result_size(fn, fixed + steps * per_step, budget, f"steps={steps}", fix)
 
 
@@ -124,14 +128,21 @@ def _check_steps_size(fn: str, steps: int, per_step: int, fixed: int, memory_bud
 def _predict(s: Spectrum, C: Any, y_coef: Any, K_cross: Any, fn: str, memory_budget: Any = None) -> Any:
     Kc = check_cross_kernel(fn, K_cross, like=s.vectors, n=s.n_samples)
     rows, m = math.prod(int(v) for v in C.shape[:-1]), int(Kc.shape[0])
-    check_result_size(fn, rows * m * _outputs(y_coef) * _itemsize(s), memory_budget,
-                      f"predicting {rows} fit(s) at {m} points", "pass fewer rows of K_cross at a time or a larger memory_budget=")
+    check_result_size(
+        fn,
+        rows * m * _outputs(y_coef) * _itemsize(s),
+        memory_budget,
+        f"predicting {rows} fit(s) at {m} points",
+        "pass fewer rows of K_cross at a time or a larger memory_budget=",
+    )
     KV = Kc @ s.vectors  # (m, k)
     h = scale(C, y_coef)
     return h @ KV.T if y_coef.ndim == 1 else s.xp.matmul(KV, h)
 
 
-def _recursion(d: Any, ridge: float, alphas: Iterable[Any], steps: int, batch: tuple[int, ...], xp: ModuleType) -> tuple[Any, Any]:
+def _recursion(
+    d: Any, ridge: float, alphas: Iterable[Any], steps: int, batch: tuple[int, ...], xp: ModuleType
+) -> tuple[Any, Any]:
     """B^(t) and C^(t) = B^(t)/d for t = 1..steps; the t-th of ``alphas`` is the weight of step t+1.
 
     ``B^(0) = 1`` (yhat^(0) = y), ``B^(t) = a ((1 - alpha_t) B^(t-1) + alpha_t)``,
@@ -234,12 +245,15 @@ class DistillationPath:
         return aligned_block(rows)
 
     def __repr__(self) -> str:
-        return (f"DistillationPath(alpha={_alpha_text(self.alpha)}, ridge={self.ridge:g}, steps={self.steps}, "
-                f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})")
+        return (
+            f"DistillationPath(alpha={_alpha_text(self.alpha)}, ridge={self.ridge:g}, steps={self.steps}, "
+            f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})"
+        )
 
 
-def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float | Any, steps: int,
-                      memory_budget: int | None = None) -> DistillationPath:
+def self_distillation(
+    spectrum: Spectrum, y: Any, *, ridge: float, alpha: float | Any, steps: int, memory_budget: int | None = None
+) -> DistillationPath:
     """Alpha-weighted self-distillation of KRR: all T steps and the limit in closed form.
 
     ``B^(1) = A = D(D + lambda I)^-1``, ``B^(t+1) = A((1 - alpha) B^(t) + alpha I)``,
@@ -271,7 +285,7 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     steps : int
         Number of steps T >= 1. Every step is stored (B, C and the fits).
     memory_budget : int, default=None
-        Bytes the returned arrays may take (default 2 GiB, ``kernels._checks.DEFAULT_RESULT_BUDGET``);
+        Bytes the returned arrays may take (default 2 GiB, ``kernels.checks.DEFAULT_RESULT_BUDGET``);
         a larger path raises ``ValueError`` before anything is computed, saying how many
         steps fit.
 
@@ -313,8 +327,20 @@ def self_distillation(spectrum: Spectrum, y: Any, *, ridge: float, alpha: float 
     vec = y.ndim == 1
     fits = s.reconstruct(scale(B, coef), batched=vec)
     fit_lim = s.reconstruct(scale(B_lim, coef), batched=vec)
-    return DistillationPath(alpha=alpha_v, ridge=ridge, steps=steps, eigenvalues=d, B=B, B_limit=B_lim, C=C,
-                            C_limit=C_lim, fits=fits, fit_limit=fit_lim, y_coef=coef, spectrum=s)
+    return DistillationPath(
+        alpha=alpha_v,
+        ridge=ridge,
+        steps=steps,
+        eigenvalues=d,
+        B=B,
+        B_limit=B_lim,
+        C=C,
+        C_limit=C_lim,
+        fits=fits,
+        fit_limit=fit_lim,
+        y_coef=coef,
+        spectrum=s,
+    )
 
 
 def krr_fit(spectrum: Spectrum, y: Any, ridge: float) -> Any:
@@ -427,8 +453,10 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     ref = _labels(fn, "reference", reference, s)
     prev = _labels(fn, "previous_fit", previous_fit, s)
     if ref.shape != y.shape or prev.shape != y.shape:
-        raise ValueError(f"{fn}: reference and previous_fit must have the shape of y {tuple(y.shape)}; "
-                         f"got {tuple(ref.shape)} and {tuple(prev.shape)}")
+        raise ValueError(
+            f"{fn}: reference and previous_fit must have the shape of y {tuple(y.shape)}; "
+            f"got {tuple(ref.shape)} and {tuple(prev.shape)}"
+        )
     xp, V = s.xp, s.vectors
     a = s.values / (s.values + float(ridge))
     zy, zp, zr = V.T @ y, V.T @ prev, V.T @ ref
@@ -437,8 +465,9 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     alpha = min(max(raw, 0.0), 1.0)
     fit = s.reconstruct(scale(a, alpha * zy + (1 - alpha) * zp), batched=y.ndim == 1)
     err = float(xp.sum((fit - ref) ** 2))
-    return OptimalAlpha(alpha=alpha, alpha_unclipped=raw, clipped=alpha != raw, degenerate=degenerate, fit=fit,
-                        error=err, ridge=float(ridge))
+    return OptimalAlpha(
+        alpha=alpha, alpha_unclipped=raw, clipped=alpha != raw, degenerate=degenerate, fit=fit, error=err, ridge=float(ridge)
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -482,12 +511,15 @@ class OptimalAlphaPath:
 
     def __repr__(self) -> str:
         best = int(np.argmin(self.errors))
-        return (f"OptimalAlphaPath(ridge={self.ridge:g}, steps={self.steps}, alphas={_alpha_text(self.alphas)}, "
-                f"best_step={best + 1}, best_error={self.errors[best]:.4g})")
+        return (
+            f"OptimalAlphaPath(ridge={self.ridge:g}, steps={self.steps}, alphas={_alpha_text(self.alphas)}, "
+            f"best_step={best + 1}, best_error={self.errors[best]:.4g})"
+        )
 
 
-def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, steps: int,
-                       memory_budget: int | None = None) -> OptimalAlphaPath:
+def optimal_alpha_path(
+    spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, steps: int, memory_budget: int | None = None
+) -> OptimalAlphaPath:
     """Distillation where every step uses the alpha closest to ``reference`` (greedy).
 
     Step t picks ``alpha_t`` by :func:`optimal_alpha` given the fit of step t-1, then
@@ -527,8 +559,13 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     check_ridge_resolution(fn, s, ridge)
     ridge = float(ridge)
     # per step: B, C (k each), the fit (n[, c]) and five scalars (alphas, raw, clipped, degenerate, error)
-    _check_steps_size(fn, int(steps), (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s) + 5 * 8,
-                      s.k * _outputs(y) * _itemsize(s), memory_budget)
+    _check_steps_size(
+        fn,
+        int(steps),
+        (2 * s.k + s.n_samples * _outputs(y)) * _itemsize(s) + 5 * 8,
+        s.k * _outputs(y) * _itemsize(s),
+        memory_budget,
+    )
     a = d / (d + ridge)
     zy, zr = V.T @ y, V.T @ ref
     prev = xp.ones_like(d)
@@ -546,9 +583,20 @@ def optimal_alpha_path(spectrum: Spectrum, y: Any, reference: Any, *, ridge: flo
     diff = fits - ref
     errors = to_numpy(xp.sum(diff * diff, axis=tuple(range(1, diff.ndim))))
     alphas_np, raws_np = np.array(alphas, dtype=float), np.array(raws, dtype=float)
-    return OptimalAlphaPath(alphas=alphas_np, alphas_unclipped=raws_np, clipped=alphas_np != raws_np,
-                            degenerate=np.array(degs, dtype=bool), B=B, C=C, fits=fits, errors=errors.astype(float),
-                            ridge=ridge, steps=int(steps), y_coef=zy, spectrum=s)
+    return OptimalAlphaPath(
+        alphas=alphas_np,
+        alphas_unclipped=raws_np,
+        clipped=alphas_np != raws_np,
+        degenerate=np.array(degs, dtype=bool),
+        B=B,
+        C=C,
+        fits=fits,
+        errors=errors.astype(float),
+        ridge=ridge,
+        steps=int(steps),
+        y_coef=zy,
+        spectrum=s,
+    )
 
 
 # ----------------------------------------------------------------------------- sparsification
@@ -582,8 +630,10 @@ class Sparsification:
     ridge: float
 
     def __repr__(self) -> str:
-        return (f"Sparsification(reference_index={self.reference_index}, alpha={_alpha_text(self.alpha)}, "
-                f"ridge={self.ridge:g}, shape={tuple(self.ratios.shape)})")
+        return (
+            f"Sparsification(reference_index={self.reference_index}, alpha={_alpha_text(self.alpha)}, "
+            f"ridge={self.ridge:g}, shape={tuple(self.ratios.shape)})"
+        )
 
 
 def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsification:
@@ -654,7 +704,7 @@ def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsifi
     ratios, decreasing = [r], []
     for _ in range(path.steps - 1):
         f = q + al / (s_t + zero_alpha)  # B^(t+1)/B^(t); alpha/s_t is 0 when alpha = 0 (s_t may underflow)
-        fi = f[..., i:i + 1]
+        fi = f[..., i : i + 1]
         decreasing.append((f <= fi) | (d == 0))  # d_j = 0: r_t = 0 throughout (f_j is 0/0)
         r = r * (f / fi)
         ratios.append(r)
@@ -665,5 +715,9 @@ def sparsification(path: DistillationPath, reference_index: int = 0) -> Sparsifi
     lim_pos = (d / d[i]) * pos / (al * d + lam)
     ones = xp.ones_like(lim_pos)
     lim_zero = xp.where(d < d[i], 0 * ones, xp.where(d == d[i], ones, math.inf * ones))
-    lim = lim_pos if isinstance(al, float) and al > 0 else (lim_zero if isinstance(al, float) else xp.where(al > 0, lim_pos, lim_zero))
+    lim = (
+        lim_pos
+        if isinstance(al, float) and al > 0
+        else (lim_zero if isinstance(al, float) else xp.where(al > 0, lim_pos, lim_zero))
+    )
     return Sparsification(ratios=R, limit=lim, decreasing=dec, reference_index=i, alpha=path.alpha, ridge=lam)

@@ -82,7 +82,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._checks import (
+from kernels.checks import (
     Interval,
     Options,
     check_cross_kernel,
@@ -98,7 +98,7 @@ __all__ = ["TARGET_RULES", "TrainingPath", "linearized_training", "max_stable_lr
 
 TARGET_RULES = ("gd", "anchored", "chained")
 
-# Parameter bounds as data (one shape of error message, see kernels._checks).
+# Parameter bounds as data (one shape of error message, see kernels.checks).
 CONSTRAINTS: dict[str, Interval | Options] = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "both"),
@@ -206,9 +206,13 @@ class TrainingPath:
         xp = self.spectrum.xp
         T, m = int(self.coef.shape[0]), int(Kc.shape[0])
         cols = 1 if self.coef.ndim == 2 else int(self.coef.shape[2])
-        check_result_size(fn, T * m * cols * (xp.finfo(V.dtype).bits // 8), memory_budget,
-                          f"predicting {T} recorded steps at {m} points",
-                          "pass fewer rows of K_cross at a time or a larger memory_budget=")
+        check_result_size(
+            fn,
+            T * m * cols * (xp.finfo(V.dtype).bits // 8),
+            memory_budget,
+            f"predicting {T} recorded steps at {m} points",
+            "pass fewer rows of K_cross at a time or a larger memory_budget=",
+        )
         Kv = Kc @ V  # (m, k)
         if self.coef.ndim == 2:
             return self.coef @ Kv.T
@@ -226,8 +230,10 @@ def _check_flag(fn: str, name: str, value: Any) -> bool:
 
 # The parameter that weights each rule's targets: one name per idea (README, "Conventions").
 _WEIGHT_OF: dict[str, str | None] = {"gd": None, "anchored": "alpha", "chained": "target_momentum"}
-_WEIGHT_MEANING = {"alpha": "the weight on the ground truth (targets='anchored')",
-                   "target_momentum": "the weight on the previous target (targets='chained')"}
+_WEIGHT_MEANING = {
+    "alpha": "the weight on the ground truth (targets='anchored')",
+    "target_momentum": "the weight on the previous target (targets='chained')",
+}
 
 
 def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: int) -> tuple[float | None, np.ndarray | None]:
@@ -241,13 +247,17 @@ def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: in
     for name, value in given.items():
         if name != want and value is not None:
             takes = f"it takes {want}=" if want else "it takes neither"
-            raise ValueError(f"{fn}: {name} is {_WEIGHT_MEANING[name]}; targets={rule!r} does not use it ({takes}); got {value!r}")
+            raise ValueError(
+                f"{fn}: {name} is {_WEIGHT_MEANING[name]}; targets={rule!r} does not use it ({takes}); got {value!r}"
+            )
     if want is None:
         return None, None
     value = given[want]
     if value is None:
-        raise ValueError(f"{fn}: {want} must be given for targets={rule!r}: a float in [0, 1]"
-                         + (" or a 1-D schedule of length steps" if rule == "chained" else ""))
+        raise ValueError(
+            f"{fn}: {want} must be given for targets={rule!r}: a float in [0, 1]"
+            + (" or a 1-D schedule of length steps" if rule == "chained" else "")
+        )
     what = CONSTRAINTS[want].describe()
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(check_param(fn, want, value, CONSTRAINTS[want])), None
@@ -262,9 +272,13 @@ def _rule_weight(fn: str, rule: str, alpha: Any, target_momentum: Any, steps: in
     if sched.size == 1 and np.ndim(value) == 0:
         return float(sched[0]), None
     if rule != "chained":
-        raise ValueError(f"{fn}: {want} must be a scalar for targets={rule!r} (schedules are for 'chained'); got shape {sched.shape}")
+        raise ValueError(
+            f"{fn}: {want} must be a scalar for targets={rule!r} (schedules are for 'chained'); got shape {sched.shape}"
+        )
     if sched.size != steps:
-        raise ValueError(f"{fn}: {want} schedule must have length steps = {steps} ({want}[t] makes target t+1); got length {sched.size}")
+        raise ValueError(
+            f"{fn}: {want} schedule must have length steps = {steps} ({want}[t] makes target t+1); got length {sched.size}"
+        )
     return None, sched
 
 
@@ -274,7 +288,9 @@ def _check_record(fn: str, record: Any, steps: int, integer: bool) -> np.ndarray
     rec = check_vector(fn, "record", record, constraint=Interval(float, 0, steps, "both"))
     if integer:
         if not np.all(rec == np.round(rec)):
-            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or a target-momentum schedule); got {record!r}")
+            raise ValueError(
+                f"{fn}: record must hold integer steps in [0, {steps}] (discrete time or a target-momentum schedule); got {record!r}"
+            )
         return rec.astype(np.int64)
     return rec
 
@@ -286,7 +302,10 @@ def _check_size(fn: str, spectrum: Spectrum, y: Any, steps: int, record: Any, me
     per_record = (3 * k + k * c + n * c) * item + 2 * 8
     if record is None:
         T = steps + 1
-        what, fix = f"recording all {T} steps (0..{steps})", "pass record=[...] with the steps you need (e.g. a log-spaced grid) or a larger memory_budget="
+        what, fix = (
+            f"recording all {T} steps (0..{steps})",
+            "pass record=[...] with the steps you need (e.g. a log-spaced grid) or a larger memory_budget=",
+        )
     else:
         try:
             T = len(record)
@@ -296,8 +315,9 @@ def _check_size(fn: str, spectrum: Spectrum, y: Any, steps: int, record: Any, me
     check_result_size(fn, T * per_record, memory_budget, what, fix)
 
 
-def max_stable_lr(spectrum: Spectrum, targets: str = "gd", alpha: float | None = None,
-                  target_momentum: float | None = None) -> float:
+def max_stable_lr(
+    spectrum: Spectrum, targets: str = "gd", alpha: float | None = None, target_momentum: float | None = None
+) -> float:
     """Largest step for which the discrete recursion does not diverge.
 
     ``2 / d_max`` for gd (``|1 - lr d| < 1``), ``2 / (alpha d_max)`` for anchored
@@ -379,8 +399,9 @@ def _geometric(r: Any, record: np.ndarray, xp: ModuleType) -> list[Any]:
     return out
 
 
-def _filters(d: Any, xp: ModuleType, *, lr: float, w: float, schedule: np.ndarray | None,
-             rule: str, continuous: bool, record: np.ndarray) -> Pair:
+def _filters(
+    d: Any, xp: ModuleType, *, lr: float, w: float, schedule: np.ndarray | None, rule: str, continuous: bool, record: np.ndarray
+) -> Pair:
     """``(g_c, g_tau)`` of shape (T, k) at the recorded steps, from the start ``(0, 1)``.
 
     ``w`` is the rule's weight: alpha for anchored (1 for gd), the target momentum m for
@@ -425,9 +446,19 @@ def _filters(d: Any, xp: ModuleType, *, lr: float, w: float, schedule: np.ndarra
 # ----------------------------------------------------------------------------- public
 
 
-def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, targets: str = "gd",
-                        alpha: float | None = None, target_momentum: Any = None, record: Any = None,
-                        continuous: bool = False, memory_budget: int | None = None) -> TrainingPath:
+def linearized_training(
+    spectrum: Spectrum,
+    y: Any,
+    *,
+    lr: float,
+    steps: int,
+    targets: str = "gd",
+    alpha: float | None = None,
+    target_momentum: Any = None,
+    record: Any = None,
+    continuous: bool = False,
+    memory_budget: int | None = None,
+) -> TrainingPath:
     """Linearised (NTK-regime) training path with a target schedule, in the eigenbasis.
 
     Gradient descent on ``1/2 ||u - target_t||^2`` in function space,
@@ -517,17 +548,22 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     bound = math.inf if continuous else max_stable_lr(spectrum, targets, **weights)
     if not lr < bound:
         expr = {"gd": "2/d_max", "anchored": "2/(alpha*d_max)", "chained": "(1 + target_momentum)/d_max"}[targets]
-        extra = " (for chained the eigenvalue target_momentum - lr*d of each step must lie in (-1, 1])" if targets == "chained" else ""
-        raise ValueError(f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
-                         f"with d_max = {d_max:.6g}{extra}; got {lr!r}")
+        extra = (
+            " (for chained the eigenvalue target_momentum - lr*d of each step must lie in (-1, 1])"
+            if targets == "chained"
+            else ""
+        )
+        raise ValueError(
+            f"{fn}: lr must be in (0, {expr}) = (0, {bound:.6g}) for targets={targets!r} "
+            f"with d_max = {d_max:.6g}{extra}; got {lr!r}"
+        )
     V = spectrum.vectors
     y, _ = check_labels(fn, "y", y, spectrum.n_samples, like=V, dtype=V.dtype)
     check_same_namespace(fn, y=y, spectrum=V)
     _check_size(fn, spectrum, y, steps, record, memory_budget)
     rec = _check_record(fn, record, steps, integer=(not continuous) or schedule is not None)
     y_coef = V.T @ y
-    g_c, g_tau = _filters(d, xp, lr=lr, w=w, schedule=schedule, rule=targets,
-                          continuous=continuous, record=rec)
+    g_c, g_tau = _filters(d, xp, lr=lr, w=w, schedule=schedule, rule=targets, continuous=continuous, record=rec)
     fraction = g_c * d
     if targets == "anchored":
         g_tau = w + (1 - w) * fraction
@@ -537,12 +573,22 @@ def linearized_training(spectrum: Spectrum, y: Any, *, lr: float, steps: int, ta
     else:
         limit = 0.0 if w > 0 else None
     return TrainingPath(
-        spectrum=spectrum, target_rule=targets, lr=lr, steps=steps,
+        spectrum=spectrum,
+        target_rule=targets,
+        lr=lr,
+        steps=steps,
         alpha=weight if targets == "anchored" else None,
         target_momentum=(schedule if schedule is not None else weight) if targets == "chained" else None,
         continuous=continuous,
-        record=rec, times=lr * rec.astype(np.float64), y_coef=y_coef,
-        dual_filter=g_c, target_filter=g_tau, fraction=fraction,
-        coef=scale(g_c, y_coef), fits=spectrum.reconstruct(scale(fraction, y_coef), batched=y_coef.ndim == 1),
-        limit_ridge=limit, lr_bound=bound, n_zero=spectrum.n_zero,
+        record=rec,
+        times=lr * rec.astype(np.float64),
+        y_coef=y_coef,
+        dual_filter=g_c,
+        target_filter=g_tau,
+        fraction=fraction,
+        coef=scale(g_c, y_coef),
+        fits=spectrum.reconstruct(scale(fraction, y_coef), batched=y_coef.ndim == 1),
+        limit_ridge=limit,
+        lr_bound=bound,
+        n_zero=spectrum.n_zero,
     )

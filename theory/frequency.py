@@ -57,14 +57,15 @@ that of a direct ``exp(-||x - x'||^2 / (2 delta))``, and weights that underflow 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from kernels._backend import device, to_numpy
-from kernels._checks import (
+from kernels.backend import device, to_numpy
+from kernels.checks import (
     Interval,
     check_features,
     check_labels,
@@ -289,7 +290,9 @@ def frequency_split(X: Any, Y: Any, *, delta: float, memory_budget: int | None =
     return FrequencySplit(low=low, high=Y - low, delta=delta, n_blocks=n_blocks)
 
 
-def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any, memory_budget: int | None = None) -> FrequencyMeasures:
+def frequency_measures(
+    X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any, memory_budget: int | None = None
+) -> FrequencyMeasures:
     """e_low, e_high and the low-frequency ratio of a prediction h for each delta.
 
     For each ``delta`` in ``deltas`` (Xu et al. 2019, filtering method), with
@@ -391,7 +394,9 @@ def frequency_measures(X: Any, h: Any, y: Any, *, deltas: Sequence[float] | Any,
     )
 
 
-def delta_grid(X: Any, num: int = 5, *, sample: int = 1000, seed: int = 0, quantiles: tuple[float, float] = (0.05, 0.95)) -> np.ndarray:
+def delta_grid(
+    X: Any, num: int = 5, *, sample: int = 1000, seed: int = 0, quantiles: tuple[float, float] = (0.05, 0.95)
+) -> np.ndarray:
     """Filter variances spanning the data's distance scale.
 
     On a random subsample of ``min(sample, n)`` rows (drawn without replacement with

@@ -61,8 +61,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from kernels._backend import backend_name, device, namespace, to_numpy
-from kernels._checks import Interval, check_labels, check_param
+from kernels.backend import backend_name, device, namespace, to_numpy
+from kernels.checks import Interval, check_labels, check_param
 from kernels.spectrum import Spectrum, check_spectrum
 from kernels.summary import aligned_block
 
@@ -152,8 +152,10 @@ class MobahiPath:
         return aligned_block(rows)
 
     def __repr__(self) -> str:
-        return (f"MobahiPath(epsilon={self.epsilon:g}, n_rounds={self.n_rounds}, collapsed={self.collapsed}, "
-                f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})")
+        return (
+            f"MobahiPath(epsilon={self.epsilon:g}, n_rounds={self.n_rounds}, collapsed={self.collapsed}, "
+            f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})"
+        )
 
 
 def _budget_error(c: float, d: np.ndarray, E: np.ndarray, null: float) -> float:
@@ -234,11 +236,13 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     null = outside + float(E[null_mask].sum())
     null_energy = outside + float(E[d <= zero_tol].sum())
     if total0 > budget and (null >= budget or _budget_error(zero_tol, dpos, E[pos], null) >= budget):
-        raise ValueError(f"{fn}: epsilon must exceed the energy of y that the spectrum cannot resolve from its null "
-                         f"space divided by n (the fit error at c = zero_tol = {zero_tol:.3g} is "
-                         f"{max(null, _budget_error(zero_tol, dpos, E[pos], null)) / n:.6g}; energy / n along eigenvalues "
-                         f"<= zero_tol: {null_energy / n:.6g}); got {eps!r}: no function the decomposition resolves meets "
-                         f"that budget (raise epsilon or decompose K in float64)")
+        raise ValueError(
+            f"{fn}: epsilon must exceed the energy of y that the spectrum cannot resolve from its null "
+            f"space divided by n (the fit error at c = zero_tol = {zero_tol:.3g} is "
+            f"{max(null, _budget_error(zero_tol, dpos, E[pos], null)) / n:.6g}; energy / n along eigenvalues "
+            f"<= zero_tol: {null_energy / n:.6g}); got {eps!r}: no function the decomposition resolves meets "
+            f"that budget (raise epsilon or decompose K in float64)"
+        )
 
     Epos = E[pos]
     energy = [total0]
@@ -266,14 +270,23 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
             if not (f_lo < 0 < f_hi):  # only when total and budget agree to round-off
                 status = "at-budget"
                 break
-        u = brentq(lambda t: _budget_error(math.exp(t), dpos, Epos, null) - budget,
-                   math.log(lo), math.log(hi), xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+        u = brentq(
+            lambda t: _budget_error(math.exp(t), dpos, Epos, null) - budget,
+            math.log(lo),
+            math.log(hi),
+            xtol=1e-15,
+            rtol=4 * np.finfo(float).eps,
+            maxiter=500,
+        )
         c = math.exp(u)
         if not cs and c < _RESOLVED * zero_tol:
-            warnings.warn(f"{fn}: c_1 = {c:.3g} is within {_RESOLVED:g}x of the spectrum's resolution zero_tol = "
-                          f"{zero_tol:.3g}: eigenvalues at round-off level carry part of the fit, so c_t is accurate "
-                          f"to about {2 * zero_tol / c:.1%} only (raise epsilon or decompose K in float64)",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{fn}: c_1 = {c:.3g} is within {_RESOLVED:g}x of the spectrum's resolution zero_tol = "
+                f"{zero_tol:.3g}: eigenvalues at round-off level carry part of the fit, so c_t is accurate "
+                f"to about {2 * zero_tol / c:.1%} only (raise epsilon or decompose K in float64)",
+                UserWarning,
+                stacklevel=2,
+            )
         g = np.zeros_like(d)
         g[pos] = dpos / (dpos + c)
         cs.append(c)
@@ -289,15 +302,27 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     message = {
         "collapsed": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} <= epsilon = {eps:g}: f = 0 meets the budget",
         "at-budget": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} equals epsilon = {eps:g} to round-off: "
-                     f"the next round's c cannot be resolved",
+        f"the next round's c cannot be resolved",
         "max-rounds": f"max_rounds = {int(max_rounds)} rounds ran without a collapse (||y_R||^2 / n = {energy[-1] / n:.6g} "
-                      f"> epsilon = {eps:g}); raise max_rounds to continue",
+        f"> epsilon = {eps:g}); raise max_rounds to continue",
     }[status]
     B_host = np.cumprod(np.array(gains), axis=0) if R else np.zeros((0, d.size))
     B = xp.asarray(B_host, dtype=s.values.dtype, device=device(s.values))
     coefs = B * z if z.ndim == 1 else B[:, :, None] * z
     fits = xp.matmul(coefs, V.T) if z.ndim == 1 else xp.matmul(V, coefs)
-    return MobahiPath(c=np.array(cs, dtype=float), fits=fits, B=B, fit_errors=np.array(errs, dtype=float),
-                      label_energy=np.array(energy, dtype=float), null_energy=null_energy, n_rounds=R, collapsed=status == "collapsed",
-                      status=status, message=message,
-                      epsilon=eps, max_rounds=int(max_rounds), y_coef=z, spectrum=s)
+    return MobahiPath(
+        c=np.array(cs, dtype=float),
+        fits=fits,
+        B=B,
+        fit_errors=np.array(errs, dtype=float),
+        label_energy=np.array(energy, dtype=float),
+        null_energy=null_energy,
+        n_rounds=R,
+        collapsed=status == "collapsed",
+        status=status,
+        message=message,
+        epsilon=eps,
+        max_rounds=int(max_rounds),
+        y_coef=z,
+        spectrum=s,
+    )

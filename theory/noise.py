@@ -77,8 +77,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import to_numpy
-from kernels._checks import Interval, as_array, check_param
+from kernels.backend import to_numpy
+from kernels.checks import Interval, as_array, check_param
 
 __all__ = [
     "NoisyLabels",
@@ -191,11 +191,12 @@ class NoisyLabels:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_class_labels(fn: str, name: str, labels: Any, *, n: int | None = None,
-                       num_classes: int | None = None, nonempty: bool = True) -> np.ndarray:
+def check_class_labels(
+    fn: str, name: str, labels: Any, *, n: int | None = None, num_classes: int | None = None, nonempty: bool = True
+) -> np.ndarray:
     """Integer class labels as a 1-D int64 numpy array: the one check of class labels in airkit.
 
-    Goes through :func:`kernels._checks.as_array` (any backend); values must be finite
+    Goes through :func:`kernels.checks.as_array` (any backend); values must be finite
     whole numbers in ``[0, num_classes)`` (``[0, inf)`` when None), the shape ``(n,)``
     when ``n`` is given, and at least one label unless ``nonempty=False``. Each failure is a one-line
     ``ValueError`` naming ``fn`` and ``name``.
@@ -204,13 +205,16 @@ def check_class_labels(fn: str, name: str, labels: Any, *, n: int | None = None,
     host = np.array(to_numpy(arr), dtype=np.float64, copy=True)
     if host.ndim != 1 or (nonempty and host.shape[0] < 1) or (n is not None and host.shape[0] != n):
         want = f"({n},)" if n is not None else ("(n,) with n >= 1" if nonempty else "(n,)")
-        raise ValueError(f"{fn}: {name} must be a 1-D array of class indices of shape {want}; got shape {host.shape}; "
-                         f"pass argmax of one-hot labels")
+        raise ValueError(
+            f"{fn}: {name} must be a 1-D array of class indices of shape {want}; got shape {host.shape}; "
+            f"pass argmax of one-hot labels"
+        )
     if not np.all(np.isfinite(host)):
         raise ValueError(f"{fn}: {name} contains NaN or inf; labels must be integer class indices")
     if np.any(host != np.round(host)):
-        raise ValueError(f"{fn}: {name} must be integer class indices; got non-integer values such as "
-                         f"{host[host != np.round(host)][0]!r}")
+        raise ValueError(
+            f"{fn}: {name} must be integer class indices; got non-integer values such as {host[host != np.round(host)][0]!r}"
+        )
     top = "inf" if num_classes is None else str(num_classes)
     if host.size and (host.min() < 0 or (num_classes is not None and host.max() >= num_classes)):
         bad = host.min() if host.min() < 0 else host.max()
@@ -246,10 +250,19 @@ def _draw(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.nda
     return np.sort(rng.choice(eligible, size=m, replace=False))
 
 
-def _result(true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: int, num_classes: int, n_eligible: int, n_selected: int) -> NoisyLabels:
+def _result(
+    true: np.ndarray, noisy: np.ndarray, kind: str, rate: float, seed: int, num_classes: int, n_eligible: int, n_selected: int
+) -> NoisyLabels:
     return NoisyLabels(
-        labels=noisy, flipped=noisy != true, true_labels=true, kind=kind, rate=float(rate), seed=int(seed),
-        num_classes=num_classes, n_eligible=int(n_eligible), n_selected=int(n_selected),
+        labels=noisy,
+        flipped=noisy != true,
+        true_labels=true,
+        kind=kind,
+        rate=float(rate),
+        seed=int(seed),
+        num_classes=num_classes,
+        n_eligible=int(n_eligible),
+        n_selected=int(n_selected),
     )
 
 
@@ -452,10 +465,20 @@ def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | Non
     return _result(true, noisy, "cifar10-asym", rate, seed, C, eligible.size, idx.size)
 
 
-_GENERATORS = {"symmetric": symmetric_noise, "uniform": uniform_noise, "pair": pair_noise, "cifar10-asym": cifar10_asymmetric_noise}
+_GENERATORS = {
+    "symmetric": symmetric_noise,
+    "uniform": uniform_noise,
+    "pair": pair_noise,
+    "cifar10-asym": cifar10_asymmetric_noise,
+}
 
 # the allowed rate of each kind in a make_noise spec.
-_SPEC_RATES = {"symmetric": CONSTRAINTS["rate"], "uniform": CONSTRAINTS["uniform_rate"], "pair": CONSTRAINTS["rate"], "cifar10-asym": CONSTRAINTS["rate"]}
+_SPEC_RATES = {
+    "symmetric": CONSTRAINTS["rate"],
+    "uniform": CONSTRAINTS["uniform_rate"],
+    "pair": CONSTRAINTS["rate"],
+    "cifar10-asym": CONSTRAINTS["rate"],
+}
 
 _SPEC_FORMS = (
     "'none', 'symmetric:<rate>' (or 'sym:<rate>'), 'pair:<rate>', 'asym:<rate>' (or 'cifar10-asym:<rate>'), "

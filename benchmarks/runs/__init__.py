@@ -2,7 +2,14 @@
 
 from benchmarks.runs import air_spectrum, analytic_vs_trained, confirm, frequency, noisy_cifar, speed, toy_distill
 
-ALL_RUNS = (toy_distill.BENCHMARK, air_spectrum.BENCHMARK, analytic_vs_trained.BENCHMARK, frequency.BENCHMARK,
-            noisy_cifar.BENCHMARK, confirm.BENCHMARK, speed.BENCHMARK)
+ALL_RUNS = (
+    toy_distill.BENCHMARK,
+    air_spectrum.BENCHMARK,
+    analytic_vs_trained.BENCHMARK,
+    frequency.BENCHMARK,
+    noisy_cifar.BENCHMARK,
+    confirm.BENCHMARK,
+    speed.BENCHMARK,
+)
 
 __all__ = ["ALL_RUNS"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
+from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
-from benchmarks.progress import PartLog
+from benchmarks.run_files import atomic_savefig
 
 MOMENTA = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
@@ -24,8 +24,7 @@ MIN_N_WHY = "air-spectrum's stratified split needs one training point per class,
 
 def kernel_specs(d: int) -> dict[str, tuple[str, dict]]:
     """The two kernels of the run: name -> (kernels function name, parameters)."""
-    return {"ntk_relu(depth=2)": ("ntk_relu", {"depth": 2, "bias": 0.0}),
-            "rbf(gamma=1/d)": ("rbf", {"gamma": 1.0 / d})}
+    return {"ntk_relu(depth=2)": ("ntk_relu", {"depth": 2, "bias": 0.0}), "rbf(gamma=1/d)": ("rbf", {"gamma": 1.0 / d})}
 
 
 def _steps(kname: str) -> tuple[str, ...]:
@@ -38,15 +37,19 @@ def _plan(kernels: dict, n: int, n_eval: int) -> dict:
     plan = {}
     for kname, _params in kernels.values():
         curve = 60 * (n + n_eval) * n * 10 * 1e-9 + 0.2
-        plan.update(dict(zip(_steps(kname), (2e-9 * n * (n + n_eval) * 64 + 0.1, 3e-9 * n ** 3 + 0.1,
-                                            *(curve for _ in MOMENTA), 2 * curve))))
+        plan.update(
+            dict(
+                zip(_steps(kname), (2e-9 * n * (n + n_eval) * 64 + 0.1, 3e-9 * n**3 + 0.1, *(curve for _ in MOMENTA), 2 * curve))
+            )
+        )
     return plan
 
 
-def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lambda a: a, log: PartLog | None = None,
-             kname: str = "kernel") -> dict:
+def _analyse(
+    K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lambda a: a, log: PartLog | None = None, kname: str = "kernel"
+) -> dict:
     from kernels import spectrum
-    from kernels._backend import to_numpy
+    from kernels.backend import to_numpy
     from theory.air import distillation_vs_early_stopping, label_spectrum, predicted_curves
     from theory.noise import one_hot
 
@@ -63,24 +66,53 @@ def _analyse(K_train, K_cross, data, *, n_val: int, progress: bool, asarray=lamb
     record = np.unique(np.round(np.logspace(0, np.log10(steps), 60)).astype(np.int64))
     val_index = np.arange(n_val)
     test_labels = np.concatenate([data.val_labels_given, data.test_labels])
-    common = dict(labels_true=data.labels_true, labels_given=data.labels_given, lr=lr, steps=steps, record=record,
-                  K_cross=K_cross, test_labels=test_labels, val_index=val_index, val_labels=data.val_labels_given)
+    common = dict(
+        labels_true=data.labels_true,
+        labels_given=data.labels_given,
+        lr=lr,
+        steps=steps,
+        record=record,
+        K_cross=K_cross,
+        test_labels=test_labels,
+        val_index=val_index,
+        val_labels=data.val_labels_given,
+    )
     sweep = {}
     for m, name in zip(MOMENTA, names[2:]):
         c = step(name, lambda m=m: predicted_curves(s, y_noisy, targets="chained", target_momentum=m, **common))
         sweep[m] = float(c.val_acc[c.final_index])
     momentum = max(sweep, key=sweep.get)
-    comp = step(names[-1], lambda: distillation_vs_early_stopping(s, y_noisy, target_momentum=momentum, **common),
-                what=f"GD and chained self-distillation (target momentum m = {momentum:g}) to step {steps}")
+    comp = step(
+        names[-1],
+        lambda: distillation_vs_early_stopping(s, y_noisy, target_momentum=momentum, **common),
+        what=f"GD and chained self-distillation (target momentum m = {momentum:g}) to step {steps}",
+    )
     shares = {w: ls.share_at([k for k in SHARE_KS if k <= s.k], w).tolist() for w in ("clean", "noise", "noisy")}
     curves = {}
     for name, c in (("gd", comp.gd), ("chained", comp.chained)):
-        curves[name] = {"steps": c.record, "test_acc": c.test_acc, "val_acc": c.val_acc, "acc_clean": c.acc_clean,
-                        "memorised": c.acc_flipped_given, "recovered": c.acc_flipped_true, "train_mse": c.train_mse}
-    return {"eigenvalues": d, "n_zero": s.n_zero, "lr": lr, "steps": steps, "target_momentum": momentum,
-            "momentum_sweep_val_acc": {str(k): v for k, v in sweep.items()}, "share_ks": list(SHARE_KS), "shares": shares,
-            "energy_clean": to_numpy(ls.energy_clean), "energy_noise": to_numpy(ls.energy_noise),
-            "summary": comp.summary, "curves": curves}
+        curves[name] = {
+            "steps": c.record,
+            "test_acc": c.test_acc,
+            "val_acc": c.val_acc,
+            "acc_clean": c.acc_clean,
+            "memorised": c.acc_flipped_given,
+            "recovered": c.acc_flipped_true,
+            "train_mse": c.train_mse,
+        }
+    return {
+        "eigenvalues": d,
+        "n_zero": s.n_zero,
+        "lr": lr,
+        "steps": steps,
+        "target_momentum": momentum,
+        "momentum_sweep_val_acc": {str(k): v for k, v in sweep.items()},
+        "share_ks": list(SHARE_KS),
+        "shares": shares,
+        "energy_clean": to_numpy(ls.energy_clean),
+        "energy_noise": to_numpy(ls.energy_noise),
+        "summary": comp.summary,
+        "curves": curves,
+    }
 
 
 def run(ctx: RunContext) -> RunOutput:
@@ -90,13 +122,15 @@ def run(ctx: RunContext) -> RunOutput:
     n = int(ctx.options["n"]) if ctx.options.get("n") is not None else n_default
     sizes = ctx.sizes({"n_val": 200 if ctx.data is None else max(200, n // 10), "n_test": 1000 if ctx.quick else 2000})
     n_val = sizes["n_val"]
-    data = load_noisy(ctx.data, n_train=n, n_val=n_val, n_test=sizes["n_test"], noise="symmetric:0.4",
-                      seed=ctx.seed, progress=ctx.progress)
+    data = load_noisy(
+        ctx.data, n_train=n, n_val=n_val, n_test=sizes["n_test"], noise="symmetric:0.4", seed=ctx.seed, progress=ctx.progress
+    )
     X_eval = np.concatenate([data.X_val, data.X_test])
     specs = kernel_specs(data.X_train.shape[1])
     log = PartLog("air-spectrum", _plan(specs, n, X_eval.shape[0]), ctx.progress)
     results = {}
     for label, (kname, params) in specs.items():
+
         def compute(kname=kname, params=params):
             def grams():
                 Xtr = ctx.asarray(data.X_train)  # the kernel side runs on --backend/--device
@@ -109,20 +143,45 @@ def run(ctx: RunContext) -> RunOutput:
     figures = (_plot_spectra(results, ctx), _plot_curves(results, ctx))
     fmt = lambda v: "/".join(f"{x:.3f}" for x in v)  # noqa: E731
     rows = markdown_table(
-        ["kernel", "clean share top-10/50/100", "noise share top-10/50/100", "GD best step (val)", "GD test acc at it",
-         "GD final test acc", "chained m", "chained final test acc"],
-        [[label, fmt(r["shares"]["clean"]), fmt(r["shares"]["noise"]), f"{r['summary']['gd_val_step']:.0f}",
-          f"{r['summary']['gd_test_acc_at_val_step']:.3f}", f"{r['summary']['gd_final_test_acc']:.3f}",
-          f"{r['target_momentum']:g}", f"{r['summary']['chained_final_test_acc']:.3f}"] for label, r in results.items()])
-    md = (f"Data: {data.name}, n = {n} training points, 40% symmetric label noise "
-          f"({int(data.flipped.sum())} flipped); {n_val} noisy validation points choose the stopping step and the target momentum m; "
-          f"{data.X_test.shape[0]} clean test points. Linearised GD with lr = 1/d_max from u(0) = 0 on one-hot labels.\n\n"
-          + "\n".join(rows) +
-          "\n\nAIR: the clean labels' energy sits in the top eigen-directions far more than the noise's, so GD fits them "
-          "first; the test accuracy peaks before the noise (tail) is memorised. Chained self-distillation converges to "
-          "KRR with ridge (1 - m)/lr, so its final accuracy needs no stopping rule.\n")
-    return RunOutput(numbers={"data": data.name, "n": n, "n_val": n_val, "kernels": results}, markdown=md,
-                     figures=figures, parameters={"noise": "symmetric:0.4", "kernels": {k: v for k, v in kernel_specs(data.X_train.shape[1]).items()}})
+        [
+            "kernel",
+            "clean share top-10/50/100",
+            "noise share top-10/50/100",
+            "GD best step (val)",
+            "GD test acc at it",
+            "GD final test acc",
+            "chained m",
+            "chained final test acc",
+        ],
+        [
+            [
+                label,
+                fmt(r["shares"]["clean"]),
+                fmt(r["shares"]["noise"]),
+                f"{r['summary']['gd_val_step']:.0f}",
+                f"{r['summary']['gd_test_acc_at_val_step']:.3f}",
+                f"{r['summary']['gd_final_test_acc']:.3f}",
+                f"{r['target_momentum']:g}",
+                f"{r['summary']['chained_final_test_acc']:.3f}",
+            ]
+            for label, r in results.items()
+        ],
+    )
+    md = (
+        f"Data: {data.name}, n = {n} training points, 40% symmetric label noise "
+        f"({int(data.flipped.sum())} flipped); {n_val} noisy validation points choose the stopping step and the target momentum m; "
+        f"{data.X_test.shape[0]} clean test points. Linearised GD with lr = 1/d_max from u(0) = 0 on one-hot labels.\n\n"
+        + "\n".join(rows)
+        + "\n\nAIR: the clean labels' energy sits in the top eigen-directions far more than the noise's, so GD fits them "
+        "first; the test accuracy peaks before the noise (tail) is memorised. Chained self-distillation converges to "
+        "KRR with ridge (1 - m)/lr, so its final accuracy needs no stopping rule.\n"
+    )
+    return RunOutput(
+        numbers={"data": data.name, "n": n, "n_val": n_val, "kernels": results},
+        markdown=md,
+        figures=figures,
+        parameters={"noise": "symmetric:0.4", "kernels": {k: v for k, v in kernel_specs(data.X_train.shape[1]).items()}},
+    )
 
 
 def _plot_spectra(results: dict, ctx: RunContext) -> str:
@@ -173,5 +232,9 @@ def _plot_curves(results: dict, ctx: RunContext) -> str:
     return "curves.png"
 
 
-BENCHMARK = Benchmark(name="air-spectrum", summary="AIR label spectra in NTK/RBF eigenbases; predicted GD vs self-distillation curves and early stopping",
-                      func=run, options=("n",))
+BENCHMARK = Benchmark(
+    name="air-spectrum",
+    summary="AIR label spectra in NTK/RBF eigenbases; predicted GD vs self-distillation curves and early stopping",
+    func=run,
+    options=("n",),
+)

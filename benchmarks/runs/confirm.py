@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks import verdicts as rules
-from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
+from benchmarks.run_files import atomic_savefig
 from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, centred_one_hot, kernel_part, train_one
 from benchmarks.runs.confirm_ntk import ntk_regime
 
@@ -51,33 +51,107 @@ def _config(ctx: RunContext) -> dict:
     """Sizes per configuration. Why these: see the report's "Configurations" section."""
     gpu = ctx.device == "cuda" and not ctx.quick
     if ctx.quick:
-        cnn = {"model": "fastnet", "model_options": {"widths": (16, 32, 32)}, "subset": 2000, "test_subset": 1000,
-               "epochs": 10, "batch_size": 64, "lr": 0.1, "augment": False, "freq_subset": 0}
-        ntk = {"n": 300, "n_val": 100, "n_test": 300, "dim": 32, "depth": 1, "widths": [128, 512, 2048], "seeds": 2,
-               "steps": 300, "points": 20, "lr_scale": 1.0}
+        cnn = {
+            "model": "fastnet",
+            "model_options": {"widths": (16, 32, 32)},
+            "subset": 2000,
+            "test_subset": 1000,
+            "epochs": 10,
+            "batch_size": 64,
+            "lr": 0.1,
+            "augment": False,
+            "freq_subset": 0,
+        }
+        ntk = {
+            "n": 300,
+            "n_val": 100,
+            "n_test": 300,
+            "dim": 32,
+            "depth": 1,
+            "widths": [128, 512, 2048],
+            "seeds": 2,
+            "steps": 300,
+            "points": 20,
+            "lr_scale": 1.0,
+        }
         seeds, entk_m, gens_seeds = 2, 128, 1
     elif gpu:
-        cnn = {"model": "fastnet", "model_options": {}, "subset": None, "test_subset": None, "epochs": 60,
-               "batch_size": 512, "lr": 0.2, "augment": True, "freq_subset": 256}
-        ntk = {"n": 5000, "n_val": 1000, "n_test": 2000, "dim": 128, "depth": 1, "widths": [512, 2048, 8192, 32768],
-               "seeds": 3, "steps": 3000, "points": 40, "lr_scale": 1.0}
+        cnn = {
+            "model": "fastnet",
+            "model_options": {},
+            "subset": None,
+            "test_subset": None,
+            "epochs": 60,
+            "batch_size": 512,
+            "lr": 0.2,
+            "augment": True,
+            "freq_subset": 256,
+        }
+        ntk = {
+            "n": 5000,
+            "n_val": 1000,
+            "n_test": 2000,
+            "dim": 128,
+            "depth": 1,
+            "widths": [512, 2048, 8192, 32768],
+            "seeds": 3,
+            "steps": 3000,
+            "points": 40,
+            "lr_scale": 1.0,
+        }
         seeds, entk_m, gens_seeds = 3, 1000, 1
     else:
-        cnn = {"model": "fastnet", "model_options": {"widths": (32, 64, 64)}, "subset": 5000, "test_subset": 2000,
-               "epochs": 20, "batch_size": 128, "lr": 0.1, "augment": False, "freq_subset": 256}
-        ntk = {"n": 1000, "n_val": 500, "n_test": 1000, "dim": 64, "depth": 1, "widths": [256, 1024, 4096], "seeds": 2,
-               "steps": 1000, "points": 30, "lr_scale": 1.0}
+        cnn = {
+            "model": "fastnet",
+            "model_options": {"widths": (32, 64, 64)},
+            "subset": 5000,
+            "test_subset": 2000,
+            "epochs": 20,
+            "batch_size": 128,
+            "lr": 0.1,
+            "augment": False,
+            "freq_subset": 256,
+        }
+        ntk = {
+            "n": 1000,
+            "n_val": 500,
+            "n_test": 1000,
+            "dim": 64,
+            "depth": 1,
+            "widths": [256, 1024, 4096],
+            "seeds": 2,
+            "steps": 1000,
+            "points": 30,
+            "lr_scale": 1.0,
+        }
         seeds, entk_m, gens_seeds = 3, 500, 1
-    cfg = ctx.sizes({"cnn": cnn, "ntk": ntk, "seeds": seeds, "entk_m": entk_m, "generations_seeds": gens_seeds,
-                     "noise": _noise(ctx), "distill_start": None, "extra_models": ["resnet18"] if gpu else []})
+    cfg = ctx.sizes(
+        {
+            "cnn": cnn,
+            "ntk": ntk,
+            "seeds": seeds,
+            "entk_m": entk_m,
+            "generations_seeds": gens_seeds,
+            "noise": _noise(ctx),
+            "distill_start": None,
+            "extra_models": ["resnet18"] if gpu else [],
+        }
+    )
     if cfg["distill_start"] is None:  # SAT's start epoch: 60 of 200 in the paper, 30% of training
         cfg["distill_start"] = int(round(0.3 * cfg["cnn"]["epochs"]))
     start = cfg["distill_start"]
-    cfg["methods"] = {"ce": {}, "self-distill": {"target_momentum": 0.8, "distill_start": start},
-                      "sat": {"target_momentum": 0.9, "distill_start": start},
-                      "generations": {"alpha": 0.6, "generations": 2}}
-    cfg["method_seeds"] = {"ce": cfg["seeds"], "self-distill": cfg["seeds"], "sat": cfg["seeds"],
-                           "generations": cfg["generations_seeds"]}
+    cfg["methods"] = {
+        "ce": {},
+        "self-distill": {"target_momentum": 0.8, "distill_start": start},
+        "sat": {"target_momentum": 0.9, "distill_start": start},
+        "generations": {"alpha": 0.6, "generations": 2},
+    }
+    cfg["method_seeds"] = {
+        "ce": cfg["seeds"],
+        "self-distill": cfg["seeds"],
+        "sat": cfg["seeds"],
+        "generations": cfg["generations_seeds"],
+    }
     cfg["gpu"] = gpu
     return cfg
 
@@ -97,9 +171,10 @@ def _noise(ctx: RunContext) -> str:
 
 def _noise_words(spec: str) -> str:
     kind = spec.split(":")[0]
-    return {"symmetric": "the new label drawn from the 9 other classes, Co-teaching's convention",
-            "uniform": "the label resampled from all 10 classes, the true one included, as in DivideMix, ELR and SAT"
-            }.get(kind, kind)
+    return {
+        "symmetric": "the new label drawn from the 9 other classes, Co-teaching's convention",
+        "uniform": "the label resampled from all 10 classes, the true one included, as in DivideMix, ELR and SAT",
+    }.get(kind, kind)
 
 
 def _log(msg: str) -> None:
@@ -127,35 +202,68 @@ def run(ctx: RunContext) -> RunOutput:
         for k in range(cfg["method_seeds"][method]):
             seed = ctx.seed + k
             key = f"cnn-{method}-seed{seed}"
-            runs[method].append(log.part(ctx, key, lambda m=method, p=params, s=seed: train_one(
-                ctx.directory, f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress),
-                what=f"training ({cnn_cfg['epochs']} epochs per generation)"))
+            runs[method].append(
+                log.part(
+                    ctx,
+                    key,
+                    lambda m=method, p=params, s=seed: train_one(
+                        ctx.directory, f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress
+                    ),
+                    what=f"training ({cnn_cfg['epochs']} epochs per generation)",
+                )
+            )
     extra = {}
     for model in cfg["extra_models"]:  # GPU configuration: a second architecture, CE and SAT, one seed
         ecfg = {**cnn_cfg, "model": model, "model_options": {}}
         for method in ("ce", "sat"):
             key = f"cnn-{model}-{method}-seed{ctx.seed}"
-            extra[key] = log.part(ctx, key, lambda m=method, e=ecfg, name=model: train_one(
-                ctx.directory, f"{name}-{m}-seed{ctx.seed}", str(data_path), e, m, cfg["methods"][m], ctx.seed,
-                ctx.device, ctx.progress), what=f"training ({cnn_cfg['epochs']} epochs)")
+            extra[key] = log.part(
+                ctx,
+                key,
+                lambda m=method, e=ecfg, name=model: train_one(
+                    ctx.directory,
+                    f"{name}-{m}-seed{ctx.seed}",
+                    str(data_path),
+                    e,
+                    m,
+                    cfg["methods"][m],
+                    ctx.seed,
+                    ctx.device,
+                    ctx.progress,
+                ),
+                what=f"training ({cnn_cfg['epochs']} epochs)",
+            )
 
     # ---- part 3: the CE networks' own kernels
     kern = []
     for r in runs["ce"]:
         key = f"kernel-seed{r['seed']}"
-        kern.append(log.part(ctx, key, lambda r=r: _timed(kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"],
-                                                          ctx.device),
-                             what=f"empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images"))
-    analytic_air = log.part(ctx, "kernel-analytic",
-                            lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]),
-                            what="label spectra under the analytic ReLU NTK of the same images")
+        kern.append(
+            log.part(
+                ctx,
+                key,
+                lambda r=r: _timed(kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"], ctx.device),
+                what=f"empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images",
+            )
+        )
+    analytic_air = log.part(
+        ctx,
+        "kernel-analytic",
+        lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]),
+        what="label spectra under the analytic ReLU NTK of the same images",
+    )
 
     # ---- part 1: NTK regime
     from deep.data import load_cifar10
 
-    ntk = log.part(ctx, "ntk", lambda: ntk_regime(load_cifar10(data_path, progress=False),
-                                                  {**cfg["ntk"], "noise": cfg["noise"]}, ctx.seed, device=ctx.device,
-                                                  log=_log), what="NTK-parameterised MLPs beside the analytic curves")
+    ntk = log.part(
+        ctx,
+        "ntk",
+        lambda: ntk_regime(
+            load_cifar10(data_path, progress=False), {**cfg["ntk"], "noise": cfg["noise"]}, ctx.seed, device=ctx.device, log=_log
+        ),
+        what="NTK-parameterised MLPs beside the analytic curves",
+    )
 
     verdicts = _verdicts(runs, kern, analytic_air, ntk)
     figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
@@ -163,9 +271,17 @@ def run(ctx: RunContext) -> RunOutput:
     epoch_times = _epoch_times(ctx.directory, [r for rs in runs.values() for r in rs] + list(extra.values()))
     md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds, epoch_times)
     _log("\n" + rules.verdict_table(verdicts) + "\n" + rules.verdict_summary(verdicts))
-    numbers = {"config": cfg, "source": source, "verdicts": [v.to_dict() for v in verdicts],
-               "summary": rules.verdict_summary(verdicts), "cnn": runs, "extra_models": extra, "kernel": kern,
-               "kernel_analytic": analytic_air, "ntk": ntk}
+    numbers = {
+        "config": cfg,
+        "source": source,
+        "verdicts": [v.to_dict() for v in verdicts],
+        "summary": rules.verdict_summary(verdicts),
+        "cnn": runs,
+        "extra_models": extra,
+        "kernel": kern,
+        "kernel_analytic": analytic_air,
+        "ntk": ntk,
+    }
     return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
 
 
@@ -173,8 +289,11 @@ def _plan(cfg: dict, seed: int) -> dict[str, float]:
     """Every part of the run in the order it runs, with a rough cost in CNN training epochs
     (for :class:`~benchmarks.progress.PartLog`'s estimate of the time left)."""
     epochs = float(cfg["cnn"]["epochs"])
-    plan = {f"cnn-{m}-seed{seed + k}": epochs * params.get("generations", 1)
-            for m, params in cfg["methods"].items() for k in range(cfg["method_seeds"][m])}
+    plan = {
+        f"cnn-{m}-seed{seed + k}": epochs * params.get("generations", 1)
+        for m, params in cfg["methods"].items()
+        for k in range(cfg["method_seeds"][m])
+    }
     plan.update({f"cnn-{model}-{m}-seed{seed}": epochs for model in cfg["extra_models"] for m in ("ce", "sat")})
     plan.update({f"kernel-seed{seed + k}": 1.0 for k in range(cfg["method_seeds"]["ce"])})
     return {**plan, "kernel-analytic": 0.5, "ntk": epochs}
@@ -222,8 +341,12 @@ def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
     given, true = split["labels"][pos], split["true_labels"][pos]
     ls = label_spectrum(spectrum(ntk_relu(X, depth=1)), centred_one_hot(true), centred_one_hot(given))
     ks = kern0["ks"]
-    return {"ks": ks, "clean_share": ls.share_at(ks, "clean"), "noise_share": ls.share_at(ks, "noise"),
-            "seconds": time.perf_counter() - t}
+    return {
+        "ks": ks,
+        "clean_share": ls.share_at(ks, "clean"),
+        "noise_share": ls.share_at(ks, "noise"),
+        "seconds": time.perf_counter() - t,
+    }
 
 
 def _stack(rs: list[dict], key: str) -> np.ndarray:
@@ -254,8 +377,11 @@ def _verdicts(runs: dict, kern: list[dict], analytic_air: dict, ntk: dict) -> li
     for method in ("self-distill", "sat", "generations"):
         rs = runs.get(method, [])
         if rs:
-            out.extend(rules.distillation_verdicts(method, [r["final_test_acc"] for r in rs], [r["final_memorised"] for r in rs],
-                                             ce_es, ce_final, ce_mem))
+            out.extend(
+                rules.distillation_verdicts(
+                    method, [r["final_test_acc"] for r in rs], [r["final_memorised"] for r in rs], ce_es, ce_final, ce_mem
+                )
+            )
     widths = ntk["widths"]
     for rule in ("gd", "chained"):
         curves = [np.asarray(ntk["per_width"][str(w)][rule]["test_acc"], dtype=float) for w in widths]
@@ -279,66 +405,119 @@ def _ms(values: Any, digits: int = 3) -> str:
 
 def _method_row(name: str, rs: list[dict], epoch: Any) -> list[Any]:
     """One row of the methods table: the mean ± std over the runs ``rs`` (one run: its number)."""
-    return [name, len(rs), epoch, *(_ms([r[k] for r in rs]) for k in ("test_acc_at_best_val", "best_test_acc",
-            "final_test_acc", "final_memorised", "final_recovered")), _ms([r["seconds"] for r in rs], 0)]
+    return [
+        name,
+        len(rs),
+        epoch,
+        *(
+            _ms([r[k] for r in rs])
+            for k in ("test_acc_at_best_val", "best_test_acc", "final_test_acc", "final_memorised", "final_recovered")
+        ),
+        _ms([r["seconds"] for r in rs], 0),
+    ]
 
 
-def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], analytic_air: dict, ntk: dict,
-            verdicts: list[rules.Verdict], seconds: float, epoch_times: np.ndarray) -> str:
+def _report(
+    cfg: dict,
+    source: str,
+    runs: dict,
+    extra: dict,
+    kern: list[dict],
+    analytic_air: dict,
+    ntk: dict,
+    verdicts: list[rules.Verdict],
+    seconds: float,
+    epoch_times: np.ndarray,
+) -> str:
     n_pass = sum(v.passed for v in verdicts)
     ce = runs["ce"][0]["data"]
     cnn = cfg["cnn"]
-    lines = [f"**{rules.verdict_summary(verdicts)}**", "", "## Verdicts", "", rules.verdict_table(verdicts), "",
-             "## In plain words", "", *_plain_words(verdicts), "",
-             "## Data and configurations", "",
-             f"Data: {source}. Noise: `{cfg['noise']}` ({_noise_words(cfg['noise'])}); realised error rate {ce.get('realised_error_rate', float('nan')):.3f} of "
-             f"{ce['n_train']} training images ({ce['n_flipped']} flipped) in the CNN runs, "
-             f"{ntk['realised_error_rate']:.3f} in the NTK part.", "",
-             f"- **Feature-learning regime (P3, P4).** {cnn['model']} {cnn['model_options'] or '(default widths)'}, "
-             f"{ce['n_train']} training / {ce['n_val']} noisy validation / {ce['n_test']} test images, "
-             f"{cnn['epochs']} epochs (linear warm-up and decay), batch {cnn['batch_size']}, lr {cnn['lr']}, "
-             f"augmentation {'on' if cnn['augment'] else 'off'}. {_regime_words(runs)} "
-             f"self-distill: target momentum {cfg['methods']['self-distill']['target_momentum']} (weight on the previous "
-             f"epoch's target), SAT: target momentum {cfg['methods']['sat']['target_momentum']} (the paper's 0.9), both "
-             f"starting at epoch {cfg['distill_start']} "
-             f"({_start_words(cfg)}); generations: alpha "
-             f"{cfg['methods']['generations']['alpha']} on the noisy label, 2 generations. Early stopping: CE's epoch of "
-             "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + ".",
-             f"- **Network's own kernel (P1, P2).** Empirical NTK (trace over the 10 logits) of each CE network at "
-             f"initialisation and at its early-stopping epoch, on {len(kern[0]['positions'])} training images; labels "
-             "centred one-hot. Predicted: each example's half-fit time in linearised gradient flow under that kernel on the "
-             "noisy labels (half of its own target row fitted); measured: the first epoch at which the trained CE network "
-             "predicts the given label. The analytic column of "
-             "P1 is the clean/noise share ratio under the analytic ReLU NTK (depth 1) of the same images' centred pixels.",
-             f"- **NTK regime (P5).** NTK-parameterised MLPs (depth {ntk['depth']}, widths {ntk['widths']}, {ntk['seeds']} "
-             f"seeds each), full-batch GD on the squared loss, {ntk['steps']} steps at lr = 1/d_max = {ntk['lr']:.4g}, "
-             f"n = {ntk['n']} training images with {ntk['n_val']} noisy validation and {ntk['n_test']} test images. Input "
-             f"reduced for the CPU: images projected on their top {ntk['dim']} principal components, rows scaled to norm "
-             f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses the target "
-             f"momentum m = 1 - 1/k* = {ntk['target_momentum']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping "
-             f"step (best noisy validation), so that its limit, KRR with ridge (1 - m)/lr = {ntk['chained_ridge']:.3g}, matches the "
-             "early-stopped filter. One eigendecomposition gives every analytic curve.", ""]
+    lines = [
+        f"**{rules.verdict_summary(verdicts)}**",
+        "",
+        "## Verdicts",
+        "",
+        rules.verdict_table(verdicts),
+        "",
+        "## In plain words",
+        "",
+        *_plain_words(verdicts),
+        "",
+        "## Data and configurations",
+        "",
+        f"Data: {source}. Noise: `{cfg['noise']}` ({_noise_words(cfg['noise'])}); realised error rate {ce.get('realised_error_rate', float('nan')):.3f} of "
+        f"{ce['n_train']} training images ({ce['n_flipped']} flipped) in the CNN runs, "
+        f"{ntk['realised_error_rate']:.3f} in the NTK part.",
+        "",
+        f"- **Feature-learning regime (P3, P4).** {cnn['model']} {cnn['model_options'] or '(default widths)'}, "
+        f"{ce['n_train']} training / {ce['n_val']} noisy validation / {ce['n_test']} test images, "
+        f"{cnn['epochs']} epochs (linear warm-up and decay), batch {cnn['batch_size']}, lr {cnn['lr']}, "
+        f"augmentation {'on' if cnn['augment'] else 'off'}. {_regime_words(runs)} "
+        f"self-distill: target momentum {cfg['methods']['self-distill']['target_momentum']} (weight on the previous "
+        f"epoch's target), SAT: target momentum {cfg['methods']['sat']['target_momentum']} (the paper's 0.9), both "
+        f"starting at epoch {cfg['distill_start']} "
+        f"({_start_words(cfg)}); generations: alpha "
+        f"{cfg['methods']['generations']['alpha']} on the noisy label, 2 generations. Early stopping: CE's epoch of "
+        "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + ".",
+        f"- **Network's own kernel (P1, P2).** Empirical NTK (trace over the 10 logits) of each CE network at "
+        f"initialisation and at its early-stopping epoch, on {len(kern[0]['positions'])} training images; labels "
+        "centred one-hot. Predicted: each example's half-fit time in linearised gradient flow under that kernel on the "
+        "noisy labels (half of its own target row fitted); measured: the first epoch at which the trained CE network "
+        "predicts the given label. The analytic column of "
+        "P1 is the clean/noise share ratio under the analytic ReLU NTK (depth 1) of the same images' centred pixels.",
+        f"- **NTK regime (P5).** NTK-parameterised MLPs (depth {ntk['depth']}, widths {ntk['widths']}, {ntk['seeds']} "
+        f"seeds each), full-batch GD on the squared loss, {ntk['steps']} steps at lr = 1/d_max = {ntk['lr']:.4g}, "
+        f"n = {ntk['n']} training images with {ntk['n_val']} noisy validation and {ntk['n_test']} test images. Input "
+        f"reduced for the CPU: images projected on their top {ntk['dim']} principal components, rows scaled to norm "
+        f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses the target "
+        f"momentum m = 1 - 1/k* = {ntk['target_momentum']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping "
+        f"step (best noisy validation), so that its limit, KRR with ridge (1 - m)/lr = {ntk['chained_ridge']:.3g}, matches the "
+        "early-stopped filter. One eigendecomposition gives every analytic curve.",
+        "",
+    ]
 
-    lines += ["## Feature-learning regime: the methods", "", *markdown_table(
-        ["method", "seeds", "early-stop epoch", "test acc at early stop", "best test acc", "final test acc",
-         "final memorised", "final recovered", "train time per run (s)"],
-        [*(_method_row(m, rs, _ms([r["best_epoch"] for r in rs], 1)) for m, rs in runs.items()),
-         *(_method_row(key, [r], r["best_epoch"]) for key, r in extra.items())])]
+    lines += [
+        "## Feature-learning regime: the methods",
+        "",
+        *markdown_table(
+            [
+                "method",
+                "seeds",
+                "early-stop epoch",
+                "test acc at early stop",
+                "best test acc",
+                "final test acc",
+                "final memorised",
+                "final recovered",
+                "train time per run (s)",
+            ],
+            [
+                *(_method_row(m, rs, _ms([r["best_epoch"] for r in rs], 1)) for m, rs in runs.items()),
+                *(_method_row(key, [r], r["best_epoch"]) for key, r in extra.items()),
+            ],
+        ),
+    ]
     if cfg.get("gpu"):
         for m in ("self-distill", "sat"):
             rs = runs[m]
             acc = np.mean([r["final_test_acc"] for r in rs])
             minutes = np.mean([r["seconds"] or 0 for r in rs]) / 60
             ok = acc >= 0.88 and minutes < 10
-            lines.append(f"GPU target for {m} (final test accuracy >= 0.88 in under 10 min per run at 40% noise): "
-                         f"measured {acc:.3f} in {minutes:.1f} min per run: {'met' if ok else 'missed'}.")
+            lines.append(
+                f"GPU target for {m} (final test accuracy >= 0.88 in under 10 min per run at 40% noise): "
+                f"measured {acc:.3f} in {minutes:.1f} min per run: {'met' if ok else 'missed'}."
+            )
         lines.append("")
     ce_runs = runs["ce"]
     peak = [int(np.argmax(r["curves"]["test_acc"])) + 1 for r in ce_runs]
     mem = _stack(ce_runs, "train_acc_flipped_given")
     mem50 = [int(np.argmax(row >= 0.5)) + 1 if np.any(row >= 0.5) else None for row in mem]
-    lines += ["", f"CE's test accuracy peaked at epoch(s) {peak}; its memorisation of the flipped labels first reached 50% "
-              f"at epoch(s) {mem50} and ended at {_ms(mem[:, -1])}.", ""]
+    lines += [
+        "",
+        f"CE's test accuracy peaked at epoch(s) {peak}; its memorisation of the flipped labels first reached 50% "
+        f"at epoch(s) {mem50} and ended at {_ms(mem[:, -1])}.",
+        "",
+    ]
 
     shares = []
     for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
@@ -347,8 +526,11 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
             shares.append([f"{label}, {which} share", *(_ms(vals[:, j]) for j in range(vals.shape[1]))])
     for which in ("clean", "noise"):
         shares.append([f"analytic ReLU NTK (pixels), {which} share", *(f"{v:.3f}" for v in analytic_air[f"{which}_share"])])
-    lines += ["## The network's own kernel", "",
-              *markdown_table(["kernel", *(f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, kern[0]["ks"]))], shares)]
+    lines += [
+        "## The network's own kernel",
+        "",
+        *markdown_table(["kernel", *(f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, kern[0]["ks"]))], shares),
+    ]
     es_epochs = [k["es_epoch"] for k in kern]
     lines += ["", f"Early-stopping epochs of the CE networks whose kernels were taken: {es_epochs}.", ""]
     if all("predicted_fit_argmax" in k["kernels"]["init"] for k in kern):
@@ -360,33 +542,68 @@ def _report(cfg: dict, source: str, runs: dict, extra: dict, kern: list[dict], a
             e = ntk["per_width"][str(w)][rule]
             acc = np.asarray(e["test_acc"], dtype=float)
             th = np.asarray(ntk["theory"][rule]["test_acc"], dtype=float)
-            regime.append([w, rule, _ms(acc[:, -1]), f"{th[-1]:.3f}", f"{np.max(np.abs(acc.mean(0) - th)):.3f}",
-                           _ms(np.asarray(e["gap_train"], dtype=float)[:, -1]), _ms(e["param_change"], 4)])
-    lines += ["## NTK regime", "", *markdown_table(
-        ["width", "rule", "final test acc (net)", "final test acc (theory)", "max abs. deviation of the test-acc curve",
-         "final train-output gap", "param. change"], regime)]
+            regime.append(
+                [
+                    w,
+                    rule,
+                    _ms(acc[:, -1]),
+                    f"{th[-1]:.3f}",
+                    f"{np.max(np.abs(acc.mean(0) - th)):.3f}",
+                    _ms(np.asarray(e["gap_train"], dtype=float)[:, -1]),
+                    _ms(e["param_change"], 4),
+                ]
+            )
+    lines += [
+        "## NTK regime",
+        "",
+        *markdown_table(
+            [
+                "width",
+                "rule",
+                "final test acc (net)",
+                "final test acc (theory)",
+                "max abs. deviation of the test-acc curve",
+                "final train-output gap",
+                "param. change",
+            ],
+            regime,
+        ),
+    ]
     sm = ntk["summary"]
-    lines += ["", f"Analytic curves: gd peaks at step {sm['gd_best_step']:.0f} with test accuracy {sm['gd_best_test_acc']:.3f} "
-              f"and ends at {sm['gd_final_test_acc']:.3f} with {sm['gd_final_acc_flipped_given']:.3f} of the flipped labels "
-              f"memorised; chained ends at {sm['chained_final_test_acc']:.3f} with {sm['chained_final_acc_flipped_given']:.3f} "
-              "memorised.", ""]
+    lines += [
+        "",
+        f"Analytic curves: gd peaks at step {sm['gd_best_step']:.0f} with test accuracy {sm['gd_best_test_acc']:.3f} "
+        f"and ends at {sm['gd_final_test_acc']:.3f} with {sm['gd_final_acc_flipped_given']:.3f} of the flipped labels "
+        f"memorised; chained ends at {sm['chained_final_test_acc']:.3f} with {sm['chained_final_acc_flipped_given']:.3f} "
+        "memorised.",
+        "",
+    ]
 
     t_cnn = {m: float(sum(r["seconds"] or 0 for r in rs)) for m, rs in runs.items()}
     t_extra = float(sum(r["seconds"] or 0 for r in extra.values()))
     t_kern = float(sum(k.get("seconds", 0) for k in kern)) + float(analytic_air.get("seconds", 0))
-    lines += ["## Where the time went", "",
-              f"This session of the run took {seconds:.0f} s (parts finished in an earlier session are read back, and their "
-              "times below are those of the session that computed them). Training: " +
-              ", ".join(f"{m} {t:.0f} s" for m, t in t_cnn.items()) + (f", extra models {t_extra:.0f} s" if extra else "") +
-              f"; empirical NTKs and label spectra {t_kern:.0f} s; NTK regime {ntk['seconds']:.0f} s "
-              f"(of which {ntk['seconds_theory']:.0f} s for the kernel, its eigendecomposition and every analytic curve).", ""]
+    lines += [
+        "## Where the time went",
+        "",
+        f"This session of the run took {seconds:.0f} s (parts finished in an earlier session are read back, and their "
+        "times below are those of the session that computed them). Training: "
+        + ", ".join(f"{m} {t:.0f} s" for m, t in t_cnn.items())
+        + (f", extra models {t_extra:.0f} s" if extra else "")
+        + f"; empirical NTKs and label spectra {t_kern:.0f} s; NTK regime {ntk['seconds']:.0f} s "
+        f"(of which {ntk['seconds_theory']:.0f} s for the kernel, its eigendecomposition and every analytic curve).",
+        "",
+    ]
     if epoch_times.size:
         med, total = float(np.median(epoch_times)), float(epoch_times.sum())
         slow = int(np.sum(epoch_times > 2 * med))
-        lines += [f"{epoch_times.size} training epochs took {total:.0f} s in all; the median epoch took {med:.1f} s, so at "
-                  f"that pace training needs {epoch_times.size * med / 60:.1f} min. {slow} epoch(s) took more than twice the "
-                  "median (the cores were shared with other work while they ran)." if slow else
-                  f"{epoch_times.size} training epochs took {total:.0f} s in all (median epoch {med:.1f} s).", ""]
+        lines += [
+            f"{epoch_times.size} training epochs took {total:.0f} s in all; the median epoch took {med:.1f} s, so at "
+            f"that pace training needs {epoch_times.size * med / 60:.1f} min. {slow} epoch(s) took more than twice the "
+            "median (the cores were shared with other work while they ran)."
+            if slow
+            else f"{epoch_times.size} training epochs took {total:.0f} s in all (median epoch {med:.1f} s).",
+            "",
+        ]
     del n_pass
     return "\n".join(lines)
 
@@ -412,20 +629,27 @@ def _argmax_words(kern: list[dict]) -> str:
                 varied = mask.sum() > 2 and np.ptp(pred) > 0 and np.ptp(meas) > 0
                 rhos.append(float(spearmanr(pred, meas).statistic) if varied else float("nan"))
             parts.append(f"{label}, {subset} {_ms(rhos)}")
-    return ("With the other per-example criterion, the first time the linearised model's largest output is the given "
-            "label (instead of half of the target fitted), the Spearman rho against the measured first-fit epochs are: "
-            + "; ".join(parts) + " (mean ± std over seeds; not a verdict).")
+    return (
+        "With the other per-example criterion, the first time the linearised model's largest output is the given "
+        "label (instead of half of the target fitted), the Spearman rho against the measured first-fit epochs are: "
+        + "; ".join(parts)
+        + " (mean ± std over seeds; not a verdict)."
+    )
 
 
 def _regime_words(runs: dict) -> str:
     """Whether CE reached the regime P3/P4 are about (memorising the flipped labels), from the run's numbers."""
     mem = np.array([r["final_memorised"] for r in runs["ce"]], dtype=float)
     if np.all(mem >= 0.5):
-        return (f"Plain CE ends with {_ms(mem)} of the flipped labels memorised, so the run reaches the regime the "
-                "predictions are about: what each method does once plain CE memorises.")
-    return (f"Plain CE ends with only {_ms(mem)} of the flipped labels memorised (below 0.5 in at least one seed): this "
-            "configuration does not reach the memorising regime, so P3 and P4 are tested outside the regime they are "
-            "about (more epochs, a larger network or harder data would reach it).")
+        return (
+            f"Plain CE ends with {_ms(mem)} of the flipped labels memorised, so the run reaches the regime the "
+            "predictions are about: what each method does once plain CE memorises."
+        )
+    return (
+        f"Plain CE ends with only {_ms(mem)} of the flipped labels memorised (below 0.5 in at least one seed): this "
+        "configuration does not reach the memorising regime, so P3 and P4 are tested outside the regime they are "
+        "about (more epochs, a larger network or harder data would reach it)."
+    )
 
 
 def _start_words(cfg: dict) -> str:
@@ -433,11 +657,13 @@ def _start_words(cfg: dict) -> str:
     return "30% of training, as SAT's 60 of 200" if cfg["distill_start"] == rule else "set by the caller"
 
 
-_GROUPS = {"P1": "AIR in the CNN's own kernel (clean labels in the top eigen-directions, noise in the tail)",
-           "P2": "the fitting order (clean before flipped; the linearised model's order of the examples)",
-           "P3": "early stopping (CE peaks before it memorises)",
-           "P4": "self-distillation as early stopping without stopping",
-           "P5": "the NTK regime (wide MLPs follow the analytic kernel dynamics)"}
+_GROUPS = {
+    "P1": "AIR in the CNN's own kernel (clean labels in the top eigen-directions, noise in the tail)",
+    "P2": "the fitting order (clean before flipped; the linearised model's order of the examples)",
+    "P3": "early stopping (CE peaks before it memorises)",
+    "P4": "self-distillation as early stopping without stopping",
+    "P5": "the NTK regime (wide MLPs follow the analytic kernel dynamics)",
+}
 
 
 def _plain_words(verdicts: list[rules.Verdict]) -> list[str]:
@@ -465,8 +691,12 @@ def _plot_ntk(ntk: dict, ctx: RunContext) -> tuple[str, str]:
     t = np.maximum(record, 0.5)  # step 0 drawn at 0.5 on the log axis
     widths = ntk["widths"]
     cmap = plt.get_cmap("viridis")
-    panels = (("test_acc", "test accuracy"), ("memorised", "flipped vs given label (memorised)"),
-              ("recovered", "flipped vs true label (recovered)"), ("train_acc_clean", "clean training subset"))
+    panels = (
+        ("test_acc", "test accuracy"),
+        ("memorised", "flipped vs given label (memorised)"),
+        ("recovered", "flipped vs true label (recovered)"),
+        ("train_acc_clean", "clean training subset"),
+    )
     fig, axes = plt.subplots(2, 5, figsize=(22, 7.5), layout="constrained")
     for row, rule in enumerate(("gd", "chained")):
         th = ntk["theory"][rule]
@@ -517,21 +747,25 @@ def _plot_cnn(runs: dict, ctx: RunContext) -> str:
         e = np.asarray(rs[0]["curves"]["global_epoch"], dtype=float)
         for ax, key in zip(axes, ("test_acc", "train_acc_flipped_given", "train_acc_flipped_true")):
             v = _stack(rs, key)
-            line, = ax.plot(e, v.mean(0), styles.get(m, "-"), marker="o", ms=3, label=f"{m} ({len(rs)} seeds)")
+            (line,) = ax.plot(e, v.mean(0), styles.get(m, "-"), marker="o", ms=3, label=f"{m} ({len(rs)} seeds)")
             if len(rs) > 1:
                 ax.fill_between(e, v.min(0), v.max(0), color=line.get_color(), alpha=0.15)
     ce = runs["ce"]
     es = [r["best_epoch"] for r in ce if r["best_epoch"] is not None]
-    for ax, title in zip(axes, ("clean test accuracy", "flipped subset vs given label (memorised)",
-                                "flipped subset vs true label (recovered)")):
+    for ax, title in zip(
+        axes, ("clean test accuracy", "flipped subset vs given label (memorised)", "flipped subset vs true label (recovered)")
+    ):
         for b in es:
             ax.axvline(b, color="gray", lw=0.8, ls=":")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch (over all generations)")
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=7)
-    fig.suptitle("feature-learning regime: lines = mean over seeds, bands = min-max over seeds, dotted verticals = CE's "
-                 "early-stopping epochs", fontsize=9)
+    fig.suptitle(
+        "feature-learning regime: lines = mean over seeds, bands = min-max over seeds, dotted verticals = CE's "
+        "early-stopping epochs",
+        fontsize=9,
+    )
     atomic_savefig(fig, ctx.path("cnn_methods.png"))
     plt.close(fig)
     return "cnn_methods.png"
@@ -547,8 +781,14 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
     bars = (("init", "clean", "tab:blue"), ("init", "noise", "tab:red"), ("es", "clean", "navy"), ("es", "noise", "darkred"))
     for j, (when, which, col) in enumerate(bars):
         v = np.array([k["kernels"][when][f"{which}_share"] for k in kern])
-        axes[0].bar(x + (j - 1.5) * 0.2, v.mean(0), width=0.2, color=col, yerr=v.std(0) if len(kern) > 1 else None,
-                    label=f"{which}, eNTK at {'init' if when == 'init' else 'early stop'}")
+        axes[0].bar(
+            x + (j - 1.5) * 0.2,
+            v.mean(0),
+            width=0.2,
+            color=col,
+            yerr=v.std(0) if len(kern) > 1 else None,
+            label=f"{which}, eNTK at {'init' if when == 'init' else 'early stop'}",
+        )
     axes[0].set_xticks(x, [f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, ks)])
     axes[0].set_ylabel("share of label energy")
     axes[0].set_title("P1: label energy in the top eigen-directions (CNN eNTK)", fontsize=9)
@@ -565,14 +805,22 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
                 pred = as_inf(k["kernels"][when]["predicted_fit"])
                 decile = np.minimum((rankdata(pred, method="ordinal") - 1) * bins // len(pred), bins - 1)
                 mask = np.asarray(k["flipped"], dtype=bool) == (subset == "flipped")
-                curves.append([measured[mask & (decile == b)].mean() if np.any(mask & (decile == b)) else np.nan
-                               for b in range(bins)])
+                curves.append(
+                    [measured[mask & (decile == b)].mean() if np.any(mask & (decile == b)) else np.nan for b in range(bins)]
+                )
             c = np.array(curves)
             with warnings.catch_warnings():  # a decile with no example of this subset in any seed stays NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0, ddof=0)
-            ax.errorbar(np.arange(1, bins + 1), mean, yerr=std if len(kern) > 1 else None,
-                        marker="o", color=col, capsize=2, label=f"{subset} examples")
+            ax.errorbar(
+                np.arange(1, bins + 1),
+                mean,
+                yerr=std if len(kern) > 1 else None,
+                marker="o",
+                color=col,
+                capsize=2,
+                label=f"{subset} examples",
+            )
         ax.set_xlabel("decile of the predicted half-fit time (linearised, eNTK): 1 = earliest")
         ax.set_ylabel("mean measured first-fit epoch (CE net)")
         ax.set_title(f"P2: eNTK at {'init' if when == 'init' else 'early stop'} (mean ± std over {len(kern)} seeds)", fontsize=9)
@@ -582,5 +830,9 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
     return "kernel_air.png"
 
 
-BENCHMARK = Benchmark(name="confirm", summary="the theory's predictions (AIR, early stopping, self-distillation, NTK regime) beside networks trained on noisy CIFAR-10, with PASS/FAIL verdicts",
-                      func=run, options=("noise",))
+BENCHMARK = Benchmark(
+    name="confirm",
+    summary="the theory's predictions (AIR, early stopping, self-distillation, NTK regime) beside networks trained on noisy CIFAR-10, with PASS/FAIL verdicts",
+    func=run,
+    options=("noise",),
+)

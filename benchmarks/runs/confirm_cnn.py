@@ -26,8 +26,9 @@ __all__ = ["train_one", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTI
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
 
 
-def train_one(root: Path, name: str, data: str, cfg: dict, method: str, params: dict, seed: int, device: str,
-              progress: bool) -> dict:
+def train_one(
+    root: Path, name: str, data: str, cfg: dict, method: str, params: dict, seed: int, device: str, progress: bool
+) -> dict:
     """Train (or resume) one method at one seed in ``root/train/name``; return its numbers and curves.
 
     ``run_dir`` in the result is relative to ``root`` (the benchmark's folder is renamed when
@@ -36,21 +37,56 @@ def train_one(root: Path, name: str, data: str, cfg: dict, method: str, params: 
     from deep.config import TrainConfig
     from deep.train import train
 
-    tc = TrainConfig(data=data, noise=cfg["noise"], method=method, model=cfg["model"], model_options=cfg["model_options"],
-                     epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, device=device,
-                     subset=cfg["subset"], test_subset=cfg["test_subset"], augment=cfg["augment"],
-                     freq_subset=cfg["freq_subset"], out=str(out), resume=(out / "checkpoint.pt").exists(),
-                     progress=progress, **params)
+    tc = TrainConfig(
+        data=data,
+        noise=cfg["noise"],
+        method=method,
+        model=cfg["model"],
+        model_options=cfg["model_options"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        seed=seed,
+        device=device,
+        subset=cfg["subset"],
+        test_subset=cfg["test_subset"],
+        augment=cfg["augment"],
+        freq_subset=cfg["freq_subset"],
+        out=str(out),
+        resume=(out / "checkpoint.pt").exists(),
+        progress=progress,
+        **params,
+    )
     res = train(tc)
     s, recs = res.summary, res.records
     last = recs[-1]
-    keys = ("global_epoch", "test_acc", "val_acc", "train_acc_clean", "train_acc_flipped_given", "train_acc_flipped_true",
-            "loss", "alpha", "target_momentum")
-    return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", "best_epoch": s.best_epoch,
-            "test_acc_at_best_val": s.best_epoch_test_acc, "final_test_acc": s.final_test_acc,
-            "best_test_acc": s.best_test_acc, "final_memorised": last.train_acc_flipped_given,
-            "final_recovered": last.train_acc_flipped_true, "final_clean_acc": last.train_acc_clean,
-            "data": s.data, "seconds": s.timings.get("train"), "curves": {k: [getattr(r, k) for r in recs] for k in keys}}
+    keys = (
+        "global_epoch",
+        "test_acc",
+        "val_acc",
+        "train_acc_clean",
+        "train_acc_flipped_given",
+        "train_acc_flipped_true",
+        "loss",
+        "alpha",
+        "target_momentum",
+    )
+    return {
+        "method": method,
+        "params": params,
+        "seed": seed,
+        "run_dir": f"train/{name}",
+        "best_epoch": s.best_epoch,
+        "test_acc_at_best_val": s.best_epoch_test_acc,
+        "final_test_acc": s.final_test_acc,
+        "best_test_acc": s.best_test_acc,
+        "final_memorised": last.train_acc_flipped_given,
+        "final_recovered": last.train_acc_flipped_true,
+        "final_clean_acc": last.train_acc_clean,
+        "data": s.data,
+        "seconds": s.timings.get("train"),
+        "curves": {k: [getattr(r, k) for r in recs] for k in keys},
+    }
 
 
 def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:
@@ -111,10 +147,13 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
         d_max = float(s.values[0])
         times = np.logspace(-3, 7, 400) / d_max
         enc = lambda f: np.where(np.isfinite(f), f * d_max, -1.0)  # noqa: E731  (time in units of 1/d_max; -1 = never)
-        kernels[when] = {"clean_share": ls.share_at(ks, "clean"), "noise_share": ls.share_at(ks, "noise"),
-                         "eigenvalues": np.asarray(s.values)[:100],
-                         "predicted_fit": enc(first_fit_times(s, y_noisy, given, times, criterion="half")),
-                         "predicted_fit_argmax": enc(first_fit_times(s, y_noisy, given, times))}
+        kernels[when] = {
+            "clean_share": ls.share_at(ks, "clean"),
+            "noise_share": ls.share_at(ks, "noise"),
+            "eigenvalues": np.asarray(s.values)[:100],
+            "predicted_fit": enc(first_fit_times(s, y_noisy, given, times, criterion="half")),
+            "predicted_fit_argmax": enc(first_fit_times(s, y_noisy, given, times)),
+        }
     out["kernels"] = kernels
     preds = np.load(run_dir / "train_predictions.npz")["pred"]
     measured = first_fit_epochs(preds, split.labels)

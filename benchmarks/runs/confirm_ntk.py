@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,15 +64,17 @@ def pca_inputs(train: np.ndarray, others: list[np.ndarray], dim: int) -> tuple[n
 def relative_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per recorded step: ``||a_t - b_t||_F / ||b_t||_F`` (0 where ``b_t = 0``)."""
     num = np.sqrt(((a - b) ** 2).sum(axis=(-2, -1)))
-    den = np.sqrt((b ** 2).sum(axis=(-2, -1)))
+    den = np.sqrt((b**2).sum(axis=(-2, -1)))
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def _curves(outputs: np.ndarray, given: np.ndarray, true: np.ndarray, flipped: np.ndarray) -> dict[str, np.ndarray]:
     pred = outputs.argmax(-1)
-    return {"train_acc_clean": (pred[:, ~flipped] == given[~flipped]).mean(-1),
-            "memorised": (pred[:, flipped] == given[flipped]).mean(-1),
-            "recovered": (pred[:, flipped] == true[flipped]).mean(-1)}
+    return {
+        "train_acc_clean": (pred[:, ~flipped] == given[~flipped]).mean(-1),
+        "memorised": (pred[:, flipped] == given[flipped]).mean(-1),
+        "recovered": (pred[:, flipped] == true[flipped]).mean(-1),
+    }
 
 
 def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Callable[[str], None] | None = None) -> dict:
@@ -84,9 +87,9 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     """
     import torch
 
-    from deep.splits import subset_indices
     from deep.fullbatch import train_full_batch
     from deep.models import make_model
+    from deep.splits import subset_indices
     from kernels import spectrum
     from kernels.functions import ntk_relu
     from theory.air import distillation_vs_early_stopping, predicted_curves
@@ -116,22 +119,39 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     Y = one_hot(given, 10)
     m_test = len(te)
     val_index = np.arange(m_test, m_test + len(va))
-    common = dict(labels_true=true, labels_given=given, lr=lr, steps=steps, record=record, K_cross=K_cross,
-                  test_labels=np.concatenate([test_labels, val_given]), val_index=val_index, val_labels=val_given)
+    common = dict(
+        labels_true=true,
+        labels_given=given,
+        lr=lr,
+        steps=steps,
+        record=record,
+        K_cross=K_cross,
+        test_labels=np.concatenate([test_labels, val_given]),
+        val_index=val_index,
+        val_labels=val_given,
+    )
     # the target momentum from the analytic gd curve's early-stopping step on the noisy validation split
     probe = predicted_curves(s, Y, targets="gd", **common)
     k_star = max(int(probe.best_step_val), 1)
     momentum = 1.0 - 1.0 / max(k_star, 2)
     comp = distillation_vs_early_stopping(s, Y, target_momentum=momentum, **common)
     t_theory = time.perf_counter() - t0
-    log(f"[confirm] ntk: n={n}, dim={cfg['dim']}, depth={depth}, d_max={float(s.values[0]):.4g}, lr={lr:.4g}, "
-        f"k*={k_star}, target momentum={momentum:.4f} ({t_theory:.1f} s for kernel, eigendecomposition and curves)")
+    log(
+        f"[confirm] ntk: n={n}, dim={cfg['dim']}, depth={depth}, d_max={float(s.values[0]):.4g}, lr={lr:.4g}, "
+        f"k*={k_star}, target momentum={momentum:.4f} ({t_theory:.1f} s for kernel, eigendecomposition and curves)"
+    )
 
     theory: dict[str, Any] = {}
     for rule, c in (("gd", comp.gd), ("chained", comp.chained)):
-        theory[rule] = {"test_acc": c.test_acc, "train_acc_clean": c.acc_clean, "memorised": c.acc_flipped_given,
-                        "recovered": c.acc_flipped_true, "val_acc": c.val_acc,
-                        "train_outputs": np.asarray(c.path.fits), "test_outputs": np.asarray(c.path.predict(K_cross))[:, :m_test]}
+        theory[rule] = {
+            "test_acc": c.test_acc,
+            "train_acc_clean": c.acc_clean,
+            "memorised": c.acc_flipped_given,
+            "recovered": c.acc_flipped_true,
+            "val_acc": c.val_acc,
+            "train_outputs": np.asarray(c.path.fits),
+            "test_outputs": np.asarray(c.path.predict(K_cross))[:, :m_test],
+        }
 
     dtype = torch.float64 if cfg.get("float64", False) else torch.float32
     Xt = torch.as_tensor(Z, dtype=dtype, device=device)
@@ -144,19 +164,37 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
             runs = []
             for rep in range(cfg["seeds"]):
                 t1 = time.perf_counter()
-                model = make_model("mlp", in_features=Z.shape[1], width=width, depth=depth, seed=seed * 1000 + rep, dtype=dtype,
-                                   device=device)
-                run = train_full_batch(model, Xt, Yt, lr=lr, steps=steps, record=record, X_test=Xe, targets=rule,
-                                       target_momentum=momentum if rule == "chained" else None)
+                model = make_model(
+                    "mlp", in_features=Z.shape[1], width=width, depth=depth, seed=seed * 1000 + rep, dtype=dtype, device=device
+                )
+                run = train_full_batch(
+                    model,
+                    Xt,
+                    Yt,
+                    lr=lr,
+                    steps=steps,
+                    record=record,
+                    X_test=Xe,
+                    targets=rule,
+                    target_momentum=momentum if rule == "chained" else None,
+                )
                 th = theory[rule]
                 acc = (run.test_outputs.argmax(-1) == test_labels).mean(-1)
-                runs.append({"test_acc": acc, **_curves(run.train_outputs, given, true, flipped),
-                             "gap_train": relative_gap(run.train_outputs, th["train_outputs"]),
-                             "gap_test": relative_gap(run.test_outputs, th["test_outputs"]),
-                             "param_change": run.relative_param_change, "seconds": time.perf_counter() - t1})
-                log(f"[confirm] ntk: width {width} {rule} seed {rep}: final test acc {acc[-1]:.3f} "
+                runs.append(
+                    {
+                        "test_acc": acc,
+                        **_curves(run.train_outputs, given, true, flipped),
+                        "gap_train": relative_gap(run.train_outputs, th["train_outputs"]),
+                        "gap_test": relative_gap(run.test_outputs, th["test_outputs"]),
+                        "param_change": run.relative_param_change,
+                        "seconds": time.perf_counter() - t1,
+                    }
+                )
+                log(
+                    f"[confirm] ntk: width {width} {rule} seed {rep}: final test acc {acc[-1]:.3f} "
                     f"(theory {th['test_acc'][-1]:.3f}), final train gap {runs[-1]['gap_train'][-1]:.3g}, "
-                    f"{runs[-1]['seconds']:.1f} s")
+                    f"{runs[-1]['seconds']:.1f} s"
+                )
             entry[rule] = {k: np.stack([r[k] for r in runs]) for k in runs[0] if k not in ("param_change", "seconds")}
             entry[rule]["param_change"] = [r["param_change"] for r in runs]
             entry[rule]["seconds"] = float(sum(r["seconds"] for r in runs))
@@ -164,9 +202,27 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     for rule in theory:  # outputs were only needed for the gaps
         theory[rule].pop("train_outputs")
         theory[rule].pop("test_outputs")
-    return {"n": n, "n_val": len(va), "n_test": m_test, "dim": cfg["dim"], "depth": depth, "lr": lr, "steps": steps,
-            "record": record, "d_max": float(s.values[0]), "d_min": float(s.values[-1]), "k_star": k_star,
-            "target_momentum": momentum, "chained_ridge": (1 - momentum) / lr, "widths": list(cfg["widths"]), "seeds": cfg["seeds"],
-            "noise": cfg["noise"], "realised_error_rate": float(flipped.mean()), "theory": theory,
-            "per_width": per_width, "summary": comp.summary, "seconds_theory": t_theory,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "n": n,
+        "n_val": len(va),
+        "n_test": m_test,
+        "dim": cfg["dim"],
+        "depth": depth,
+        "lr": lr,
+        "steps": steps,
+        "record": record,
+        "d_max": float(s.values[0]),
+        "d_min": float(s.values[-1]),
+        "k_star": k_star,
+        "target_momentum": momentum,
+        "chained_ridge": (1 - momentum) / lr,
+        "widths": list(cfg["widths"]),
+        "seeds": cfg["seeds"],
+        "noise": cfg["noise"],
+        "realised_error_rate": float(flipped.mean()),
+        "theory": theory,
+        "per_width": per_width,
+        "summary": comp.summary,
+        "seconds_theory": t_theory,
+        "seconds": time.perf_counter() - t0,
+    }

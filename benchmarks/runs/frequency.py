@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig
 from benchmarks.datasets import load_noisy
+from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
-from benchmarks.progress import PartLog
+from benchmarks.run_files import atomic_savefig
 
 MOMENTUM = 0.99  # chained self-distillation: target momentum m (weight on the previous target)
 LR_SCALE = 1.0  # lr = LR_SCALE / d_max (stable below 2; the network's NTK is within a few % of the analytic one)
@@ -81,16 +81,16 @@ def noise_location(X, y_clean: np.ndarray, y_noisy: np.ndarray, deltas) -> dict:
     for name, v in (("clean", y_clean), ("noise", y_noisy - y_clean), ("noisy", y_noisy)):
         v = np.asarray(v, dtype=np.float64)
         total = float(np.sum(v * v))
-        out[name] = np.array([float(np.sum(np.asarray(frequency_split(X, v, delta=float(d)).high) ** 2)) / total
-                              for d in deltas])
+        out[name] = np.array([float(np.sum(np.asarray(frequency_split(X, v, delta=float(d)).high) ** 2)) / total for d in deltas])
     return out
 
 
 def _theory(s, X, Y, deltas, lr: float, rule: str, record: np.ndarray) -> dict:
     from theory.dynamics import linearized_training
 
-    path = linearized_training(s, Y, lr=lr, steps=int(record[-1]), targets=rule,
-                               target_momentum=MOMENTUM if rule == "chained" else None, record=record)
+    path = linearized_training(
+        s, Y, lr=lr, steps=int(record[-1]), targets=rule, target_momentum=MOMENTUM if rule == "chained" else None, record=record
+    )
     return {"record": record, **_measures(X, np.asarray(path.fits), Y, deltas)}
 
 
@@ -101,8 +101,17 @@ def _net(X, Y, deltas, lr: float, rule: str, record: np.ndarray, width: int, see
     from deep.models import make_model
 
     model = make_model("mlp", in_features=X.shape[1], width=width, depth=1, seed=seed, dtype=torch.float64)
-    run = train_full_batch(model, torch.as_tensor(X), torch.as_tensor(Y), lr=lr, steps=int(record[-1]), record=record,
-                           targets=rule, target_momentum=MOMENTUM if rule == "chained" else None, progress=progress)
+    run = train_full_batch(
+        model,
+        torch.as_tensor(X),
+        torch.as_tensor(Y),
+        lr=lr,
+        steps=int(record[-1]),
+        record=record,
+        targets=rule,
+        target_momentum=MOMENTUM if rule == "chained" else None,
+        progress=progress,
+    )
     return {"record": record, "param_change": run.relative_param_change, **_measures(X, run.train_outputs, Y, deltas)}
 
 
@@ -110,7 +119,7 @@ def _plan(cfg: dict) -> dict:
     """Each step's rough cost in seconds on 2 CPU cores (only the ratios matter: they weigh the time-left estimate)."""
     n, w = cfg["n"], cfg["width"]
     meas = 0.01 + 1e-7 * n * n  # one frequency_measures call, 3 deltas
-    plan = {"noise-location": 9 * meas, "spectrum": 2e-9 * n ** 3 + 0.05}
+    plan = {"noise-location": 9 * meas, "spectrum": 2e-9 * n**3 + 0.05}
     plan.update({f"theory-{rule}": (N_RECORD + 10) * meas for rule in RULES})
     plan.update({f"net-{rule}": (0.02 + 2e-8 * n * w) * cfg["steps"] + N_RECORD * meas for rule in RULES})
     return plan
@@ -127,8 +136,9 @@ def run(ctx: RunContext) -> RunOutput:
         cfg["n"] = int(ctx.options["n"])
     if cfg["theory_steps"] is None:
         cfg["theory_steps"] = 10 * cfg["steps"]
-    data = load_noisy(ctx.data, n_train=cfg["n"], n_val=100, n_test=200, noise="symmetric:0.4", seed=ctx.seed,
-                      progress=ctx.progress)
+    data = load_noisy(
+        ctx.data, n_train=cfg["n"], n_val=100, n_test=200, noise="symmetric:0.4", seed=ctx.seed, progress=ctx.progress
+    )
     log = PartLog("frequency", _plan(cfg), ctx.progress)
     X = data.X_train
     Y = one_hot(data.labels_given, data.n_classes)
@@ -139,25 +149,47 @@ def run(ctx: RunContext) -> RunOutput:
     s = log.step("spectrum", lambda: spectrum(ntk_relu(X, depth=1)), what=f"FC-ReLU NTK of {cfg['n']} points")
     d_max = float(s.values[0])
     lr = LR_SCALE / d_max
-    r: dict = {"deltas": deltas, "lr": lr, "d_max": d_max, "target_momentum": MOMENTUM, "width": cfg["width"], "steps": cfg["steps"],
-               "theory_steps": cfg["theory_steps"], "n_flipped": int(data.flipped.sum()), "noise_location": noise}
+    r: dict = {
+        "deltas": deltas,
+        "lr": lr,
+        "d_max": d_max,
+        "target_momentum": MOMENTUM,
+        "width": cfg["width"],
+        "steps": cfg["steps"],
+        "theory_steps": cfg["theory_steps"],
+        "n_flipped": int(data.flipped.sum()),
+        "noise_location": noise,
+    }
     for rule in RULES:
-        r[f"theory_{rule}"] = log.part(ctx, f"theory-{rule}", lambda rule=rule: _theory(s, X, Y, deltas, lr, rule, rec_theory),
-                                       what=f"closed form to step {cfg['theory_steps']}")
+        r[f"theory_{rule}"] = log.part(
+            ctx,
+            f"theory-{rule}",
+            lambda rule=rule: _theory(s, X, Y, deltas, lr, rule, rec_theory),
+            what=f"closed form to step {cfg['theory_steps']}",
+        )
     for rule in RULES:
-        r[f"net_{rule}"] = log.part(ctx, f"net-{rule}",
-                                    lambda rule=rule: _net(X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed, ctx.progress),
-                                    what=f"width-{cfg['width']} MLP, {cfg['steps']} full-batch GD steps")
+        r[f"net_{rule}"] = log.part(
+            ctx,
+            f"net-{rule}",
+            lambda rule=rule: _net(X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed, ctx.progress),
+            what=f"width-{cfg['width']} MLP, {cfg['steps']} full-batch GD steps",
+        )
     r = {k: (np.asarray(v) if k == "deltas" else v) for k, v in r.items()}
     f = findings(r)
     figures = (_plot(r, f, ctx), _plot_noise(r, ctx))
-    md = (f"Data: {data.name}, n = {cfg['n']} training points, 40% symmetric label noise ({r['n_flipped']} flipped); "
-          f"h = outputs on the training points, y = noisy one-hot labels. FC-ReLU NTK (depth 1) closed form and an "
-          f"NTK-parameterised MLP of width {cfg['width']}, full-batch GD from centred outputs u(0) = 0, "
-          f"lr = {LR_SCALE:g}/d_max = {lr:.3g}, {cfg['steps']} steps (the closed form also to step "
-          f"{cfg['theory_steps']}); chained self-distillation target momentum m = {MOMENTUM}. Filter variances delta = "
-          + ", ".join(f"{d:.3g}" for d in deltas) + " (1% to 30% quantiles of the squared distances / 2).\n\n"
-          + _table(r) + "\n\n" + "\n\n".join(f["sentences"]) + "\n")
+    md = (
+        f"Data: {data.name}, n = {cfg['n']} training points, 40% symmetric label noise ({r['n_flipped']} flipped); "
+        f"h = outputs on the training points, y = noisy one-hot labels. FC-ReLU NTK (depth 1) closed form and an "
+        f"NTK-parameterised MLP of width {cfg['width']}, full-batch GD from centred outputs u(0) = 0, "
+        f"lr = {LR_SCALE:g}/d_max = {lr:.3g}, {cfg['steps']} steps (the closed form also to step "
+        f"{cfg['theory_steps']}); chained self-distillation target momentum m = {MOMENTUM}. Filter variances delta = "
+        + ", ".join(f"{d:.3g}" for d in deltas)
+        + " (1% to 30% quantiles of the squared distances / 2).\n\n"
+        + _table(r)
+        + "\n\n"
+        + "\n\n".join(f["sentences"])
+        + "\n"
+    )
     return RunOutput(numbers={"config": cfg, **r, "findings": f}, markdown=md, figures=figures, parameters=cfg)
 
 
@@ -187,8 +219,15 @@ def _table(r: dict) -> str:
                 fl, fh = _first_below(el[:, j], rec[sel], E_HALF), _first_below(eh[:, j], rec[sel], E_HALF)
                 show = lambda v: "never" if not np.isfinite(v) else str(int(v))  # noqa: E731
                 rows.append([src, rule, f"{dl:.3g}", show(fl), show(fh), f"{lo[j]:.3f}", f"{hi[j]:.3f}"])
-    header = ["source", "rule", "delta", f"first step e_low < {E_HALF}", f"first step e_high < {E_HALF}", f"e_low at step {S}",
-              f"e_high at step {S}"]
+    header = [
+        "source",
+        "rule",
+        "delta",
+        f"first step e_low < {E_HALF}",
+        f"first step e_high < {E_HALF}",
+        f"e_low at step {S}",
+        f"e_high at step {S}",
+    ]
     return "\n".join(markdown_table(header, rows))
 
 
@@ -215,15 +254,19 @@ def findings(r: dict) -> dict:
     clean, noise = np.asarray(nl["clean"], dtype=float), np.asarray(nl["noise"], dtype=float)
     out["noise_high_share"], out["clean_high_share"] = noise, clean
     above = noise > clean
-    s1 = (f"Where the label noise sits (measured): the noise vector (noisy minus clean one-hot labels, nonzero on the "
-          f"{r['n_flipped']} flipped points) has {_span(noise)} of its energy in the high-frequency part v - G_delta v "
-          f"over the {deltas.size} deltas, the clean labels {_span(clean)}.")
+    s1 = (
+        f"Where the label noise sits (measured): the noise vector (noisy minus clean one-hot labels, nonzero on the "
+        f"{r['n_flipped']} flipped points) has {_span(noise)} of its energy in the high-frequency part v - G_delta v "
+        f"over the {deltas.size} deltas, the clean labels {_span(clean)}."
+    )
     if above.all():
-        s1 += (f" At every delta the noise is more high-frequency than the clean labels (by a factor "
-               f"{_span(noise / clean)}).")
+        s1 += f" At every delta the noise is more high-frequency than the clean labels (by a factor {_span(noise / clean)})."
     elif above.any():
-        s1 += (" The noise is more high-frequency than the clean labels only at delta = "
-               + ", ".join(f"{d:.3g}" for d in deltas[above]) + "; at the other deltas it is not.")
+        s1 += (
+            " The noise is more high-frequency than the clean labels only at delta = "
+            + ", ".join(f"{d:.3g}" for d in deltas[above])
+            + "; at the other deltas it is not."
+        )
     else:
         s1 += " At no delta is the noise more high-frequency than the clean labels: the premise does not hold on this data."
     sentences.append(s1)
@@ -244,8 +287,10 @@ def findings(r: dict) -> dict:
                 else:
                     exceptions.append(f"{src} {rule} at delta {dl:.3g}")
     out["low_first_cases"], out["cases"] = early, cases
-    s2 = (f"Frequency principle: e_low fell below {E_HALF} at an earlier recorded step than e_high in {early} of {cases} "
-          f"(source, rule, delta) cases")
+    s2 = (
+        f"Frequency principle: e_low fell below {E_HALF} at an earlier recorded step than e_high in {early} of {cases} "
+        f"(source, rule, delta) cases"
+    )
     s2 += "." if not exceptions else "; not in " + ", ".join(exceptions) + "."
     sentences.append(s2)
 
@@ -254,25 +299,34 @@ def findings(r: dict) -> dict:
     out["e_high_at_steps"] = {f"{src}_{rule}": v for (src, rule), v in eh.items()}
     gd_max = {src: float(eh[src, "gd"].max()) for src in SOURCES}
     ch_min = {src: float(eh[src, "chained"].min()) for src in SOURCES}
-    s3 = (f"After {S} steps, plain GD's e_high is at most {gd_max['theory']:.3f} (closed form) and {gd_max['net']:.3f} "
-          f"(network) over the deltas; chained self-distillation's is at least {ch_min['theory']:.3f} and "
-          f"{ch_min['net']:.3f}.")
+    s3 = (
+        f"After {S} steps, plain GD's e_high is at most {gd_max['theory']:.3f} (closed form) and {gd_max['net']:.3f} "
+        f"(network) over the deltas; chained self-distillation's is at least {ch_min['theory']:.3f} and "
+        f"{ch_min['net']:.3f}."
+    )
     gd_fits = all(v < E_FIT for v in gd_max.values())
     ch_keeps = all(v > E_KEPT for v in ch_min.values())
     out["gd_fits_high"], out["chained_keeps_high"] = gd_fits, ch_keeps
     if gd_fits and ch_keeps:
-        s3 += (f" So GD fits the high-frequency part of the noisy labels, noise included (e_high < {E_FIT}), and chained "
-               f"self-distillation does not (e_high > {E_KEPT}).")
+        s3 += (
+            f" So GD fits the high-frequency part of the noisy labels, noise included (e_high < {E_FIT}), and chained "
+            f"self-distillation does not (e_high > {E_KEPT})."
+        )
     else:
         if not gd_fits:
             late = [src for src in SOURCES if gd_max[src] >= E_FIT]
-            s3 += (f" The expected contrast is not complete: GD's e_high has not fallen below {E_FIT} by step {S} in the "
-                   + " and ".join("closed form" if s == "theory" else "network" for s in late) + ".")
+            s3 += (
+                f" The expected contrast is not complete: GD's e_high has not fallen below {E_FIT} by step {S} in the "
+                + " and ".join("closed form" if s == "theory" else "network" for s in late)
+                + "."
+            )
         if not ch_keeps:
             low = [src for src in SOURCES if ch_min[src] <= E_KEPT]
-            s3 += (f" Chained self-distillation's e_high is not above {E_KEPT} in the "
-                   + " and ".join("closed form" if s == "theory" else "network" for s in low)
-                   + ": it does not keep the high-frequency part out of the fit here.")
+            s3 += (
+                f" Chained self-distillation's e_high is not above {E_KEPT} in the "
+                + " and ".join("closed form" if s == "theory" else "network" for s in low)
+                + ": it does not keep the high-frequency part out of the fit here."
+            )
     sentences.append(s3)
 
     # 4. chained self-distillation has levelled off (a limit, not a slower approach)
@@ -283,11 +337,14 @@ def findings(r: dict) -> dict:
     b = T if T > S else S
     change = float(np.max(np.abs(_at(th, b, "e_high") - _at(th, a, "e_high"))))
     ridge = (1 - MOMENTUM) / float(r["lr"])
-    out.update(chained_change_last_decade=change, chained_last_decade=[a, b], ridge=ridge,
-               ridge_over_dmax=ridge / float(r["d_max"]))
-    s4 = (f"Chained self-distillation (closed form) converges to kernel ridge regression with ridge (1 - m)/lr = "
-          f"{ridge:.3g} = {ridge / float(r['d_max']):.3g} d_max; its e_high changed by at most {change:.3f} from step "
-          f"{a} to step {b}, ")
+    out.update(
+        chained_change_last_decade=change, chained_last_decade=[a, b], ridge=ridge, ridge_over_dmax=ridge / float(r["d_max"])
+    )
+    s4 = (
+        f"Chained self-distillation (closed form) converges to kernel ridge regression with ridge (1 - m)/lr = "
+        f"{ridge:.3g} = {ridge / float(r['d_max']):.3g} d_max; its e_high changed by at most {change:.3f} from step "
+        f"{a} to step {b}, "
+    )
     s4 += "so it has levelled off." if change < 0.01 else "so it is still moving at the end of the run."
     sentences.append(s4)
 
@@ -295,12 +352,17 @@ def findings(r: dict) -> dict:
     if T > S:
         gd_T, ch_T = np.asarray(r["theory_gd"]["e_high"], dtype=float)[-1], e_th[-1]
         out["theory_e_high_final"] = {"gd": gd_T, "chained": ch_T}
-        s5 = (f"The closed form continued to step {T}: GD's e_high there is at most {gd_T.max():.3g}, chained "
-              f"self-distillation's at least {ch_T.min():.3f}.")
+        s5 = (
+            f"The closed form continued to step {T}: GD's e_high there is at most {gd_T.max():.3g}, chained "
+            f"self-distillation's at least {ch_T.min():.3f}."
+        )
         fit_at = [_first_below(np.asarray(r["theory_gd"]["e_high"], dtype=float).max(1), rec, E_FIT)]
         out["theory_gd_first_fit_step"] = fit_at[0]
-        s5 += (f" GD's e_high first fell below {E_FIT} at step {int(fit_at[0])}." if np.isfinite(fit_at[0]) else
-               f" Even there GD's e_high has not fallen below {E_FIT}.")
+        s5 += (
+            f" GD's e_high first fell below {E_FIT} at step {int(fit_at[0])}."
+            if np.isfinite(fit_at[0])
+            else f" Even there GD's e_high has not fallen below {E_FIT}."
+        )
         sentences.append(s5)
 
     # 6. network vs closed form
@@ -309,12 +371,16 @@ def findings(r: dict) -> dict:
         th, nt = r[f"theory_{rule}"], r[f"net_{rule}"]
         rt, rn = np.asarray(th["record"]), np.asarray(nt["record"])
         idx = np.searchsorted(rt, rn)
-        gaps[rule] = max(float(np.max(np.abs(np.asarray(nt[k], dtype=float) - np.asarray(th[k], dtype=float)[idx])))
-                         for k in ("e_low", "e_high"))
+        gaps[rule] = max(
+            float(np.max(np.abs(np.asarray(nt[k], dtype=float) - np.asarray(th[k], dtype=float)[idx])))
+            for k in ("e_low", "e_high")
+        )
     out["net_theory_max_gap"] = gaps
-    sentences.append(f"The width-{r['width']} network's e_low and e_high differ from the closed form's by at most "
-                     f"{gaps['gd']:.3f} under GD and {gaps['chained']:.3f} under chained self-distillation, over all "
-                     f"recorded steps and deltas.")
+    sentences.append(
+        f"The width-{r['width']} network's e_low and e_high differ from the closed form's by at most "
+        f"{gaps['gd']:.3f} under GD and {gaps['chained']:.3f} under chained self-distillation, over all "
+        f"recorded steps and deltas."
+    )
     out["sentences"] = sentences
     return out
 
@@ -324,20 +390,29 @@ def _plot(r: dict, f: dict, ctx: RunContext) -> str:
 
     deltas = np.asarray(r["deltas"], dtype=float)
     S = int(r["steps"])
-    fig, axes = plt.subplots(2, len(deltas), figsize=(4.4 * len(deltas), 6.6), squeeze=False, sharex=True,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(deltas), figsize=(4.4 * len(deltas), 6.6), squeeze=False, sharex=True, sharey=True, layout="constrained"
+    )
     colors = {"gd": "tab:red", "chained": "tab:blue"}
     names = {"gd": "plain GD", "chained": f"chained self-distillation (m = {MOMENTUM})"}
     for row, key in enumerate(("e_low", "e_high")):
         for j, dl in enumerate(deltas):
             ax = axes[row, j]
             for rule in RULES:
-                for src, style in (("theory", dict(ls="-", lw=2.2, alpha=0.55)), ("net", dict(ls="--", lw=1.3, marker=".", ms=4))):
+                for src, style in (
+                    ("theory", dict(ls="-", lw=2.2, alpha=0.55)),
+                    ("net", dict(ls="--", lw=1.3, marker=".", ms=4)),
+                ):
                     m = r[f"{src}_{rule}"]
                     t = np.asarray(m["record"], dtype=float)
                     e = np.asarray(m[key], dtype=float)[:, j]
-                    ax.semilogx(t[1:], e[1:], color=colors[rule], label=f"{names[rule]}, {'closed form' if src == 'theory' else 'network'}",
-                                **style)
+                    ax.semilogx(
+                        t[1:],
+                        e[1:],
+                        color=colors[rule],
+                        label=f"{names[rule]}, {'closed form' if src == 'theory' else 'network'}",
+                        **style,
+                    )
             if int(r["theory_steps"]) > S:
                 ax.axvline(S, color="0.5", lw=0.8, ls=":")
             if key == "e_high":
@@ -351,10 +426,13 @@ def _plot(r: dict, f: dict, ctx: RunContext) -> str:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
     gd, ch = f["e_high_at_steps"]["theory_gd"], f["e_high_at_steps"]["theory_chained"]
-    fig.suptitle(f"Frequency principle on noisy labels: low frequencies (top) are fitted first; high frequencies (bottom)\n"
-                 f"at step {S}{' (dotted; the closed form continues)' if int(r['theory_steps']) > S else ''}: "
-                 f"e_high ≤ {np.max(gd):.3f} under plain GD, ≥ {np.min(ch):.2f} under chained self-distillation "
-                 f"(dash-dot line: {E_FIT})", fontsize=10)
+    fig.suptitle(
+        f"Frequency principle on noisy labels: low frequencies (top) are fitted first; high frequencies (bottom)\n"
+        f"at step {S}{' (dotted; the closed form continues)' if int(r['theory_steps']) > S else ''}: "
+        f"e_high ≤ {np.max(gd):.3f} under plain GD, ≥ {np.min(ch):.2f} under chained self-distillation "
+        f"(dash-dot line: {E_FIT})",
+        fontsize=10,
+    )
     atomic_savefig(fig, ctx.path("frequency.png"))
     return "frequency.png"
 
@@ -366,8 +444,13 @@ def _plot_noise(r: dict, ctx: RunContext) -> str:
     deltas = np.asarray(r["deltas"], dtype=float)
     x = np.arange(deltas.size)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
-    for k, (name, col, text) in enumerate((("clean", "tab:blue", "clean labels"), ("noise", "tab:red", "label noise (noisy − clean)"),
-                                          ("noisy", "tab:gray", "noisy labels"))):
+    for k, (name, col, text) in enumerate(
+        (
+            ("clean", "tab:blue", "clean labels"),
+            ("noise", "tab:red", "label noise (noisy − clean)"),
+            ("noisy", "tab:gray", "noisy labels"),
+        )
+    ):
         v = np.asarray(nl[name], dtype=float)
         bars = ax.bar(x + (k - 1) * 0.27, v, width=0.27, color=col, label=text)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
@@ -380,5 +463,9 @@ def _plot_noise(r: dict, ctx: RunContext) -> str:
     return "noise_frequency.png"
 
 
-BENCHMARK = Benchmark(name="frequency", summary="e_low / e_high over training for gradient descent and self-distillation, closed form and trained MLP",
-                      func=run, options=("n",))
+BENCHMARK = Benchmark(
+    name="frequency",
+    summary="e_low / e_high over training for gradient descent and self-distillation, closed form and trained MLP",
+    func=run,
+    options=("n",),
+)

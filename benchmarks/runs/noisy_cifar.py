@@ -17,23 +17,42 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
+from benchmarks.run_files import atomic_savefig
 
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
-METHODS = (("ce", {}), ("self-distill", {"target_momentum": 0.8}), ("interp", {}), ("generations", {"alpha": 0.6, "generations": 2}))
+METHODS = (
+    ("ce", {}),
+    ("self-distill", {"target_momentum": 0.8}),
+    ("interp", {}),
+    ("generations", {"alpha": 0.6, "generations": 2}),
+)
 
 
 def _config(ctx: RunContext) -> dict:
     if ctx.quick:
-        cfg = {"subset": 2000, "test_subset": 1000, "epochs": 8, "model": "fastnet", "model_options": {"widths": (16, 32, 32)},
-               "batch_size": 64, "lr": 0.2}
+        cfg = {
+            "subset": 2000,
+            "test_subset": 1000,
+            "epochs": 8,
+            "model": "fastnet",
+            "model_options": {"widths": (16, 32, 32)},
+            "batch_size": 64,
+            "lr": 0.2,
+        }
     else:
-        cfg = {"subset": None, "test_subset": None, "epochs": 40, "model": "fastnet", "model_options": {},
-               "batch_size": 512, "lr": 0.2}
+        cfg = {
+            "subset": None,
+            "test_subset": None,
+            "epochs": 40,
+            "model": "fastnet",
+            "model_options": {},
+            "batch_size": 512,
+            "lr": 0.2,
+        }
     cfg = ctx.sizes(cfg)
     if ctx.options.get("n") is not None:
         cfg["subset"] = int(ctx.options["n"])
@@ -47,21 +66,53 @@ def _one(ctx: RunContext, data: Path, cfg: dict, method: str, extra: dict) -> di
     from deep.train import train
 
     out = ctx.directory / "train" / method
-    tc = TrainConfig(data=str(data), noise="symmetric:0.4", method=method, model=cfg["model"],
-                     model_options=cfg["model_options"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                     lr=cfg["lr"], seed=ctx.seed, device=ctx.device, subset=cfg["subset"], test_subset=cfg["test_subset"],
-                     out=str(out), resume=(out / "checkpoint.pt").exists(), progress=ctx.progress, **extra)
+    tc = TrainConfig(
+        data=str(data),
+        noise="symmetric:0.4",
+        method=method,
+        model=cfg["model"],
+        model_options=cfg["model_options"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        seed=ctx.seed,
+        device=ctx.device,
+        subset=cfg["subset"],
+        test_subset=cfg["test_subset"],
+        out=str(out),
+        resume=(out / "checkpoint.pt").exists(),
+        progress=ctx.progress,
+        **extra,
+    )
     res = train(tc)
     s = res.summary
     recs = res.records
     last = recs[-1]
-    return {"method": method, "params": extra, "best_epoch": s.best_epoch, "test_acc_at_best_val": s.best_epoch_test_acc,
-            "final_test_acc": s.final_test_acc, "best_test_acc": s.best_test_acc,
-            "final_memorised": last.train_acc_flipped_given, "final_recovered": last.train_acc_flipped_true,
-            "final_clean_acc": last.train_acc_clean, "data": s.data, "seconds": s.timings.get("train"),
-            "curves": {k: [getattr(r, k) for r in recs] for k in ("global_epoch", "test_acc", "val_acc", "train_acc_clean",
-                                                                    "train_acc_flipped_given", "train_acc_flipped_true",
-                                                                    "loss")}}
+    return {
+        "method": method,
+        "params": extra,
+        "best_epoch": s.best_epoch,
+        "test_acc_at_best_val": s.best_epoch_test_acc,
+        "final_test_acc": s.final_test_acc,
+        "best_test_acc": s.best_test_acc,
+        "final_memorised": last.train_acc_flipped_given,
+        "final_recovered": last.train_acc_flipped_true,
+        "final_clean_acc": last.train_acc_clean,
+        "data": s.data,
+        "seconds": s.timings.get("train"),
+        "curves": {
+            k: [getattr(r, k) for r in recs]
+            for k in (
+                "global_epoch",
+                "test_acc",
+                "val_acc",
+                "train_acc_clean",
+                "train_acc_flipped_given",
+                "train_acc_flipped_true",
+                "loss",
+            )
+        },
+    }
 
 
 def run(ctx: RunContext) -> RunOutput:
@@ -72,28 +123,63 @@ def run(ctx: RunContext) -> RunOutput:
     fig = _plot(results, ctx)
     f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     rows = markdown_table(
-        ["method", "early-stop epoch (val)", "test acc at it", "best test acc", "final test acc", "flipped: memorised",
-         "flipped: recovered", "clean train acc", "train time (s)"],
-        [[f"{m} {r['params'] or ''}", r["best_epoch"], f(r["test_acc_at_best_val"]), f(r["best_test_acc"]),
-          f(r["final_test_acc"]), f(r["final_memorised"]), f(r["final_recovered"]), f(r["final_clean_acc"]),
-          f"{r['seconds']:.0f}"] for m, r in results.items()])
+        [
+            "method",
+            "early-stop epoch (val)",
+            "test acc at it",
+            "best test acc",
+            "final test acc",
+            "flipped: memorised",
+            "flipped: recovered",
+            "clean train acc",
+            "train time (s)",
+        ],
+        [
+            [
+                f"{m} {r['params'] or ''}",
+                r["best_epoch"],
+                f(r["test_acc_at_best_val"]),
+                f(r["best_test_acc"]),
+                f(r["final_test_acc"]),
+                f(r["final_memorised"]),
+                f(r["final_recovered"]),
+                f(r["final_clean_acc"]),
+                f"{r['seconds']:.0f}",
+            ]
+            for m, r in results.items()
+        ],
+    )
     d = next(iter(results.values()))["data"]
-    md = (f"Data: {source}; {d.get('n_train')} training images ({d.get('n_flipped')} labels flipped, symmetric 40%), "
-          f"{d.get('n_val')} noisy validation images, {d.get('n_test')} test images. Network: {cfg['model']} "
-          f"{cfg['model_options'] or ''}, {cfg['epochs']} epochs per generation, batch {cfg['batch_size']}, lr {cfg['lr']}, "
-          f"seed {ctx.seed}, device {ctx.device}.\n\n" + "\n".join(rows) + "\n")
-    return RunOutput(numbers={"config": cfg, "source": source, "methods": results}, markdown=md, figures=(fig,),
-                     parameters={**cfg, "noise": "symmetric:0.4", "methods": [dict(method=m, **e) for m, e in METHODS]})
+    md = (
+        f"Data: {source}; {d.get('n_train')} training images ({d.get('n_flipped')} labels flipped, symmetric 40%), "
+        f"{d.get('n_val')} noisy validation images, {d.get('n_test')} test images. Network: {cfg['model']} "
+        f"{cfg['model_options'] or ''}, {cfg['epochs']} epochs per generation, batch {cfg['batch_size']}, lr {cfg['lr']}, "
+        f"seed {ctx.seed}, device {ctx.device}.\n\n" + "\n".join(rows) + "\n"
+    )
+    return RunOutput(
+        numbers={"config": cfg, "source": source, "methods": results},
+        markdown=md,
+        figures=(fig,),
+        parameters={**cfg, "noise": "symmetric:0.4", "methods": [dict(method=m, **e) for m, e in METHODS]},
+    )
 
 
-PANELS = (("test_acc", "clean test accuracy"), ("train_acc_flipped_given", "flipped subset vs given label (memorisation)"),
-          ("train_acc_flipped_true", "flipped subset vs true label (recovery)"))
+PANELS = (
+    ("test_acc", "clean test accuracy"),
+    ("train_acc_flipped_given", "flipped subset vs given label (memorisation)"),
+    ("train_acc_flipped_true", "flipped subset vs true label (recovery)"),
+)
 # One look per method, fixed by name so a method keeps its look across runs; unknown methods cycle through the rest.
-STYLES = {"ce": {"ls": "-", "marker": "o", "color": "tab:blue"},
-          "self-distill": {"ls": "--", "marker": "s", "color": "tab:orange"},
-          "interp": {"ls": "-.", "marker": "^", "color": "tab:green"},
-          "generations": {"ls": ":", "marker": "D", "color": "tab:red"}}
-_SPARE = ({"ls": (0, (5, 1, 1, 1)), "marker": "v", "color": "tab:purple"}, {"ls": (0, (1, 3)), "marker": "P", "color": "tab:brown"})
+STYLES = {
+    "ce": {"ls": "-", "marker": "o", "color": "tab:blue"},
+    "self-distill": {"ls": "--", "marker": "s", "color": "tab:orange"},
+    "interp": {"ls": "-.", "marker": "^", "color": "tab:green"},
+    "generations": {"ls": ":", "marker": "D", "color": "tab:red"},
+}
+_SPARE = (
+    {"ls": (0, (5, 1, 1, 1)), "marker": "v", "color": "tab:purple"},
+    {"ls": (0, (1, 3)), "marker": "P", "color": "tab:brown"},
+)
 
 
 def _coincides(a: dict, b: dict) -> int:
@@ -140,8 +226,9 @@ def plot_spec(results: dict) -> dict:
             first = "generation 1 is plain CE" if m == "generations" and a == "ce" else f"its first {k} epochs are {a}"
             why = " (same network, data, seed and loss)" if m == "generations" and a == "ce" else ""
             label = f"{m} ({first}: identical to {a} for epochs 1-{k})"
-            notes.append(f"{m}: {first}{why}, so its curve for epochs 1-{k} is exactly {a}'s; "
-                         f"{a} is drawn as the wide pale band under it.")
+            notes.append(
+                f"{m}: {first}{why}, so its curve for epochs 1-{k} is exactly {a}'s; {a} is drawn as the wide pale band under it."
+            )
         lines.append({"method": m, "label": label, **style})
     starts = []
     for m in names:
@@ -151,8 +238,10 @@ def plot_spec(results: dict) -> dict:
             per = n // gens
             starts += [(m, g + 1, g * per + 0.5) for g in range(1, gens)]
     if starts:
-        notes.append(("Grey dotted verticals: a new generation starts (a freshly initialised network trained on the given "
-                      "labels mixed with the previous generation's predictions)."))
+        notes.append(
+            "Grey dotted verticals: a new generation starts (a freshly initialised network trained on the given "
+            "labels mixed with the previous generation's predictions)."
+        )
     return {"lines": lines, "notes": notes, "generation_starts": starts}
 
 
@@ -164,20 +253,36 @@ def _plot(results: dict, ctx: RunContext) -> str:
     for ax, (key, title) in zip(axes, PANELS):
         for line in spec["lines"]:
             c = results[line["method"]]["curves"]
-            ax.plot(np.asarray(c["global_epoch"], dtype=float), c[key], ls=line["ls"], marker=line["marker"], color=line["color"],
-                    lw=line["lw"], alpha=line["alpha"], ms=line["ms"], mfc=line["mfc"], zorder=line["zorder"], label=line["label"])
+            ax.plot(
+                np.asarray(c["global_epoch"], dtype=float),
+                c[key],
+                ls=line["ls"],
+                marker=line["marker"],
+                color=line["color"],
+                lw=line["lw"],
+                alpha=line["alpha"],
+                ms=line["ms"],
+                mfc=line["mfc"],
+                zorder=line["zorder"],
+                label=line["label"],
+            )
         for _, _, x in spec["generation_starts"]:
             ax.axvline(x, color="0.6", ls=":", lw=1, zorder=0)
         ax.set_title(title)
         ax.set_xlabel("epoch (over all generations)")
         ax.set_ylabel("accuracy")
     handles, labels = axes[0].get_legend_handles_labels()
-    legend = fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
-                        title="\n".join(spec["notes"]) or None, title_fontsize=8)
+    legend = fig.legend(
+        handles, labels, loc="outside lower center", ncol=2, fontsize=8, title="\n".join(spec["notes"]) or None, title_fontsize=8
+    )
     legend.get_title().set_multialignment("left")
     atomic_savefig(fig, ctx.path("methods.png"))
     return "methods.png"
 
 
-BENCHMARK = Benchmark(name="noisy-cifar", summary="deep/ methods side by side on noisy labels: early-stopped, best and final test accuracy, memorisation, recovery",
-                      func=run, options=("n", "epochs"))
+BENCHMARK = Benchmark(
+    name="noisy-cifar",
+    summary="deep/ methods side by side on noisy labels: early-stopped, best and final test accuracy, memorisation, recovery",
+    func=run,
+    options=("n", "epochs"),
+)

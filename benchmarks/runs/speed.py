@@ -5,7 +5,7 @@ resident memory of the row is its own) and reports both times, their ratio, the 
 and the machine. Rows:
 
 1. ``distill``  alpha-weighted self-distillation study (10 alphas x 10 steps, test
-   predictions): Gram + :func:`theory.distillation_solve.distillation_study` vs
+   predictions): Gram + :func:`theory.distillation_study.distillation_study` vs
    refitting scikit-learn's ``KernelRidge(kernel="rbf")`` at every step (the notebook
    way) and vs refits with a shared precomputed Gram.
 2. ``ridge_path`` 20 ridges: :meth:`kernels.ridge.KernelRidge.ridge_path` vs 20 fits.
@@ -39,13 +39,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from benchmarks._io import to_jsonable
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
+from benchmarks.run_files import to_jsonable
 from benchmarks.runs.speed_report import MIN_TIMED_S, TARGETS, markdown, speedup_bars, speedups_figure
 
 ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train")
@@ -84,7 +85,7 @@ def _rss() -> int:
 class PeakRSS:
     """Context manager: largest resident-set growth (MiB) seen while the block runs."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.base = self.peak = _rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -147,7 +148,9 @@ def machine() -> dict[str, Any]:
     try:
         import threadpoolctl
 
-        info["blas"] = sorted({f"{i.get('internal_api')} {i.get('version')} x{i.get('num_threads')}" for i in threadpoolctl.threadpool_info()})
+        info["blas"] = sorted(
+            {f"{i.get('internal_api')} {i.get('version')} x{i.get('num_threads')}" for i in threadpoolctl.threadpool_info()}
+        )
     except Exception:
         info["blas"] = []
     try:
@@ -177,7 +180,7 @@ def row_gemm(cfg: dict, seed: int) -> dict:
         r = np.random.default_rng(seed)
         A, B = r.standard_normal((n, n)).astype(dt), r.standard_normal((n, n)).astype(dt)
         t, _, _ = timed(lambda: A @ B, 3)
-        out[dt] = {"n": n, "seconds": t, "gflops": 2 * n ** 3 / t / 1e9}
+        out[dt] = {"n": n, "seconds": t, "gflops": 2 * n**3 / t / 1e9}
     return {"rows": out}
 
 
@@ -200,7 +203,7 @@ def row_distill(cfg: dict, seed: int) -> dict:
     from sklearn.kernel_ridge import KernelRidge as SkKR
 
     from kernels.functions import rbf
-    from theory.distillation_solve import distillation_study
+    from theory.distillation_study import distillation_study
 
     alphas = np.linspace(0.0, 1.0, cfg["alphas"])
     T, ridge, m = cfg["steps"], cfg["ridge"], cfg["m"]
@@ -233,20 +236,42 @@ def row_distill(cfg: dict, seed: int) -> dict:
             t_pc, mem_pc, p_pc = timed(precomputed)
             scale = len(alphas) / len(idx)
             ours = np.asarray(study.predictions)[idx]
-            rows.append({
-                "n": n, "d": d, "m": m, "alphas": len(alphas), "steps": T, "ridge": ridge, "kernel": "rbf gamma=1/d",
-                "route": study.route, "route_reason": study.route_reason, "solver": study.solver,
-                "toolkit_s": t_tk, "toolkit_gram_s": t_gram, "toolkit_study_s": t_study,
-                "toolkit_eigen_route_s": t_gram + t_eig, "toolkit_peak_mb": mem_tk, "toolkit_eigen_peak_mb": mem_gram + mem_eig,
-                "sklearn_alphas_measured": len(idx), "sklearn_measured_s": t_nb, "sklearn_s": t_nb * scale,
-                "sklearn_peak_mb": mem_nb, "sklearn_precomputed_s": t_pc * scale, "sklearn_precomputed_peak_mb": mem_pc,
-                "ratio": t_nb * scale / t_tk, "ratio_vs_precomputed": t_pc * scale / t_tk,
-                "ratio_eigen_vs_cholesky_route": t_eig / t_study,
-                "max_abs_diff_sklearn": _max_diff(ours, p_nb), "max_abs_diff_precomputed": _max_diff(ours, p_pc),
-                "max_abs_diff_eigen_route": _max_diff(study.predictions, eig.predictions),
-                "max_abs_prediction": float(np.max(np.abs(ours))),
-            })
-            _log(f"distill n={n} d={d}: toolkit {t_tk:.2f}s ({study.route}), sklearn {t_nb * scale:.1f}s -> {rows[-1]['ratio']:.0f}x")
+            rows.append(
+                {
+                    "n": n,
+                    "d": d,
+                    "m": m,
+                    "alphas": len(alphas),
+                    "steps": T,
+                    "ridge": ridge,
+                    "kernel": "rbf gamma=1/d",
+                    "route": study.route,
+                    "route_reason": study.route_reason,
+                    "solver": study.solver,
+                    "toolkit_s": t_tk,
+                    "toolkit_gram_s": t_gram,
+                    "toolkit_study_s": t_study,
+                    "toolkit_eigen_route_s": t_gram + t_eig,
+                    "toolkit_peak_mb": mem_tk,
+                    "toolkit_eigen_peak_mb": mem_gram + mem_eig,
+                    "sklearn_alphas_measured": len(idx),
+                    "sklearn_measured_s": t_nb,
+                    "sklearn_s": t_nb * scale,
+                    "sklearn_peak_mb": mem_nb,
+                    "sklearn_precomputed_s": t_pc * scale,
+                    "sklearn_precomputed_peak_mb": mem_pc,
+                    "ratio": t_nb * scale / t_tk,
+                    "ratio_vs_precomputed": t_pc * scale / t_tk,
+                    "ratio_eigen_vs_cholesky_route": t_eig / t_study,
+                    "max_abs_diff_sklearn": _max_diff(ours, p_nb),
+                    "max_abs_diff_precomputed": _max_diff(ours, p_pc),
+                    "max_abs_diff_eigen_route": _max_diff(study.predictions, eig.predictions),
+                    "max_abs_prediction": float(np.max(np.abs(ours))),
+                }
+            )
+            _log(
+                f"distill n={n} d={d}: toolkit {t_tk:.2f}s ({study.route}), sklearn {t_nb * scale:.1f}s -> {rows[-1]['ratio']:.0f}x"
+            )
     return {"rows": rows}
 
 
@@ -288,16 +313,36 @@ def row_ridge_path(cfg: dict, seed: int) -> dict:
         t_eig, _, path_eig = timed(lambda: toolkit("eigen"))
         t_ch, _, path_ch = timed(lambda: toolkit("cholesky"))
         t_sk, mem_sk, p_sk = timed(lambda: np.array([SkKR(alpha=r, kernel="rbf", gamma=g).fit(X, y).predict(Xt) for r in ridges]))
-        rows.append({"n": n, "d": d, "m": m, "ridges": len(ridges), "kernel": "rbf gamma=1/d", "solver": path.solver,
-                     "toolkit_s": t_tk, "toolkit_eigen_solver_s": t_eig, "toolkit_cholesky_solver_s": t_ch, "sklearn_s": t_sk,
-                     "ratio": t_sk / t_tk, "ratio_eigen_solver": t_sk / t_eig, "ratio_cholesky_solver": t_sk / t_ch,
-                     "gram_s": t_gram, "cross_gram_s": t_cross, "evd_float32_s": t_evd32, "cholesky_s": t_chol,
-                     "toolkit_peak_mb": mem_tk, "sklearn_peak_mb": mem_sk,
-                     "max_abs_diff_sklearn": _max_diff(path.predictions, p_sk),
-                     "max_abs_diff_eigen_solver": _max_diff(path_eig.predictions, p_sk),
-                     "max_abs_diff_cholesky_solver": _max_diff(path_ch.predictions, p_sk),
-                     "max_abs_prediction": float(np.max(np.abs(p_sk)))})
-        _log(f"ridge_path n={n} d={d}: toolkit (mixed) {t_tk:.2f}s, eigen {t_eig:.2f}s, cholesky {t_ch:.2f}s, sklearn {t_sk:.1f}s -> {rows[-1]['ratio']:.1f}x")
+        rows.append(
+            {
+                "n": n,
+                "d": d,
+                "m": m,
+                "ridges": len(ridges),
+                "kernel": "rbf gamma=1/d",
+                "solver": path.solver,
+                "toolkit_s": t_tk,
+                "toolkit_eigen_solver_s": t_eig,
+                "toolkit_cholesky_solver_s": t_ch,
+                "sklearn_s": t_sk,
+                "ratio": t_sk / t_tk,
+                "ratio_eigen_solver": t_sk / t_eig,
+                "ratio_cholesky_solver": t_sk / t_ch,
+                "gram_s": t_gram,
+                "cross_gram_s": t_cross,
+                "evd_float32_s": t_evd32,
+                "cholesky_s": t_chol,
+                "toolkit_peak_mb": mem_tk,
+                "sklearn_peak_mb": mem_sk,
+                "max_abs_diff_sklearn": _max_diff(path.predictions, p_sk),
+                "max_abs_diff_eigen_solver": _max_diff(path_eig.predictions, p_sk),
+                "max_abs_diff_cholesky_solver": _max_diff(path_ch.predictions, p_sk),
+                "max_abs_prediction": float(np.max(np.abs(p_sk))),
+            }
+        )
+        _log(
+            f"ridge_path n={n} d={d}: toolkit (mixed) {t_tk:.2f}s, eigen {t_eig:.2f}s, cholesky {t_ch:.2f}s, sklearn {t_sk:.1f}s -> {rows[-1]['ratio']:.1f}x"
+        )
     return {"rows": rows}
 
 
@@ -334,20 +379,43 @@ def row_gram(cfg: dict, seed: int) -> dict:
         t_gemm, mem_gemm, _ = timed(lambda: X @ Xc.T, 2)  # a full GEMM of the Gram's shape (no syrk shortcut)
         flops = 2.0 * n * n * d
         g = 1.0 / d
-        cases = [("rbf", lambda: rbf(X, gamma=g), lambda: rbf_kernel(X, gamma=g), lambda: _numpy_rbf(X, g)),
-                 (f"ntk_relu depth {depth}", lambda: ntk_relu(X, depth=depth), None, lambda: _numpy_ntk_relu(X, depth))]
+        cases = [
+            ("rbf", lambda: rbf(X, gamma=g), lambda: rbf_kernel(X, gamma=g), lambda: _numpy_rbf(X, g)),
+            (f"ntk_relu depth {depth}", lambda: ntk_relu(X, depth=depth), None, lambda: _numpy_ntk_relu(X, depth)),
+        ]
         for name, tk, sk, direct in cases:
             t_tk, mem_tk, K = timed(tk, 2)
             t_np, mem_np, K_np = timed(direct)
-            row = {"kernel": name, "dtype": dt, "n": n, "d": d, "gemm_s": t_gemm, "gemm_gflops": flops / t_gemm / 1e9,
-                   "toolkit_s": t_tk, "toolkit_gflops": flops / t_tk / 1e9, "toolkit_over_gemm": t_tk / t_gemm,
-                   "numpy_s": t_np, "ratio_vs_numpy": t_np / t_tk, "toolkit_peak_mb": mem_tk, "numpy_peak_mb": mem_np,
-                   "output_mb": K.nbytes / 2**20, "max_abs_diff_numpy": _max_diff(K, K_np), "out_dtype": str(K.dtype)}
+            row = {
+                "kernel": name,
+                "dtype": dt,
+                "n": n,
+                "d": d,
+                "gemm_s": t_gemm,
+                "gemm_gflops": flops / t_gemm / 1e9,
+                "toolkit_s": t_tk,
+                "toolkit_gflops": flops / t_tk / 1e9,
+                "toolkit_over_gemm": t_tk / t_gemm,
+                "numpy_s": t_np,
+                "ratio_vs_numpy": t_np / t_tk,
+                "toolkit_peak_mb": mem_tk,
+                "numpy_peak_mb": mem_np,
+                "output_mb": K.nbytes / 2**20,
+                "max_abs_diff_numpy": _max_diff(K, K_np),
+                "out_dtype": str(K.dtype),
+            }
             del K_np
             if sk is not None:
                 t_sk, mem_sk, K_sk = timed(sk)
-                row.update({"sklearn_s": t_sk, "ratio_vs_sklearn": t_sk / t_tk, "sklearn_peak_mb": mem_sk,
-                            "sklearn_out_dtype": str(K_sk.dtype), "max_abs_diff_sklearn": _max_diff(K, K_sk)})
+                row.update(
+                    {
+                        "sklearn_s": t_sk,
+                        "ratio_vs_sklearn": t_sk / t_tk,
+                        "sklearn_peak_mb": mem_sk,
+                        "sklearn_out_dtype": str(K_sk.dtype),
+                        "max_abs_diff_sklearn": _max_diff(K, K_sk),
+                    }
+                )
                 del K_sk
             del K
             rows.append(row)
@@ -370,19 +438,42 @@ def row_eigh(cfg: dict, seed: int) -> dict:
         Kr = K + 1e-3 * np.eye(n)
         t_ch, _, _ = timed(lambda: scipy.linalg.cholesky(Kr, lower=True, check_finite=False), 2)
         vals = np.asarray(s.values)
-        rows.append({"n": n, "method": s.method, "toolkit_s": t_tk, "numpy_s": t_np, "ratio": t_np / t_tk,
-                     "cholesky_s": t_ch, "eigh_over_cholesky": t_tk / t_ch, "toolkit_peak_mb": mem_tk, "numpy_peak_mb": mem_np,
-                     "max_abs_diff_eigenvalues": _max_diff(vals, np.sort(w_np)[::-1]), "d_max": float(vals[0])})
+        rows.append(
+            {
+                "n": n,
+                "method": s.method,
+                "toolkit_s": t_tk,
+                "numpy_s": t_np,
+                "ratio": t_np / t_tk,
+                "cholesky_s": t_ch,
+                "eigh_over_cholesky": t_tk / t_ch,
+                "toolkit_peak_mb": mem_tk,
+                "numpy_peak_mb": mem_np,
+                "max_abs_diff_eigenvalues": _max_diff(vals, np.sort(w_np)[::-1]),
+                "d_max": float(vals[0]),
+            }
+        )
         _log(f"eigh n={n}: toolkit {t_tk:.2f}s, numpy {t_np:.2f}s, cholesky {t_ch:.3f}s")
         if n == max(cfg["n"]):
             k = cfg["k"]
             t_k, mem_k, sk = timed(lambda: spectrum(K, k=k))
             t_r, _, sr = timed(lambda: spectrum(K, k=k, method="randomized"))
             ref = float(vals[k - 1])
-            topk = {"n": n, "k": k, "method": sk.method, "topk_s": t_k, "full_s": t_tk, "ratio": t_tk / t_k,
-                    "topk_peak_mb": mem_k, "value_k_full": ref, "rel_error_value_k": abs(float(sk.values[k - 1]) - ref) / ref,
-                    "max_residual": sk.max_residual, "randomized_s": t_r, "randomized_rel_error_value_k":
-                    abs(float(sr.values[k - 1]) - ref) / ref, "randomized_max_residual": sr.max_residual}
+            topk = {
+                "n": n,
+                "k": k,
+                "method": sk.method,
+                "topk_s": t_k,
+                "full_s": t_tk,
+                "ratio": t_tk / t_k,
+                "topk_peak_mb": mem_k,
+                "value_k_full": ref,
+                "rel_error_value_k": abs(float(sk.values[k - 1]) - ref) / ref,
+                "max_residual": sk.max_residual,
+                "randomized_s": t_r,
+                "randomized_rel_error_value_k": abs(float(sr.values[k - 1]) - ref) / ref,
+                "randomized_max_residual": sr.max_residual,
+            }
         K = None  # free this size's Gram before the next one's (a rebinding: the lambdas above read K)
     return {"rows": rows, "topk": topk}
 
@@ -419,7 +510,9 @@ def _plain_mlp(width: int, seed: int) -> Any:
     from torch import nn
 
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
+    )
 
 
 def row_ntk(cfg: dict, seed: int) -> dict:
@@ -429,11 +522,18 @@ def row_ntk(cfg: dict, seed: int) -> dict:
     from deep.ntk import empirical_ntk, empirical_ntk_loop, ntk_method
 
     X = torch.randn(cfg["n"], 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    cnn = "small CNN (fastnet widths %s)" % "x".join(map(str, cfg["cnn_widths"]))
+    cnn = f"small CNN (fastnet widths {'x'.join(map(str, cfg['cnn_widths']))})"
     # (name, network, modes, time the reference costs?)
-    nets = [(cnn, make_model("fastnet", seed=seed, widths=tuple(cfg["cnn_widths"])), tuple(cfg["cnn_modes"]), True),
-            (f"wide MLP (width {cfg['mlp_width']}, depth 1)", make_model("mlp", seed=seed, width=cfg["mlp_width"]), ("sum",), False),
-            ("plain nn.Sequential MLP 3072-{w}-{w}-10".format(w=cfg["mlp_width"]), _plain_mlp(cfg["mlp_width"], seed), ("sum",), False)]
+    nets = [
+        (cnn, make_model("fastnet", seed=seed, widths=tuple(cfg["cnn_widths"])), tuple(cfg["cnn_modes"]), True),
+        (f"wide MLP (width {cfg['mlp_width']}, depth 1)", make_model("mlp", seed=seed, width=cfg["mlp_width"]), ("sum",), False),
+        (
+            "plain nn.Sequential MLP 3072-{w}-{w}-10".format(w=cfg["mlp_width"]),
+            _plain_mlp(cfg["mlp_width"], seed),
+            ("sum",),
+            False,
+        ),
+    ]
     rows = []
     for name, net, modes, with_floor in nets:
         for mode in modes:
@@ -448,13 +548,32 @@ def row_ntk(cfg: dict, seed: int) -> dict:
             t_vm, _, K_vm = timed(lambda: empirical_ntk(net, X, mode=mode, method="vmap"), 2)
             t_lp, mem_lp, K_lp = timed(lambda: empirical_ntk_loop(net, X, mode=mode), 2)
             floor = _ntk_floor(net, X, mode) if with_floor else {"backward_s": None, "contraction_s": None}
-            rows.append({"network": name, "parameters": count_parameters(net), "n": cfg["n"], "classes": classes, "mode": mode, "dtype": "float32",
-                         "method": used, **{f"floor_{k}": v for k, v in floor.items()},
-                         "toolkit_s": t_tk, "vmap_s": t_vm, "loop_s": t_lp, "ratio": t_lp / t_tk,
-                         "ratio_vmap": t_lp / t_vm, "toolkit_peak_mb": mem_tk, "loop_peak_mb": mem_lp,
-                         "max_abs_diff": _max_diff(K, K_lp), "max_abs_diff_vmap": _max_diff(K_vm, K_lp), "max_abs_ntk": float(K.abs().max())})
+            rows.append(
+                {
+                    "network": name,
+                    "parameters": count_parameters(net),
+                    "n": cfg["n"],
+                    "classes": classes,
+                    "mode": mode,
+                    "dtype": "float32",
+                    "method": used,
+                    **{f"floor_{k}": v for k, v in floor.items()},
+                    "toolkit_s": t_tk,
+                    "vmap_s": t_vm,
+                    "loop_s": t_lp,
+                    "ratio": t_lp / t_tk,
+                    "ratio_vmap": t_lp / t_vm,
+                    "toolkit_peak_mb": mem_tk,
+                    "loop_peak_mb": mem_lp,
+                    "max_abs_diff": _max_diff(K, K_lp),
+                    "max_abs_diff_vmap": _max_diff(K_vm, K_lp),
+                    "max_abs_ntk": float(K.abs().max()),
+                }
+            )
             del K, K_lp, K_vm
-            _log(f"ntk {name} {mode}: toolkit ({used}) {t_tk:.2f}s, vmap {t_vm:.2f}s, loop {t_lp:.2f}s -> {rows[-1]['ratio']:.1f}x")
+            _log(
+                f"ntk {name} {mode}: toolkit ({used}) {t_tk:.2f}s, vmap {t_vm:.2f}s, loop {t_lp:.2f}s -> {rows[-1]['ratio']:.1f}x"
+            )
     return {"rows": rows, "torch_threads": torch.get_num_threads()}
 
 
@@ -493,14 +612,31 @@ def row_train(cfg: dict, seed: int) -> dict:
             step(), infer()  # warm-up
             t_tr = min(timed(step)[0] for _ in range(steps))
             t_ev = min(timed(infer)[0] for _ in range(steps))
-            rows.append({"network": name, "device": dev, "parameters": count_parameters(net), "batch": B,
-                         "train_images_per_s": B / t_tr, "eval_images_per_s": B / t_ev, "train_step_s": t_tr, "eval_s": t_ev})
+            rows.append(
+                {
+                    "network": name,
+                    "device": dev,
+                    "parameters": count_parameters(net),
+                    "batch": B,
+                    "train_images_per_s": B / t_tr,
+                    "eval_images_per_s": B / t_ev,
+                    "train_step_s": t_tr,
+                    "eval_s": t_ev,
+                }
+            )
             _log(f"train {name} {dev}: {B / t_tr:.1f} img/s train, {B / t_ev:.1f} img/s eval")
     return {"rows": rows, "gpu": "none lent to this run" if len(devices) == 1 else torch.cuda.get_device_name(0)}
 
 
-ROW_FUNCS = {"gemm": row_gemm, "distill": row_distill, "ridge_path": row_ridge_path, "gram": row_gram,
-             "eigh": row_eigh, "ntk": row_ntk, "train": row_train}
+ROW_FUNCS = {
+    "gemm": row_gemm,
+    "distill": row_distill,
+    "ridge_path": row_ridge_path,
+    "gram": row_gram,
+    "eigh": row_eigh,
+    "ntk": row_ntk,
+    "train": row_train,
+}
 
 
 # ============================================================================ subprocess
@@ -529,8 +665,12 @@ def run_row(row: str, cfg: dict, seed: int) -> dict:
             pipe = None
         except (AttributeError, OSError, ValueError):
             pipe = subprocess.PIPE
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.runs.speed", row, str(cfg_path), str(out_path)],
-                              stdout=subprocess.DEVNULL, stderr=pipe, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.runs.speed", row, str(cfg_path), str(out_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=pipe,
+            text=True,
+        )
         if pipe is not None and proc.stderr:
             sys.stderr.write(proc.stderr)
         if proc.returncode != 0 or not out_path.exists():
@@ -552,12 +692,19 @@ def run(ctx: RunContext) -> RunOutput:
         res[row] = ctx.part(row, lambda row=row: run_row(row, sizes[row], ctx.seed))
     figure = speedups_figure(res, ctx)
     numbers = {"machine": mach, **res, "figure": {"min_timed_s": MIN_TIMED_S, "bars": speedup_bars(res)}}
-    return RunOutput(numbers=numbers, markdown=markdown(res, mach, ctx.quick), figures=(figure,),
-                     parameters={"sizes": sizes, "quick": ctx.quick, "targets": TARGETS, "min_timed_s": MIN_TIMED_S})
+    return RunOutput(
+        numbers=numbers,
+        markdown=markdown(res, mach, ctx.quick),
+        figures=(figure,),
+        parameters={"sizes": sizes, "quick": ctx.quick, "targets": TARGETS, "min_timed_s": MIN_TIMED_S},
+    )
 
 
-BENCHMARK = Benchmark(name="speed", func=run,
-                      summary="speed: distillation study, ridge path, Gram, eigh, empirical NTK and training throughput vs the plain way")
+BENCHMARK = Benchmark(
+    name="speed",
+    func=run,
+    summary="speed: distillation study, ridge path, Gram, eigh, empirical NTK and training throughput vs the plain way",
+)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig
 from benchmarks.registry import RunContext
 from benchmarks.report import markdown_table
+from benchmarks.run_files import atomic_savefig
 
-__all__ = ["TARGETS", "MIN_TIMED_S", "markdown", "speedup_bars", "speedups_figure", "trace_jacobian_bytes",
-           "trace_jacobian_text"]
+__all__ = ["TARGETS", "MIN_TIMED_S", "markdown", "speedup_bars", "speedups_figure", "trace_jacobian_bytes", "trace_jacobian_text"]
 
 TARGETS = {"distill": 50.0, "ridge_path": 10.0, "gram": 1.3, "ntk": 10.0}
 # A bar of speedups.png is a ratio of two measured times. When either is shorter than this, the bar
@@ -54,9 +53,11 @@ def trace_jacobian_text(ntk_rows: list[dict], quick: bool) -> str:
     P = sorted({int(r["parameters"]) for r in mlps})
     sizes = sorted({trace_jacobian_bytes(a, c, p) for a in n for c in C for p in P})
     span = lambda v, f=str: f(v[0]) if len(v) == 1 else f"{f(v[0])}-{f(v[-1])}"  # noqa: E731
-    text = (f"The MLPs run in 'sum' mode only: in mode 'trace' the loop's dense Jacobian holds 2 n C P float32 values "
-            f"(its per-example rows and their stacked copy), {_bytes(sizes[0], sizes[-1])} at this run's n = {span(n)}, "
-            f"C = {span(C)}, P = {span(P, lambda p: f'{p:,}')}.")
+    text = (
+        f"The MLPs run in 'sum' mode only: in mode 'trace' the loop's dense Jacobian holds 2 n C P float32 values "
+        f"(its per-example rows and their stacked copy), {_bytes(sizes[0], sizes[-1])} at this run's n = {span(n)}, "
+        f"C = {span(C)}, P = {span(P, lambda p: f'{p:,}')}."
+    )
     if quick:
         text += " (Quick sizes: that fits here, but the quick run keeps the full run's modes.)"
     return text
@@ -75,113 +76,301 @@ def markdown(res: dict, mach: dict, quick: bool) -> str:
 
 def _machine_section(res: dict, mach: dict, quick: bool) -> list[str]:
     g = res["gemm"]["rows"]
-    return [f"Machine: {mach['cpu']}, {mach['cores']} cores; BLAS {', '.join(mach.get('blas', []))}; torch threads "
-            f"{mach.get('torch_threads')}; GPU: {mach.get('gpu') or 'none'}.",
-            f"GEMM rate (square {g['float64']['n']}): float64 {g['float64']['gflops']:.1f} GFLOP/s, float32 "
-            f"{g['float32']['gflops']:.1f} GFLOP/s. Load averages (1 min) before/after each row are listed; other "
-            "processes sharing the cores make every time pessimistic." + (" **Quick mode: tiny sizes, ratios not meaningful.**" if quick else ""), ""]
+    return [
+        f"Machine: {mach['cpu']}, {mach['cores']} cores; BLAS {', '.join(mach.get('blas', []))}; torch threads "
+        f"{mach.get('torch_threads')}; GPU: {mach.get('gpu') or 'none'}.",
+        f"GEMM rate (square {g['float64']['n']}): float64 {g['float64']['gflops']:.1f} GFLOP/s, float32 "
+        f"{g['float32']['gflops']:.1f} GFLOP/s. Load averages (1 min) before/after each row are listed; other "
+        "processes sharing the cores make every time pessimistic."
+        + (" **Quick mode: tiny sizes, ratios not meaningful.**" if quick else ""),
+        "",
+    ]
 
 
 def _untimed_note(res: dict) -> list[str]:
     untimed = [b["label"] for b in speedup_bars(res) if not b["timed"]]
     if not untimed:
         return []
-    return [f"speedups.png: {len(untimed)} ratio(s) read \"too small to time\" (the baseline or airkit took under "
-            f"{MIN_TIMED_S * 1e3:.3g} ms): {', '.join(untimed)}. The tables below still list every time.", ""]
+    return [
+        f'speedups.png: {len(untimed)} ratio(s) read "too small to time" (the baseline or airkit took under '
+        f"{MIN_TIMED_S * 1e3:.3g} ms): {', '.join(untimed)}. The tables below still list every time.",
+        "",
+    ]
 
 
 def _distill_section(d: dict) -> list[str]:
-    header = ["n", "d", "m", "route", "toolkit s (gram + study)", "eigen route s", "sklearn s", "ratio",
-              "vs precomputed-Gram sklearn", "target", "toolkit / sklearn peak MiB", "max abs diff"]
-    rows = [[r["n"], r["d"], r["m"], r["route"], f"{r['toolkit_s']:.3g} ({r['toolkit_gram_s']:.3g} + {r['toolkit_study_s']:.3g})",
-             f"{r['toolkit_eigen_route_s']:.3g}", f"{r['sklearn_s']:.3g}", f"**{r['ratio']:.1f}x**",
-             f"{r['ratio_vs_precomputed']:.1f}x", ">= 50x at n=4000", f"{r['toolkit_peak_mb']:.0f} / {r['sklearn_peak_mb']:.0f}",
-             f"{r['max_abs_diff_sklearn']:.1e}"] for r in d["rows"]]
-    return ["## 1. Self-distillation study (10 alphas x 10 steps, test predictions)", "",
-            "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
-            "`KernelRidge(kernel='rbf')` refit at every step (fit, predict train, predict test), timed on "
-            f"{d['rows'][0]['sklearn_alphas_measured']} of the alphas and scaled to all (every alpha's chain does the same work).", "",
-            *markdown_table(header, rows),
-            f"\nRoute reason (last case): {d['rows'][-1]['route_reason']}. Process peak RSS: {d['process_peak_mb']:.0f} MiB. "
-            f"Load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f}.", ""]
+    header = [
+        "n",
+        "d",
+        "m",
+        "route",
+        "toolkit s (gram + study)",
+        "eigen route s",
+        "sklearn s",
+        "ratio",
+        "vs precomputed-Gram sklearn",
+        "target",
+        "toolkit / sklearn peak MiB",
+        "max abs diff",
+    ]
+    rows = [
+        [
+            r["n"],
+            r["d"],
+            r["m"],
+            r["route"],
+            f"{r['toolkit_s']:.3g} ({r['toolkit_gram_s']:.3g} + {r['toolkit_study_s']:.3g})",
+            f"{r['toolkit_eigen_route_s']:.3g}",
+            f"{r['sklearn_s']:.3g}",
+            f"**{r['ratio']:.1f}x**",
+            f"{r['ratio_vs_precomputed']:.1f}x",
+            ">= 50x at n=4000",
+            f"{r['toolkit_peak_mb']:.0f} / {r['sklearn_peak_mb']:.0f}",
+            f"{r['max_abs_diff_sklearn']:.1e}",
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        "## 1. Self-distillation study (10 alphas x 10 steps, test predictions)",
+        "",
+        "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
+        "`KernelRidge(kernel='rbf')` refit at every step (fit, predict train, predict test), timed on "
+        f"{d['rows'][0]['sklearn_alphas_measured']} of the alphas and scaled to all (every alpha's chain does the same work).",
+        "",
+        *markdown_table(header, rows),
+        f"\nRoute reason (last case): {d['rows'][-1]['route_reason']}. Process peak RSS: {d['process_peak_mb']:.0f} MiB. "
+        f"Load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f}.",
+        "",
+    ]
 
 
 def _ridge_path_section(rp: dict) -> list[str]:
-    header = ["n", "d", "toolkit s (solver='mixed': used)", "solver='eigen' s", "solver='cholesky' s", "sklearn 20 fits s",
-              "ratio (mixed)", "ratio (eigen)", "target", "max abs diff mixed / eigen"]
-    rows = [[r["n"], r["d"], f"{r['toolkit_s']:.3g} ({r['solver']})", f"{r['toolkit_eigen_solver_s']:.3g}",
-             f"{r['toolkit_cholesky_solver_s']:.3g}", f"{r['sklearn_s']:.3g}", f"**{r['ratio']:.1f}x**",
-             f"{r['ratio_eigen_solver']:.1f}x", ">= 10x", f"{r['max_abs_diff_sklearn']:.1e} / {r['max_abs_diff_eigen_solver']:.1e}"]
-            for r in rp["rows"]]
-    parts_header = ["n", "d", "Gram s", "cross-Gram s", "float32 evd s", "one Cholesky s", "evd32 / Cholesky",
-                    "sklearn / (Grams + evd32)"]
-    parts = [[r["n"], r["d"], f"{r['gram_s']:.3g}", f"{r['cross_gram_s']:.3g}", f"{r['evd_float32_s']:.3g}",
-              f"{r['cholesky_s']:.3g}", f"{r['evd_float32_s'] / r['cholesky_s']:.1f}",
-              f"{r['sklearn_s'] / (r['gram_s'] + r['cross_gram_s'] + r['evd_float32_s']):.1f}x"] for r in rp["rows"]]
-    return ["## 2. Ridge path (20 ridges, test predictions)", "", *markdown_table(header, rows),
-            "", "solver='mixed': one float32 eigendecomposition, every ridge refined to float64 by preconditioned CG "
-            "(kernels.refine); solver='eigen': one float64 eigendecomposition; sklearn: Gram + Cholesky + cross-Gram per ridge.", "",
-            "What the path is made of, timed alone, and the ratio left if the toolkit paid only its Grams and one float32 "
-            "eigendecomposition:", "", *markdown_table(parts_header, parts),
-            f"\nLoad {rp['load_before'][0]:.1f} -> {rp['load_after'][0]:.1f}.", ""]
+    header = [
+        "n",
+        "d",
+        "toolkit s (solver='mixed': used)",
+        "solver='eigen' s",
+        "solver='cholesky' s",
+        "sklearn 20 fits s",
+        "ratio (mixed)",
+        "ratio (eigen)",
+        "target",
+        "max abs diff mixed / eigen",
+    ]
+    rows = [
+        [
+            r["n"],
+            r["d"],
+            f"{r['toolkit_s']:.3g} ({r['solver']})",
+            f"{r['toolkit_eigen_solver_s']:.3g}",
+            f"{r['toolkit_cholesky_solver_s']:.3g}",
+            f"{r['sklearn_s']:.3g}",
+            f"**{r['ratio']:.1f}x**",
+            f"{r['ratio_eigen_solver']:.1f}x",
+            ">= 10x",
+            f"{r['max_abs_diff_sklearn']:.1e} / {r['max_abs_diff_eigen_solver']:.1e}",
+        ]
+        for r in rp["rows"]
+    ]
+    parts_header = [
+        "n",
+        "d",
+        "Gram s",
+        "cross-Gram s",
+        "float32 evd s",
+        "one Cholesky s",
+        "evd32 / Cholesky",
+        "sklearn / (Grams + evd32)",
+    ]
+    parts = [
+        [
+            r["n"],
+            r["d"],
+            f"{r['gram_s']:.3g}",
+            f"{r['cross_gram_s']:.3g}",
+            f"{r['evd_float32_s']:.3g}",
+            f"{r['cholesky_s']:.3g}",
+            f"{r['evd_float32_s'] / r['cholesky_s']:.1f}",
+            f"{r['sklearn_s'] / (r['gram_s'] + r['cross_gram_s'] + r['evd_float32_s']):.1f}x",
+        ]
+        for r in rp["rows"]
+    ]
+    return [
+        "## 2. Ridge path (20 ridges, test predictions)",
+        "",
+        *markdown_table(header, rows),
+        "",
+        "solver='mixed': one float32 eigendecomposition, every ridge refined to float64 by preconditioned CG "
+        "(kernels.refine); solver='eigen': one float64 eigendecomposition; sklearn: Gram + Cholesky + cross-Gram per ridge.",
+        "",
+        "What the path is made of, timed alone, and the ratio left if the toolkit paid only its Grams and one float32 "
+        "eigendecomposition:",
+        "",
+        *markdown_table(parts_header, parts),
+        f"\nLoad {rp['load_before'][0]:.1f} -> {rp['load_after'][0]:.1f}.",
+        "",
+    ]
 
 
 def _gram_section(gr: dict) -> list[str]:
-    header = ["kernel", "dtype", "n", "d", "bare GEMM s (GFLOP/s)", "toolkit s (GFLOP/s)", "toolkit / GEMM", "sklearn s",
-              "numpy s", "peak MiB toolkit / sklearn / numpy"]
-    rows = [[r["kernel"], r["dtype"], r["n"], r["d"], f"{r['gemm_s']:.3g} ({r['gemm_gflops']:.0f})",
-             f"{r['toolkit_s']:.3g} ({r['toolkit_gflops']:.0f})", f"**{r['toolkit_over_gemm']:.2f}** (target <= 1.3)",
-             _f(r.get("sklearn_s")), f"{r['numpy_s']:.3g}",
-             f"{r['toolkit_peak_mb']:.0f} / {_f(r.get('sklearn_peak_mb'), '.0f')} / {r['numpy_peak_mb']:.0f}"] for r in gr["rows"]]
-    return ["## 3. Gram matrices (n x n from n x d)", "", *markdown_table(header, rows),
-            "\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
-            "triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
-            f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {gr['load_before'][0]:.1f} -> {gr['load_after'][0]:.1f}.", ""]
+    header = [
+        "kernel",
+        "dtype",
+        "n",
+        "d",
+        "bare GEMM s (GFLOP/s)",
+        "toolkit s (GFLOP/s)",
+        "toolkit / GEMM",
+        "sklearn s",
+        "numpy s",
+        "peak MiB toolkit / sklearn / numpy",
+    ]
+    rows = [
+        [
+            r["kernel"],
+            r["dtype"],
+            r["n"],
+            r["d"],
+            f"{r['gemm_s']:.3g} ({r['gemm_gflops']:.0f})",
+            f"{r['toolkit_s']:.3g} ({r['toolkit_gflops']:.0f})",
+            f"**{r['toolkit_over_gemm']:.2f}** (target <= 1.3)",
+            _f(r.get("sklearn_s")),
+            f"{r['numpy_s']:.3g}",
+            f"{r['toolkit_peak_mb']:.0f} / {_f(r.get('sklearn_peak_mb'), '.0f')} / {r['numpy_peak_mb']:.0f}",
+        ]
+        for r in gr["rows"]
+    ]
+    return [
+        "## 3. Gram matrices (n x n from n x d)",
+        "",
+        *markdown_table(header, rows),
+        "\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
+        "triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
+        f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {gr['load_before'][0]:.1f} -> {gr['load_after'][0]:.1f}.",
+        "",
+    ]
 
 
 def _eigh_section(e: dict) -> list[str]:
-    header = ["n", "toolkit s", "numpy.linalg.eigh s", "ratio", "Cholesky s", "eigh / Cholesky", "peak MiB toolkit / numpy",
-              "max abs diff of eigenvalues"]
-    rows = [[r["n"], f"{r['toolkit_s']:.3g}", f"{r['numpy_s']:.3g}", f"**{r['ratio']:.2f}x**", f"{r['cholesky_s']:.3g}",
-             f"{r['eigh_over_cholesky']:.1f}", f"{r['toolkit_peak_mb']:.0f} / {r['numpy_peak_mb']:.0f}",
-             f"{r['max_abs_diff_eigenvalues']:.1e}"] for r in e["rows"]]
+    header = [
+        "n",
+        "toolkit s",
+        "numpy.linalg.eigh s",
+        "ratio",
+        "Cholesky s",
+        "eigh / Cholesky",
+        "peak MiB toolkit / numpy",
+        "max abs diff of eigenvalues",
+    ]
+    rows = [
+        [
+            r["n"],
+            f"{r['toolkit_s']:.3g}",
+            f"{r['numpy_s']:.3g}",
+            f"**{r['ratio']:.2f}x**",
+            f"{r['cholesky_s']:.3g}",
+            f"{r['eigh_over_cholesky']:.1f}",
+            f"{r['toolkit_peak_mb']:.0f} / {r['numpy_peak_mb']:.0f}",
+            f"{r['max_abs_diff_eigenvalues']:.1e}",
+        ]
+        for r in e["rows"]
+    ]
     t = e["topk"]
-    return ["## 4. Eigendecomposition (rbf Gram)", "", *markdown_table(header, rows),
-            f"\nTop-{t['k']} of n = {t['n']} by `spectrum(K, k={t['k']})` ({t['method']}): {t['topk_s']:.3g} s vs full {t['full_s']:.3g} s "
-            f"(**{t['ratio']:.1f}x**); relative error of value {t['k']}: {t['rel_error_value_k']:.1e} (residual {t['max_residual']:.1e}). "
-            f"Randomized (QR iterations): {t['randomized_s']:.3g} s, relative error {t['randomized_rel_error_value_k']:.1e}. "
-            f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}.", ""]
+    return [
+        "## 4. Eigendecomposition (rbf Gram)",
+        "",
+        *markdown_table(header, rows),
+        f"\nTop-{t['k']} of n = {t['n']} by `spectrum(K, k={t['k']})` ({t['method']}): {t['topk_s']:.3g} s vs full {t['full_s']:.3g} s "
+        f"(**{t['ratio']:.1f}x**); relative error of value {t['k']}: {t['rel_error_value_k']:.1e} (residual {t['max_residual']:.1e}). "
+        f"Randomized (QR iterations): {t['randomized_s']:.3g} s, relative error {t['randomized_rel_error_value_k']:.1e}. "
+        f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}.",
+        "",
+    ]
 
 
 def _ntk_section(nt: dict, quick: bool) -> list[str]:
-    header = ["network", "parameters", "n", "mode", "toolkit (auto: method) s", "vmap s", "autograd loop s", "ratio",
-              "ratio vmap", "target", "peak MiB toolkit / loop", "max abs diff / max"]
-    rows = [[r["network"], r["parameters"], r["n"], r["mode"], f"{r['toolkit_s']:.3g} ({r['method']})", f"{r['vmap_s']:.3g}",
-             f"{r['loop_s']:.3g}", f"**{r['ratio']:.1f}x**", f"{r['ratio_vmap']:.1f}x", ">= 10x",
-             f"{r['toolkit_peak_mb']:.0f} / {r['loop_peak_mb']:.0f}", f"{r['max_abs_diff']:.1e} / {r['max_abs_ntk']:.3g}"]
-            for r in nt["rows"]]
-    out = ["## 5. Empirical NTK (float32, CIFAR-sized inputs; 'sum': NTK of the logit sum, 'trace': mean over logits)", "",
-           *markdown_table(header, rows)]
+    header = [
+        "network",
+        "parameters",
+        "n",
+        "mode",
+        "toolkit (auto: method) s",
+        "vmap s",
+        "autograd loop s",
+        "ratio",
+        "ratio vmap",
+        "target",
+        "peak MiB toolkit / loop",
+        "max abs diff / max",
+    ]
+    rows = [
+        [
+            r["network"],
+            r["parameters"],
+            r["n"],
+            r["mode"],
+            f"{r['toolkit_s']:.3g} ({r['method']})",
+            f"{r['vmap_s']:.3g}",
+            f"{r['loop_s']:.3g}",
+            f"**{r['ratio']:.1f}x**",
+            f"{r['ratio_vmap']:.1f}x",
+            ">= 10x",
+            f"{r['toolkit_peak_mb']:.0f} / {r['loop_peak_mb']:.0f}",
+            f"{r['max_abs_diff']:.1e} / {r['max_abs_ntk']:.3g}",
+        ]
+        for r in nt["rows"]
+    ]
+    out = [
+        "## 5. Empirical NTK (float32, CIFAR-sized inputs; 'sum': NTK of the logit sum, 'trace': mean over logits)",
+        "",
+        *markdown_table(header, rows),
+    ]
     floors = [r for r in nt["rows"] if r.get("floor_backward_s") is not None]
     if floors:
-        bounds = [[r["mode"], f"{r['floor_backward_s']:.3g}", f"{r['floor_contraction_s']:.3g}",
-                   f"{r['loop_s'] / (r['floor_backward_s'] + r['floor_contraction_s']):.1f}x"] for r in floors]
-        out += ["", "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
-                "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
-                "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
-                "costs no more than these two would reach the last column against the loop:", "",
-                *markdown_table(["mode", "batched forward+backward s", "contraction s", "loop s / (their sum)"], bounds)]
-    out.append("\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
-               "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian.")
+        bounds = [
+            [
+                r["mode"],
+                f"{r['floor_backward_s']:.3g}",
+                f"{r['floor_contraction_s']:.3g}",
+                f"{r['loop_s'] / (r['floor_backward_s'] + r['floor_contraction_s']):.1f}x",
+            ]
+            for r in floors
+        ]
+        out += [
+            "",
+            "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
+            "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
+            "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
+            "costs no more than these two would reach the last column against the loop:",
+            "",
+            *markdown_table(["mode", "batched forward+backward s", "contraction s", "loop s / (their sum)"], bounds),
+        ]
+    out.append(
+        "\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
+        "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian."
+    )
     return out
 
 
 def _train_section(tr: dict) -> list[str]:
-    rows = [[r["network"], r["device"], r["parameters"], r["batch"], f"{r['train_images_per_s']:.1f}",
-             f"{r['eval_images_per_s']:.1f}"] for r in tr["rows"]]
-    return ["", "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)", "",
-            *markdown_table(["network", "device", "parameters", "batch", "train images/s", "eval images/s"], rows),
-            f"\nGPU: {tr['gpu']}."]
+    rows = [
+        [
+            r["network"],
+            r["device"],
+            r["parameters"],
+            r["batch"],
+            f"{r['train_images_per_s']:.1f}",
+            f"{r['eval_images_per_s']:.1f}",
+        ]
+        for r in tr["rows"]
+    ]
+    return [
+        "",
+        "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)",
+        "",
+        *markdown_table(["network", "device", "parameters", "batch", "train images/s", "eval images/s"], rows),
+        f"\nGPU: {tr['gpu']}.",
+    ]
 
 
 # ============================================================================ speedups.png
@@ -216,8 +405,15 @@ def speedup_bars(res: dict, min_timed_s: float = MIN_TIMED_S) -> list[dict]:
     raw: list[tuple[str, float, float | None, float, float]] = []  # label, ratio, target, baseline_s, toolkit_s
     n_max = max((x["n"] for x in res["distill"]["rows"]), default=None)
     for r in res["distill"]["rows"]:
-        raw.append((f"distill n={r['n']} d={r['d']}", r["ratio"], TARGETS["distill"] if r["n"] == n_max else None,
-                    r.get("sklearn_measured_s", r["sklearn_s"]), r["toolkit_s"]))
+        raw.append(
+            (
+                f"distill n={r['n']} d={r['d']}",
+                r["ratio"],
+                TARGETS["distill"] if r["n"] == n_max else None,
+                r.get("sklearn_measured_s", r["sklearn_s"]),
+                r["toolkit_s"],
+            )
+        )
     for r in res["ridge_path"]["rows"]:
         raw.append((f"ridge path n={r['n']} d={r['d']}", r["ratio"], TARGETS["ridge_path"], r["sklearn_s"], r["toolkit_s"]))
     for r in res["gram"]["rows"]:
@@ -232,8 +428,19 @@ def speedup_bars(res: dict, min_timed_s: float = MIN_TIMED_S) -> list[dict]:
     for label, ratio, target, base_s, tk_s in raw:
         timed = min(base_s, tk_s) >= min_timed_s
         status, text, color = _bar_look(ratio, target, timed)
-        bars.append({"label": label, "ratio": ratio, "target": target, "baseline_s": base_s, "toolkit_s": tk_s,
-                     "timed": timed, "status": status, "text": text, "color": color})
+        bars.append(
+            {
+                "label": label,
+                "ratio": ratio,
+                "target": target,
+                "baseline_s": base_s,
+                "toolkit_s": tk_s,
+                "timed": timed,
+                "status": status,
+                "text": text,
+                "color": color,
+            }
+        )
     return bars
 
 
@@ -252,8 +459,16 @@ def speedups_figure(res: dict, ctx: RunContext, min_timed_s: float = MIN_TIMED_S
         if b["timed"]:
             ax.text(max(b["ratio"], 1e-3) * 1.05, y_, b["text"], va="center", fontsize=7)
         else:  # no bar: a ratio of unmeasurable times is neither a win nor a loss
-            ax.text(1.0, y_, f" {b['text']} (baseline {b['baseline_s'] * 1e3:.2g} ms, airkit {b['toolkit_s'] * 1e3:.2g} ms)",
-                    va="center", ha="left", fontsize=7, style="italic", color="0.35")
+            ax.text(
+                1.0,
+                y_,
+                f" {b['text']} (baseline {b['baseline_s'] * 1e3:.2g} ms, airkit {b['toolkit_s'] * 1e3:.2g} ms)",
+                va="center",
+                ha="left",
+                fontsize=7,
+                style="italic",
+                color="0.35",
+            )
     ax.set_yticks(ypos, [b["label"] for b in bars], fontsize=7)
     ax.set_xscale("log")
     ratios = [max(b["ratio"], 1e-3) for b in bars if b["timed"]]
@@ -261,9 +476,12 @@ def speedups_figure(res: dict, ctx: RunContext, min_timed_s: float = MIN_TIMED_S
     ax.set_xlim(min([0.5] + [r / 1.5 for r in ratios]), max([30.0] + [r * 2.5 for r in ratios] + [t * 1.5 for t in targets]))
     ax.set_ylim(-0.7, len(bars) - 0.3)
     ax.axvline(1.0, color="gray", lw=0.8)
-    ax.set_xlabel("speedup over the baseline (log scale; black tick = target; green: faster or meets target, red: slower "
-                  f"or below target)\n'too small to time': the baseline or airkit took under {min_timed_s * 1e3:g} ms, "
-                  "too short to measure reliably on a shared machine", fontsize=8)
+    ax.set_xlabel(
+        "speedup over the baseline (log scale; black tick = target; green: faster or meets target, red: slower "
+        f"or below target)\n'too small to time': the baseline or airkit took under {min_timed_s * 1e3:g} ms, "
+        "too short to measure reliably on a shared machine",
+        fontsize=8,
+    )
     ax.set_title("airkit speed" + (" (quick sizes)" if ctx.quick else ""))
     atomic_savefig(fig, ctx.path("speedups.png"))
     return "speedups.png"

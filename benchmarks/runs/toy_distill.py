@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._io import atomic_savefig
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.report import markdown_table
+from benchmarks.run_files import atomic_savefig
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.35, 0.6, 1.0)
 NOISE_STD = 0.5
@@ -30,7 +30,9 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchmarkError(f"--data {path}: cannot read it as CSV ({exc})") from exc
     if not rows or not {"x", "y"} <= set(rows[0]):
-        raise BenchmarkError(f"--data {path}: toy-distill needs a CSV with a header row naming columns x,y and at least one point")
+        raise BenchmarkError(
+            f"--data {path}: toy-distill needs a CSV with a header row naming columns x,y and at least one point"
+        )
     try:
         x = np.array([float(r["x"]) for r in rows])
         y = np.array([float(r["y"]) for r in rows])
@@ -65,10 +67,11 @@ def parse_alphas(text: str | None) -> np.ndarray:
 
 
 def run(ctx: RunContext) -> RunOutput:
-    from kernels import spectrum
-    from kernels._backend import to_numpy
-    from kernels.functions import rbf
     from sklearn.kernel_ridge import KernelRidge as SkKernelRidge
+
+    from kernels import spectrum
+    from kernels.backend import to_numpy
+    from kernels.functions import rbf
     from theory.distillation import self_distillation
 
     opt = ctx.options
@@ -83,32 +86,57 @@ def run(ctx: RunContext) -> RunOutput:
     X, G = x[:, None], grid[:, None]
     Xb, Gb = ctx.asarray(X), ctx.asarray(G)  # the kernel side runs on --backend/--device
     path = self_distillation(spectrum(rbf(Xb, gamma=gamma)), ctx.asarray(y), ridge=ridge, alpha=alphas, steps=steps)
-    f_steps = to_numpy(path.predict(rbf(Gb, Xb, gamma=gamma)))          # (A, steps, 101)
-    f_limit = to_numpy(path.predict_limit(rbf(Gb, Xb, gamma=gamma)))    # (A, 101)
+    f_steps = to_numpy(path.predict(rbf(Gb, Xb, gamma=gamma)))  # (A, steps, 101)
+    f_limit = to_numpy(path.predict_limit(rbf(Gb, Xb, gamma=gamma)))  # (A, 101)
     loss_steps = ((f_steps - truth) ** 2).mean(axis=-1)
     loss_limit = ((f_limit - truth) ** 2).mean(axis=-1)
     sk = SkKernelRidge(alpha=ridge, kernel="rbf", gamma=gamma).fit(X, y)
     krr_loss = float(((sk.predict(G) - truth) ** 2).mean())
 
-    figures = (_plot_fits(x, y, grid, truth, alphas, f_steps, f_limit, ctx),
-               _plot_b(to_numpy(path.eigenvalues), to_numpy(path.B), to_numpy(path.B_limit), alphas, ctx),
-               _plot_loss(alphas, loss_steps, loss_limit, ctx))
+    figures = (
+        _plot_fits(x, y, grid, truth, alphas, f_steps, f_limit, ctx),
+        _plot_b(to_numpy(path.eigenvalues), to_numpy(path.B), to_numpy(path.B_limit), alphas, ctx),
+        _plot_loss(alphas, loss_steps, loss_limit, ctx),
+    )
 
-    rows = markdown_table(["step", *(f"alpha = {a:g}" for a in alphas)],
-                          [*([t + 1, *(f"{v:.5f}" for v in loss_steps[:, t])] for t in range(steps)),
-                           ["limit", *(f"{v:.5f}" for v in loss_limit)]])
+    rows = markdown_table(
+        ["step", *(f"alpha = {a:g}" for a in alphas)],
+        [*([t + 1, *(f"{v:.5f}" for v in loss_steps[:, t])] for t in range(steps)), ["limit", *(f"{v:.5f}" for v in loss_limit)]],
+    )
     source = f"`{ctx.data}`" if ctx.data else f"11 points of sin(2 pi x) + N(0, {NOISE_STD}^2) noise, seed {ctx.seed}"
-    md = (f"Data: {source}. Kernel: RBF exp(-gamma |x-x'|^2), gamma = {gamma:g}; ridge lambda = {ridge:g}.\n\n"
-          "Loss = mean squared error against sin(2 pi x) on 101 grid points of [0, 1].\n\n" + "\n".join(rows) +
-          f"\n\nCheck: step 1 is plain KRR for every alpha; scikit-learn's KernelRidge gives {krr_loss:.5f}.\n"
-          "Borup & Andersen's README table (their data, not this sample) reports 0.16477 at step 1 and 0.49505 in the "
-          "alpha = 0 limit; the limit value is the zero function's loss on this grid, which any data reproduces.\n")
-    numbers = {"alphas": alphas, "steps": list(range(1, steps + 1)), "loss_steps": loss_steps, "loss_limit": loss_limit,
-               "krr_sklearn_loss": krr_loss, "B_diagonal": to_numpy(path.B), "B_limit": to_numpy(path.B_limit),
-               "eigenvalues": to_numpy(path.eigenvalues), "x": x, "y": y}
-    return RunOutput(numbers=numbers, markdown=md, figures=figures,
-                     parameters={"gamma": gamma, "ridge": ridge, "steps": steps, "alphas": alphas.tolist(),
-                                 "kernel": "rbf exp(-gamma |x-x'|^2)", "n_points": int(x.size)})
+    md = (
+        f"Data: {source}. Kernel: RBF exp(-gamma |x-x'|^2), gamma = {gamma:g}; ridge lambda = {ridge:g}.\n\n"
+        "Loss = mean squared error against sin(2 pi x) on 101 grid points of [0, 1].\n\n"
+        + "\n".join(rows)
+        + f"\n\nCheck: step 1 is plain KRR for every alpha; scikit-learn's KernelRidge gives {krr_loss:.5f}.\n"
+        "Borup & Andersen's README table (their data, not this sample) reports 0.16477 at step 1 and 0.49505 in the "
+        "alpha = 0 limit; the limit value is the zero function's loss on this grid, which any data reproduces.\n"
+    )
+    numbers = {
+        "alphas": alphas,
+        "steps": list(range(1, steps + 1)),
+        "loss_steps": loss_steps,
+        "loss_limit": loss_limit,
+        "krr_sklearn_loss": krr_loss,
+        "B_diagonal": to_numpy(path.B),
+        "B_limit": to_numpy(path.B_limit),
+        "eigenvalues": to_numpy(path.eigenvalues),
+        "x": x,
+        "y": y,
+    }
+    return RunOutput(
+        numbers=numbers,
+        markdown=md,
+        figures=figures,
+        parameters={
+            "gamma": gamma,
+            "ridge": ridge,
+            "steps": steps,
+            "alphas": alphas.tolist(),
+            "kernel": "rbf exp(-gamma |x-x'|^2)",
+            "n_points": int(x.size),
+        },
+    )
 
 
 def _plot_fits(x, y, grid, truth, alphas, f_steps, f_limit, ctx) -> str:
@@ -142,8 +170,15 @@ def _plot_b(d, B, B_limit, alphas, ctx) -> str:
     idx = np.arange(1, d.size + 1)
     for ax, a, Ba, Bl in zip(axes[0], alphas, B, B_limit):
         for t in range(Ba.shape[0]):
-            ax.semilogy(idx, np.maximum(Ba[t], 1e-16), "o-", ms=3, lw=1, color=cmap(t / max(Ba.shape[0] - 1, 1)),
-                        label=f"t = {t + 1}" if t in (0, Ba.shape[0] - 1) else None)
+            ax.semilogy(
+                idx,
+                np.maximum(Ba[t], 1e-16),
+                "o-",
+                ms=3,
+                lw=1,
+                color=cmap(t / max(Ba.shape[0] - 1, 1)),
+                label=f"t = {t + 1}" if t in (0, Ba.shape[0] - 1) else None,
+            )
         if a > 0:
             ax.semilogy(idx, Bl, "s--", ms=3, color="tab:red", label="B(∞)")
         ax.set_title(f"α = {a:g}")
@@ -188,14 +223,18 @@ def loss_axes(alphas, loss_steps, loss_limit) -> dict:
         out = np.flatnonzero((ls < lo) | (ls > hi))
         if out.size:
             tail = out[-1] == ls.size - 1 and np.all(np.diff(out) == 1)
-            what = (f"step {out[0] + 1}" if out.size == 1 else f"steps {out[0] + 1}-{out[-1] + 1}") if tail else f"{out.size} steps"
+            what = (
+                (f"step {out[0] + 1}" if out.size == 1 else f"steps {out[0] + 1}-{out[-1] + 1}") if tail else f"{out.size} steps"
+            )
             off.append({"alpha": float(a), "what": what, "value": float(ls[out[-1]]), "at": f"step {int(out[-1]) + 1}"})
         if not lo <= ll <= hi:
             off.append({"alpha": float(a), "what": "limit", "value": float(ll), "at": "limit"})
     positive = values[values > 0]
     overview_lim = (float(positive.min()) / 1.1, float(positive.max()) * 1.1) if positive.size else None
-    return {"overview": {"yscale": "log" if positive.size == values.size else "linear", "ylim": overview_lim},
-            "zoom": {"yscale": "linear", "ylim": (lo, hi), "krr": krr, "off_scale": off}}
+    return {
+        "overview": {"yscale": "log" if positive.size == values.size else "linear", "ylim": overview_lim},
+        "zoom": {"yscale": "linear", "ylim": (lo, hi), "krr": krr, "off_scale": off},
+    }
 
 
 def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
@@ -207,7 +246,7 @@ def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
     t = np.arange(1, loss_steps.shape[1] + 1)
     for ax in (ax0, ax1):
         for i, (a, ls, ll) in enumerate(zip(alphas, loss_steps, loss_limit)):
-            line, = ax.plot(t, ls, "o-", ms=3, color=f"C{i}", label=f"α = {a:g}")
+            (line,) = ax.plot(t, ls, "o-", ms=3, color=f"C{i}", label=f"α = {a:g}")
             ax.axhline(ll, color=line.get_color(), ls=":", lw=1.2)
         ax.set_xlabel("distillation step t")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -228,14 +267,30 @@ def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
     ax1.set_title("Zoom around plain KRR (step 1, grey dashed)", fontsize=10)
     ax1.set_ylabel("MSE (linear)")
     if zm["off_scale"]:
-        note = "Off this scale:\n" + "\n".join(f"α = {o['alpha']:g}: {o['what']} (at {o['at']}: {o['value']:.3g})" if o["what"] != "limit"
-                                                 else f"α = {o['alpha']:g}: limit {o['value']:.3g}" for o in zm["off_scale"])
-        ax1.text(0.98, 0.98, note, transform=ax1.transAxes, ha="right", va="top", fontsize=7,
-                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+        note = "Off this scale:\n" + "\n".join(
+            f"α = {o['alpha']:g}: {o['what']} (at {o['at']}: {o['value']:.3g})"
+            if o["what"] != "limit"
+            else f"α = {o['alpha']:g}: limit {o['value']:.3g}"
+            for o in zm["off_scale"]
+        )
+        ax1.text(
+            0.98,
+            0.98,
+            note,
+            transform=ax1.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9},
+        )
     fig.suptitle("Test loss per distillation step (dotted: the limit)")
     atomic_savefig(fig, ctx.path("loss.png"))
     return "loss.png"
 
 
-BENCHMARK = Benchmark(name="toy-distill", summary="alpha-weighted self-distillation of KRR on the Mobahi/Borup sinusoid: loss per step, limit, B-diagonals",
-                      func=run, options=("gamma", "ridge", "alphas", "steps"))
+BENCHMARK = Benchmark(
+    name="toy-distill",
+    summary="alpha-weighted self-distillation of KRR on the Mobahi/Borup sinusoid: loss per step, limit, B-diagonals",
+    func=run,
+    options=("gamma", "ridge", "alphas", "steps"),
+)

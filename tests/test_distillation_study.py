@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.kernel_ridge import KernelRidge
 
 from tests.conftest import to_backend
-from theory.distillation_solve import DistillationStudy, distillation_study, study_weights
+from theory.distillation_study import DistillationStudy, distillation_study, study_weights
 
 RIDGE = 0.1
 ALPHAS = np.array([0.0, 0.25, 0.6, 1.0])
@@ -87,7 +87,9 @@ def test_auto_route_choice(problem):
     # one alpha, many steps against n: streaming the factor T times costs more than eigh
     long = distillation_study(K, y, ridge=RIDGE, alpha=0.5, steps=60)
     assert long.route == "eigen" and long.cost_estimate["eigen"] < long.cost_estimate["cholesky"]
-    np.testing.assert_allclose(long.fits, distillation_study(K, y, ridge=RIDGE, alpha=0.5, steps=60, route="cholesky").fits, atol=TOL)
+    np.testing.assert_allclose(
+        long.fits, distillation_study(K, y, ridge=RIDGE, alpha=0.5, steps=60, route="cholesky").fits, atol=TOL
+    )
     forced = distillation_study(K, y, ridge=RIDGE, alpha=ALPHAS, steps=STEPS, route="eigen")
     assert forced.route_reason == "route='eigen' requested"
 
@@ -126,8 +128,14 @@ def test_property_cholesky_equals_eigen(alpha, steps, ridge, seed):
 def test_float32_and_namespace_kept(problem):
     torch = pytest.importorskip("torch")
     K, Kc, y, _ = problem
-    study = distillation_study(torch.tensor(K, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), ridge=RIDGE,
-                               alpha=ALPHAS, steps=3, K_cross=torch.tensor(Kc, dtype=torch.float32))
+    study = distillation_study(
+        torch.tensor(K, dtype=torch.float32),
+        torch.tensor(y, dtype=torch.float32),
+        ridge=RIDGE,
+        alpha=ALPHAS,
+        steps=3,
+        K_cross=torch.tensor(Kc, dtype=torch.float32),
+    )
     assert isinstance(study.fits, torch.Tensor) and study.fits.dtype == torch.float32
     assert study.predictions.dtype == torch.float32
     ref = distillation_study(K, y, ridge=RIDGE, alpha=ALPHAS, steps=3, K_cross=Kc)
@@ -153,19 +161,22 @@ def test_lstsq_fallback_for_indefinite_kernel():
             np.testing.assert_allclose(study.fits[i, t], prev, atol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"ridge": 0.0}, ValueError, "ridge"),
-    ({"ridge": -1.0}, ValueError, "ridge"),
-    ({"ridge": "big"}, TypeError, "ridge"),
-    ({"alpha": 1.5}, ValueError, "alpha"),
-    ({"alpha": -0.1}, ValueError, "alpha"),
-    ({"alpha": [0.5, 2.0]}, ValueError, "alpha"),
-    ({"steps": 0}, ValueError, "steps"),
-    ({"steps": 1.5}, ValueError, "steps"),
-    ({"route": "fast"}, ValueError, "route"),
-    ({"need_spectrum": "yes"}, TypeError, "need_spectrum"),
-    ({"route": "cholesky", "need_spectrum": True}, ValueError, "need_spectrum"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"ridge": 0.0}, ValueError, "ridge"),
+        ({"ridge": -1.0}, ValueError, "ridge"),
+        ({"ridge": "big"}, TypeError, "ridge"),
+        ({"alpha": 1.5}, ValueError, "alpha"),
+        ({"alpha": -0.1}, ValueError, "alpha"),
+        ({"alpha": [0.5, 2.0]}, ValueError, "alpha"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": 1.5}, ValueError, "steps"),
+        ({"route": "fast"}, ValueError, "route"),
+        ({"need_spectrum": "yes"}, TypeError, "need_spectrum"),
+        ({"route": "cholesky", "need_spectrum": True}, ValueError, "need_spectrum"),
+    ],
+)
 def test_bad_parameters(problem, kwargs, exc, match):
     K, Kc, y, _ = problem
     args = {"ridge": RIDGE, "alpha": 0.5, "steps": 3, **kwargs}

@@ -14,14 +14,22 @@ import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_savefig", "to_jsonable", "environment", "new_partial_dir",
-           "latest_partial_dir", "finalize_dir"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_savefig",
+    "to_jsonable",
+    "environment",
+    "new_partial_dir",
+    "latest_partial_dir",
+    "finalize_dir",
+]
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -100,7 +108,10 @@ def environment() -> dict[str, Any]:
     try:
         import threadpoolctl
 
-        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)" for i in threadpoolctl.threadpool_info()]
+        blas = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+            for i in threadpoolctl.threadpool_info()
+        ]
     except Exception:
         blas = []
     return {
@@ -112,7 +123,7 @@ def environment() -> dict[str, Any]:
         "blas": blas,
         "versions": versions,
         "git_commit": _git_commit(),
-        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -133,6 +144,6 @@ def latest_partial_dir(out: Path, name: str) -> Path | None:
 
 def finalize_dir(partial: Path) -> Path:
     """Rename ``.<stamp>.partial`` to ``<stamp>`` (atomic on one filesystem)."""
-    final = partial.with_name(partial.name[1:-len(".partial")])
+    final = partial.with_name(partial.name[1 : -len(".partial")])
     os.replace(partial, final)
     return final

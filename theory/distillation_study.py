@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import backend_name, cho_solve, cholesky, device, lstsq, namespace
-from kernels._checks import (
+from kernels.backend import backend_name, cho_solve, cholesky, device, lstsq, namespace
+from kernels.checks import (
     Interval,
     Options,
     check_cross_kernel,
@@ -193,8 +193,10 @@ class DistillationStudy:
         return aligned_block(rows)
 
     def __repr__(self) -> str:
-        return (f"DistillationStudy(route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "
-                f"steps={self.steps}, ridge={self.ridge:g}, shape={tuple(self.fits.shape)}, backend={self.backend!r})")
+        return (
+            f"DistillationStudy(route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "
+            f"steps={self.steps}, ridge={self.ridge:g}, shape={tuple(self.fits.shape)}, backend={self.backend!r})"
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -275,8 +277,8 @@ def _flops(n: int, m: int, c: int, A: int, T: int) -> dict[str, float]:
     + projecting y + mapping A T fits and duals back through V + ``K_cross`` times A T c.
     """
     solve = n * n * max(2.0 * c, SOLVE_FLOPS_PER_ENTRY)
-    chol = n ** 3 / 3 + T * solve + 4.0 * A * T * T * n * c + 2.0 * m * n * T * c + 2.0 * A * T * T * m * c
-    eig = EIGH_PER_CHOLESKY * n ** 3 / 3 + 2.0 * n * n * c + 4.0 * A * T * n * n * c + 2.0 * m * n * A * T * c
+    chol = n**3 / 3 + T * solve + 4.0 * A * T * T * n * c + 2.0 * m * n * T * c + 2.0 * A * T * T * m * c
+    eig = EIGH_PER_CHOLESKY * n**3 / 3 + 2.0 * n * n * c + 4.0 * A * T * n * n * c + 2.0 * m * n * A * T * c
     return {"cholesky": float(chol), "eigen": float(eig)}
 
 
@@ -328,9 +330,13 @@ def _cholesky_route(K: Any, Y: Any, ridge: float, T: int, xp: ModuleType, fn: st
             raise np.linalg.LinAlgError("the Cholesky factor has non-finite entries")
     except np.linalg.LinAlgError as exc:
         solver, message = "lstsq-fallback", str(exc)
-        warnings.warn(f"{fn}: K + ridge I is not numerically positive definite at ridge={ridge:g} ({message}); "
-                      f"using least squares for every step instead (recorded as solver='lstsq-fallback'). "
-                      f"A larger ridge avoids this.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{fn}: K + ridge I is not numerically positive definite at ridge={ridge:g} ({message}); "
+            f"using least squares for every step instead (recorded as solver='lstsq-fallback'). "
+            f"A larger ridge avoids this.",
+            UserWarning,
+            stacklevel=3,
+        )
     if L is not None:
         del M
     d_max = _power_estimate(K, xp)
@@ -380,8 +386,17 @@ def _eigen_route(K: Any, y: Any, ridge: float, alpha: np.ndarray, T: int, xp: Mo
 # ----------------------------------------------------------------------------- public
 
 
-def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, steps: int, K_cross: Any = None,
-                       route: str = "auto", need_spectrum: bool = False) -> DistillationStudy:
+def distillation_study(
+    K: Any,
+    y: Any,
+    *,
+    ridge: float,
+    alpha: float | Any,
+    steps: int,
+    K_cross: Any = None,
+    route: str = "auto",
+    need_spectrum: bool = False,
+) -> DistillationStudy:
     """Every step of alpha-weighted KRR self-distillation, for many alphas, on one factorisation.
 
     Step t fits kernel ridge regression (ridge lambda) to ``tau_t = alpha y + (1 - alpha)
@@ -486,13 +501,17 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
             chosen, reason = "eigen", "auto: need_spectrum=True (B-diagonals / limit / spectrum need the eigendecomposition)"
         else:
             chosen = "cholesky" if cost["cholesky"] <= cost["eigen"] else "eigen"
-            reason = (f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
-                      f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)")
+            reason = (
+                f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
+                f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)"
+            )
             resolution = n * float(xp.finfo(K.dtype).eps) * _power_estimate(K, xp)
             if chosen == "eigen" and ridge < resolution:
                 chosen = "cholesky"
-                reason += (f"; but ridge={ridge:.3g} < n eps d_max = {resolution:.3g}, the eigendecomposition's "
-                           f"resolution (its solution would be ~10x less accurate): used cholesky")
+                reason += (
+                    f"; but ridge={ridge:.3g} < n eps d_max = {resolution:.3g}, the eigendecomposition's "
+                    f"resolution (its solution would be ~10x less accurate): used cholesky"
+                )
     else:
         chosen, reason = route, f"route={route!r} requested"
 
@@ -505,16 +524,43 @@ def distillation_study(K: Any, y: Any, *, ridge: float, alpha: float | Any, step
             chosen, reason = "cholesky", f"auto: the eigen route needs a PSD K ({str(exc).split(';')[0]}); used cholesky"
         else:
             preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
-            return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="eigen", alpha=alphas,
-                                     ridge=ridge, steps=T, solver="eigen", route_reason=reason, cost_estimate=cost,
-                                     n_factorisations=1, n_solves=0, path=path)
+            return DistillationStudy(
+                fits=fits,
+                predictions=preds,
+                dual_coef=duals,
+                route="eigen",
+                alpha=alphas,
+                ridge=ridge,
+                steps=T,
+                solver="eigen",
+                route_reason=reason,
+                cost_estimate=cost,
+                n_factorisations=1,
+                n_solves=0,
+                path=path,
+            )
 
     G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn)
     W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
     duals = _squeeze(_combine(W, G, xp), vector, xp)
     fits = _squeeze(_combine(W, P, xp), vector, xp)
     preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
-    return DistillationStudy(fits=fits, predictions=preds, dual_coef=duals, route="cholesky", alpha=alphas,
-                             ridge=ridge, steps=T, solver=solver, route_reason=reason, cost_estimate=cost,
-                             n_factorisations=1, n_solves=T, message=message, update=update, path=None,
-                             _basis=G, _weights=W)
+    return DistillationStudy(
+        fits=fits,
+        predictions=preds,
+        dual_coef=duals,
+        route="cholesky",
+        alpha=alphas,
+        ridge=ridge,
+        steps=T,
+        solver=solver,
+        route_reason=reason,
+        cost_estimate=cost,
+        n_factorisations=1,
+        n_solves=T,
+        message=message,
+        update=update,
+        path=None,
+        _basis=G,
+        _weights=W,
+    )

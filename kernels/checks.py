@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import array_api_compat
 import numpy as np
 
-from kernels._backend import BACKENDS, backend_name, namespace, namespace_for
+from kernels.backend import BACKENDS, backend_name, namespace, namespace_for
 
 __all__ = [
     "Interval",
@@ -95,7 +96,9 @@ class Interval:
     def invalid_example(self) -> Any:
         """A value outside the interval (for the parametrised bad-input test)."""
         if self.low is not None:
-            return self.kind(self.low) - (1 if self.kind is int else 0.5) if self.closed in ("both", "left") else self.kind(self.low)
+            return (
+                self.kind(self.low) - (1 if self.kind is int else 0.5) if self.closed in ("both", "left") else self.kind(self.low)
+            )
         return self.kind(self.high) + 1
 
 
@@ -162,7 +165,9 @@ def _is_array(x: Any) -> bool:
     return array_api_compat.is_array_api_obj(x)
 
 
-def as_array(fn: str, name: str, x: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None) -> tuple[Any, ModuleType]:
+def as_array(
+    fn: str, name: str, x: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None
+) -> tuple[Any, ModuleType]:
     """Turn ``x`` into an array of a supported backend and return ``(array, xp)``.
 
     Arrays keep their namespace and device. Lists/tuples/scalars become arrays of
@@ -210,23 +215,31 @@ def _check_finite(fn: str, name: str, arr: Any, xp: ModuleType) -> None:
         raise ValueError(f"{fn}: {name} contains NaN or inf; remove or impute those entries first")
 
 
-def check_features(fn: str, name: str, X: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None, n_features: int | None = None) -> tuple[Any, ModuleType]:
+def check_features(
+    fn: str, name: str, X: Any, *, backend: str | None = None, like: Any = None, dtype: Any = None, n_features: int | None = None
+) -> tuple[Any, ModuleType]:
     """Features: a finite 2-D float array (n_samples >= 1, n_features >= 1).
 
     ``n_features`` (if given) must match ``X.shape[1]``, e.g. the training data's.
     """
     arr, xp = as_array(fn, name, X, backend=backend, like=like, dtype=dtype)
     if arr.ndim != 2:
-        raise ValueError(f"{fn}: {name} must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}; reshape a single feature with X[:, None]")
+        raise ValueError(
+            f"{fn}: {name} must be 2-D (n_samples, n_features); got shape {tuple(arr.shape)}; reshape a single feature with X[:, None]"
+        )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{fn}: {name} must have at least one sample and one feature; got shape {tuple(arr.shape)}")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{fn}: {name} has {arr.shape[1]} features but {n_features} were expected (the first input's / training data's)")
+        raise ValueError(
+            f"{fn}: {name} has {arr.shape[1]} features but {n_features} were expected (the first input's / training data's)"
+        )
     _check_finite(fn, name, arr, xp)
     return arr, xp
 
 
-def check_kernel_matrix(fn: str, name: str, K: Any, *, symmetric: bool = True, rtol: float | None = None, backend: str | None = None) -> tuple[Any, ModuleType]:
+def check_kernel_matrix(
+    fn: str, name: str, K: Any, *, symmetric: bool = True, rtol: float | None = None, backend: str | None = None
+) -> tuple[Any, ModuleType]:
     """A finite square kernel matrix; symmetric within ``rtol * max|K|`` when asked.
 
     The default tolerance is ``100 * n * eps`` of the dtype (round-off of a Gram matrix).
@@ -245,7 +258,9 @@ def check_kernel_matrix(fn: str, name: str, K: Any, *, symmetric: bool = True, r
         scale = float(xp.max(xp.abs(arr)))
         asym = float(xp.max(xp.abs(arr - arr.T)))
         if asym > tol * max(scale, np.finfo(np.float64).tiny):
-            raise ValueError(f"{fn}: {name} must be symmetric; max |K - K^T| = {asym:.3g} exceeds {tol:.3g} * max|K| = {tol * scale:.3g}; pass (K + K.T) / 2 if the asymmetry is round-off")
+            raise ValueError(
+                f"{fn}: {name} must be symmetric; max |K - K^T| = {asym:.3g} exceeds {tol:.3g} * max|K| = {tol * scale:.3g}; pass (K + K.T) / 2 if the asymmetry is round-off"
+            )
         if asym > 0:
             arr = (arr + arr.T) / 2
     return arr, xp
@@ -256,7 +271,9 @@ def check_labels(fn: str, name: str, y: Any, n: int, *, like: Any = None, dtype:
     if _is_array(y) and like is not None:
         xp_l, xp_y = namespace(like), namespace(y)
         if backend_name(xp_l) != backend_name(xp_y):
-            raise TypeError(f"{fn}: {name} is a {backend_name(xp_y)} array but the other inputs are {backend_name(xp_l)}; use one backend")
+            raise TypeError(
+                f"{fn}: {name} is a {backend_name(xp_y)} array but the other inputs are {backend_name(xp_l)}; use one backend"
+            )
     arr, xp = as_array(fn, name, y, like=like if not _is_array(y) else None, dtype=dtype)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{fn}: {name} must have shape (n,) or (n, c); got shape {tuple(arr.shape)}")
@@ -271,14 +288,17 @@ def check_cross_kernel(fn: str, K_cross: Any, *, like: Any, n: int) -> Any:
     arr, xp = check_features(fn, "K_cross", K_cross, like=like)
     check_same_namespace(fn, K_cross=arr, training=like)
     if arr.shape[1] != n:
-        raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); "
-                         f"got shape {tuple(arr.shape)}")
+        raise ValueError(f"{fn}: K_cross must have shape (m, {n}) (one column per training point); got shape {tuple(arr.shape)}")
     return xp.astype(arr, like.dtype) if arr.dtype != like.dtype else arr
 
 
 def check_vector(fn: str, name: str, v: Any, *, constraint: Constraint | None = None) -> np.ndarray:
     """A scalar or 1-D sequence of parameters as a float64 numpy vector, each checked."""
-    arr = np.atleast_1d(np.asarray(v, dtype=float) if not _is_array(v) else np.asarray(array_api_compat.to_device(v, "cpu") if not isinstance(v, np.ndarray) else v, dtype=float))
+    arr = np.atleast_1d(
+        np.asarray(v, dtype=float)
+        if not _is_array(v)
+        else np.asarray(array_api_compat.to_device(v, "cpu") if not isinstance(v, np.ndarray) else v, dtype=float)
+    )
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{fn}: {name} must be a scalar or a non-empty 1-D sequence; got shape {arr.shape}")
     if constraint is not None:
