@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH_WHEEL_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint mutate install clean
+.PHONY: run test lint mutate install clean gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Every GPU path once (issue 11): tests on torch-CUDA and CuPy, GPU speed rows, GPU noisy CIFAR-10; exits 2
+# without CUDA. GPU_CHECK_ARGS: e.g. "--dry-run", "--budget 300", "--data PATH" (benchmarks/gpu_check.py).
+GPU_CHECK_ARGS ?=
+gpu-check: install
+	$(PY) -m benchmarks gpu-check $(GPU_CHECK_ARGS)
 
 run: install
 	$(PY) -m benchmarks run all --quick

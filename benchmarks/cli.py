@@ -3,6 +3,7 @@
 airkit list                       what exists, one line each
 airkit run NAME... [options]      run named benchmarks (or ``all``), write reports
 airkit train [deep.train options] train a network on noisy CIFAR-10 (= python -m deep.train)
+airkit gpu-check [--budget S] ...  run every GPU path once (benchmarks/gpu_check.py; --dry-run: the plan)
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airkit", description="airkit: theory benchmarks, analytic limits beside trained networks."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train,gpu-check}")
     sub.add_parser("list", help="list the named runs, one line each", description="List the named benchmark runs.")
     run = sub.add_parser(
         "run",
@@ -195,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{key}", type=str, default=None, help=text)
     train = sub.add_parser("train", help="train a network on noisy CIFAR-10 (python -m deep.train)", add_help=False)
     train.add_argument("train_args", nargs=argparse.REMAINDER)
+    gpu = sub.add_parser(
+        "gpu-check",
+        help="run every GPU path once within --budget seconds (--dry-run: print the plan)",
+        add_help=False,
+    )
+    gpu.add_argument("gpu_check_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -315,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from deep.train import main as train_main
 
         return int(train_main(argv[1:]) or 0)
+    if argv and argv[0] == "gpu-check":
+        from benchmarks.gpu_check import main as gpu_check_main
+
+        return int(gpu_check_main(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command == "list":
         width = max(len(b.name) for b in ALL_RUNS)

@@ -120,6 +120,35 @@ class TrainResult:
     finished: bool
     resumed_from: int
 
+    #: The per-epoch record fields that :meth:`headline` returns as curves by default.
+    CURVE_FIELDS = (
+        "global_epoch",
+        "test_acc",
+        "val_acc",
+        "train_acc_clean",
+        "train_acc_flipped_given",
+        "train_acc_flipped_true",
+        "loss",
+    )
+
+    def headline(self, curves: tuple[str, ...] = CURVE_FIELDS) -> dict[str, Any]:
+        """The run's numbers as the benchmark reports use them: early-stopped, best and final test
+        accuracy, final memorisation / recovery / clean accuracy, data, training seconds, and the
+        per-epoch ``curves`` (record fields by name)."""
+        s, last = self.summary, self.records[-1]
+        return {
+            "best_epoch": s.best_epoch,
+            "test_acc_at_best_val": s.best_epoch_test_acc,
+            "final_test_acc": s.final_test_acc,
+            "best_test_acc": s.best_test_acc,
+            "final_memorised": last.train_acc_flipped_given,
+            "final_recovered": last.train_acc_flipped_true,
+            "final_clean_acc": last.train_acc_clean,
+            "data": s.data,
+            "seconds": s.timings.get("train"),
+            "curves": {k: [getattr(r, k) for r in self.records] for k in curves},
+        }
+
 
 #############################################
 #                   Data                    #

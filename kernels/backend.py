@@ -5,6 +5,16 @@ Every public function resolves ``xp`` from its inputs with
 device. Supported: numpy (default), torch (CPU or CUDA), CuPy. Linear algebra goes
 through :func:`eigh`, :func:`cholesky` and :func:`cho_solve` below, which call the
 backend's own LAPACK / cuSOLVER routine.
+
+``array_api_strict`` (the reference namespace of the array API standard, a test
+dependency) is accepted as well, so that the property tests catch numpy-only calls
+on the CPU: its arrays may live on the fake devices ``"device1"``/``"device2"``, which
+refuse implicit host copies and mixing devices, as a GPU would. It has no LAPACK binding
+of its own that covers the adapter (the standard has no triangular solve), so the
+adapter's linear algebra *leaves the array API explicitly* for it: :func:`to_numpy`
+copies the input to the host, the numpy branch computes, and :func:`_from_host` copies
+the result back with the input's dtype and device (:data:`HOST_LAPACK`). Everything
+else (Gram builders, filters, closed forms) runs in the strict namespace itself.
 """
 
 from __future__ import annotations
@@ -16,6 +26,10 @@ import array_api_compat
 import numpy as np
 
 BACKENDS = ("numpy", "torch", "cupy")
+# Namespaces accepted besides BACKENDS (arrays only; not a ``backend=`` choice for lists).
+STRICT = "array_api_strict"
+# Namespaces whose linear algebra runs on the host through the numpy branch (see module notes).
+HOST_LAPACK = (STRICT,)
 
 # scipy's bundled LAPACK uses 32-bit integers: its evd driver fails above this order.
 SCIPY_EVD_MAX_N = 32767
@@ -30,14 +44,16 @@ def namespace(*arrays: Any) -> ModuleType:
 
 
 def backend_name(xp: ModuleType) -> str:
-    """'numpy', 'torch' or 'cupy' for a namespace returned by :func:`namespace`."""
+    """'numpy', 'torch', 'cupy' or 'array_api_strict' for a namespace returned by :func:`namespace`."""
     if array_api_compat.is_numpy_namespace(xp):
         return "numpy"
     if array_api_compat.is_torch_namespace(xp):
         return "torch"
     if array_api_compat.is_cupy_namespace(xp):
         return "cupy"
-    raise TypeError(f"unsupported array namespace {xp.__name__}; supported backends: {BACKENDS}")
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        return STRICT
+    raise TypeError(f"unsupported array namespace {xp.__name__}; supported backends: {BACKENDS} (and {STRICT} for tests)")
 
 
 def namespace_for(backend: str) -> ModuleType:
@@ -72,7 +88,21 @@ def to_numpy(x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
     if array_api_compat.is_cupy_array(x):
         return x.get()
+    if _is_strict_array(x):  # explicit copy: a strict array on a fake device refuses np.asarray
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
     return np.asarray(x)
+
+
+def _is_strict_array(x: Any) -> bool:
+    return hasattr(x, "__array_namespace__") and array_api_compat.is_array_api_strict_namespace(x.__array_namespace__())
+
+
+def _from_host(r: Any, like: Any) -> Any:
+    """``r`` (a numpy result) copied back into ``like``'s namespace, dtype and device."""
+    xp = namespace(like)
+    return xp.asarray(np.ascontiguousarray(r), dtype=like.dtype, device=device(like))
 
 
 def eigh(a: Any, *, driver: str = "auto") -> tuple[Any, Any]:
@@ -85,9 +115,14 @@ def eigh(a: Any, *, driver: str = "auto") -> tuple[Any, Any]:
     2 cores the speed row 4 measured 0.7-1.2x numpy
     (``benchmarks/BASELINES.md``), so the choice is kept for float32 support and
     ``driver="numpy"`` selects numpy's. torch and CuPy call their own ``linalg.eigh``.
+    ``array_api_strict`` leaves the array API: host copy, the numpy branch, copy back
+    (module notes).
     """
     xp = namespace(a)
     name = backend_name(xp)
+    if name in HOST_LAPACK:
+        w, V = eigh(to_numpy(a), driver=driver)
+        return _from_host(w, a), _from_host(V, a)
     if name == "numpy":
         n = a.shape[0]
         if driver == "numpy" or (driver == "auto" and n > SCIPY_EVD_MAX_N):
@@ -106,9 +141,14 @@ def eigh(a: Any, *, driver: str = "auto") -> tuple[Any, Any]:
 
 
 def cholesky(a: Any) -> Any:
-    """Lower Cholesky factor L with ``a = L L^T``; raises ``numpy.linalg.LinAlgError``-like errors."""
+    """Lower Cholesky factor L with ``a = L L^T``; raises ``numpy.linalg.LinAlgError``-like errors.
+
+    ``array_api_strict``: host copy, the numpy branch, copy back (module notes).
+    """
     xp = namespace(a)
     name = backend_name(xp)
+    if name in HOST_LAPACK:
+        return _from_host(cholesky(to_numpy(a)), a)
     if name == "numpy":
         import scipy.linalg
 
@@ -129,9 +169,15 @@ def cholesky(a: Any) -> Any:
 
 
 def solve_triangular(L: Any, b: Any, *, lower: bool = True, trans: bool = False) -> Any:
-    """Solve ``L x = b`` (or ``L^T x = b`` with ``trans=True``) for triangular L."""
+    """Solve ``L x = b`` (or ``L^T x = b`` with ``trans=True``) for triangular L.
+
+    ``array_api_strict`` (whose standard has no triangular solve): host copy, the numpy
+    branch, copy back (module notes).
+    """
     xp = namespace(L)
     name = backend_name(xp)
+    if name in HOST_LAPACK:
+        return _from_host(solve_triangular(to_numpy(L), to_numpy(b), lower=lower, trans=trans), b)
     if name == "numpy":
         import scipy.linalg
 
@@ -155,9 +201,14 @@ def cho_solve(L: Any, b: Any) -> Any:
 
 
 def lstsq(a: Any, b: Any) -> Any:
-    """Least-squares solution of ``a x = b`` (fallback when Cholesky fails)."""
+    """Least-squares solution of ``a x = b`` (fallback when Cholesky fails).
+
+    ``array_api_strict``: host copy, the numpy branch, copy back (module notes).
+    """
     xp = namespace(a)
     name = backend_name(xp)
+    if name in HOST_LAPACK:
+        return _from_host(lstsq(to_numpy(a), to_numpy(b)), b)
     if name == "numpy":
         import scipy.linalg
 

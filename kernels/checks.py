@@ -23,7 +23,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from kernels.backend import BACKENDS, backend_name, namespace, namespace_for
+from kernels.backend import BACKENDS, backend_name, namespace, namespace_for, to_numpy
 
 __all__ = [
     "Interval",
@@ -294,11 +294,8 @@ def check_cross_kernel(fn: str, K_cross: Any, *, like: Any, n: int) -> Any:
 
 def check_vector(fn: str, name: str, v: Any, *, constraint: Constraint | None = None) -> np.ndarray:
     """A scalar or 1-D sequence of parameters as a float64 numpy vector, each checked."""
-    arr = np.atleast_1d(
-        np.asarray(v, dtype=float)
-        if not _is_array(v)
-        else np.asarray(array_api_compat.to_device(v, "cpu") if not isinstance(v, np.ndarray) else v, dtype=float)
-    )
+    # parameters are host data: an array is copied to numpy explicitly (any backend, any device)
+    arr = np.atleast_1d(np.asarray(v, dtype=float) if not _is_array(v) else np.asarray(to_numpy(v), dtype=float))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{fn}: {name} must be a scalar or a non-empty 1-D sequence; got shape {arr.shape}")
     if constraint is not None:

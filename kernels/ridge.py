@@ -570,7 +570,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
             else:
                 K_kept = K
                 duals, solvers = self._mixed_solve(K, y, xp.asarray([ridge], dtype=K.dtype, device=device(K)), spec, fn)
-                dual, used = duals[0], solvers[0]
+                dual, used = duals[0, ...], solvers[0]
         else:
             res = _solve(K, y, ridge, fn)
             dual, used = res.coef, res.solver
@@ -594,7 +594,7 @@ class KernelRidge(RegressorMixin, BaseEstimator, metaclass=_HintSklearnNames):
         rows, used = [], []
         for i, good in enumerate(ok):
             if good:
-                rows.append(res.coef[i])
+                rows.append(res.coef[i, ...])
                 used.append("mixed")
             else:
                 direct = _solve(K, y, float(ridges[i]), fn)

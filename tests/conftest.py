@@ -10,6 +10,8 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+STRICT = "array_api_strict"  # the strict array-API namespace (a test dependency)
+STRICT_DEVICE = "device1"  # a fake device: np.asarray and mixing with CPU arrays raise there
 BACKENDS = ["numpy"]
 try:  # torch is an optional backend; CI installs it, so the torch path runs there
     import torch  # noqa: F401
@@ -17,12 +19,21 @@ try:  # torch is an optional backend; CI installs it, so the torch path runs the
     BACKENDS.append("torch")
 except ImportError:  # pragma: no cover
     pass
+# AIRKIT_TEST_STRICT=1 adds the array-API reference namespace (on its fake device "device1",
+# which refuses implicit host copies) to every backend-parametrised test; the always-on
+# strict checks live in tests/test_array_api_strict.py.
+if os.environ.get("AIRKIT_TEST_STRICT") == "1":
+    BACKENDS.append(STRICT)
 
 
 def to_backend(x, backend: str):
-    """Convert a numpy array to the given backend (CPU)."""
+    """Convert a numpy array to the given backend (CPU; array_api_strict on its fake "device1")."""
     if backend == "numpy":
         return np.asarray(x)
+    if backend == STRICT:
+        import array_api_strict
+
+        return array_api_strict.asarray(np.ascontiguousarray(x), device=array_api_strict.Device(STRICT_DEVICE))
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(x))
@@ -89,3 +100,54 @@ def interrupt_at_epoch(monkeypatch):
         return lambda: monkeypatch.setattr(train_mod, "train_epoch", real)
 
     return arm
+
+
+# ============================================================================ CUDA backends
+# AIRKIT_TEST_DEVICE=cuda (set by `airkit gpu-check`, benchmarks/gpu_check.py): the same parametrised
+# tests run on the GPU. With a CUDA device present, ``to_backend(x, "torch")`` puts the tensor on CUDA
+# and the backend "cupy" is added (skipped when CuPy is not installed). Without the variable, or
+# without a CUDA device, nothing changes. Kept here, at the end, as one separate block.
+
+CUDA_ENV = "AIRKIT_TEST_DEVICE"
+
+
+def _cuda_backends() -> list[str]:
+    """Backends to add for the GPU run: ``["cupy"]`` when AIRKIT_TEST_DEVICE=cuda and torch sees a
+    CUDA device, else ``[]``; a true result also means torch tensors go to CUDA (:func:`to_backend`)."""
+    if os.environ.get(CUDA_ENV, "").strip().lower() != "cuda":
+        return []
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return []
+    return ["cupy"] if torch.cuda.is_available() else []
+
+
+def _cuda_hypothesis_profile() -> None:
+    """Under AIRKIT_TEST_DEVICE=cuda: no per-example deadline (the first CUDA calls compile and allocate)."""
+    if os.environ.get(CUDA_ENV, "").strip().lower() == "cuda":
+        from hypothesis import settings
+
+        settings.register_profile("airkit-cuda", deadline=None)
+        settings.load_profile("airkit-cuda")
+
+
+_cuda_hypothesis_profile()
+_to_backend_cpu = to_backend
+
+
+def to_backend(x, backend: str):  # noqa: F811 - the CUDA-aware version of the function above
+    """Convert a numpy array to the given backend: on CUDA when :func:`_cuda_backends` is on."""
+    on_cuda = bool(_cuda_backends())
+    if backend == "cupy":
+        cupy = pytest.importorskip("cupy", reason="backend cupy needs CuPy (pip install 'airkit[gpu]')")
+        return cupy.asarray(np.ascontiguousarray(x))
+    out = _to_backend_cpu(x, backend)
+    if on_cuda and backend == "torch":
+        return out.to("cuda")
+    return out
+
+
+@pytest.fixture(params=list(dict.fromkeys(BACKENDS + _cuda_backends())))
+def backend(request) -> str:  # noqa: F811 - BACKENDS plus the CUDA ones; replaces the fixture above
+    return request.param

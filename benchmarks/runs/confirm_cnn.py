@@ -58,35 +58,8 @@ def train_one(
         **params,
     )
     res = train(tc)
-    s, recs = res.summary, res.records
-    last = recs[-1]
-    keys = (
-        "global_epoch",
-        "test_acc",
-        "val_acc",
-        "train_acc_clean",
-        "train_acc_flipped_given",
-        "train_acc_flipped_true",
-        "loss",
-        "alpha",
-        "target_momentum",
-    )
-    return {
-        "method": method,
-        "params": params,
-        "seed": seed,
-        "run_dir": f"train/{name}",
-        "best_epoch": s.best_epoch,
-        "test_acc_at_best_val": s.best_epoch_test_acc,
-        "final_test_acc": s.final_test_acc,
-        "best_test_acc": s.best_test_acc,
-        "final_memorised": last.train_acc_flipped_given,
-        "final_recovered": last.train_acc_flipped_true,
-        "final_clean_acc": last.train_acc_clean,
-        "data": s.data,
-        "seconds": s.timings.get("train"),
-        "curves": {k: [getattr(r, k) for r in recs] for k in keys},
-    }
+    curves = (*res.CURVE_FIELDS, "alpha", "target_momentum")
+    return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", **res.headline(curves)}
 
 
 def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:

@@ -85,34 +85,7 @@ def _one(ctx: RunContext, data: Path, cfg: dict, method: str, extra: dict) -> di
         **extra,
     )
     res = train(tc)
-    s = res.summary
-    recs = res.records
-    last = recs[-1]
-    return {
-        "method": method,
-        "params": extra,
-        "best_epoch": s.best_epoch,
-        "test_acc_at_best_val": s.best_epoch_test_acc,
-        "final_test_acc": s.final_test_acc,
-        "best_test_acc": s.best_test_acc,
-        "final_memorised": last.train_acc_flipped_given,
-        "final_recovered": last.train_acc_flipped_true,
-        "final_clean_acc": last.train_acc_clean,
-        "data": s.data,
-        "seconds": s.timings.get("train"),
-        "curves": {
-            k: [getattr(r, k) for r in recs]
-            for k in (
-                "global_epoch",
-                "test_acc",
-                "val_acc",
-                "train_acc_clean",
-                "train_acc_flipped_given",
-                "train_acc_flipped_true",
-                "loss",
-            )
-        },
-    }
+    return {"method": method, "params": extra, **res.headline()}
 
 
 def run(ctx: RunContext) -> RunOutput:

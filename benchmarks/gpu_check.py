@@ -1,0 +1,909 @@
+"""gpu-check: one prepared command that runs every GPU path of the toolkit (``airkit gpu-check``).
+
+On a machine with CUDA, in this order (parts ordered by value, tests first), each part in its own
+subprocess under its own time limit, all inside ``--budget`` seconds:
+
+0. ``install``  CuPy for the CUDA version torch reports (``cupy-cuda12x`` / ``cupy-cuda13x``, the
+   ``gpu`` / ``gpu-cuda13`` extras of pyproject.toml) if ``import cupy`` fails; a failed install is
+   one line in the report and the torch-CUDA parts go on.
+1. ``tests``    the kernels/ and theory/ property tests (the files that use ``to_backend``) with
+   ``AIRKIT_TEST_DEVICE=cuda``: tests/conftest.py then puts the torch tensors on CUDA and adds
+   the backend ``cupy``; only the torch and CuPy cases are selected (``-k "torch or cupy"``).
+2. ``deep-tests`` deep/'s CUDA tests: ``-m gpu`` and tests named ``*cuda*`` (``-k "cuda or gpu"``).
+3. the GPU rows, measured with :func:`benchmarks.runs.speed.timed` (synchronised):
+   ``gram`` (rbf, ntk_relu depth 3, float32/float64, torch and CuPy, against the GEMM of the same
+   shape), ``eigh`` (:func:`kernels.spectrum`, cuSOLVER through CuPy and torch, against the CPU time
+   at a smaller n scaled by n^3), ``distill`` (10 alphas x 10 steps), ``ntk`` (empirical NTK of
+   the fast CNN vs the per-example loop), ``train`` (:func:`benchmarks.runs.speed.row_train`).
+4. ``confirm``  ``airkit run confirm --device cuda --data PATH`` for what is left of the budget
+   (interrupted with Ctrl-C at the limit: its finished parts stay for ``--resume``).
+5. ``results/gpu-check/<stamp>/report.md`` and ``result.json`` (atomic), and a one-screen summary.
+
+Without CUDA the command prints one line and exits 2; ``--dry-run`` prints the plan (steps, sizes
+for the budget, time limits, commands) and runs nothing. Nothing here is a GPU result until a
+run on a GPU has written one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.run_files import atomic_write_json, atomic_write_text, environment
+
+DEFAULT_BUDGET = 480.0
+MIN_BUDGET = 60.0
+NO_CUDA = "airkit gpu-check: no CUDA device here; nothing was run (use --dry-run to see the plan)"
+CUDA_ENV = "AIRKIT_TEST_DEVICE"
+ROOT = Path(__file__).resolve().parents[1]
+
+# Sizes at the default budget (the issue's GPU sizes) and the smallest each may shrink to.
+# A size n of a part whose cost grows like n^power shrinks as (budget / DEFAULT_BUDGET)^(1/power).
+FULL_SIZES: dict[str, dict[str, Any]] = {
+    "gram": {"n": [20000, 40000], "d": 3072, "depth": 3, "dtypes": ["float32", "float64"], "check_rows": 256},
+    "eigh": {"n": [20000, 40000], "d": 64, "dtypes": ["float64"], "cpu_n": 4000},
+    "distill": {"n": 20000, "d": 64, "m": 1000, "alphas": 10, "steps": 10, "ridge": 0.1, "check_n": 2000},
+    "ntk": {"n": 512, "cnn_widths": [16, 32, 32], "cnn_modes": ["sum", "trace"]},
+    "train": {"batch": 128, "steps": 3, "models": ["fastnet", "mlp", "resnet18", "shakeshake26"]},
+}
+MIN_SIZES: dict[str, Any] = {
+    "gram": [2000, 4000],
+    "eigh": [2000, 4000],
+    "eigh_cpu": 1000,
+    "distill": 2000,
+    "ntk": 64,
+    "train": 16,
+}
+POWERS = {"gram": 2, "eigh": 3, "distill": 3, "ntk": 1, "train": 1}
+
+# Each part's share of the budget (its time limit), and the least it gets.
+SHARES = {
+    "install": (0.10, 30.0),
+    "tests": (0.25, 60.0),
+    "deep-tests": (0.06, 20.0),
+    "gram": (0.08, 20.0),
+    "eigh": (0.15, 30.0),
+    "distill": (0.06, 20.0),
+    "ntk": (0.05, 20.0),
+    "train": (0.06, 20.0),
+}
+ROW_NAMES = ("gram", "eigh", "distill", "ntk", "train")
+REPORT_RESERVE_S = 5.0  # kept back at the end for writing the report
+
+
+# ============================================================================ sizes and plan
+
+
+def scaled_n(full: int, budget: float, *, power: float, minimum: int, multiple: int = 1) -> int:
+    """``full`` at the default budget or more; below it ``full * (budget / DEFAULT_BUDGET)^(1/power)``,
+    rounded down to a multiple of ``multiple`` and never below ``minimum`` (monotone in ``budget``)."""
+    factor = min(1.0, max(budget, 0.0) / DEFAULT_BUDGET) ** (1.0 / power)
+    n = int(full * factor) // multiple * multiple
+    return max(int(minimum), min(int(full), n))
+
+
+def gpu_sizes(budget: float) -> dict[str, dict[str, Any]]:
+    """The sizes of the GPU rows for ``budget`` seconds (the issue's sizes at the default budget)."""
+    s = json.loads(json.dumps(FULL_SIZES))
+    s["gram"]["n"] = [
+        scaled_n(n, budget, power=POWERS["gram"], minimum=m, multiple=500)
+        for n, m in zip(FULL_SIZES["gram"]["n"], MIN_SIZES["gram"])
+    ]
+    s["eigh"]["n"] = [
+        scaled_n(n, budget, power=POWERS["eigh"], minimum=m, multiple=500)
+        for n, m in zip(FULL_SIZES["eigh"]["n"], MIN_SIZES["eigh"])
+    ]
+    s["eigh"]["cpu_n"] = scaled_n(FULL_SIZES["eigh"]["cpu_n"], budget, power=3, minimum=MIN_SIZES["eigh_cpu"], multiple=500)
+    s["distill"]["n"] = scaled_n(FULL_SIZES["distill"]["n"], budget, power=3, minimum=MIN_SIZES["distill"], multiple=500)
+    s["distill"]["check_n"] = min(s["distill"]["check_n"], s["distill"]["n"])
+    s["ntk"]["n"] = scaled_n(FULL_SIZES["ntk"]["n"], budget, power=1, minimum=MIN_SIZES["ntk"], multiple=32)
+    s["train"]["batch"] = scaled_n(FULL_SIZES["train"]["batch"], budget, power=1, minimum=MIN_SIZES["train"], multiple=16)
+    return s
+
+
+def limit_s(part: str, budget: float) -> float:
+    """Time limit of one part: its share of the budget, at least its minimum, at most the budget."""
+    share, least = SHARES[part]
+    return float(min(budget, max(least, share * budget)))
+
+
+def _kernel_theory_test_files() -> list[str]:
+    """The test files of kernels/ and theory/ that run on every backend (they use ``to_backend``)."""
+    files = sorted(
+        p
+        for p in (ROOT / "tests").glob("test_*.py")
+        if p.name != "test_gpu_check.py" and "to_backend" in p.read_text(encoding="utf-8")
+    )
+    return [str(p.relative_to(ROOT)) for p in files]
+
+
+@dataclass
+class Step:
+    key: str
+    title: str
+    limit_s: float | None  # None: what is left of the budget
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, Any] | None = None
+    note: str = ""
+
+
+def pytest_command(selection: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra --strict-markers", *selection]
+
+
+def plan(budget: float, *, data: Path | None, out: Path, stamp: str = "<stamp>") -> list[Step]:
+    """Every step of the command in the order it runs, with sizes, limits and commands."""
+    directory = out / stamp
+    sizes = gpu_sizes(budget)
+    files = _kernel_theory_test_files()
+    steps = [
+        Step(
+            "install",
+            "install CuPy for the CUDA torch reports, if `import cupy` fails",
+            limit_s("install", budget),
+            [sys.executable, "-m", "pip", "install", "-q", "cupy-cuda<12|13>x>=<13|14>"],
+            note="skipped when CuPy imports; a failure is reported and the torch-CUDA parts go on",
+        ),
+        Step(
+            "tests",
+            "kernels/ and theory/ tests on torch-CUDA and CuPy",
+            limit_s("tests", budget),
+            pytest_command([*files, "-k", "torch or cupy", "--junitxml", str(directory / "tests.xml")]),
+            env={CUDA_ENV: "cuda"},
+        ),
+        Step(
+            "deep-tests",
+            "deep/ CUDA tests (-m gpu, tests named *cuda*)",
+            limit_s("deep-tests", budget),
+            pytest_command(
+                [
+                    "tests",
+                    "-k",
+                    "cuda or gpu",
+                    "--ignore=tests/test_gpu_check.py",
+                    "--junitxml",
+                    str(directory / "deep-tests.xml"),
+                ]
+            ),
+            env={CUDA_ENV: "cuda"},
+        ),
+    ]
+    for row in ROW_NAMES:
+        steps.append(
+            Step(
+                row,
+                f"GPU row {row}",
+                limit_s(row, budget),
+                [sys.executable, "-m", "benchmarks.gpu_check", "--row-child", row, "<cfg.json>", "<out.json>"],
+                sizes=sizes[row],
+            )
+        )
+    confirm_cmd = None
+    if data is not None:
+        confirm_cmd = [sys.executable, "-m", "benchmarks", "run", "confirm", "--device", "cuda", "--data", str(data)]
+        confirm_cmd += ["--out", str(directory / "confirm"), "--no-progress"]
+    steps.append(
+        Step(
+            "confirm",
+            "noisy CIFAR-10 comparison, GPU configuration",
+            None,
+            confirm_cmd,
+            note="runs for what is left of the budget, then Ctrl-C (finished parts kept for --resume)"
+            if data is not None
+            else "skipped: no --data given",
+        )
+    )
+    return steps
+
+
+def format_plan(steps: Sequence[Step], budget: float, out: Path) -> str:
+    fixed = sum(s.limit_s or 0.0 for s in steps if s.key != "install")
+    lines = [
+        f"airkit gpu-check plan: budget {budget:.0f} s; results under {out}/<stamp>/ (report.md, result.json)",
+        f"(the parts' limits add up to {fixed:.0f} s without the install; a part that ends early leaves its time to confirm)",
+    ]
+    for i, s in enumerate(steps):
+        limit = f"{s.limit_s:.0f} s" if s.limit_s is not None else "what is left"
+        lines.append(f"{i}. {s.key}: {s.title} [limit {limit}]")
+        if s.sizes is not None:
+            lines.append("   sizes: " + json.dumps(s.sizes))
+        if s.command is not None:
+            env = " ".join(f"{k}={v}" for k, v in s.env.items())
+            lines.append("   command: " + (env + " " if env else "") + " ".join(_quote(c) for c in s.command))
+        if s.note:
+            lines.append("   " + s.note)
+    return "\n".join(lines)
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in " <>|*") else arg
+
+
+# ============================================================================ CUDA and install
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(CUDA usable by torch, one line saying what was found)."""
+    try:
+        import torch
+    except ImportError:
+        return False, "torch is not installed"
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} sees no CUDA device"
+    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda}) on {torch.cuda.get_device_name(0)}"
+
+
+def cupy_requirement(cuda_version: str | None) -> str | None:
+    """The pip requirement of pyproject's ``gpu`` (CUDA 12) / ``gpu-cuda13`` extra for a CUDA version."""
+    if not cuda_version:
+        return None
+    major = cuda_version.split(".")[0]
+    return {"12": "cupy-cuda12x>=13", "13": "cupy-cuda13x>=14"}.get(major)
+
+
+def ensure_cupy(limit: float) -> dict[str, Any]:
+    if importlib.util.find_spec("cupy") is not None:
+        try:
+            import cupy
+
+            return {"status": "present", "line": f"CuPy {cupy.__version__} already installed"}
+        except Exception as exc:  # an installed CuPy that does not import: reported, not reinstalled
+            return {"status": "broken", "line": f"CuPy is installed but does not import: {type(exc).__name__}: {exc}"}
+    import torch
+
+    req = cupy_requirement(torch.version.cuda)
+    if req is None:
+        return {"status": "failed", "line": f"no CuPy wheel known for CUDA {torch.version.cuda}; CuPy parts skipped"}
+    cmd = [sys.executable, "-m", "pip", "install", "-q", req]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "line": f"pip install {req} ran past {limit:.0f} s; CuPy parts skipped", "command": cmd}
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        return {"status": "failed", "line": f"pip install {req} failed ({last[0][:160]}); CuPy parts skipped", "command": cmd}
+    return {"status": "installed", "line": f"installed {req}", "command": cmd}
+
+
+def missing_modules() -> list[str]:
+    """Modules the command needs that do not import here (the GPU machine's python may lack some)."""
+    need = ["numpy", "scipy", "sklearn", "array_api_compat", "torch", "pytest", "hypothesis", "matplotlib", "tqdm", "PIL"]
+    return [m for m in need if importlib.util.find_spec(m) is None]
+
+
+# ============================================================================ subprocess parts
+
+
+def _run_killable(cmd: list[str], *, limit: float, env: dict[str, str] | None = None, log: Path | None = None) -> dict:
+    """Run ``cmd`` in its own process group; at ``limit`` seconds send Ctrl-C, then kill after 20 s."""
+    start = time.perf_counter()
+    with open(log if log is not None else os.devnull, "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        timed_out = False
+        try:
+            rc = proc.wait(timeout=max(1.0, limit))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                rc = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+    return {"returncode": rc, "timed_out": timed_out, "seconds": time.perf_counter() - start, "command": cmd}
+
+
+def parse_junit(path: Path) -> dict[str, Any]:
+    """Counts of a pytest junit XML per backend (the test id's ``[...]`` part: torch / cupy / other)."""
+    counts: dict[str, dict[str, int]] = {}
+    failures: list[str] = []
+    if not path.exists():
+        return {"counts": counts, "failures": failures}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "")
+        params = name.split("[", 1)[1] if "[" in name else ""
+        backend = "cupy" if "cupy" in params else "torch" if "torch" in params else "other"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                failures.append(f"{case.get('classname', '')}::{name}: {(child.get('message') or '')[:200]}")
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        counts.setdefault(backend, {"passed": 0, "failed": 0, "skipped": 0})[outcome] += 1
+    return {"counts": counts, "failures": failures[:30]}
+
+
+def run_tests(step: Step, directory: Path, limit: float) -> dict[str, Any]:
+    assert step.command is not None
+    junit = directory / f"{step.key}.xml"
+    res = _run_killable(step.command, limit=limit, env=step.env, log=directory / f"{step.key}.log")
+    res.update(parse_junit(junit))
+    tail = (directory / f"{step.key}.log").read_text(errors="replace").strip().splitlines()
+    res["summary_line"] = tail[-1] if tail else ""
+    res["status"] = "timed out" if res["timed_out"] else ("passed" if res["returncode"] == 0 else f"exit {res['returncode']}")
+    return res
+
+
+def run_row(row: str, cfg: dict, limit: float, seed: int = 0) -> dict[str, Any]:
+    """One GPU row in a fresh process under ``limit`` seconds; what it saved before a limit or crash is kept."""
+    with tempfile.TemporaryDirectory(prefix="airkit-gpu-check-") as tmp:
+        cfg_path, out_path = Path(tmp) / "cfg.json", Path(tmp) / "out.json"
+        cfg_path.write_text(json.dumps({"cfg": cfg, "seed": seed, "limit_s": limit}))
+        cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--row-child", row, str(cfg_path), str(out_path)]
+        res = _run_killable(cmd, limit=limit, log=Path(tmp) / "log")
+        log = (Path(tmp) / "log").read_text(errors="replace").strip().splitlines()
+        saved = json.loads(out_path.read_text()) if out_path.exists() else {}
+    res.update(saved)
+    res["log_tail"] = log[-8:]
+    res["status"] = (
+        "timed out (rows saved before the limit are kept)"
+        if res["timed_out"]
+        else ("done" if res["returncode"] == 0 else f"failed (exit {res['returncode']})")
+    )
+    return res
+
+
+def run_confirm(step: Step, directory: Path, limit: float) -> dict[str, Any]:
+    if step.command is None:
+        return {"status": "skipped: no --data given"}
+    if limit < 30:
+        return {"status": f"skipped: only {limit:.0f} s of the budget left"}
+    res = _run_killable(step.command, limit=limit, log=directory / "confirm.log")
+    done = (
+        sorted(str(p.relative_to(directory)) for p in (directory / "confirm").rglob("parts/*"))
+        if (directory / "confirm").exists()
+        else []
+    )
+    res["finished_parts"] = done
+    res["status"] = (
+        f"stopped at the budget after {res['seconds']:.0f} s ({len(done)} parts finished); continue with --resume"
+        if res["timed_out"]
+        else ("finished" if res["returncode"] == 0 else f"failed (exit {res['returncode']}); see confirm.log")
+    )
+    res["resume_command"] = " ".join([*step.command, "--resume"])
+    return res
+
+
+# ============================================================================ the GPU rows (child process)
+
+
+class Recorder:
+    """The child's result, saved (atomically) after every measurement so a limit or crash keeps it."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"rows": [], "skipped": []}
+
+    def add(self, row: dict) -> None:
+        self.data["rows"].append(row)
+        self.save()
+
+    def skip(self, what: str) -> None:
+        self.data["skipped"].append(what)
+        self.save()
+
+    def save(self) -> None:
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            from benchmarks.run_files import to_jsonable
+
+            tmp.write_text(json.dumps(to_jsonable(self.data)))
+            os.replace(tmp, self.path)
+
+
+def _backends(cfg: dict) -> list[str]:
+    """torch always; CuPy when it imports and the device is CUDA."""
+    names = ["torch"]
+    if cfg.get("device", "cuda") == "cuda":
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                names.append("cupy")
+        except Exception as exc:  # no CuPy, or one that does not work: the torch rows still run
+            _log(f"CuPy rows skipped: {type(exc).__name__}: {exc}")
+    return names
+
+
+def _put(a: np.ndarray, backend: str, device: str) -> Any:
+    if backend == "cupy":
+        import cupy
+
+        return cupy.asarray(a)
+    if backend == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    return a
+
+
+def _sync(backend: str, device: str) -> None:
+    if device != "cuda":
+        return
+    if backend == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+    else:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _free(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device != "cuda":
+        return
+    import torch
+
+    torch.cuda.empty_cache()
+    if importlib.util.find_spec("cupy") is not None:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def _timed_sync(fn: Callable[[], Any], backend: str, device: str, repeats: int = 1) -> tuple[float, Any]:
+    from benchmarks.runs.speed import timed
+
+    def call() -> Any:
+        out = fn()
+        _sync(backend, device)
+        return out
+
+    t, _mem, out = timed(call, repeats)
+    return t, out
+
+
+def _host(x: Any) -> np.ndarray:
+    from kernels.backend import to_numpy
+
+    return np.asarray(to_numpy(x), dtype=np.float64)
+
+
+def _log(msg: str) -> None:
+    print(f"[gpu-check] {msg}", flush=True)
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.perf_counter()
+
+
+def row_gram(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    from kernels.functions import rbf
+    from kernels.relu import ntk_relu
+
+    device, d, depth, c = cfg.get("device", "cuda"), cfg["d"], cfg["depth"], cfg["check_rows"]
+    g = 1.0 / d
+    host = np.random.default_rng(seed).standard_normal((max(cfg["n"]), d), dtype=np.float32)
+    last: tuple[float, int] | None = None  # (seconds, n) of the last size: the next is predicted as n^2
+    for n in sorted(cfg["n"]):
+        need = last[0] * (n / last[1]) ** 2 if last is not None else 0.0
+        if need > _left(deadline):
+            rec.skip(f"gram n={n}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+            continue
+        start_n = time.perf_counter()
+        Xh = host[:n].astype(np.float64)
+        ref = {"rbf": rbf(Xh[:c], Xh, gamma=g), "ntk_relu": ntk_relu(Xh[:c], Xh, depth=depth)}
+        for backend in _backends(cfg):
+            for dt in cfg["dtypes"]:
+                X = _put(host[:n].astype(dt), backend, device)
+                t_gemm, _ = _timed_sync(lambda: X @ X.T, backend, device)
+                flops = 2.0 * n * n * d
+                for name, fn in (("rbf", lambda: rbf(X, gamma=g)), (f"ntk_relu depth {depth}", lambda: ntk_relu(X, depth=depth))):
+                    fn_small = rbf if name == "rbf" else (lambda A: ntk_relu(A, depth=depth))
+                    fn_small(X[:64])  # warm-up: kernels compiled, allocator set up
+                    _sync(backend, device)
+                    t, K = _timed_sync(fn, backend, device)
+                    diff = float(np.max(np.abs(_host(K[:c]) - ref["rbf" if name == "rbf" else "ntk_relu"])))
+                    rec.add(
+                        {
+                            "kernel": name,
+                            "backend": backend,
+                            "device": device,
+                            "dtype": dt,
+                            "n": n,
+                            "d": d,
+                            "seconds": t,
+                            "gemm_s": t_gemm,
+                            "gemm_tflops": flops / t_gemm / 1e12,
+                            "over_gemm": t / t_gemm,
+                            "out_dtype": str(K.dtype),
+                            "max_abs_diff_float64_cpu": diff,
+                        }
+                    )
+                    _log(f"gram {name} {backend} {dt} n={n}: {t:.2f} s = {t / t_gemm:.2f}x GEMM ({t_gemm:.3f} s)")
+                    K = None  # a rebinding, not del: the lambdas above read K and X
+                    _free(device)
+                X = None
+                _free(device)
+        last = (time.perf_counter() - start_n, n)
+
+
+def row_eigh(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    from kernels.functions import rbf
+    from kernels.spectrum import spectrum
+
+    device, d = cfg.get("device", "cuda"), cfg["d"]
+    # CPU reference: the toolkit on numpy at cpu_n, scaled by n^3 to each GPU size
+    cpu_n = cfg["cpu_n"]
+    Xc = np.random.default_rng(seed).standard_normal((cpu_n, d))
+    Kc = rbf(Xc, gamma=1.0 / d)
+    t_cpu, s_cpu = _timed_sync(lambda: spectrum(Kc), "numpy", "cpu")
+    rec.data["cpu_reference"] = {"n": cpu_n, "seconds": t_cpu, "method": s_cpu.method}
+    rec.save()
+    _log(f"eigh cpu n={cpu_n}: {t_cpu:.2f} s")
+    Kc = s_cpu = None  # free before the GPU sizes (a rebinding: the lambda above reads Kc)
+    last: dict[str, tuple[float, int]] = {}
+    for n in sorted(cfg["n"]):
+        X = np.random.default_rng(seed).standard_normal((n, d))
+        for backend in _backends(cfg):
+            for dt in cfg["dtypes"]:
+                key = f"{backend}-{dt}"
+                if key in last:
+                    t0, n0 = last[key]
+                    need = t0 * (n / n0) ** 3
+                    if need > _left(deadline):
+                        rec.skip(f"eigh {key} n={n}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+                        continue
+                K = rbf(_put(X.astype(dt), backend, device), gamma=1.0 / d)
+                spectrum(K[:256, :256])  # warm-up (cuSOLVER handle, workspace)
+                _sync(backend, device)
+                t, s = _timed_sync(lambda: spectrum(K), backend, device)
+                vals = _host(s.values)
+                last[key] = (t, n)
+                cpu_est = t_cpu * (n / cpu_n) ** 3
+                rec.add(
+                    {
+                        "backend": backend,
+                        "device": device,
+                        "dtype": dt,
+                        "n": n,
+                        "seconds": t,
+                        "method": s.method,
+                        "cpu_estimate_s": cpu_est,
+                        "speedup_vs_cpu_estimate": cpu_est / t,
+                        "trace_rel_error": abs(float(vals.sum()) - n) / n,  # rbf: trace = n
+                        "d_max": float(vals[0]),
+                        "n_clipped": int(s.n_clipped),
+                    }
+                )
+                _log(f"eigh {backend} {dt} n={n}: {t:.2f} s (CPU n={cpu_n} scaled: {cpu_est:.0f} s)")
+                K = s = None
+                _free(device)
+
+
+def row_distill(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    from benchmarks.runs.speed import _data
+    from kernels.functions import rbf
+    from theory.distillation_study import distillation_study
+
+    device, n, d, m = cfg.get("device", "cuda"), cfg["n"], cfg["d"], cfg["m"]
+    alphas = np.linspace(0.0, 1.0, cfg["alphas"])
+    T, ridge, g = cfg["steps"], cfg["ridge"], 1.0 / d
+
+    def study(X: Any, y: Any, Xt: Any, *, route: str = "auto") -> Any:
+        K, Kc = rbf(X, gamma=g), rbf(Xt, X, gamma=g)
+        return distillation_study(K, y, ridge=ridge, alpha=alphas, steps=T, K_cross=Kc, route=route)
+
+    # accuracy: GPU vs numpy at check_n
+    cn = cfg["check_n"]
+    Xs, ys, Xts = _data(cn, d, seed, m)
+    ref = np.asarray(study(Xs, ys, Xts).predictions)
+    X, y, Xt = _data(n, d, seed, m)
+    for backend in _backends(cfg):
+        args = [_put(a, backend, device) for a in (X, y, Xt)]
+        small = [_put(a, backend, device) for a in (Xs, ys, Xts)]
+        diff = float(np.max(np.abs(_host(study(*small).predictions) - ref)))
+        for route in ("auto", "eigen"):
+            if _left(deadline) < 5:
+                rec.skip(f"distill {backend} {route}: budget spent")
+                continue
+            t, res = _timed_sync(lambda: study(*args, route=route), backend, device)
+            rec.add(
+                {
+                    "backend": backend,
+                    "device": device,
+                    "n": n,
+                    "d": d,
+                    "m": m,
+                    "alphas": len(alphas),
+                    "steps": T,
+                    "route_asked": route,
+                    "route": res.route,
+                    "solver": res.solver,
+                    "seconds_with_gram": t,
+                    "max_abs_diff_numpy_at_check_n": diff,
+                    "check_n": cn,
+                }
+            )
+            _log(f"distill {backend} {route} n={n}: {t:.2f} s ({res.route})")
+            del res
+            _free(device)
+
+
+def row_ntk(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    import torch
+
+    from deep.models import count_parameters, make_model
+    from deep.ntk import empirical_ntk, empirical_ntk_loop, ntk_method
+
+    device = cfg.get("device", "cuda")
+    X = torch.randn(cfg["n"], 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+    net = make_model("fastnet", seed=seed, widths=tuple(cfg["cnn_widths"]), device=device)
+    for mode in cfg["cnn_modes"]:
+        if _left(deadline) < 5:
+            rec.skip(f"ntk {mode}: budget spent")
+            continue
+        empirical_ntk(net, X[:2], mode=mode)
+        empirical_ntk_loop(net, X[:2], mode=mode)
+        t_tk, K = _timed_sync(lambda: empirical_ntk(net, X, mode=mode), "torch", device, 2)
+        t_lp, K_lp = _timed_sync(lambda: empirical_ntk_loop(net, X, mode=mode), "torch", device)
+        rec.add(
+            {
+                "network": f"fastnet widths {'x'.join(map(str, cfg['cnn_widths']))}",
+                "parameters": count_parameters(net),
+                "device": device,
+                "n": cfg["n"],
+                "mode": mode,
+                "method": ntk_method(net, X, mode=mode),
+                "toolkit_s": t_tk,
+                "loop_s": t_lp,
+                "ratio": t_lp / t_tk,
+                "target_ratio": 10.0,
+                "max_abs_diff": float((K - K_lp).abs().max()),
+                "max_abs_ntk": float(K.abs().max()),
+            }
+        )
+        _log(f"ntk {mode} n={cfg['n']}: toolkit {t_tk:.2f} s, loop {t_lp:.2f} s -> {t_lp / t_tk:.1f}x")
+        del K, K_lp
+        _free(device)
+
+
+def row_train(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    from benchmarks.runs.speed import row_train as speed_row_train
+
+    for name in cfg["models"]:  # one network at a time (CPU, then CUDA), saved after each
+        if _left(deadline) < 5:
+            rec.skip(f"train {name}: budget spent")
+            continue
+        res = speed_row_train({"batch": cfg["batch"], "steps": cfg["steps"], "models": [name]}, seed)
+        for r in res["rows"]:
+            rec.add(r)
+        rec.data["gpu"] = res["gpu"]
+        rec.save()
+
+
+ROW_FUNCS: dict[str, Callable[[dict, int, Recorder, float], None]] = {
+    "gram": row_gram,
+    "eigh": row_eigh,
+    "distill": row_distill,
+    "ntk": row_ntk,
+    "train": row_train,
+}
+
+
+def _child(row: str, cfg_path: str, out_path: str) -> None:
+    spec = json.loads(Path(cfg_path).read_text())
+    deadline = time.perf_counter() + float(spec.get("limit_s", 1e9)) - 3.0
+    rec = Recorder(Path(out_path))
+    rec.save()
+    start = time.perf_counter()
+    ROW_FUNCS[row](spec["cfg"], int(spec["seed"]), rec, deadline)
+    rec.data["row_seconds"] = time.perf_counter() - start
+    rec.save()
+
+
+# ============================================================================ report
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def _table(rows: list[dict], keys: list[str]) -> list[str]:
+    from benchmarks.report import markdown_table
+
+    return list(markdown_table(keys, [[_fmt(r.get(k, "")) for k in keys] for r in rows]))
+
+
+ROW_KEYS = {
+    "gram": ["kernel", "backend", "dtype", "n", "seconds", "gemm_s", "gemm_tflops", "over_gemm", "max_abs_diff_float64_cpu"],
+    "eigh": ["backend", "dtype", "n", "seconds", "cpu_estimate_s", "speedup_vs_cpu_estimate", "trace_rel_error"],
+    "distill": ["backend", "n", "route_asked", "route", "seconds_with_gram", "max_abs_diff_numpy_at_check_n"],
+    "ntk": ["mode", "n", "method", "toolkit_s", "loop_s", "ratio", "target_ratio", "max_abs_diff"],
+    "train": ["network", "device", "batch", "train_images_per_s", "eval_images_per_s"],
+}
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """The report of one gpu-check run (``result`` as written to result.json)."""
+    lines = [
+        "# gpu-check",
+        "",
+        f"- machine: {result.get('cuda', '?')}",
+        f"- budget: {_fmt(result.get('budget_s'))} s, used {_fmt(result.get('seconds'))} s",
+        f"- CuPy: {result.get('install', {}).get('line', 'not checked')}",
+        "",
+        "## Tests on the GPU",
+        "",
+    ]
+    for key in ("tests", "deep-tests"):
+        t = result.get(key, {})
+        lines.append(f"### {key}: {t.get('status', 'not run')} ({_fmt(t.get('seconds', 0.0))} s)")
+        lines.append("")
+        counts = t.get("counts", {})
+        if counts:
+            lines += _table([{"backend": b, **c} for b, c in sorted(counts.items())], ["backend", "passed", "failed", "skipped"])
+        if t.get("summary_line"):
+            lines += ["", f"pytest: `{t['summary_line']}`"]
+        for f in t.get("failures", []):
+            lines.append(f"- FAILED {f}")
+        lines.append("")
+    lines += ["## GPU rows", ""]
+    for row in ROW_NAMES:
+        r = result.get("rows", {}).get(row, {})
+        lines += [f"### {row}: {r.get('status', 'not run')}", ""]
+        if row == "eigh" and r.get("cpu_reference"):
+            ref = r["cpu_reference"]
+            lines += [f"CPU reference: toolkit on numpy at n = {ref['n']}: {_fmt(ref['seconds'])} s, scaled by n^3.", ""]
+        if r.get("rows"):
+            lines += _table(r["rows"], ROW_KEYS[row])
+            lines.append("")
+        for s in r.get("skipped", []):
+            lines.append(f"- skipped: {s}")
+        if r.get("status", "done") != "done" and r.get("log_tail"):
+            lines += ["", "```", *r["log_tail"], "```"]
+        lines.append("")
+    c = result.get("confirm", {})
+    lines += ["## Noisy CIFAR-10 comparison (GPU configuration)", "", f"{c.get('status', 'not run')}", ""]
+    if c.get("resume_command"):
+        lines += [f"Continue: `{c['resume_command']}`", ""]
+    return "\n".join(lines)
+
+
+def write_report(directory: Path, result: dict[str, Any]) -> tuple[Path, Path]:
+    """report.md and result.json in ``directory`` (atomic writes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(directory / "report.md", report_markdown(result)), atomic_write_json(
+        directory / "result.json", result
+    )
+
+
+def summary(result: dict[str, Any], directory: Path) -> str:
+    lines = [f"airkit gpu-check: {result.get('cuda', '?')}; {_fmt(result.get('seconds'))} s of {_fmt(result.get('budget_s'))} s"]
+    lines.append(f"  install: {result.get('install', {}).get('line', '-')}")
+    for key in ("tests", "deep-tests"):
+        t = result.get(key, {})
+        counts = ", ".join(f"{b} {c['passed']}/{c['failed']}/{c['skipped']}" for b, c in sorted(t.get("counts", {}).items()))
+        lines.append(f"  {key}: {t.get('status', 'not run')} (passed/failed/skipped: {counts or '-'})")
+    for row in ROW_NAMES:
+        r = result.get("rows", {}).get(row, {})
+        lines.append(f"  {row}: {r.get('status', 'not run')}, {len(r.get('rows', []))} rows, {len(r.get('skipped', []))} skipped")
+    lines.append(f"  confirm: {result.get('confirm', {}).get('status', 'not run')}")
+    lines.append(f"  report: {directory / 'report.md'}")
+    return "\n".join(lines)
+
+
+# ============================================================================ command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="airkit gpu-check",
+        description="Run every GPU path once: the kernels/theory tests on torch-CUDA and CuPy, deep/'s CUDA tests, "
+        "the GPU speed rows and (with --data) the GPU noisy CIFAR-10 comparison, inside --budget seconds.",
+    )
+    p.add_argument(
+        "--budget", type=float, default=DEFAULT_BUDGET, help=f"seconds for the whole command (default {DEFAULT_BUDGET:.0f})"
+    )
+    p.add_argument("--data", type=Path, default=None, help="CIFAR-10 source for the confirm step (skipped without it)")
+    p.add_argument("--out", type=Path, default=Path("results/gpu-check"), help="results root (default results/gpu-check)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (steps, sizes, limits, commands); run nothing")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--row-child"]:
+        _child(*argv[1:4])
+        return 0
+    args = build_parser().parse_args(argv)
+    if not math.isfinite(args.budget) or args.budget < MIN_BUDGET:
+        print(f"airkit gpu-check: --budget must be at least {MIN_BUDGET:.0f} seconds; got {args.budget:g}", file=sys.stderr)
+        return 1
+    if args.data is not None and not args.data.exists():
+        print(f"airkit gpu-check: --data {args.data}: no such file or directory", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(format_plan(plan(args.budget, data=args.data, out=args.out), args.budget, args.out))
+        return 0
+    ok, what = cuda_status()
+    if not ok:
+        print(NO_CUDA)
+        return 2
+    return _run(args, what)
+
+
+def _run(args: argparse.Namespace, cuda_line: str) -> int:
+    args.out = args.out.resolve()  # the subprocesses run in the repository root
+    args.data = args.data.resolve() if args.data is not None else None
+    start = time.perf_counter()
+    deadline = start + args.budget - REPORT_RESERVE_S
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = args.out / stamp
+    directory.mkdir(parents=True, exist_ok=True)
+    steps = {s.key: s for s in plan(args.budget, data=args.data, out=args.out, stamp=stamp)}
+    result: dict[str, Any] = {
+        "what": "gpu-check: every GPU path of the toolkit, run once on this machine",
+        "cuda": cuda_line,
+        "budget_s": args.budget,
+        "sizes": gpu_sizes(args.budget),
+        "missing_modules": missing_modules(),
+        "environment": environment(),
+        "rows": {},
+    }
+
+    def left(cap: float) -> float:
+        return max(0.0, min(cap, deadline - time.perf_counter()))
+
+    def save() -> None:
+        result["seconds"] = time.perf_counter() - start
+        write_report(directory, result)
+
+    _log(f"{cuda_line}; budget {args.budget:.0f} s; results in {directory}")
+    if result["missing_modules"]:
+        _log(f"missing modules (install them first or parts will fail): {', '.join(result['missing_modules'])}")
+    result["install"] = ensure_cupy(left(limit_s("install", args.budget)))
+    _log(result["install"]["line"])
+    save()
+    for key in ("tests", "deep-tests"):
+        _log(f"{key} ...")
+        result[key] = run_tests(steps[key], directory, left(steps[key].limit_s or 0.0))
+        _log(f"{key}: {result[key]['status']} {result[key].get('summary_line', '')}")
+        save()
+    for row in ROW_NAMES:
+        limit = left(steps[row].limit_s or 0.0)
+        if limit < 10:
+            result["rows"][row] = {"status": f"skipped: {limit:.0f} s of the budget left"}
+            continue
+        _log(f"row {row} (limit {limit:.0f} s) ...")
+        result["rows"][row] = run_row(row, {**(steps[row].sizes or {}), "device": "cuda"}, limit, args.seed)
+        _log(f"row {row}: {result['rows'][row]['status']}")
+        save()
+    _log("confirm ...")
+    result["confirm"] = run_confirm(steps["confirm"], directory, left(float("inf")))
+    save()
+    print(summary(result, directory))
+    failed = any(result.get(k, {}).get("status") not in ("passed",) for k in ("tests", "deep-tests"))
+    failed = failed or any(r.get("status") != "done" for r in result["rows"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
