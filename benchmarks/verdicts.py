@@ -157,6 +157,27 @@ def _mean_std(values: Any) -> tuple[float, float | None]:
     return mean, std
 
 
+def _seedwise_verdict(
+    *, key: str, prediction: str, per_seed: Any, n_seeds: int, tolerance: str, passed: Any, detail: str, notes: Sequence[str] = ()
+) -> Verdict:
+    """A verdict with no analytic value: measured = mean (std) of the ``per_seed`` values, and the
+    ``notes`` (why a seed could not be judged) appended to ``detail``."""
+    mean, std = _mean_std(per_seed)
+    if notes:
+        detail += "; " + "; ".join(notes)
+    return Verdict(
+        key=key,
+        prediction=prediction,
+        analytic=None,
+        measured=mean,
+        measured_std=std,
+        n_seeds=n_seeds,
+        tolerance=tolerance,
+        passed=bool(passed),
+        detail=detail,
+    )
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -285,19 +306,16 @@ def air_energy_verdicts(clean_share: Any, noise_share: Any, fractions: Any, *, f
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(nz > 0, c / np.where(nz > 0, nz, 1.0), np.where(c > 0, math.inf, math.nan))
         ok = (c >= factor * nz - ROUND_OFF) & ~empty
-        mean, std = _mean_std(ratio)
         detail = f"clean share {_fmt_list(c)}; noise share {_fmt_list(nz)}; ratio {_fmt_list(ratio)} (per seed)"
         if np.any(empty):
             detail += f"; seeds {np.flatnonzero(empty).tolist()} have no clean or noise energy there (ratio undefined)"
         pct = f"{100 * float(frac):g}"
         out.append(
-            Verdict(
+            _seedwise_verdict(
                 key=f"P1 top-{pct}%",
                 prediction=f"clean labels put more of their energy than the label noise in the top {pct}% of kernel "
                 f"eigen-directions (AIR)",
-                analytic=None,
-                measured=mean,
-                measured_std=std,
+                per_seed=ratio,
                 n_seeds=int(C.shape[0]),
                 tolerance=f"clean share >= {factor:g} x noise share in every seed",
                 passed=bool(np.all(ok)),
@@ -343,25 +361,21 @@ def _clean_first(fits: list[np.ndarray], flipped: list[np.ndarray], *, key: str,
         med_c.append(mc)
         med_f.append(mf)
         leads.append(lead)
-    mean, std = _mean_std(leads)
     counts = ", ".join(f"{int(np.sum(~fl))}/{int(np.sum(fl))}" for fl in flipped)
     detail = (
         f"median first-fit {unit}: clean {_fmt_list(med_c)}, flipped {_fmt_list(med_f)} (per seed; inf = never); "
         f"clean/flipped examples {counts}"
     )
-    if notes:
-        detail += "; " + "; ".join(notes)
-    return Verdict(
+    return _seedwise_verdict(
         key=key,
         prediction=prediction,
-        analytic=None,
-        measured=mean,
-        measured_std=std,
+        per_seed=leads,
         n_seeds=len(fits),
         tolerance=f"median first-fit {unit} of clean < that of flipped in every seed (inf = never fitted); "
         f"measured = flipped median - clean median",
-        passed=bool(ok),
+        passed=ok,
         detail=detail,
+        notes=notes,
     )
 
 
@@ -391,23 +405,19 @@ def _rank_verdict(
         rhos.append(rho)
         p1s.append(p1)
         ok = ok and rho > 0 and p1 < P_MAX
-    mean, std = _mean_std(rhos) if rhos else (math.nan, None)
     detail = (
         f"Spearman rho {_fmt_list(rhos) or 'none'}; one-sided p {_fmt_list(p1s) or 'none'}; "
         f"{subset} examples {', '.join(map(str, sizes))} (per seed)"
     )
-    if notes:
-        detail += "; " + "; ".join(notes)
-    return Verdict(
+    return _seedwise_verdict(
         key=key,
         prediction=f"the kernel's first-fit times order the network's within the {subset} examples",
-        analytic=None,
-        measured=mean,
-        measured_std=std,
+        per_seed=rhos,
         n_seeds=len(predicted),
         tolerance=f"Spearman rho > 0 and one-sided p < {P_MAX:g} in every seed (inf = never, tied last)",
-        passed=bool(ok),
+        passed=ok,
         detail=detail,
+        notes=notes,
     )
 
 
@@ -512,18 +522,15 @@ def early_stopping_verdict(test_acc: Any, memorised: Any) -> Verdict:
     final = A[:, -1]
     drop = peak_acc - final
     ok = (peak < mem) & (final < peak_acc)
-    mean, std = _mean_std(drop)
     detail = (
         f"peak epoch {_fmt_epochs(peak)}; memorised >= {MEMORISED_LEVEL:g} at epoch {_fmt_epochs(mem)}; "
         f"peak acc {_fmt_list(peak_acc)}; final acc {_fmt_list(final)}; drop {_fmt_list(drop)} (per seed, "
         f"{A.shape[1]} epochs)"
     )
-    return Verdict(
+    return _seedwise_verdict(
         key="P3 early stopping",
         prediction="cross-entropy's test accuracy peaks before it memorises the flipped labels, then falls",
-        analytic=None,
-        measured=mean,
-        measured_std=std,
+        per_seed=drop,
         n_seeds=int(A.shape[0]),
         tolerance=f"in every seed: peak epoch < first epoch with memorised >= {MEMORISED_LEVEL:g}, and final acc < peak acc",
         passed=bool(np.all(ok)),

@@ -21,9 +21,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["train_one", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
+__all__ = ["train_one", "train_or_resume", "TRAIN_SIZE_KEYS", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
 
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
+
+
+TRAIN_SIZE_KEYS = ("model", "model_options", "epochs", "batch_size", "lr", "subset", "test_subset")
+
+
+def train_or_resume(out: Path, sizes: dict, **fields: Any) -> Any:
+    """:func:`deep.train.train` in the folder ``out``, resumed from its checkpoint when it has one: the network
+    and sizes (``TRAIN_SIZE_KEYS``) from ``sizes``, every other ``TrainConfig`` field from ``fields``."""
+    from deep.config import TrainConfig
+    from deep.train import train
+
+    sized = {k: sizes[k] for k in TRAIN_SIZE_KEYS}
+    return train(TrainConfig(**sized, **fields, out=str(out), resume=(out / "checkpoint.pt").exists()))
 
 
 def train_one(
@@ -34,30 +47,19 @@ def train_one(
     ``run_dir`` in the result is relative to ``root`` (the benchmark's folder is renamed when
     it finishes)."""
     out = Path(root) / "train" / name
-    from deep.config import TrainConfig
-    from deep.train import train
-
-    tc = TrainConfig(
+    res = train_or_resume(
+        out,
+        cfg,
         data=data,
         noise=cfg["noise"],
         method=method,
-        model=cfg["model"],
-        model_options=cfg["model_options"],
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"],
         seed=seed,
         device=device,
-        subset=cfg["subset"],
-        test_subset=cfg["test_subset"],
         augment=cfg["augment"],
         freq_subset=cfg["freq_subset"],
-        out=str(out),
-        resume=(out / "checkpoint.pt").exists(),
         progress=progress,
         **params,
     )
-    res = train(tc)
     curves = (*res.CURVE_FIELDS, "alpha", "target_momentum")
     return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", **res.headline(curves)}
 

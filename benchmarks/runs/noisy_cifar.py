@@ -21,6 +21,7 @@ from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
 from benchmarks.run_files import atomic_savefig
+from benchmarks.runs.confirm_cnn import train_or_resume
 
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
@@ -62,29 +63,17 @@ def _config(ctx: RunContext) -> dict:
 
 
 def _one(ctx: RunContext, data: Path, cfg: dict, method: str, extra: dict) -> dict:
-    from deep.config import TrainConfig
-    from deep.train import train
-
-    out = ctx.directory / "train" / method
-    tc = TrainConfig(
+    res = train_or_resume(
+        ctx.directory / "train" / method,
+        cfg,
         data=str(data),
         noise="symmetric:0.4",
         method=method,
-        model=cfg["model"],
-        model_options=cfg["model_options"],
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"],
         seed=ctx.seed,
         device=ctx.device,
-        subset=cfg["subset"],
-        test_subset=cfg["test_subset"],
-        out=str(out),
-        resume=(out / "checkpoint.pt").exists(),
         progress=ctx.progress,
         **extra,
     )
-    res = train(tc)
     return {"method": method, "params": extra, **res.headline()}
 
 

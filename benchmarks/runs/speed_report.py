@@ -30,6 +30,11 @@ def _f(x: Any, p: str = ".3g") -> str:
     return "-" if x is None else format(x, p)
 
 
+def _load_change(row: dict) -> str:
+    """The 1-minute load average before and after a row: '1.2 -> 3.4'."""
+    return f"{row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f}"
+
+
 def _bytes(*sizes: float) -> str:
     """A size or a range in decimal units of the largest, three significant figures: '32.4 GB', '31.6-31.9 MB'."""
     unit, scale = next(((u, v) for u, v in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if max(sizes) >= v), ("B", 1.0))
@@ -139,7 +144,7 @@ def _distill_section(d: dict) -> list[str]:
         "",
         *markdown_table(header, rows),
         f"\nRoute reason (last case): {d['rows'][-1]['route_reason']}. Process peak RSS: {d['process_peak_mb']:.0f} MiB. "
-        f"Load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f}.",
+        f"Load {_load_change(d)}.",
         "",
     ]
 
@@ -207,7 +212,7 @@ def _ridge_path_section(rp: dict) -> list[str]:
         "eigendecomposition:",
         "",
         *markdown_table(parts_header, parts),
-        f"\nLoad {rp['load_before'][0]:.1f} -> {rp['load_after'][0]:.1f}.",
+        f"\nLoad {_load_change(rp)}.",
         "",
     ]
 
@@ -246,7 +251,7 @@ def _gram_section(gr: dict) -> list[str]:
         *markdown_table(header, rows),
         "\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
         "triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
-        f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {gr['load_before'][0]:.1f} -> {gr['load_after'][0]:.1f}.",
+        f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {_load_change(gr)}.",
         "",
     ]
 
@@ -283,7 +288,7 @@ def _eigh_section(e: dict) -> list[str]:
         f"\nTop-{t['k']} of n = {t['n']} by `spectrum(K, k={t['k']})` ({t['method']}): {t['topk_s']:.3g} s vs full {t['full_s']:.3g} s "
         f"(**{t['ratio']:.1f}x**); relative error of value {t['k']}: {t['rel_error_value_k']:.1e} (residual {t['max_residual']:.1e}). "
         f"Randomized (QR iterations): {t['randomized_s']:.3g} s, relative error {t['randomized_rel_error_value_k']:.1e}. "
-        f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {e['load_before'][0]:.1f} -> {e['load_after'][0]:.1f}.",
+        f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {_load_change(e)}.",
         "",
     ]
 
