@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.kernel_ridge import KernelRidge
 
+from kernels.backend import to_numpy
 from tests.conftest import to_backend
 from theory.distillation_study import DistillationStudy, distillation_study, study_weights
 
@@ -19,7 +20,7 @@ TOL = 1e-8
 
 
 def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return to_numpy(x)  # explicit host copy: works for torch, CuPy and the strict namespace
 
 
 def rbf_problem(n=40, m=9, seed=0, gamma=0.5, classes=3):

@@ -131,8 +131,8 @@ def test_chained_fixed_point_is_krr(problem, backend, alpha):
         s, to_backend(y, backend), lr=lr, steps=10**12, targets="chained", target_momentum=alpha, record=[0, 1000, 10**12]
     )
     assert path.limit_ridge == pytest.approx(ridge)
-    np.testing.assert_allclose(to_numpy(path.fits[-1]), K @ krr, atol=1e-9)
-    np.testing.assert_allclose(to_numpy(path.predict(to_backend(Kc, backend))[-1]), Kc @ krr, atol=1e-9)
+    np.testing.assert_allclose(to_numpy(path.fits)[-1], K @ krr, atol=1e-9)
+    np.testing.assert_allclose(to_numpy(path.predict(to_backend(Kc, backend)))[-1], Kc @ krr, atol=1e-9)
     # the conserved quantity ((1 - alpha)/lr) c + target stays at V^T y
     q = ridge * to_numpy(path.coef) + to_numpy(path.target_filter)[:, :, None] * to_numpy(path.y_coef)[None]
     np.testing.assert_allclose(q, np.broadcast_to(to_numpy(path.y_coef), q.shape), atol=1e-9)
@@ -205,15 +205,15 @@ def test_limits_t0_and_large_t(problem, backend):
     s = spectrum(to_backend(K, backend))
     lr, big = 1.0, 10**15
     gd = linearized_training(s, to_backend(y, backend), lr=lr, steps=big, record=[0, big], continuous=True)
-    assert float(np.abs(to_numpy(gd.fits[0])).max()) == 0.0
-    assert float(np.abs(to_numpy(gd.predict(to_backend(Kc, backend))[0])).max()) == 0.0
-    np.testing.assert_allclose(to_numpy(gd.fits[1]), y, atol=1e-6)  # the interpolant (K is PD)
-    np.testing.assert_allclose(to_numpy(gd.predict(to_backend(Kc, backend))[1]), Kc @ np.linalg.solve(K, y), atol=1e-4)
+    assert float(np.abs(to_numpy(gd.fits)[0]).max()) == 0.0
+    assert float(np.abs(to_numpy(gd.predict(to_backend(Kc, backend)))[0]).max()) == 0.0
+    np.testing.assert_allclose(to_numpy(gd.fits)[1], y, atol=1e-6)  # the interpolant (K is PD)
+    np.testing.assert_allclose(to_numpy(gd.predict(to_backend(Kc, backend)))[1], Kc @ np.linalg.solve(K, y), atol=1e-4)
     ch = linearized_training(
         s, to_backend(y, backend), lr=lr, steps=big, targets="chained", target_momentum=0.9, record=[0, big], continuous=True
     )
-    np.testing.assert_allclose(to_numpy(ch.fits[1]), K @ np.linalg.solve(K + 0.1 * np.eye(N), y), atol=1e-10)
-    np.testing.assert_allclose(to_numpy(ch.targets[0]), y, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(ch.fits)[1], K @ np.linalg.solve(K + 0.1 * np.eye(N), y), atol=1e-10)
+    np.testing.assert_allclose(to_numpy(ch.targets)[0], y, atol=1e-12)
 
 
 @pytest.mark.parametrize("continuous", [False, True])

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
+from kernels.backend import to_numpy
 from kernels.spectrum import Spectrum, spectrum
 from tests.conftest import to_backend
 from theory.mobahi import CONSTRAINTS, MobahiPath, mobahi_rounds
 
 
 def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return to_numpy(x)  # explicit host copy: works for torch, CuPy and the strict namespace
 
 
 def rbf_problem(n=30, seed=0, gamma=0.5):
