@@ -304,7 +304,9 @@ def _power_estimate(K: Any, xp: ModuleType, iters: int = 8) -> float:
     return est
 
 
-def _cholesky_route(K: Any, Y: Any, ridge: float, T: int, xp: ModuleType, fn: str) -> tuple[Any, Any, str, str, str]:
+def _cholesky_route(
+    K: Any, Y: Any, ridge: float, T: int, xp: ModuleType, fn: str, d_max: float
+) -> tuple[Any, Any, str, str, str]:
     """Krylov vectors: ``g_j = (K + lambda I)^-1 P_j`` and ``P_(j+1) = K g_j`` (eq. 2).
 
     ``P_(j+1)`` has two exact forms, ``P_j - lambda g_j`` and ``K g_j``, whose rounding
@@ -339,7 +341,6 @@ def _cholesky_route(K: Any, Y: Any, ridge: float, T: int, xp: ModuleType, fn: st
         )
     if L is not None:
         del M
-    d_max = _power_estimate(K, xp)
     Gs, Ps = [], []
     used: set[str] = set()
     P = Y
@@ -495,6 +496,7 @@ def distillation_study(
     vector = y.ndim == 1
     c = 1 if vector else int(y.shape[1])
     cost = _flops(n, 0 if Kc is None else int(Kc.shape[0]), c, A, T)
+    d_max = _power_estimate(K, xp)  # once: the auto route's resolution test and the Cholesky route's update rule
 
     if route == "auto":
         if need_spectrum:
@@ -505,7 +507,7 @@ def distillation_study(
                 f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
                 f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)"
             )
-            resolution = n * float(xp.finfo(K.dtype).eps) * _power_estimate(K, xp)
+            resolution = n * float(xp.finfo(K.dtype).eps) * d_max
             if chosen == "eigen" and ridge < resolution:
                 chosen = "cholesky"
                 reason += (
@@ -540,7 +542,7 @@ def distillation_study(
                 path=path,
             )
 
-    G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn)
+    G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn, d_max)
     W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
     duals = _squeeze(_combine(W, G, xp), vector, xp)
     fits = _squeeze(_combine(W, P, xp), vector, xp)
