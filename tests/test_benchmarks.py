@@ -284,3 +284,16 @@ def test_toy_distill_torch_backend_matches_numpy(tmp_path):
     assert b["backend"] == "torch"
     np.testing.assert_allclose(b["numbers"]["loss_steps"], a["numbers"]["loss_steps"], rtol=1e-10)
     np.testing.assert_allclose(b["numbers"]["B_diagonal"], a["numbers"]["B_diagonal"], rtol=1e-10, atol=1e-14)
+
+
+def test_air_spectrum_findings_follow_the_numbers():
+    """Each sentence is read off the numbers: swap which side wins and the words swap too."""
+    from benchmarks.runs.air_spectrum import findings
+
+    sm = {"gd_val_step": 40.0, "gd_test_acc_at_val_step": 0.9, "gd_final_test_acc": 0.7, "chained_final_test_acc": 0.95}
+    r = {"summary": sm, "shares": {"clean": [0.5], "noise": [0.1]}, "target_momentum": 0.99}
+    (line,) = findings({"k": r})
+    assert "0.500 of the clean" in line and "(5.0x)" in line and "above its final 0.700" in line and "0.050 above early" in line
+    sm2 = {**sm, "gd_test_acc_at_val_step": 0.6, "chained_final_test_acc": 0.5}
+    (line2,) = findings({"k": {**r, "summary": sm2}})
+    assert "not above its final 0.700" in line2 and "0.100 below early-stopped" in line2
