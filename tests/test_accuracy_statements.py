@@ -15,7 +15,8 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from kernels.functions import nngp_relu, ntk_relu, ntk_two_layer, rbf
+from kernels.functions import rbf
+from kernels.relu import nngp_relu, ntk_relu, ntk_two_layer
 
 EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
 

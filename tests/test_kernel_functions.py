@@ -26,13 +26,11 @@ from kernels.functions import (
     laplace,
     laplacian,
     linear,
-    nngp_relu,
-    ntk_relu,
-    ntk_two_layer,
     polynomial,
     rbf,
 )
 from kernels.gram_fill import CONSTRAINTS
+from kernels.relu import nngp_relu, ntk_relu, ntk_two_layer
 from tests.conftest import to_backend
 
 KERNEL_CASES = [  # (name, params) covering every kernel and a few parameter values
