@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: a bare `torch` requirement would pull GBs of CUDA wheels.
 	$(PY) -m pip install -q "$(TORCH_WHEEL_SPEC)"
-	$(PY) -m pip install -q -e ".[deep,test]"
+	$(PY) -m pip install -q -e ".[deep,test,dask]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,6 +4,7 @@ airkit list                       what exists, one line each
 airkit run NAME... [options]      run named benchmarks (or ``all``), write reports
 airkit train [deep.train options] train a network on noisy CIFAR-10 (= python -m deep.train)
 airkit gpu-check [--budget S] ...  run every GPU path once (benchmarks/gpu_check.py; --dry-run: the plan)
+airkit sweep --grid K=V1,V2 ...    a grid of deep.train runs, each cell a Dask task (benchmarks/sweep.py)
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airkit", description="airkit: theory benchmarks, analytic limits beside trained networks."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train,gpu-check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,train,sweep,gpu-check}")
     sub.add_parser("list", help="list the named runs, one line each", description="List the named benchmark runs.")
     run = sub.add_parser(
         "run",
@@ -202,7 +203,82 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     gpu.add_argument("gpu_check_args", nargs=argparse.REMAINDER)
+    _add_sweep_parser(sub)
     return parser
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="run a grid of deep.train runs (e.g. methods x seeds), each cell a Dask task; rerun to resume",
+        description="Run every combination of the --grid values (and a --file grid) as one deep.train run, on a local "
+        "Dask cluster or an existing one (--scheduler); each cell writes <out>/cells/<cell>/ atomically, a rerun skips "
+        "finished cells and resumes interrupted ones, and <out>/report.md holds mean +- std over seeds.",
+    )
+    sw.add_argument("--file", type=Path, default=None, help="grid file (.toml or .yaml) with tables [grid] and [fixed]")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="an axis: a TrainConfig field and its comma-separated values, repeatable (e.g. --grid method=ce,sat --grid seed=0,1,2)",
+    )
+    sw.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting shared by every cell, repeatable (e.g. --set data=cifar-10-python.tar.gz --set epochs=15)",
+    )
+    sw.add_argument("--out", type=Path, default=Path("results/sweep"), help="the sweep's folder (default: results/sweep)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--workers", default=None, help="local cluster workers (default: one per GPU, or one per 4 cores)")
+    sw.add_argument(
+        "--threads-per-worker", default=None, help="torch threads per cell (default: the worker's share of the cores)"
+    )
+    sw.add_argument("--inline", action="store_true", help="run the cells in this process, one after another, without Dask")
+    sw.add_argument("--over", default="seed", help="comma-separated axes averaged over in the report (default: seed)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+def _sweep_main(args: argparse.Namespace) -> int:
+    from benchmarks.sweep import sweep
+    from benchmarks.sweep_grid import SweepError, grid_from_options, load_grid_file
+
+    try:
+        workers = (
+            None if args.workers is None else _checked("--workers", args.workers, _to_int, lambda v: v >= 1, "an integer >= 1")
+        )
+        threads = (
+            None
+            if args.threads_per_worker is None
+            else _checked("--threads-per-worker", args.threads_per_worker, _to_int, lambda v: v >= 1, "an integer >= 1")
+        )
+        base = load_grid_file(args.file) if args.file is not None else None
+        grid = grid_from_options(args.grid, args.set, base)
+        if not grid.axes:
+            raise SweepError("the grid has no axes; give --grid KEY=V1,V2 or a --file with a [grid] table")
+        over = tuple(k.strip() for k in args.over.split(",") if k.strip())
+        check_out(args.out)
+        result = sweep(
+            grid,
+            args.out,
+            scheduler=args.scheduler,
+            workers=workers,
+            threads_per_worker=threads,
+            inline=args.inline,
+            progress=not args.no_progress,
+            over=over,
+        )
+    except (BenchmarkError, ValueError, TypeError, OSError, ImportError) as exc:
+        return _fail(" ".join(str(exc).split()) if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; rerun the same command (--out {args.out}) to resume: finished cells are kept")
+    if result.report is not None:
+        print(f"[airkit] sweep report: {result.report.resolve()}")
+    if result.failed:
+        return _fail(f"{len(result.failed)} of {len(result.grid.cells)} cells failed; see {args.out / 'report.md'}")
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -327,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(gpu_check_main(argv[1:]))
     args = build_parser().parse_args(argv)
+    if args.command == "sweep":
+        return _sweep_main(args)
     if args.command == "list":
         width = max(len(b.name) for b in ALL_RUNS)
         for b in ALL_RUNS:
