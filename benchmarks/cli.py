@@ -43,6 +43,8 @@ RUN_OPTIONS = {
         "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar)",
     ),
     "epochs": (int, "training epochs >= 1 for runs that train networks"),
+    "scheduler": (str, "confirm: run the training cells on this Dask scheduler (e.g. tcp://host:8786; see airkit sweep)"),
+    "workers": (int, "confirm: run the training cells on a local Dask cluster of this many workers (default: in this process)"),
     "noise": (
         str,
         "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
@@ -132,7 +134,7 @@ def check_run_options(options: dict[str, Any], benches: Sequence[Benchmark]) -> 
             raise BenchmarkError(f"unknown run option {key!r}; known: {', '.join(RUN_OPTIONS)}")
         if key in ("gamma", "ridge"):
             out[key] = _checked(flag, value, _to_float, positive, "a finite float > 0")
-        elif key in ("steps", "epochs"):
+        elif key in ("steps", "epochs", "workers"):
             out[key] = _checked(flag, value, _to_int, lambda v: v >= 1, "an integer >= 1")
         elif key == "n":
             low, why = _min_n(benches)

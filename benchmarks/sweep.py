@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -97,13 +98,42 @@ def _device_for_worker(device: str) -> str:
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
-def train_cell(cell_dir: str, config: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+# deep.train seeds torch's process-wide RNG and sets its thread count: two cells in threads of one
+# worker process would share both, so the cells of one process take turns (use one thread per worker).
+_ONE_CELL_PER_PROCESS = threading.Lock()
+
+CELL_CURVES = (
+    "global_epoch",
+    "test_acc",
+    "val_acc",
+    "train_acc_clean",
+    "train_acc_flipped_given",
+    "train_acc_flipped_true",
+    "loss",
+    "alpha",
+    "target_momentum",
+)
+
+
+def train_cell(cell_dir: str, config: dict[str, Any], threads: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Train (or resume) one cell in ``cell_dir/run``; write ``cell.json`` when it has finished.
 
     Runs in a Dask worker (or inline). ``threads``: torch's intra-op threads for this cell
-    (Dask workers start with one). Returns the cell's numbers:
-    :meth:`deep.train.TrainResult.headline` plus ``finished`` and ``epochs_done``.
+    (Dask workers start with one); ``progress``: deep.train's bars and epoch lines (inline runs).
+    Returns the cell's numbers: :meth:`deep.train.TrainResult.headline` (curves
+    :data:`CELL_CURVES`) plus ``finished``, ``epochs_done``, ``resumed_from`` and ``device``.
     """
+    import torch
+
+    with _ONE_CELL_PER_PROCESS:
+        before = torch.get_num_threads()
+        try:
+            return _train_cell(cell_dir, config, threads, progress)
+        finally:
+            torch.set_num_threads(before)
+
+
+def _train_cell(cell_dir: str, config: dict[str, Any], threads: int | None, progress: bool) -> dict[str, Any]:
     import torch
 
     from benchmarks.sweep_grid import train_values
@@ -116,11 +146,11 @@ def train_cell(cell_dir: str, config: dict[str, Any], threads: int | None = None
     values = train_values(config)
     values["device"] = _device_for_worker(str(values.get("device", "auto")))
     cfg = TrainConfig.from_dict(
-        {**values, "out": str(run_dir), "resume": (run_dir / "checkpoint.pt").exists(), "progress": False}
+        {**values, "out": str(run_dir), "resume": (run_dir / "checkpoint.pt").exists(), "progress": progress}
     )
     res = train(cfg)
     numbers = {
-        **res.headline(),
+        **res.headline(CELL_CURVES),
         "finished": res.finished,
         "epochs_done": len(res.records),
         "resumed_from": res.resumed_from,
@@ -245,10 +275,12 @@ def _record_failure(cell_dir: str, error: BaseException, tb: str) -> str:
     return first
 
 
-def _run_inline(jobs: Sequence[Job], threads: int | None, on_done: Callable[[Cell, dict | None, str | None], None]) -> None:
+def _run_inline(
+    jobs: Sequence[Job], threads: int | None, on_done: Callable[[Cell, dict | None, str | None], None], progress: bool
+) -> None:
     for cell, cell_dir, config in jobs:
         try:
-            res = train_cell(cell_dir, config, threads)
+            res = train_cell(cell_dir, config, threads, progress)
         except Exception as exc:  # a failed cell is reported and the others go on
             on_done(cell, None, _record_failure(cell_dir, exc, traceback.format_exc()))
         else:
@@ -356,7 +388,7 @@ def run_cells(
     slots = [1]  # cells that can run at once (worker threads), for the "running" count
     if inline:
         log.line(f"{len(jobs)} cells to run in this process, one after another")
-        _run_inline(jobs, threads, on_done)
+        _run_inline(jobs, threads, on_done, progress)
         return results, failed, tuple(skipped)
     made = client is None
     cluster = None

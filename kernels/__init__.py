@@ -3,6 +3,7 @@
 Arrays in, arrays out, in the namespace and on the device of the input (numpy, torch, CuPy).
 """
 
+from kernels.cnn import cnn_architecture, cnn_nngp, cnn_ntk
 from kernels.functions import (
     KERNELS,
     exponential,
@@ -33,6 +34,9 @@ __all__ = [
     "nngp_relu",
     "ntk_relu",
     "ntk_two_layer",
+    "cnn_architecture",
+    "cnn_nngp",
+    "cnn_ntk",
     "Spectrum",
     "spectrum",
     "RidgeResolutionWarning",

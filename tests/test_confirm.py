@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import sweep as sweep_mod
 from benchmarks.cli import run_named
 from benchmarks.runs import ALL_RUNS
 from benchmarks.runs import confirm as confirm_mod
@@ -160,13 +161,13 @@ def test_resume_skips_finished_parts(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small)
     partial = [p for p in (tmp_path / "confirm").iterdir() if p.name.endswith(".partial")]
-    assert len(partial) == 1 and (partial[0] / "parts" / "cnn-sat-seed1.json").exists()
+    assert len(partial) == 1 and (partial[0] / "train" / "cells" / "sat-seed1" / "cell.json").exists()
     monkeypatch.undo()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished training part was run again")
 
-    monkeypatch.setattr(confirm_mod, "train_one", no_training)
+    monkeypatch.setattr(sweep_mod, "train_cell", no_training)
     d = run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small, resume=True)
     res = _result(d)
     assert res["resumed"] is True
@@ -181,7 +182,7 @@ def test_interrupt_in_the_first_training_keeps_its_checkpoint(tmp_path, interrup
     with pytest.raises(KeyboardInterrupt):
         run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small)
     partial = [p for p in (tmp_path / "confirm").iterdir() if p.name.endswith(".partial")]
-    assert len(partial) == 1 and (partial[0] / "train" / "ce-seed0" / "checkpoint.pt").exists()
+    assert len(partial) == 1 and (partial[0] / "train" / "cells" / "ce-seed0" / "run" / "checkpoint.pt").exists()
     restore()
     d = run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small, resume=True)
     ce = _result(d)["numbers"]["cnn"]["ce"][0]

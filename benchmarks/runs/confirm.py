@@ -16,8 +16,10 @@ P4  Self-distillation ~ early stopping without stopping: final accuracy of self-
 P5  NTK regime: the widest NTK-parameterised MLP's test-accuracy curve within 2 points of
     the analytic curve, and the output gap shrinking with width (exponent -1/2).
 
-Parts (each saved when done, so ``--resume`` skips it): ``cnn-<method>-seed<k>`` (one
-training run each, itself resumable epoch by epoch), ``kernel-seed<k>`` (eNTK of CE run k),
+Parts (each saved when done, so ``--resume`` skips it): the training runs, one
+:mod:`benchmarks.sweep` cell per method and seed in ``train/cells/<method>-seed<k>/`` (each
+resumable epoch by epoch; in this process one after another, or as Dask tasks with
+``--workers N`` or ``--scheduler ADDRESS``), ``kernel-seed<k>`` (eNTK of CE run k),
 ``ntk`` (the MLP widths). Sizes: the CPU configuration (default with ``--data``) fits in about
 an hour on 2 cores; ``--quick`` takes minutes (scikit-learn's digits written as CIFAR batches
 when no ``--data`` is given); ``--device cuda`` runs the GPU configuration (all 50k images,
@@ -38,11 +40,13 @@ import numpy as np
 from benchmarks import verdicts as rules
 from benchmarks.datasets import write_digits_as_cifar
 from benchmarks.progress import PartLog
-from benchmarks.registry import Benchmark, RunContext, RunOutput
+from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.report import markdown_table
 from benchmarks.run_files import atomic_savefig
-from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, as_inf, centred_one_hot, kernel_part, train_one
+from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, TRAIN_SIZE_KEYS, as_inf, centred_one_hot, kernel_part
 from benchmarks.runs.confirm_ntk import ntk_regime
+from benchmarks.sweep import CELLS_DIR, run_cells
+from benchmarks.sweep_grid import Cell
 
 NOISE = "symmetric:0.4"
 
@@ -195,44 +199,32 @@ def run(ctx: RunContext) -> RunOutput:
 
     log = PartLog("confirm", _plan(cfg, ctx.seed), ctx.progress)
 
-    # ---- part 2: networks trained by SGD (feature-learning regime)
-    runs: dict[str, list[dict]] = {}
-    for method, params in cfg["methods"].items():
-        runs[method] = []
-        for k in range(cfg["method_seeds"][method]):
-            seed = ctx.seed + k
-            key = f"cnn-{method}-seed{seed}"
-            runs[method].append(
-                log.part(
-                    ctx,
-                    key,
-                    lambda m=method, p=params, s=seed: train_one(
-                        ctx.directory, f"{m}-seed{s}", str(data_path), cnn_cfg, m, p, s, ctx.device, ctx.progress
-                    ),
-                    what=f"training ({cnn_cfg['epochs']} epochs per generation)",
-                )
-            )
+    # ---- part 2: networks trained by SGD (feature-learning regime): every method x seed is one sweep cell
+    cells = _training_cells(cfg, cnn_cfg, str(data_path), ctx.seed, ctx.device)
+    where = {k: ctx.options[k] for k in ("scheduler", "workers") if ctx.options.get(k) is not None}
+    results, failed, _ = run_cells(
+        [c for c, _ in cells], ctx.directory / TRAIN_DIR, inline=not where, progress=ctx.progress, **where
+    )
+    if failed:
+        name, error = next(iter(failed.items()))
+        raise BenchmarkError(
+            f"confirm: {len(failed)} training cell(s) failed, first {name}: {error} "
+            f"(traceback in {ctx.directory / TRAIN_DIR / CELLS_DIR / name / 'error.txt'})"
+        )
+    runs: dict[str, list[dict]] = {m: [] for m in cfg["methods"]}
     extra = {}
-    for model in cfg["extra_models"]:  # GPU configuration: a second architecture, CE and SAT, one seed
-        ecfg = {**cnn_cfg, "model": model, "model_options": {}}
-        for method in ("ce", "sat"):
-            key = f"cnn-{model}-{method}-seed{ctx.seed}"
-            extra[key] = log.part(
-                ctx,
-                key,
-                lambda m=method, e=ecfg, name=model: train_one(
-                    ctx.directory,
-                    f"{name}-{m}-seed{ctx.seed}",
-                    str(data_path),
-                    e,
-                    m,
-                    cfg["methods"][m],
-                    ctx.seed,
-                    ctx.device,
-                    ctx.progress,
-                ),
-                what=f"training ({cnn_cfg['epochs']} epochs)",
-            )
+    for cell, params in cells:
+        r = {
+            "method": cell.values["method"],
+            "params": params,
+            "seed": cell.values["seed"],
+            "run_dir": f"{TRAIN_DIR}/{CELLS_DIR}/{cell.name}/run",
+            **results[cell.name],
+        }
+        if "model" in cell.values:  # GPU configuration: a second architecture
+            extra[f"cnn-{cell.name}"] = r
+        else:
+            runs[cell.values["method"]].append(r)
 
     # ---- part 3: the CE networks' own kernels
     kern = []
@@ -285,17 +277,41 @@ def run(ctx: RunContext) -> RunOutput:
     return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
 
 
+TRAIN_DIR = "train"
+
+
+def _training_cells(cfg: dict, cnn_cfg: dict, data: str, seed0: int, device: str) -> list[tuple[Cell, dict]]:
+    """Part 2's training runs as sweep cells ``<method>-seed<k>`` (and ``<model>-<method>-seed<k>`` for the
+    GPU configuration's second architecture), each with its method's parameters."""
+    sized = {k: cnn_cfg[k] for k in TRAIN_SIZE_KEYS}
+    shared = {
+        **sized,
+        "data": data,
+        "noise": cnn_cfg["noise"],
+        "device": device,
+        "augment": cnn_cfg["augment"],
+        "freq_subset": cnn_cfg["freq_subset"],
+    }
+    shared["model_options"] = dict(shared["model_options"])
+    out = []
+    for method, params in cfg["methods"].items():
+        for k in range(cfg["method_seeds"][method]):
+            values = {"method": method, "seed": seed0 + k}
+            out.append((Cell(f"{method}-seed{seed0 + k}", values, {**shared, **params, **values}), params))
+    for model in cfg["extra_models"]:
+        for method in ("ce", "sat"):
+            params = cfg["methods"][method]
+            values = {"model": model, "method": method, "seed": seed0}
+            config = {**shared, "model_options": {}, **params, **values}
+            out.append((Cell(f"{model}-{method}-seed{seed0}", values, config), params))
+    return out
+
+
 def _plan(cfg: dict, seed: int) -> dict[str, float]:
     """Every part of the run in the order it runs, with a rough cost in CNN training epochs
-    (for :class:`~benchmarks.progress.PartLog`'s estimate of the time left)."""
+    (for :class:`~benchmarks.progress.PartLog`'s estimate of the time left), after the training cells."""
     epochs = float(cfg["cnn"]["epochs"])
-    plan = {
-        f"cnn-{m}-seed{seed + k}": epochs * params.get("generations", 1)
-        for m, params in cfg["methods"].items()
-        for k in range(cfg["method_seeds"][m])
-    }
-    plan.update({f"cnn-{model}-{m}-seed{seed}": epochs for model in cfg["extra_models"] for m in ("ce", "sat")})
-    plan.update({f"kernel-seed{seed + k}": 1.0 for k in range(cfg["method_seeds"]["ce"])})
+    plan = {f"kernel-seed{seed + k}": 1.0 for k in range(cfg["method_seeds"]["ce"])}  # training: the sweep's own lines
     return {**plan, "kernel-analytic": 0.5, "ntk": epochs}
 
 
@@ -834,5 +850,5 @@ BENCHMARK = Benchmark(
     name="confirm",
     summary="the theory's predictions (AIR, early stopping, self-distillation, NTK regime) beside networks trained on noisy CIFAR-10, with PASS/FAIL verdicts",
     func=run,
-    options=("noise",),
+    options=("noise", "scheduler", "workers"),
 )

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["train_one", "train_or_resume", "TRAIN_SIZE_KEYS", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
+__all__ = ["train_or_resume", "TRAIN_SIZE_KEYS", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
 
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
 
@@ -37,31 +37,6 @@ def train_or_resume(out: Path, sizes: dict, **fields: Any) -> Any:
 
     sized = {k: sizes[k] for k in TRAIN_SIZE_KEYS}
     return train(TrainConfig(**sized, **fields, out=str(out), resume=(out / "checkpoint.pt").exists()))
-
-
-def train_one(
-    root: Path, name: str, data: str, cfg: dict, method: str, params: dict, seed: int, device: str, progress: bool
-) -> dict:
-    """Train (or resume) one method at one seed in ``root/train/name``; return its numbers and curves.
-
-    ``run_dir`` in the result is relative to ``root`` (the benchmark's folder is renamed when
-    it finishes)."""
-    out = Path(root) / "train" / name
-    res = train_or_resume(
-        out,
-        cfg,
-        data=data,
-        noise=cfg["noise"],
-        method=method,
-        seed=seed,
-        device=device,
-        augment=cfg["augment"],
-        freq_subset=cfg["freq_subset"],
-        progress=progress,
-        **params,
-    )
-    curves = (*res.CURVE_FIELDS, "alpha", "target_momentum")
-    return {"method": method, "params": params, "seed": seed, "run_dir": f"train/{name}", **res.headline(curves)}
 
 
 def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:
