@@ -232,6 +232,13 @@ def _add_sweep_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="a setting shared by every cell, repeatable (e.g. --set data=cifar-10-python.tar.gz --set epochs=15)",
     )
+    sw.add_argument(
+        "--when",
+        action="append",
+        default=[],
+        metavar="AXIS=VALUE:KEY=VALUE",
+        help="a setting only for the cells with that axis value, repeatable (e.g. --when method=sat:target_momentum=0.9)",
+    )
     sw.add_argument("--out", type=Path, default=Path("results/sweep"), help="the sweep's folder (default: results/sweep)")
     sw.add_argument("--scheduler", default=None, metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     sw.add_argument("--workers", default=None, help="local cluster workers (default: one per GPU, or one per 4 cores)")
@@ -257,7 +264,7 @@ def _sweep_main(args: argparse.Namespace) -> int:
             else _checked("--threads-per-worker", args.threads_per_worker, _to_int, lambda v: v >= 1, "an integer >= 1")
         )
         base = load_grid_file(args.file) if args.file is not None else None
-        grid = grid_from_options(args.grid, args.set, base)
+        grid = grid_from_options(args.grid, args.set, base, args.when)
         if not grid.axes:
             raise SweepError("the grid has no axes; give --grid KEY=V1,V2 or a --file with a [grid] table")
         over = tuple(k.strip() for k in args.over.split(",") if k.strip())

@@ -15,6 +15,10 @@ small TOML or YAML file::
     subset = 5000
     model_options = { widths = [32, 64, 64] }
 
+    [when."method=sat"]         # only in the cells with method = "sat"
+    target_momentum = 0.9
+    distill_start = 4
+
 Keys are :class:`deep.config.TrainConfig` field names (``batch_size``, not ``--batch-size``);
 ``out``, ``resume`` and ``progress`` belong to the sweep and are refused. Option values are
 read as Python literals where they parse (``0.1`` is a float, ``3`` an int, ``False`` a
@@ -30,6 +34,7 @@ import dataclasses
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +90,7 @@ class Grid:
 
     axes: dict[str, tuple[Any, ...]]
     fixed: dict[str, Any]
+    when: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def cells(self) -> tuple[Cell, ...]:
@@ -93,11 +99,16 @@ class Grid:
         out = []
         for combo in itertools.product(*(self.axes[k] for k in keys)):
             values = dict(zip(keys, combo))
-            out.append(Cell(name=_cell_name(values), values=values, config={**self.fixed, **values}))
+            extra: dict[str, Any] = {}
+            for condition, settings in self.when.items():
+                key, _, text = condition.partition("=")
+                if value_text(values[key]) == text:
+                    extra.update(settings)
+            out.append(Cell(name=_cell_name(values), values=values, config={**self.fixed, **extra, **values}))
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"axes": {k: list(v) for k, v in self.axes.items()}, "fixed": dict(self.fixed)}
+        return {"axes": {k: list(v) for k, v in self.axes.items()}, "fixed": dict(self.fixed), "when": dict(self.when)}
 
 
 def _cell_name(values: dict[str, Any]) -> str:
@@ -140,7 +151,9 @@ def _check_key(key: Any, where: str) -> str:
     return key
 
 
-def make_grid(axes: dict[str, Any], fixed: dict[str, Any] | None = None, *, where: str = "sweep") -> Grid:
+def make_grid(
+    axes: dict[str, Any], fixed: dict[str, Any] | None = None, when: dict[str, Any] | None = None, *, where: str = "sweep"
+) -> Grid:
     """A :class:`Grid` with every key and every cell's configuration checked.
 
     Parameters
@@ -149,6 +162,10 @@ def make_grid(axes: dict[str, Any], fixed: dict[str, Any] | None = None, *, wher
         ``TrainConfig`` fields to vary; each list non-empty and without repeats.
     fixed : mapping of key -> value
         ``TrainConfig`` fields shared by every cell (not also an axis).
+    when : mapping of ``"axis=value"`` -> mapping of key -> value
+        Settings only for the cells with that axis value, e.g. ``{"method=sat":
+        {"target_momentum": 0.9, "distill_start": 5}}`` (a method's own parameters,
+        which the other methods refuse).
     where : str
         Prefix of the error messages (``--grid``, the file name, ...).
 
@@ -173,7 +190,23 @@ def make_grid(axes: dict[str, Any], fixed: dict[str, Any] | None = None, *, wher
         _check_key(key, where)
         if key in checked:
             raise SweepError(f"{where}: {key!r} is both an axis and a fixed setting; give it once")
-    grid = Grid(axes=checked, fixed=fixed)
+    conditions: dict[str, dict[str, Any]] = {}
+    for condition, settings in (when or {}).items():
+        key, sep, text = str(condition).partition("=")
+        if not sep or key not in checked:
+            raise SweepError(
+                f"{where}: condition {condition!r} must be AXIS=VALUE with an axis of the grid ({', '.join(checked) or 'none'})"
+            )
+        if text not in [value_text(v) for v in checked[key]]:
+            raise SweepError(f"{where}: condition {condition!r}: {text!r} is not a value of axis {key!r} {list(checked[key])!r}")
+        if not isinstance(settings, dict) or not settings:
+            raise SweepError(f"{where}: condition {condition!r} needs a table of settings; got {settings!r}")
+        for k in settings:
+            _check_key(k, where)
+            if k in checked:
+                raise SweepError(f"{where}: condition {condition!r} sets axis {k!r}; an axis takes its values from the grid")
+        conditions[f"{key}={text}"] = {**conditions.get(f"{key}={text}", {}), **settings}
+    grid = Grid(axes=checked, fixed=fixed, when=conditions)
     names = [c.name for c in grid.cells]
     if len(set(names)) != len(names):
         raise SweepError(f"{where}: two cells get the same folder name; make the values differ in [A-Za-z0-9._=-]")
@@ -213,13 +246,22 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
     return out
 
 
-def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = None) -> Grid:
-    """The grid of ``--grid key=v1,v2`` and ``--set key=value`` options, over ``base`` (a file's grid).
+def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = None, when: Sequence[str] = ()) -> Grid:
+    """The grid of ``--grid key=v1,v2``, ``--set key=value`` and ``--when axis=value:key=value``
+    options, over ``base`` (a file's grid).
 
-    A ``--grid`` axis replaces the file's axis of that key; ``--set`` replaces a fixed setting.
+    A ``--grid`` axis replaces the file's axis of that key; ``--set`` replaces a fixed setting;
+    ``--when method=sat:distill_start=5`` sets ``distill_start`` only in the cells with method sat.
     """
     axes = dict(base.axes) if base else {}
     fixed_values = dict(base.fixed) if base else {}
+    conditions: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base.when if base else {}).items()}
+    for item in when:
+        condition, sep, setting = str(item).partition(":")
+        key, eq, text = setting.partition("=")
+        if not sep or not eq or "=" not in condition or not key.strip() or not text.strip():
+            raise SweepError(f"--when takes AXIS=VALUE:KEY=VALUE (e.g. --when method=sat:distill_start=5); got {item!r}")
+        conditions.setdefault(condition.strip(), {})[key.strip()] = _literal(text)
     seen: set[str] = set()
     for key, text in _pairs(grid, "--grid"):
         if key in seen:
@@ -230,7 +272,7 @@ def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = Non
     for key, text in _pairs(fixed, "--set"):
         fixed_values[key] = _literal(text)
         axes.pop(key, None)
-    return make_grid(axes, fixed_values, where="--grid/--set")
+    return make_grid(axes, fixed_values, conditions, where="--grid/--set/--when")
 
 
 def load_grid_file(path: Path) -> Grid:
@@ -262,10 +304,10 @@ def load_grid_file(path: Path) -> Grid:
         raise SweepError(f"{where} is not valid {path.suffix[1:].upper()}: {first}") from None
     if not isinstance(data, dict):
         raise SweepError(f"{where}: expected tables 'grid' and 'fixed'; got {type(data).__name__}")
-    unknown = sorted(set(data) - {"grid", "fixed"})
+    unknown = sorted(set(data) - {"grid", "fixed", "when"})
     if unknown:
-        raise SweepError(f"{where}: unknown table(s) {unknown}; only 'grid' and 'fixed' are read")
-    for table in ("grid", "fixed"):
+        raise SweepError(f"{where}: unknown table(s) {unknown}; only 'grid', 'fixed' and 'when' are read")
+    for table in ("grid", "fixed", "when"):
         if not isinstance(data.get(table, {}), dict):
             raise SweepError(f"{where}: '{table}' must be a table of key = value; got {data[table]!r}")
-    return make_grid(data.get("grid", {}), data.get("fixed", {}), where=where)
+    return make_grid(data.get("grid", {}), data.get("fixed", {}), data.get("when", {}), where=where)

@@ -171,12 +171,14 @@ def write_report(
         ],
     )
     fixed = ", ".join(f"{k}={value_text(v)}" for k, v in grid.fixed.items()) or "none"
+    when = "; ".join(f"{c}: " + ", ".join(f"{k}={value_text(v)}" for k, v in kv.items()) for c, kv in grid.when.items())
     lines = [
         "# Sweep",
         "",
         f"{len(results)} of {len(cells)} cells finished; {len(failed)} failed this session. "
         f"Axes: {', '.join(f'{k} ({len(v)})' for k, v in grid.axes.items()) or 'none'}; "
-        f"mean ± std over {', '.join(over) or 'nothing'} (sample std, ddof = 1). Fixed settings: {fixed}.",
+        f"mean ± std over {', '.join(over) or 'nothing'} (sample std, ddof = 1). Fixed settings: {fixed}."
+        + (f" Settings for some cells: {when}." if when else ""),
         "",
         *table,
         "",

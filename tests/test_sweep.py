@@ -89,17 +89,43 @@ def test_grid_files_toml_and_yaml_give_the_same_grid(tmp_path):
     toml = tmp_path / "g.toml"
     toml.write_text(
         '[grid]\nmethod = ["ce", "sat"]\nseed = [0, 1]\n\n[fixed]\nepochs = 3\nmodel_options = { widths = [8, 16, 16] }\n'
+        '\n[when."method=sat"]\ntarget_momentum = 0.9\n'
     )
     yaml_path = tmp_path / "g.yaml"
     yaml_path.write_text(
         "grid:\n  method: [ce, sat]\n  seed: [0, 1]\nfixed:\n  epochs: 3\n  model_options: {widths: [8, 16, 16]}\n"
+        "when:\n  method=sat: {target_momentum: 0.9}\n"
     )
     a, b = load_grid_file(toml), load_grid_file(yaml_path)
     assert a.axes == b.axes == {"method": ("ce", "sat"), "seed": (0, 1)}
-    assert a.fixed == b.fixed
+    assert a.fixed == b.fixed and a.when == b.when == {"method=sat": {"target_momentum": 0.9}}
     # options on top of a file: --grid replaces an axis, --set a fixed value
     c = grid_from_options(["seed=5,6,7"], ["epochs=4"], a)
     assert c.axes["seed"] == (5, 6, 7) and c.axes["method"] == ("ce", "sat") and c.fixed["epochs"] == 4
+
+
+def test_when_sets_a_method_parameter_only_in_its_cells(fake):
+    g = grid_from_options(
+        ["method=ce,sat", "seed=0,1"],
+        [f"data={fake['data']}"],
+        when=["method=sat:target_momentum=0.9", "method=sat:distill_start=1"],
+    )
+    for cell in g.cells:
+        if cell.values["method"] == "sat":
+            assert cell.config["target_momentum"] == 0.9 and cell.config["distill_start"] == 1
+        else:  # ce refuses a target momentum: it must not get one
+            assert "target_momentum" not in cell.config and "distill_start" not in cell.config
+    with pytest.raises(SweepError, match=r"'sgd' is not a value of axis 'method'"):
+        grid_from_options(["method=ce,sat"], [], when=["method=sgd:target_momentum=0.9"])
+    with pytest.raises(SweepError, match=r"must be AXIS=VALUE with an axis of the grid"):
+        grid_from_options(["method=ce,sat"], [], when=["noise=x:target_momentum=0.9"])
+    with pytest.raises(SweepError, match=r"--when takes AXIS=VALUE:KEY=VALUE"):
+        grid_from_options(["method=ce,sat"], [], when=["method=sat"])
+    with pytest.raises(SweepError, match=r"sets axis 'seed'"):
+        grid_from_options(["method=ce,sat", "seed=0,1"], [], when=["method=sat:seed=3"])
+    # without the condition the grid is refused: ce does not take a target momentum
+    with pytest.raises(SweepError, match=r"cell method=ce.*target_momentum"):
+        grid_from_options(["method=ce,sat"], ["target_momentum=0.9"])
 
 
 @pytest.mark.parametrize(
