@@ -187,3 +187,32 @@ def test_interrupt_in_the_first_training_keeps_its_checkpoint(tmp_path, interrup
     d = run_named(CONFIRM, out=tmp_path, quick=True, progress=False, overrides=small, resume=True)
     ce = _result(d)["numbers"]["cnn"]["ce"][0]
     assert len(ce["curves"]["test_acc"]) == TINY["cnn"]["epochs"]
+
+
+def test_analytic_cnn_kernel_shares_are_those_of_the_true_and_given_labels(tiny_run):
+    """The analytic CNN NTK's label spectrum is taken on the kernel part's images, clean energy from the
+    TRUE labels and noise from given - true: recomputed here from the run's files."""
+    from deep.data import load_cifar10
+    from kernels import cnn_ntk, spectrum
+    from theory.air import label_spectrum
+
+    res = _result(tiny_run)
+    k0, ce0, an = res["numbers"]["kernel"][0], res["numbers"]["cnn"]["ce"][0], res["numbers"]["kernel_analytic"]
+    split = np.load(tiny_run / ce0["run_dir"] / "split.npz")
+    pos = np.asarray(k0["positions"], dtype=np.int64)
+    images = load_cifar10(tiny_run / "digits" / "cifar-10-batches-py", progress=False).train_images
+    imgs = images[split["train_idx"][pos]].astype(np.float64) / 255.0
+    imgs = (imgs - imgs.mean(axis=(0, 1, 2))) / imgs.std(axis=(0, 1, 2))
+    K = cnn_ntk(imgs, architecture=an["cnn"]["architecture"])
+
+    def centred(labels):
+        y = np.eye(10)[labels]
+        return y - y.mean(axis=0)
+
+    ls = label_spectrum(spectrum(K, psd="clip"), centred(split["true_labels"][pos]), centred(split["labels"][pos]))
+    np.testing.assert_allclose(an["cnn"]["clean_share"], ls.share_at(an["ks"], "clean"), rtol=1e-9)
+    np.testing.assert_allclose(an["cnn"]["noise_share"], ls.share_at(an["ks"], "noise"), rtol=1e-9)
+    swapped = label_spectrum(spectrum(K, psd="clip"), centred(split["labels"][pos]), centred(split["true_labels"][pos]))
+    assert not np.allclose(an["cnn"]["clean_share"], swapped.share_at(an["ks"], "clean"))
+    md = (tiny_run / "report.md").read_text()
+    assert f"analytic CNN NTK ({an['cnn']['architecture']}), clean share" in md and "Order of fitting" in md

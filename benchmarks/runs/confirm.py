@@ -242,7 +242,7 @@ def run(ctx: RunContext) -> RunOutput:
         ctx,
         "kernel-analytic",
         lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]),
-        what="label spectra under the analytic ReLU NTK of the same images",
+        what=f"label spectra under the analytic ReLU NTK and the infinite-width CNN ({CNN_ARCHITECTURE}) of the same images",
     )
 
     # ---- part 1: NTK regime
@@ -339,30 +339,85 @@ def _timed(fn: Any, *args: Any) -> dict:
     return out
 
 
+CNN_ARCHITECTURE = "cntk-3"  # the analytic CNN: 3 conv+relu layers, flatten readout (per-position terms only: cheap)
+
+
 def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
-    """Label-energy shares under the analytic ReLU NTK (depth 1) of the same images' pixels:
-    the kernel-regime number set beside the CNN's eNTK shares in P1."""
+    """Label-energy shares and predicted first-fit times under two analytic kernels of the same
+    images: the ReLU NTK (depth 1) of the pixels and the infinite-width CNN's NTK
+    (:func:`kernels.cnn_ntk`, :data:`CNN_ARCHITECTURE`) of the images. The kernel-regime numbers set
+    beside the CNN's eNTK shares (P1) and beside the trained network's fit order (P2)."""
     from deep.data import load_cifar10
-    from kernels import spectrum
+    from kernels import cnn_ntk, spectrum
     from kernels.functions import ntk_relu
-    from theory.air import label_spectrum
+    from theory.air import first_fit_times, label_spectrum
 
     t = time.perf_counter()
     split = np.load(run_dir / "split.npz")
     pos = np.asarray(kern0["positions"], dtype=np.int64)
     data = load_cifar10(data_path, progress=False)
-    imgs = data.train_images[split["train_idx"][pos]].reshape(len(pos), -1).astype(np.float64) / 255.0
+    images = data.train_images[split["train_idx"][pos]].astype(np.float64) / 255.0
+    imgs = images.reshape(len(pos), -1)
     X = imgs - imgs.mean(axis=0)
     X *= np.sqrt(X.shape[1]) / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     given, true = split["labels"][pos], split["true_labels"][pos]
-    ls = label_spectrum(spectrum(ntk_relu(X, depth=1)), centred_one_hot(true), centred_one_hot(given))
+    y_noisy = centred_one_hot(given)
     ks = kern0["ks"]
+
+    def numbers(K: np.ndarray) -> dict:
+        s = spectrum(K, psd="clip")
+        ls = label_spectrum(s, centred_one_hot(true), y_noisy)
+        d_max = float(s.values[0])
+        fit = first_fit_times(s, y_noisy, given, np.logspace(-3, 7, 400) / d_max, criterion="half")
+        return {
+            "clean_share": ls.share_at(ks, "clean"),
+            "noise_share": ls.share_at(ks, "noise"),
+            "predicted_fit": np.where(np.isfinite(fit), fit * d_max, -1.0),
+        }
+
+    relu = numbers(ntk_relu(X, depth=1))
+    t_relu = time.perf_counter() - t
+    standardised = (images - images.mean(axis=(0, 1, 2))) / np.maximum(images.std(axis=(0, 1, 2)), 1e-12)
+    t_cnn = time.perf_counter()
+    cnn = {**numbers(cnn_ntk(standardised, architecture=CNN_ARCHITECTURE)), "architecture": CNN_ARCHITECTURE}
     return {
         "ks": ks,
-        "clean_share": ls.share_at(ks, "clean"),
-        "noise_share": ls.share_at(ks, "noise"),
+        **relu,
+        "cnn": cnn,
         "seconds": time.perf_counter() - t,
+        "seconds_relu": t_relu,
+        "seconds_cnn": time.perf_counter() - t_cnn,
     }
+
+
+def _ordering_lines(kern: list[dict], analytic_air: dict) -> list[str]:
+    """Spearman's rho between each kernel's predicted first-fit times and the first CE network's
+    measured first-fit epochs, on the clean and the flipped examples (P2's statistic, first seed)."""
+    k0 = kern[0]
+    pos = np.asarray(k0["positions"], dtype=np.int64)
+    measured, flipped = as_inf(k0["measured_fit_all"])[pos], np.asarray(k0["flipped"], dtype=bool)
+    kernels = [("eNTK at init", k0["kernels"]["init"]), ("eNTK at early stop", k0["kernels"]["es"])]
+    kernels.append(("analytic ReLU NTK (pixels)", analytic_air))
+    if analytic_air.get("cnn") is not None:
+        kernels.append((f"analytic CNN NTK ({analytic_air['cnn']['architecture']})", analytic_air["cnn"]))
+    rows = []
+    for label, numbers in kernels:
+        if "predicted_fit" not in numbers:  # parts saved before predicted fits were kept for the analytic kernels
+            continue
+        rho = {v.key: v.measured for v in rules.ordering_verdicts(measured, as_inf(numbers["predicted_fit"]), flipped)}
+        rows.append([label, *(f"{rho.get(key, float('nan')):.3f}" for key in ("P2 rank clean", "P2 rank flipped"))])
+    if len(rows) < 3:
+        return []
+    best = max(rows, key=lambda r: float(r[1]) if r[1] != "nan" else -2)
+    return [
+        "",
+        f"Order of fitting, first CE seed ({len(pos)} examples): Spearman's rho between each kernel's predicted "
+        "first-fit time and the epoch the trained network first fits the example.",
+        "",
+        *markdown_table(["kernel", "rho, clean examples", "rho, flipped examples"], rows),
+        "",
+        f"On the clean examples the highest rho is the {best[0]}'s ({best[1]}).",
+    ]
 
 
 def _stack(rs: list[dict], key: str) -> np.ndarray:
@@ -542,11 +597,18 @@ def _report(
             shares.append([f"{label}, {which} share", *(_ms(vals[:, j]) for j in range(vals.shape[1]))])
     for which in ("clean", "noise"):
         shares.append([f"analytic ReLU NTK (pixels), {which} share", *(f"{v:.3f}" for v in analytic_air[f"{which}_share"])])
+    cnn = analytic_air.get("cnn")  # absent in parts saved before the CNN kernel existed
+    if cnn is not None:
+        for which in ("clean", "noise"):
+            shares.append(
+                [f"analytic CNN NTK ({cnn['architecture']}), {which} share", *(f"{v:.3f}" for v in cnn[f"{which}_share"])]
+            )
     lines += [
         "## The network's own kernel",
         "",
         *markdown_table(["kernel", *(f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, kern[0]["ks"]))], shares),
     ]
+    lines += _ordering_lines(kern, analytic_air)
     es_epochs = [k["es_epoch"] for k in kern]
     lines += ["", f"Early-stopping epochs of the CE networks whose kernels were taken: {es_epochs}.", ""]
     if all("predicted_fit_argmax" in k["kernels"]["init"] for k in kern):
