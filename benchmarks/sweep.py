@@ -102,26 +102,14 @@ def _device_for_worker(device: str) -> str:
 # worker process would share both, so the cells of one process take turns (use one thread per worker).
 _ONE_CELL_PER_PROCESS = threading.Lock()
 
-CELL_CURVES = (
-    "global_epoch",
-    "test_acc",
-    "val_acc",
-    "train_acc_clean",
-    "train_acc_flipped_given",
-    "train_acc_flipped_true",
-    "loss",
-    "alpha",
-    "target_momentum",
-)
-
 
 def train_cell(cell_dir: str, config: dict[str, Any], threads: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Train (or resume) one cell in ``cell_dir/run``; write ``cell.json`` when it has finished.
 
     Runs in a Dask worker (or inline). ``threads``: torch's intra-op threads for this cell
     (Dask workers start with one); ``progress``: deep.train's bars and epoch lines (inline runs).
-    Returns the cell's numbers: :meth:`deep.train.TrainResult.headline` (curves
-    :data:`CELL_CURVES`) plus ``finished``, ``epochs_done``, ``resumed_from`` and ``device``.
+    Returns the cell's numbers: :meth:`deep.train.TrainResult.headline` (its curves and the
+    per-epoch ``alpha`` and ``target_momentum``) plus ``finished``, ``epochs_done``, ``resumed_from`` and ``device``.
     """
     import torch
 
@@ -150,7 +138,7 @@ def _train_cell(cell_dir: str, config: dict[str, Any], threads: int | None, prog
     )
     res = train(cfg)
     numbers = {
-        **res.headline(CELL_CURVES),
+        **res.headline((*res.CURVE_FIELDS, "alpha", "target_momentum")),
         "finished": res.finished,
         "epochs_done": len(res.records),
         "resumed_from": res.resumed_from,
