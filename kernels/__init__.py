@@ -1,6 +1,9 @@
 """kernels: Gram matrices, NTK closed forms, eigendecompositions and kernel ridge regression.
 
 Arrays in, arrays out, in the namespace and on the device of the input (numpy, torch, CuPy).
+Kernels larger than memory live in their own modules, run on Dask when it is installed
+(``pip install 'airkit[dask]'``) and are not imported here: :mod:`kernels.lazy_gram`,
+:mod:`kernels.large_spectrum`, :mod:`kernels.cg_ridge`.
 """
 
 from kernels.cnn import cnn_architecture, cnn_nngp, cnn_ntk

@@ -32,6 +32,7 @@ __all__ = [
     "scale",
     "check_spectrum",
     "nonnegative_values",
+    "finish_spectrum",
     "RidgeResolutionWarning",
     "check_ridge_resolution",
 ]
@@ -235,8 +236,9 @@ def nonnegative_values(fn: str, spectrum: Spectrum) -> tuple[Any, ModuleType, fl
     return d, xp, d_max
 
 
-def _finish(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float | None = None) -> Spectrum:
-    """Sort descending, check/clip negative values, set tolerances."""
+def finish_spectrum(w: Any, V: Any, method: str, xp: ModuleType, *, psd: str, fn: str, residual: float | None = None) -> Spectrum:
+    """A :class:`Spectrum` from raw eigenpairs ``(w, V)``: sorted descending, negatives checked
+    (``psd="raise"``) and clipped, tolerances set; ``residual`` is the measured ``max_residual``."""
     order = xp.flip(xp.argsort(w), axis=0) if hasattr(xp, "flip") else xp.argsort(-w)
     w = xp.take(w, order, axis=0)
     V = xp.take(V, order, axis=1)
@@ -350,7 +352,7 @@ def spectrum(
         method = "full" if (k is None or k > n // 10 or n < 50) else ("lanczos" if backend_name(xp) == "numpy" else "randomized")
     if method == "full" or k is None:
         w, V = eigh(K)
-        s = _finish(w, V, "full", xp, psd=psd, fn=fn)
+        s = finish_spectrum(w, V, "full", xp, psd=psd, fn=fn)
         if k is not None and k < n:
             s = Spectrum(
                 values=s.values[:k],
@@ -379,4 +381,4 @@ def spectrum(
     R = K @ V - V * w
     d1 = max(float(xp.max(xp.abs(w))), np.finfo(np.float64).tiny)
     residual = float(xp.max(xp.linalg.vector_norm(R, axis=0))) / d1
-    return _finish(w, V, method, xp, psd=psd, fn=fn, residual=residual)
+    return finish_spectrum(w, V, method, xp, psd=psd, fn=fn, residual=residual)

@@ -1,6 +1,6 @@
 """The named benchmark runs, in the order ``run all`` executes them."""
 
-from benchmarks.runs import air_spectrum, analytic_vs_trained, confirm, frequency, noisy_cifar, speed, toy_distill
+from benchmarks.runs import air_spectrum, analytic_vs_trained, confirm, frequency, large_spectrum, noisy_cifar, speed, toy_distill
 
 ALL_RUNS = (
     toy_distill.BENCHMARK,
@@ -10,6 +10,7 @@ ALL_RUNS = (
     noisy_cifar.BENCHMARK,
     confirm.BENCHMARK,
     speed.BENCHMARK,
+    large_spectrum.BENCHMARK,
 )
 
 __all__ = ["ALL_RUNS"]
