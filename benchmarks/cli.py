@@ -30,7 +30,7 @@ from benchmarks.run_files import (
     latest_partial_dir,
     new_partial_dir,
 )
-from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, frequency, noisy_cifar
+from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, cnn_kernels, frequency, noisy_cifar
 from benchmarks.runs.toy_distill import parse_alphas
 
 RUN_OPTIONS = {
@@ -40,7 +40,8 @@ RUN_OPTIONS = {
     "steps": (int, "distillation steps >= 1 for toy-distill; default 10"),
     "n": (
         int,
-        "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar)",
+        "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar, "
+        "cnn-kernels: the largest of its three sizes, large-spectrum)",
     ),
     "epochs": (int, "training epochs >= 1 for runs that train networks"),
     "scheduler": (str, "confirm: run the training cells on this Dask scheduler (e.g. tcp://host:8786; see airkit sweep)"),
@@ -53,7 +54,9 @@ RUN_OPTIONS = {
 }
 
 # The smallest --n of each run that takes one, and why (the runs' own constants).
-MIN_N = {m.BENCHMARK.name: (m.MIN_N, m.MIN_N_WHY) for m in (air_spectrum, analytic_vs_trained, frequency, noisy_cifar)}
+MIN_N = {
+    m.BENCHMARK.name: (m.MIN_N, m.MIN_N_WHY) for m in (air_spectrum, analytic_vs_trained, frequency, noisy_cifar, cnn_kernels)
+}
 
 
 # ----------------------------------------------------------------------------- option values

@@ -596,7 +596,7 @@ def row_eigh(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
 
 
 def row_distill(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
-    from benchmarks.runs.speed import _data
+    from benchmarks.runs.speed import sample_data
     from kernels.functions import rbf
     from theory.distillation_study import distillation_study
 
@@ -610,9 +610,9 @@ def row_distill(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
 
     # accuracy: GPU vs numpy at check_n
     cn = cfg["check_n"]
-    Xs, ys, Xts = _data(cn, d, seed, m)
+    Xs, ys, Xts = sample_data(cn, d, seed, m)
     ref = np.asarray(study(Xs, ys, Xts).predictions)
-    X, y, Xt = _data(n, d, seed, m)
+    X, y, Xt = sample_data(n, d, seed, m)
     for backend in _backends(cfg):
         args = [_put(a, backend, device) for a in (X, y, Xt)]
         small = [_put(a, backend, device) for a in (Xs, ys, Xts)]

@@ -84,3 +84,13 @@ def test_type_hints_resolve(func):
 
     mod, name = func.rsplit(".", 1)
     typing.get_type_hints(getattr(importlib.import_module(mod), name))
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_a_private_name_of_another(module):
+    """A name that starts with ``_`` is its module's own: another module must not import it."""
+    private = []
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in MODULES and node.module != module:
+            private += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not private, f"{module} imports private names: {private}"

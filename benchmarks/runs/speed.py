@@ -14,6 +14,10 @@ and the machine. Rows:
 4. ``eigh``     full eigendecomposition (toolkit choice vs numpy.linalg.eigh) and top-k.
 5. ``ntk``      empirical NTK (torch.func) vs the per-example autograd loop.
 6. ``train``    training / inference throughput of each network (CPU; GPU when present).
+7. ``cnn``      image pairs per second of the CNN kernels (:func:`kernels.cnn_ntk`: ``cntk-3`` and
+   ``myrtle-5`` at 32x32, ``cntk-gap-3`` at 8x8) on numpy, torch CPU and CUDA when present, vs a
+   plain loop calling ``cnn_ntk`` on one image pair at a time, beside ``ntk_relu`` on the
+   flattened images (the fully connected reference).
 
 Timings use :func:`time.perf_counter`: the best of a row's repeats, and of at least
 ``SHORT_CALL_REPEATS`` calls while a call takes under ``SHORT_CALL_S`` (one short call is at
@@ -49,7 +53,7 @@ from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.run_files import to_jsonable
 from benchmarks.runs.speed_report import MIN_TIMED_S, TARGETS, markdown, speedup_bars, speedups_figure
 
-ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train")
+ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train", "cnn")
 
 FULL = {
     "gemm": {"n": 4096},
@@ -59,6 +63,13 @@ FULL = {
     "eigh": {"n": [2000, 4000, 8000], "d": 64, "k": 100},
     "ntk": {"n": 512, "cnn_widths": [16, 32, 32], "mlp_width": 256, "cnn_modes": ["sum", "trace"]},
     "train": {"batch": 64, "steps": 3, "models": ["fastnet", "resnet18", "shakeshake26", "mlp"]},
+    "cnn": {
+        "cases": [
+            {"architecture": "cntk-3", "side": 32, "n": 100, "loop_n": 10, "cuda_n": 400},
+            {"architecture": "cntk-gap-3", "side": 8, "n": 40, "loop_n": 8, "cuda_n": 200},
+            {"architecture": "myrtle-5", "side": 32, "n": 3, "loop_n": 2, "cuda_n": 8, "repeats": 1},
+        ]
+    },
 }
 QUICK = {
     "gemm": {"n": 512},
@@ -68,6 +79,12 @@ QUICK = {
     "eigh": {"n": [60, 120, 240], "d": 4, "k": 10},
     "ntk": {"n": 4, "cnn_widths": [4, 8, 8], "mlp_width": 32, "cnn_modes": ["sum"]},
     "train": {"batch": 2, "steps": 1, "models": ["fastnet", "mlp"]},
+    "cnn": {
+        "cases": [
+            {"architecture": "cntk-3", "side": 32, "n": 6, "loop_n": 3, "cuda_n": 6},
+            {"architecture": "cntk-gap-3", "side": 8, "n": 6, "loop_n": 3, "cuda_n": 6},
+        ]
+    },
 }
 
 
@@ -166,7 +183,7 @@ def machine() -> dict[str, Any]:
 # ============================================================================ rows
 
 
-def _data(n: int, d: int, seed: int, m: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_data(n: int, d: int, seed: int, m: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = np.random.default_rng(seed)
     X = r.standard_normal((n + m, d))
     y = np.sin(X[:, 0]) + 0.5 * np.cos(X[:, 1 % d]) + 0.1 * r.standard_normal(n + m)
@@ -211,7 +228,7 @@ def row_distill(cfg: dict, seed: int) -> dict:
     rows = []
     for n in cfg["n"]:
         for d in cfg["d"]:
-            X, y, Xt = _data(n, d, seed, m)
+            X, y, Xt = sample_data(n, d, seed, m)
             g = 1.0 / d
 
             def grams() -> tuple[Any, Any]:
@@ -298,7 +315,7 @@ def row_ridge_path(cfg: dict, seed: int) -> dict:
     ridges = np.logspace(-3, 1, cfg["ridges"])
     m, rows = cfg["m"], []
     for n, d in cfg["cases"]:
-        X, y, Xt = _data(n, d, seed, m)
+        X, y, Xt = sample_data(n, d, seed, m)
         g = 1.0 / d
 
         def toolkit(solver: str) -> Any:
@@ -628,6 +645,108 @@ def row_train(cfg: dict, seed: int) -> dict:
     return {"rows": rows, "gpu": "none lent to this run" if len(devices) == 1 else torch.cuda.get_device_name(0)}
 
 
+def _pair_loop(A: np.ndarray, B: np.ndarray, architecture: str) -> np.ndarray:
+    """The plain way: ``cnn_ntk`` called on one image pair at a time (the same recursion, no batching)."""
+    from kernels.cnn import cnn_ntk
+
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(A.shape[0]):
+        for j in range(B.shape[0]):
+            out[i, j] = cnn_ntk(A[i : i + 1], B[j : j + 1], architecture=architecture)[0, 0]
+    return out
+
+
+def _cnn_backends() -> list[tuple[str, str, int | None]]:
+    """(backend, device, torch threads or None for the default) to time: numpy; torch on the CPU with its
+    default threads and, when that is more than one, with one thread (on cores shared with other processes
+    torch's thread pool can stall a call of small elementwise operations 100-fold); torch on CUDA when present."""
+    import torch
+
+    one = [("torch", "cpu", 1)] if torch.get_num_threads() > 1 else []
+    return [("numpy", "cpu", None), ("torch", "cpu", None), *one] + (
+        [("torch", "cuda", None)] if torch.cuda.is_available() else []
+    )
+
+
+def row_cnn(cfg: dict, seed: int) -> dict:
+    """Image pairs per second of ``cnn_ntk`` on an (n x n) cross Gram of random images, per backend.
+
+    Baseline (same process): :func:`_pair_loop` on the first ``loop_n`` x ``loop_n`` of those pairs,
+    timed in numpy; its entries must equal the batched ones. Reference: ``ntk_relu(depth=L)`` on the
+    flattened images (L = the architecture's convolutions; no positions, one GEMM). Rates, not
+    times, are compared because the loop runs on fewer pairs; CUDA rows use ``cuda_n`` images.
+    The batched call is the best of ``repeats`` (default 3: torch's thread pool stalls when other
+    processes hold the cores, and a single call can read several times slow).
+    """
+    import torch
+
+    from kernels.backend import to_numpy
+    from kernels.cnn import cnn_architecture, cnn_ntk
+    from kernels.functions import ntk_relu
+
+    rows = []
+    for case in cfg["cases"]:
+        arch, side = case["architecture"], case["side"]
+        depth = sum(layer.startswith("conv") for layer in cnn_architecture(arch))
+        r = np.random.default_rng(seed)
+        n_max = max(case["n"], case.get("cuda_n", case["n"]))
+        A_all, B_all = r.standard_normal((n_max, side, side, 3)), r.standard_normal((n_max, side, side, 3))
+        k = case["loop_n"]
+        t_loop, mem_loop, K_loop = timed(lambda: _pair_loop(A_all[:k], B_all[:k], arch))
+        loop_rate = k * k / t_loop
+        K_ref = None  # the numpy row's Gram (numpy runs first), for the other backends to agree with
+        for backend, dev, threads in _cnn_backends():
+            n = case.get("cuda_n", case["n"]) if dev == "cuda" else case["n"]
+            A, B = A_all[:n], B_all[:n]
+            if backend == "torch":
+                A, B = torch.as_tensor(A, device=dev), torch.as_tensor(B, device=dev)
+            default_threads = torch.get_num_threads()
+            torch.set_num_threads(threads or default_threads)
+            try:
+                cnn_ntk(A[:1, :8, :8], B[:1, :8, :8], architecture="cntk-gap-1")  # warm-up: library / CUDA set-up, one cheap pair
+                t_tk, mem_tk, K = timed(lambda: to_numpy(cnn_ntk(A, B, architecture=arch)), case.get("repeats", 3))
+                Af, Bf = A.reshape(n, -1), B.reshape(n, -1)
+                t_fc, _, _ = timed(lambda: to_numpy(ntk_relu(Af, Bf, depth=depth)), 2)
+                used_threads = torch.get_num_threads() if backend == "torch" and dev == "cpu" else None
+            finally:
+                torch.set_num_threads(default_threads)
+            rate, fc_rate = n * n / t_tk, n * n / t_fc
+            K_ref = K if K_ref is None else K_ref
+            m = min(n, K_ref.shape[0])
+            rows.append(
+                {
+                    "kernel": f"cnn_ntk {arch}",
+                    "image": f"{side}x{side}x3",
+                    "backend": backend,
+                    "device": dev,
+                    "torch_threads": used_threads,
+                    "dtype": "float64",
+                    "n": n,
+                    "pairs": n * n,
+                    "toolkit_s": t_tk,
+                    "pairs_per_s": rate,
+                    "toolkit_peak_mb": mem_tk,
+                    "loop_pairs": k * k,
+                    "loop_s": t_loop,
+                    "loop_pairs_per_s": loop_rate,
+                    "loop_peak_mb": mem_loop,
+                    "ratio_vs_loop": rate / loop_rate,
+                    "fc_kernel": f"ntk_relu depth {depth}",
+                    "fc_s": t_fc,
+                    "fc_pairs_per_s": fc_rate,
+                    "ratio_fc_vs_toolkit": fc_rate / rate,
+                    "max_abs_diff_loop": _max_diff(K[:k, :k], K_loop),
+                    "max_abs_diff_numpy": _max_diff(K[:m, :m], K_ref[:m, :m]),
+                    "max_abs_kernel": float(np.max(np.abs(K))),
+                }
+            )
+            _log(
+                f"cnn {arch} {side}x{side} {backend} {dev}{'' if used_threads is None else f' x{used_threads}'}: {rate:.3g} pairs/s, loop {loop_rate:.3g} pairs/s "
+                f"-> {rows[-1]['ratio_vs_loop']:.1f}x; ntk_relu {fc_rate:.3g} pairs/s"
+            )
+    return {"rows": rows, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none lent to this run"}
+
+
 ROW_FUNCS = {
     "gemm": row_gemm,
     "distill": row_distill,
@@ -636,6 +755,7 @@ ROW_FUNCS = {
     "eigh": row_eigh,
     "ntk": row_ntk,
     "train": row_train,
+    "cnn": row_cnn,
 }
 
 
@@ -703,7 +823,7 @@ def run(ctx: RunContext) -> RunOutput:
 BENCHMARK = Benchmark(
     name="speed",
     func=run,
-    summary="speed: distillation study, ridge path, Gram, eigh, empirical NTK and training throughput vs the plain way",
+    summary="speed: distillation study, ridge path, Gram, eigh, empirical NTK, training throughput and CNN kernels vs the plain way",
 )
 
 

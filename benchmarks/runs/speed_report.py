@@ -76,6 +76,7 @@ def markdown(res: dict, mach: dict, quick: bool) -> str:
     out = _machine_section(res, mach, quick) + _untimed_note(res)
     out += _distill_section(res["distill"]) + _ridge_path_section(res["ridge_path"]) + _gram_section(res["gram"])
     out += _eigh_section(res["eigh"]) + _ntk_section(res["ntk"], quick) + _train_section(res["train"])
+    out += _cnn_section(res["cnn"]) if "cnn" in res else []
     return "\n".join(out) + "\n"
 
 
@@ -378,6 +379,55 @@ def _train_section(tr: dict) -> list[str]:
     ]
 
 
+def _cnn_backend(r: dict) -> str:
+    """'numpy (cpu)', 'torch (cpu, 2 threads)', 'torch (cuda)'."""
+    threads = r.get("torch_threads")
+    return f"{r['backend']} ({r['device']}{'' if threads is None else f', {threads} thread' + ('s' if threads > 1 else '')})"
+
+
+def _cnn_section(cn: dict) -> list[str]:
+    """Image pairs per second of the CNN kernels per backend, against the one-pair-at-a-time loop and ntk_relu."""
+    header = [
+        "kernel",
+        "image",
+        "backend (device)",
+        "n x n pairs",
+        "toolkit s",
+        "pairs / s",
+        "pair loop pairs / s (pairs)",
+        "ratio vs loop",
+        "ntk_relu pairs / s",
+        "ntk_relu / CNN",
+        "max abs diff loop / numpy / max",
+    ]
+    rows = [
+        [
+            r["kernel"],
+            r["image"],
+            _cnn_backend(r),
+            r["pairs"],
+            f"{r['toolkit_s']:.3g}",
+            f"{r['pairs_per_s']:.3g}",
+            f"{r['loop_pairs_per_s']:.3g} ({r['loop_pairs']})",
+            f"**{_ratio_text(r['ratio_vs_loop'])}**",
+            f"{r['fc_pairs_per_s']:.3g}",
+            f"{r['ratio_fc_vs_toolkit']:.3g}x",
+            f"{r['max_abs_diff_loop']:.1e} / {r['max_abs_diff_numpy']:.1e} / {r['max_abs_kernel']:.3g}",
+        ]
+        for r in cn["rows"]
+    ]
+    return [
+        "",
+        "## 7. CNN kernels (cnn_ntk, float64, image pairs per second of an n x n cross Gram of random images)",
+        "",
+        *markdown_table(header, rows),
+        "\nBaseline: a plain numpy loop calling `cnn_ntk` on one image pair at a time (the same recursion, timed in this "
+        "process on the first pairs; its entries are compared with the batched ones). Reference: `ntk_relu` of the same "
+        "depth on the flattened images, the fully connected kernel (one GEMM, no positions). Ratios are of rates, so the loop "
+        f"may run on fewer pairs. GPU: {cn['gpu']}. Process peak RSS {cn['process_peak_mb']:.0f} MiB; load {_load_change(cn)}.",
+    ]
+
+
 # ============================================================================ speedups.png
 
 
@@ -429,6 +479,9 @@ def speedup_bars(res: dict, min_timed_s: float = MIN_TIMED_S) -> list[dict]:
     raw.append((f"top-{t['k']} vs full eigh", t["ratio"], None, t["full_s"], t["topk_s"]))
     for r in res["ntk"]["rows"]:
         raw.append((f"NTK {r['network'].split(' (')[0]} {r['mode']}", r["ratio"], TARGETS["ntk"], r["loop_s"], r["toolkit_s"]))
+    for r in res.get("cnn", {}).get("rows", []):  # a ratio of rates: the loop runs on fewer pairs
+        label = f"{r['kernel']} {r['image'].rsplit('x', 1)[0]} {_cnn_backend(r)} vs pair loop"
+        raw.append((label, r["ratio_vs_loop"], None, r["loop_s"], r["toolkit_s"]))
     bars = []
     for label, ratio, target, base_s, tk_s in raw:
         timed = min(base_s, tk_s) >= min_timed_s
