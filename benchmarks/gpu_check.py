@@ -14,7 +14,13 @@ subprocess under its own time limit, all inside ``--budget`` seconds:
    ``gram`` (rbf, ntk_relu depth 3, float32/float64, torch and CuPy, against the GEMM of the same
    shape), ``eigh`` (:func:`kernels.spectrum`, cuSOLVER through CuPy and torch, against the CPU time
    at a smaller n scaled by n^3), ``distill`` (10 alphas x 10 steps), ``ntk`` (empirical NTK of
-   the fast CNN vs the per-example loop), ``train`` (:func:`benchmarks.runs.speed.row_train`).
+   the fast CNN vs the per-example loop), ``train`` (:func:`benchmarks.runs.speed.row_train`),
+   ``cnn`` (image pairs per second of :func:`kernels.cnn.cnn_ntk` on torch-CUDA, ``cntk-3`` and
+   ``myrtle-5`` on 32x32x3 images, float32/float64, against numpy on the CPU at a few images),
+   ``large_spectrum`` (:func:`kernels.large_spectrum.large_spectrum`, top 100 of ntk_relu depth 2
+   on CuPy, serial blocks; CIFAR-10 features with ``--data``, else Gaussian d = 3072).
+   A measurement that raises is recorded (``errors``) and the row goes on; a row that raises is
+   recorded and the next row runs.
 4. ``confirm``  ``airkit run confirm --device cuda --data PATH`` for what is left of the budget
    (interrupted with Ctrl-C at the limit: its finished parts stay for ``--resume``).
 5. ``results/gpu-check/<stamp>/report.md`` and ``result.json`` (atomic), and a one-screen summary.
@@ -61,6 +67,31 @@ FULL_SIZES: dict[str, dict[str, Any]] = {
     "distill": {"n": 20000, "d": 64, "m": 1000, "alphas": 10, "steps": 10, "ridge": 0.1, "check_n": 2000},
     "ntk": {"n": 512, "cnn_widths": [16, 32, 32], "cnn_modes": ["sum", "trace"]},
     "train": {"batch": 128, "steps": 3, "models": ["fastnet", "mlp", "resnet18", "shakeshake26"]},
+    # cnn_ntk on an n x n cross Gram K(A, B) (n^2 image pairs) per architecture "<key>": "<preset>";
+    # <key>_cpu_n images of each set give the numpy CPU rate and the entries checked.
+    "cnn": {
+        "image": [32, 32, 3],
+        "architectures": {"cntk3": "cntk-3", "myrtle5": "myrtle-5"},
+        "cntk3_n": [1000, 3000],
+        "myrtle5_n": [48, 160],
+        "cntk3_cpu_n": 32,
+        "myrtle5_cpu_n": 3,
+        "dtypes": ["float32", "float64"],
+        "memory_budget_gib": 8,
+    },
+    "large_spectrum": {
+        "n": [20000, 50000],
+        "d": 3072,
+        "k": 100,
+        "kernel": "ntk_relu",
+        "depth": 2,
+        "n_iter": 4,
+        "n_oversamples": 20,
+        "dtype": "float64",
+        "chunks": 4096,
+        "memory_budget_gib": 8,
+        "check_n": 1500,
+    },
 }
 MIN_SIZES: dict[str, Any] = {
     "gram": [2000, 4000],
@@ -69,8 +100,12 @@ MIN_SIZES: dict[str, Any] = {
     "distill": 2000,
     "ntk": 64,
     "train": 16,
+    "cnn_cntk3": [250, 500],
+    "cnn_myrtle5": [16, 32],
+    "large_spectrum": [4000, 8000],
 }
-POWERS = {"gram": 2, "eigh": 3, "distill": 3, "ntk": 1, "train": 1}
+POWERS = {"gram": 2, "eigh": 3, "distill": 3, "ntk": 1, "train": 1, "cnn": 2, "large_spectrum": 2}
+CNN_MULTIPLES = {"cntk3": 250, "myrtle5": 16}  # the cnn sizes are rounded down to these
 
 # Each part's share of the budget (its time limit), and the least it gets.
 SHARES = {
@@ -82,8 +117,10 @@ SHARES = {
     "distill": (0.06, 20.0),
     "ntk": (0.05, 20.0),
     "train": (0.06, 20.0),
+    "cnn": (0.08, 20.0),
+    "large_spectrum": (0.07, 20.0),
 }
-ROW_NAMES = ("gram", "eigh", "distill", "ntk", "train")
+ROW_NAMES = ("gram", "eigh", "distill", "ntk", "train", "cnn", "large_spectrum")
 REPORT_RESERVE_S = 5.0  # kept back at the end for writing the report
 
 
@@ -114,6 +151,16 @@ def gpu_sizes(budget: float) -> dict[str, dict[str, Any]]:
     s["distill"]["check_n"] = min(s["distill"]["check_n"], s["distill"]["n"])
     s["ntk"]["n"] = scaled_n(FULL_SIZES["ntk"]["n"], budget, power=1, minimum=MIN_SIZES["ntk"], multiple=32)
     s["train"]["batch"] = scaled_n(FULL_SIZES["train"]["batch"], budget, power=1, minimum=MIN_SIZES["train"], multiple=16)
+    for key in FULL_SIZES["cnn"]["architectures"]:
+        s["cnn"][f"{key}_n"] = [
+            scaled_n(n, budget, power=POWERS["cnn"], minimum=m, multiple=CNN_MULTIPLES[key])
+            for n, m in zip(FULL_SIZES["cnn"][f"{key}_n"], MIN_SIZES[f"cnn_{key}"])
+        ]
+    s["large_spectrum"]["n"] = [
+        scaled_n(n, budget, power=POWERS["large_spectrum"], minimum=m, multiple=1000)
+        for n, m in zip(FULL_SIZES["large_spectrum"]["n"], MIN_SIZES["large_spectrum"])
+    ]
+    s["large_spectrum"]["check_n"] = min(s["large_spectrum"]["check_n"], min(s["large_spectrum"]["n"]))
     return s
 
 
@@ -193,6 +240,7 @@ def plan(budget: float, *, data: Path | None, out: Path, stamp: str = "<stamp>")
                 limit_s(row, budget),
                 [sys.executable, "-m", "benchmarks.gpu_check", "--row-child", row, "<cfg.json>", "<out.json>"],
                 sizes=sizes[row],
+                note=_row_note(row, data),
             )
         )
     confirm_cmd = None
@@ -211,6 +259,21 @@ def plan(budget: float, *, data: Path | None, out: Path, stamp: str = "<stamp>")
         )
     )
     return steps
+
+
+def _row_note(row: str, data: Path | None) -> str:
+    if row == "cnn":
+        return (
+            "cnn_ntk on torch-CUDA: image pairs/s of an n x n cross Gram per preset and dtype (small n first, the larger "
+            "n skipped when its n^2-scaled time does not fit); numpy CPU rate and entries checked at <key>_cpu_n images"
+        )
+    if row == "large_spectrum":
+        features = f"CIFAR-10 from {data} (standardised)" if data is not None else "random Gaussian (no --data)"
+        return (
+            f"large_spectrum on CuPy (scheduler serial, psd clip): {features}; seconds, per pass, max_residual, "
+            "CuPy pool peak; first a check against numpy at check_n (also the GPU warm-up)"
+        )
+    return ""
 
 
 def format_plan(steps: Sequence[Step], budget: float, out: Path) -> str:
@@ -355,11 +418,13 @@ def run_row(row: str, cfg: dict, limit: float, seed: int = 0) -> dict[str, Any]:
         saved = json.loads(out_path.read_text()) if out_path.exists() else {}
     res.update(saved)
     res["log_tail"] = log[-8:]
-    res["status"] = (
-        "timed out (rows saved before the limit are kept)"
-        if res["timed_out"]
-        else ("done" if res["returncode"] == 0 else f"failed (exit {res['returncode']})")
-    )
+    errors = len(res.get("errors") or [])
+    if res["timed_out"]:
+        res["status"] = "timed out (rows saved before the limit are kept)"
+    elif res["returncode"] != 0:
+        res["status"] = f"failed (exit {res['returncode']})"
+    else:
+        res["status"] = "done" if errors == 0 else f"done, {errors} error(s)"
     return res
 
 
@@ -392,7 +457,7 @@ class Recorder:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.data: dict[str, Any] = {"rows": [], "skipped": []}
+        self.data: dict[str, Any] = {"rows": [], "skipped": [], "errors": []}
 
     def add(self, row: dict) -> None:
         self.data["rows"].append(row)
@@ -400,6 +465,13 @@ class Recorder:
 
     def skip(self, what: str) -> None:
         self.data["skipped"].append(what)
+        self.save()
+
+    def error(self, what: str, exc: BaseException) -> None:
+        """A measurement (or the whole row) that raised: one line in ``errors``, and the log."""
+        line = f"{what}: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        self.data.setdefault("errors", []).append(line)
+        _log(f"ERROR {line}")
         self.save()
 
     def save(self) -> None:
@@ -696,12 +768,302 @@ def row_train(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
         rec.save()
 
 
+def _torch_peak_gib(device: str) -> float | None:
+    """torch's peak CUDA allocation since the last ``reset_peak_memory_stats`` (None off CUDA)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def row_cnn(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    """Image pairs per second of ``cnn_ntk`` on torch (CUDA): an n x n cross Gram ``K(A, B)`` of
+    random images (n^2 pairs, the images' own recursions included, as the speed run's cnn row), per
+    architecture and dtype, the smaller n of every architecture first; a larger n is skipped when
+    the smaller one's time scaled by n^2 does not fit. The numpy CPU rate (float64) is measured on
+    the first ``<key>_cpu_n`` images of A and B, whose entries the GPU's must match."""
+    from kernels.cnn import cnn_ntk
+
+    device = cfg.get("device", "cuda")
+    H, W, C = cfg["image"]
+    budget = int(cfg["memory_budget_gib"] * 2**30)
+    archs: dict[str, str] = cfg["architectures"]
+    sizes = {key: sorted(cfg[f"{key}_n"]) for key in archs}
+    n_max = max(max(ns) for ns in sizes.values())
+    rng = np.random.default_rng(seed)
+    A_host, B_host = rng.standard_normal((n_max, H, W, C)), rng.standard_normal((n_max, H, W, C))
+    image = f"{H}x{W}x{C}"
+
+    cpu: dict[str, tuple[float, np.ndarray]] = {}  # arch -> (pairs/s, K of the first cpu_n images)
+    for key, arch in archs.items():
+        c = min(cfg[f"{key}_cpu_n"], n_max)
+        if _left(deadline) < 5:
+            rec.skip(f"cnn {arch} numpy CPU reference: budget spent")
+            continue
+        try:
+            Ac, Bc = A_host[:c], B_host[:c]
+            t, K = _timed_sync(lambda: cnn_ntk(Ac, Bc, architecture=arch), "numpy", "cpu")
+        except Exception as exc:
+            rec.error(f"cnn {arch} numpy CPU reference n={c}", exc)
+            continue
+        cpu[arch] = (c * c / t, np.asarray(K, dtype=np.float64))
+        rec.data.setdefault("cpu_reference", {})[arch] = {
+            "n": c,
+            "pairs": c * c,
+            "seconds": t,
+            "pairs_per_s": c * c / t,
+            "cpu_count": os.cpu_count(),
+        }
+        rec.save()
+        _log(f"cnn {arch} numpy CPU n={c}: {c * c / t:.3g} pairs/s")
+
+    last: dict[str, tuple[float, int]] = {}  # "arch dtype" -> (seconds, n) of its last measured size
+    failed: set[str] = set()
+    for i in range(max(len(ns) for ns in sizes.values())):
+        for key, arch in archs.items():
+            if i >= len(sizes[key]):
+                continue
+            n = sizes[key][i]
+            for dt in cfg["dtypes"]:
+                what = f"cnn {arch} torch {dt} n={n}"
+                name = f"{arch} {dt}"
+                if name in failed:
+                    rec.skip(f"{what}: not run after an error at a smaller n")
+                    continue
+                need = last[name][0] * (n / last[name][1]) ** 2 if name in last else 0.0
+                if _left(deadline) < 5 or need > _left(deadline):
+                    rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+                    continue
+                A = B = K = None
+                try:
+                    A, B = _put(A_host[:n].astype(dt), "torch", device), _put(B_host[:n].astype(dt), "torch", device)
+                    cnn_ntk(A[:1], B[:1], architecture=arch, memory_budget=budget)  # warm-up: CUDA and cuBLAS set-up
+                    _sync("torch", device)
+                    if device == "cuda":
+                        import torch
+
+                        torch.cuda.reset_peak_memory_stats()
+                    t, K = _timed_sync(lambda: cnn_ntk(A, B, architecture=arch, memory_budget=budget), "torch", device)
+                    rate = n * n / t
+                    row: dict[str, Any] = {
+                        "architecture": arch,
+                        "image": image,
+                        "backend": "torch",
+                        "device": device,
+                        "dtype": dt,
+                        "out_dtype": str(K.dtype),
+                        "n": n,
+                        "pairs": n * n,
+                        "seconds": t,
+                        "pairs_per_s": rate,
+                        "memory_budget_gib": cfg["memory_budget_gib"],
+                        "peak_gib": _torch_peak_gib(device),
+                    }
+                    if arch in cpu:
+                        cpu_rate, K_cpu = cpu[arch]
+                        c = min(K_cpu.shape[0], n)
+                        diff = float(np.max(np.abs(_host(K[:c, :c]) - K_cpu[:c, :c])))
+                        row.update(
+                            {
+                                "cpu_pairs_per_s": cpu_rate,
+                                "speedup_vs_cpu": rate / cpu_rate,
+                                "cpu_n": c,
+                                "max_abs_diff_cpu": diff,
+                                "rel_diff_cpu": diff / max(float(np.max(np.abs(K_cpu[:c, :c]))), 1e-300),
+                            }
+                        )
+                    rec.add(row)
+                    last[name] = (t, n)
+                    _log(f"{what}: {t:.2f} s, {rate:.3g} pairs/s ({row.get('speedup_vs_cpu', float('nan')):.0f}x CPU)")
+                except Exception as exc:  # e.g. out of memory: recorded, the other sizes and dtypes go on
+                    rec.error(what, exc)
+                    failed.add(name)
+                A = B = K = None  # a rebinding, not del: the lambdas above read A, B and K
+                _free(device)
+
+
+def _cupy_pool_gib() -> float | None:
+    """Bytes the CuPy memory pool holds (it keeps what it grew to until freed: the peak since the last free)."""
+    try:
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes() / 2**30
+    except Exception:
+        return None
+
+
+def _large_spectrum_backend(cfg: dict, rec: Recorder) -> str:
+    """``cfg["backend"]`` if given; else CuPy on CUDA when it works (torch-CUDA otherwise), numpy on the CPU."""
+    if cfg.get("backend"):
+        return str(cfg["backend"])
+    if cfg.get("device", "cuda") != "cuda":
+        return "numpy"
+    if "cupy" in _backends(cfg):
+        return "cupy"
+    rec.skip("large_spectrum on CuPy: CuPy is not usable here (see the install line); torch-CUDA instead")
+    return "torch"
+
+
+def _default_device(backend: str, device: str) -> Any:
+    """A context that makes ``device`` torch's default device (for the torch backend), else a no-op.
+
+    kernels.large_spectrum makes its random start ``Omega`` on the device of ``xp.zeros((1,))``:
+    torch's default device (the CPU) unless set, while X's blocks are on CUDA."""
+    import contextlib
+
+    if backend != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.device(device)
+
+
+def row_large_spectrum(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    """Top-k eigenpairs of ntk_relu by :func:`kernels.large_spectrum.large_spectrum` on CuPy (numpy when the
+    device is the CPU; torch-CUDA, with torch's default device set to CUDA, when CuPy does not work).
+    Blocks run serially (one GPU; dask threads would split the memory budget by the CPU count). First a
+    check at ``check_n`` points against numpy (the same seed: the values must agree), which is also the
+    warm-up (CuPy compiles its kernels); then each n, a larger one skipped when the last time scaled by
+    n^2 does not fit."""
+    from kernels.large_spectrum import large_spectrum
+
+    device = cfg.get("device", "cuda")
+    backend = _large_spectrum_backend(cfg, rec)
+    ns, k, dt = sorted(cfg["n"]), cfg["k"], cfg["dtype"]
+    budget = int(cfg["memory_budget_gib"] * 2**30)
+    X_host, data = None, "gaussian"
+    if cfg.get("data"):
+        try:
+            from benchmarks.runs.large_spectrum import load_features
+
+            t0 = time.perf_counter()
+            X_host, data = load_features(Path(cfg["data"]), max(ns), seed=seed, progress=False)
+            rec.data["data_load_s"] = time.perf_counter() - t0
+        except Exception as exc:
+            rec.error(f"large_spectrum: loading --data {cfg['data']} (random Gaussian features instead)", exc)
+            X_host = None
+    if X_host is None:
+        X_host = np.random.default_rng(seed).standard_normal((max(ns), cfg["d"]), dtype=np.float32)
+        data = "gaussian"
+    X_host = X_host.astype(dt, copy=False)
+    d = X_host.shape[1]
+    itemsize = X_host.dtype.itemsize
+    rec.data["features"] = {"data": data, "n": X_host.shape[0], "d": d, "dtype": dt}
+    rec.save()
+
+    def spectrum_of(X: Any, n: int, progress: Any) -> Any:
+        with _default_device(backend if not isinstance(X, np.ndarray) else "numpy", device):
+            return large_spectrum(
+                X,
+                k,
+                kernel=cfg["kernel"],
+                depth=cfg["depth"],
+                n_iter=cfg["n_iter"],
+                n_oversamples=cfg["n_oversamples"],
+                seed=seed,
+                chunks=min(cfg["chunks"], n),
+                memory_budget=budget,
+                scheduler="serial",
+                psd="clip",
+                progress=progress,
+            )
+
+    cn = min(cfg["check_n"], X_host.shape[0])
+    t_cpu_check: float | None = None
+    if cn > k and _left(deadline) > 5:
+        try:
+            Xc = X_host[:cn]
+            t_cpu_check, s_cpu = _timed_sync(lambda: spectrum_of(Xc, cn, False), "numpy", "cpu")
+            t_gpu_check, s_gpu = _timed_sync(lambda: spectrum_of(_put(Xc, backend, device), cn, False), backend, device)
+            v_cpu, v_gpu = _host(s_cpu.values), _host(s_gpu.values)
+            rec.data["check"] = {
+                "n": cn,
+                "cpu_s": t_cpu_check,
+                "gpu_s_with_warmup": t_gpu_check,
+                "max_value_diff_over_d1": float(np.max(np.abs(v_gpu - v_cpu)) / v_cpu[0]),
+                "cpu_max_residual": s_cpu.max_residual,
+                "gpu_max_residual": s_gpu.max_residual,
+            }
+            rec.save()
+            _log(f"large_spectrum check n={cn}: {rec.data['check']}")
+        except Exception as exc:
+            rec.error(f"large_spectrum check n={cn}", exc)
+        s_cpu = s_gpu = None
+        _free(device)
+
+    last: tuple[float, int] | None = None
+    for n in ns:
+        what = f"large_spectrum {backend} {dt} n={n}"
+        need = last[0] * (n / last[1]) ** 2 if last is not None else 0.0
+        if _left(deadline) < 5 or need > _left(deadline):
+            rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+            continue
+        X = s = None
+        try:
+            X = _put(X_host[:n], backend, device)
+            _sync(backend, device)
+            _free(device)  # the CuPy pool then holds X only: what it holds after the run is the peak
+            if backend == "torch" and device == "cuda":
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+            stamps: list[float] = []
+
+            def progress(line: str) -> None:
+                stamps.append(time.perf_counter())
+                _log(line)
+
+            start = time.perf_counter()
+            s = spectrum_of(X, n, progress)
+            _sync(backend, device)
+            t = time.perf_counter() - start
+            vals = _host(s.values)
+            passes = cfg["n_iter"] + 2
+            row: dict[str, Any] = {
+                "backend": backend,
+                "device": device,
+                "data": data,
+                "dtype": dt,
+                "n": n,
+                "d": d,
+                "k": k,
+                "kernel": f"{cfg['kernel']} depth {cfg['depth']}",
+                "passes": passes,
+                "seconds": t,
+                "seconds_per_pass": float(np.mean(np.diff(stamps))) if len(stamps) > 1 else t / passes,
+                "pass_seconds": np.diff(stamps).tolist(),
+                "max_residual": s.max_residual,
+                "d_1": float(vals[0]),
+                "d_k": float(vals[-1]),
+                "n_clipped": int(s.n_clipped),
+                "chunks": min(cfg["chunks"], n),
+                "scheduler": "serial",
+                "memory_budget_gib": cfg["memory_budget_gib"],
+                "device_peak_gib": _cupy_pool_gib() if backend == "cupy" else _torch_peak_gib(device),
+                "features_gib": n * d * itemsize / 2**30,
+                "gram_gib": n * n * itemsize / 2**30,
+            }
+            if t_cpu_check is not None:
+                row["cpu_estimate_s"] = t_cpu_check * (n / cn) ** 2
+                row["speedup_vs_cpu_estimate"] = row["cpu_estimate_s"] / t
+            rec.add(row)
+            last = (t, n)
+            _log(f"{what}: {t:.1f} s ({row['seconds_per_pass']:.2f} s per pass), max_residual {s.max_residual:.2e}")
+        except Exception as exc:  # e.g. out of memory: recorded, the next n is still tried
+            rec.error(what, exc)
+        X = s = None
+        _free(device)
+
+
 ROW_FUNCS: dict[str, Callable[[dict, int, Recorder, float], None]] = {
     "gram": row_gram,
     "eigh": row_eigh,
     "distill": row_distill,
     "ntk": row_ntk,
     "train": row_train,
+    "cnn": row_cnn,
+    "large_spectrum": row_large_spectrum,
 }
 
 
@@ -711,9 +1073,14 @@ def _child(row: str, cfg_path: str, out_path: str) -> None:
     rec = Recorder(Path(out_path))
     rec.save()
     start = time.perf_counter()
-    ROW_FUNCS[row](spec["cfg"], int(spec["seed"]), rec, deadline)
-    rec.data["row_seconds"] = time.perf_counter() - start
-    rec.save()
+    try:
+        ROW_FUNCS[row](spec["cfg"], int(spec["seed"]), rec, deadline)
+    except Exception as exc:  # recorded for the report, then the child fails (the parent goes on to the next row)
+        rec.error(f"row {row} stopped", exc)
+        raise
+    finally:
+        rec.data["row_seconds"] = time.perf_counter() - start
+        rec.save()
 
 
 # ============================================================================ report
@@ -737,6 +1104,33 @@ ROW_KEYS = {
     "distill": ["backend", "n", "route_asked", "route", "seconds_with_gram", "max_abs_diff_numpy_at_check_n"],
     "ntk": ["mode", "n", "method", "toolkit_s", "loop_s", "ratio", "target_ratio", "max_abs_diff"],
     "train": ["network", "device", "batch", "train_images_per_s", "eval_images_per_s"],
+    "cnn": [
+        "architecture",
+        "image",
+        "dtype",
+        "n",
+        "seconds",
+        "pairs_per_s",
+        "cpu_pairs_per_s",
+        "speedup_vs_cpu",
+        "max_abs_diff_cpu",
+        "rel_diff_cpu",
+        "peak_gib",
+    ],
+    "large_spectrum": [
+        "backend",
+        "data",
+        "dtype",
+        "n",
+        "k",
+        "seconds",
+        "seconds_per_pass",
+        "max_residual",
+        "device_peak_gib",
+        "gram_gib",
+        "cpu_estimate_s",
+        "speedup_vs_cpu_estimate",
+    ],
 }
 
 
@@ -771,11 +1165,27 @@ def report_markdown(result: dict[str, Any]) -> str:
         if row == "eigh" and r.get("cpu_reference"):
             ref = r["cpu_reference"]
             lines += [f"CPU reference: toolkit on numpy at n = {ref['n']}: {_fmt(ref['seconds'])} s, scaled by n^3.", ""]
+        if row == "cnn" and r.get("cpu_reference"):
+            refs = "; ".join(
+                f"{arch}: {_fmt(ref['pairs_per_s'])} pairs/s ({ref['n']} x {ref['n']} images, {_fmt(ref['seconds'])} s)"
+                for arch, ref in r["cpu_reference"].items()
+            )
+            lines += [f"CPU reference (numpy, float64): {refs}.", ""]
+        if row == "large_spectrum" and r.get("check"):
+            ch = r["check"]
+            lines += [
+                f"Check at n = {ch['n']}: max |d_gpu - d_numpy| / d_1 = {_fmt(ch['max_value_diff_over_d1'])}; numpy "
+                f"{_fmt(ch['cpu_s'])} s (scaled by n^2 for cpu_estimate_s), GPU {_fmt(ch['gpu_s_with_warmup'])} s with "
+                f"the warm-up; max_residual {_fmt(ch['gpu_max_residual'])} (numpy {_fmt(ch['cpu_max_residual'])}).",
+                "",
+            ]
         if r.get("rows"):
             lines += _table(r["rows"], ROW_KEYS[row])
             lines.append("")
         for s in r.get("skipped", []):
             lines.append(f"- skipped: {s}")
+        for e in r.get("errors", []):
+            lines.append(f"- error: {e}")
         if r.get("status", "done") != "done" and r.get("log_tail"):
             lines += ["", "```", *r["log_tail"], "```"]
         lines.append("")
@@ -803,7 +1213,10 @@ def summary(result: dict[str, Any], directory: Path) -> str:
         lines.append(f"  {key}: {t.get('status', 'not run')} (passed/failed/skipped: {counts or '-'})")
     for row in ROW_NAMES:
         r = result.get("rows", {}).get(row, {})
-        lines.append(f"  {row}: {r.get('status', 'not run')}, {len(r.get('rows', []))} rows, {len(r.get('skipped', []))} skipped")
+        errors = f", {len(r['errors'])} errors" if r.get("errors") else ""
+        lines.append(
+            f"  {row}: {r.get('status', 'not run')}, {len(r.get('rows', []))} rows, {len(r.get('skipped', []))} skipped{errors}"
+        )
     lines.append(f"  confirm: {result.get('confirm', {}).get('status', 'not run')}")
     lines.append(f"  report: {directory / 'report.md'}")
     return "\n".join(lines)
@@ -893,7 +1306,10 @@ def _run(args: argparse.Namespace, cuda_line: str) -> int:
             result["rows"][row] = {"status": f"skipped: {limit:.0f} s of the budget left"}
             continue
         _log(f"row {row} (limit {limit:.0f} s) ...")
-        result["rows"][row] = run_row(row, {**(steps[row].sizes or {}), "device": "cuda"}, limit, args.seed)
+        cfg = {**(steps[row].sizes or {}), "device": "cuda"}
+        if row == "large_spectrum" and args.data is not None:
+            cfg["data"] = str(args.data)
+        result["rows"][row] = run_row(row, cfg, limit, args.seed)
         _log(f"row {row}: {result['rows'][row]['status']}")
         save()
     _log("confirm ...")

@@ -255,6 +255,7 @@ def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker:
 
 
 Job = tuple[Cell, str, dict[str, Any]]  # cell, its folder, its config
+HEARTBEAT_S = 60.0  # a progress line at least this often while cells run on Dask
 
 
 def _record_failure(cell_dir: str, error: BaseException, tb: str) -> str:
@@ -288,10 +289,13 @@ def _run_dask(
         for cell, cell_dir, config in jobs
     }
     pending = set(futures)
-    last = time.perf_counter()
     try:
         while pending:
-            done, pending = wait(pending, timeout=60, return_when="FIRST_COMPLETED")
+            try:
+                done, pending = wait(pending, timeout=HEARTBEAT_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # no cell finished within the heartbeat: say where the grid stands
+                log.line(log.counts(_running(client, pending)))
+                continue
             for fut in done:
                 cell, cell_dir = futures[fut]
                 if fut.status == "finished":
@@ -300,9 +304,6 @@ def _run_dask(
                     exc = fut.exception()
                     tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback()))
                     on_done(cell, None, _record_failure(cell_dir, exc, tb))
-            if not done and time.perf_counter() - last >= 60:  # a heartbeat while long cells run
-                last = time.perf_counter()
-                log.line(log.counts(_running(client, pending)))
     finally:
         for fut in pending:
             fut.cancel()

@@ -19,6 +19,7 @@ else (Gram builders, filters, closed forms) runs in the strict namespace itself.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +34,19 @@ HOST_LAPACK = (STRICT,)
 
 # scipy's bundled LAPACK uses 32-bit integers: its evd driver fails above this order.
 SCIPY_EVD_MAX_N = 32767
+
+
+def cpu_workers(limit: int | None = None) -> int:
+    """CPU cores this process may use (Linux affinity when available), at most ``limit``.
+
+    The thread count of the numpy kernels' elementwise passes (numpy's ufuncs release the GIL)
+    and of the blocked Grams' local scheduler.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, n if limit is None else min(limit, n))
 
 
 def namespace(*arrays: Any) -> ModuleType:

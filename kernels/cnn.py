@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
 import array_api_compat
 
-from kernels.backend import device, namespace
+from kernels.backend import cpu_workers, device, namespace
 from kernels.checks import as_array, iter_blocks
 from kernels.gram_fill import dtype_label, fill_gram, itemsize, prepare_pair
 
@@ -392,16 +393,37 @@ def _cnn_kernel(fn: str, X: Any, Z: Any, architecture: Any, bias: Any, dtype: An
         S, T = _propagate(xp, S0, layers, full=full, beta2=beta2, ntk=ntk, norms=norms, mask=mask)
         return _readout(xp, S, T, readout, full=full, beta2=beta2, ntk=ntk)
 
-    def block(rows: slice, cols: slice, diag: bool) -> Any:
-        width = max(1, budget // (per_pair * (rows.stop - rows.start)))
+    # numpy's elementwise passes run in one thread: split each row block's columns over the cores
+    # (numpy's ufuncs release the GIL); torch and CuPy parallelise their own.
+    workers = cpu_workers(8) if array_api_compat.is_numpy_namespace(xp) else 1
+
+    def chunks(rows: slice, cols: slice, diag: bool) -> list[tuple[slice, slice, int | None]]:
+        """Column chunks of at most ``budget / workers`` scratch each, at least one per worker."""
+        ncols = cols.stop - cols.start
+        width = max(1, budget // (per_pair * (rows.stop - rows.start) * workers))
+        width = min(width, max(1, -(-ncols // workers)))
         out = []
-        for c in iter_blocks(cols.stop - cols.start, width):
+        for c in iter_blocks(ncols, width):
             chunk = slice(cols.start + c.start, cols.start + c.stop)
             overlap = diag and chunk.start < rows.stop
-            out.append(pair_block(rows, chunk, rows.start - chunk.start if overlap else None))
-        return out[0] if len(out) == 1 else xp.concat(out, axis=1)
+            out.append((rows, chunk, rows.start - chunk.start if overlap else None))
+        return out
 
-    return fill_gram(X, Z, xp, block, symmetric=sym, row_bytes=per_pair * Z.shape[0], budget=budget)
+    def fill(pool: ThreadPoolExecutor | None) -> Any:
+        def block(rows: slice, cols: slice, diag: bool) -> Any:
+            parts = chunks(rows, cols, diag)
+            if pool is None or len(parts) < 2:
+                out = [pair_block(*p) for p in parts]
+            else:
+                out = list(pool.map(lambda p: pair_block(*p), parts))
+            return out[0] if len(out) == 1 else xp.concat(out, axis=1)
+
+        return fill_gram(X, Z, xp, block, symmetric=sym, row_bytes=per_pair * Z.shape[0], budget=budget)
+
+    if workers < 2:
+        return fill(None)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airkit-cnn") as pool:
+        return fill(pool)
 
 
 CNN_DOC = """

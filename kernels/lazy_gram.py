@@ -35,7 +35,6 @@ need it.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.backend import backend_name, device, namespace
+from kernels.backend import backend_name, cpu_workers, device, namespace
 from kernels.checks import Interval, Options, check_features, check_param, format_bytes, iter_blocks
 from kernels.functions import KERNELS, gram, kernel_params
 
@@ -255,19 +254,12 @@ def _resolve_scheduler(fn: str, scheduler: Any) -> tuple[str, Any]:
     return scheduler, None
 
 
-def _local_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _n_workers(kind: str, client: Any) -> int:
     if kind == "serial":
         return 1
     if kind == "distributed":
         return max(1, sum(client.nthreads().values()))
-    return _local_workers()
+    return cpu_workers()
 
 
 # ----------------------------------------------------------------------------- row-block operator

@@ -11,14 +11,13 @@ in numpy) runs on cache-sized row tiles in a thread pool with one thread per ava
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
 import array_api_compat
 
-from kernels.backend import device
+from kernels.backend import cpu_workers, device
 from kernels.checks import iter_blocks
 from kernels.gram_fill import diag_mask, dtype_label, fill_gram, itemsize, prepare_pair
 
@@ -94,15 +93,6 @@ def _relu_block(
     return S
 
 
-def _workers() -> int:
-    """CPU cores this process may use (Linux affinity when available), at most 8."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
-
-
 def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, memory_budget: Any, *, ntk: bool) -> Any:
     X, Z, xp, sym, budget = prepare_pair(fn, X, Z, dtype, memory_budget, depth=depth, bias=bias)
     beta2, d = float(bias) * float(bias), X.shape[1]
@@ -117,7 +107,7 @@ def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, m
     sx = xp.sum(X * X, axis=1) / d + beta2
     sz = sx if sym else xp.sum(Z * Z, axis=1) / d + beta2
     # numpy's elementwise passes are single-threaded; torch and CuPy parallelise their own.
-    workers = _workers() if array_api_compat.is_numpy_namespace(xp) else 1
+    workers = cpu_workers(8) if array_api_compat.is_numpy_namespace(xp) else 1
 
     def fill(pool: ThreadPoolExecutor | None) -> Any:
         def block(r: slice, c: slice, diag: bool) -> Any:

@@ -241,9 +241,9 @@ def test_relu_kernels_threaded_recursion_is_bit_identical(rng, monkeypatch, dtyp
     Z = rng.standard_normal((700, 7)).astype(dtype)
     for f in (ntk_relu, nngp_relu):
         for Zarg in (None, Z):
-            monkeypatch.setattr(kf, "_workers", lambda: 3)
+            monkeypatch.setattr(kf, "cpu_workers", lambda limit=None: 3)
             threaded = f(X, Zarg, depth=3, bias=0.4)
-            monkeypatch.setattr(kf, "_workers", lambda: 1)
+            monkeypatch.setattr(kf, "cpu_workers", lambda limit=None: 1)
             single = f(X, Zarg, depth=3, bias=0.4)
             assert threaded.dtype == dtype and np.array_equal(threaded, single)
             if Zarg is None:

@@ -244,13 +244,21 @@ def test_a_cell_killed_mid_run_resumes_from_its_last_epoch(fake, tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_cluster_gives_the_inline_results(inline_sweep, fake, tmp_path):
+def test_dask_cluster_gives_the_inline_results(inline_sweep, fake, tmp_path, monkeypatch, capsys):
     distributed = pytest.importorskip("distributed")
+    import benchmarks.sweep as sweep_mod
+
+    # cells outlast the heartbeat: the wait times out between them (the real default is a minute)
+    monkeypatch.setattr(sweep_mod, "HEARTBEAT_S", 1e-3)
     grid = make_grid({"method": ["ce", "self-distill"], "seed": [0, 1]}, tiny_fixed(fake))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
-            res = sweep(grid, tmp_path / "dask", client=client, threads_per_worker=1, progress=False)
-        # the same grid pointed at the scheduler's address, as `--scheduler` does: everything is read back
+            res = sweep(grid, tmp_path / "dask", client=client, threads_per_worker=1, progress=True)
+    err = capsys.readouterr().err
+    heartbeats = [line for line in err.splitlines() if line.startswith("[sweep] 0/4 done")]
+    assert heartbeats, "no heartbeat line while the first cells ran: " + err[-2000:]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        # the same grid pointed at a scheduler's address, as `--scheduler` does: everything is read back
         again = sweep(grid, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
     assert res.ok and set(res.results) == set(inline_sweep.results)
     for name, numbers in res.results.items():
