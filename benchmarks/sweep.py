@@ -310,9 +310,12 @@ def _run_dask(
 
 
 def _running(client: Any, pending: set) -> int:
+    """Cells being computed now: the pending ones a worker is processing, at most one per worker thread
+    (a worker also lists the tasks queued on it as processing)."""
     try:
         keys = {f.key for f in pending}
-        return sum(1 for ks in client.processing().values() for k in ks if k in keys)
+        listed = sum(1 for ks in client.processing().values() for k in ks if k in keys)
+        return min(listed, sum(client.nthreads().values()))
     except Exception:  # pragma: no cover - an old or remote scheduler without processing()
         return 0
 
