@@ -449,7 +449,8 @@ CNN_DOC = """
     conv + relu layers.
 
     Recursion, per image pair ``(x, x')`` and position pair ``(p, p')`` (Arora et al.
-    2019, Section 4 and Appendix; Novak et al. 2019), ``conv_q`` the map
+    2019, Section 4 and Appendix; Novak et al. 2019; derived in docs/derivations.md,
+    section 6), ``conv_q`` the map
     ``A -> (1/q) sum_delta A[p + delta, p' + delta]`` (zero outside the image)::
 
         Sigma^0[p, p'] = x[p] . x'[p'] / C,  Theta = 0
