@@ -67,6 +67,9 @@ FORMULA_MODULES = [
     "kernels/relu.py",
     "kernels/spectrum.py",
     "kernels/ridge.py",
+    "kernels/cnn.py",
+    "kernels/large_spectrum.py",
+    "kernels/cg_ridge.py",
 ]
 
 BINOP_SWAP = {
