@@ -427,3 +427,28 @@ def test_bad_input_one_line_value_error(kwargs, message):
 def test_bad_architecture_type():
     with pytest.raises(TypeError, match="cnn_nngp: architecture must be"):
         cnn_nngp(np.ones((1, 2, 2, 1)), architecture=3)
+
+
+def test_linearized_training_on_the_cnn_kernel_is_gradient_descent_on_it(rng):
+    """The CNN kernel feeds theory.linearized_training like any kernel: its recorded fits equal
+    explicit function-space GD u <- u - lr K (u - y) on the CNN's NTK, and its test outputs K_cross-based GD."""
+    from kernels import spectrum
+    from theory import linearized_training
+
+    X, Xt = rng.standard_normal((10, 6, 6, 2)), rng.standard_normal((4, 6, 6, 2))
+    y = rng.standard_normal(10)
+    K = cnn_ntk(X, architecture="cntk-gap-2", bias=0.3)
+    Kt = cnn_ntk(Xt, X, architecture="cntk-gap-2", bias=0.3)
+    lr = 1.0 / float(np.linalg.eigvalsh(K)[-1])
+    path = linearized_training(spectrum(K), y, lr=lr, steps=25, record=[0, 7, 25])
+    u, c = np.zeros(10), np.zeros(10)  # training outputs and dual coefficients (u = K c)
+    fits = {0: (u.copy(), Kt @ c)}
+    for step in range(1, 26):
+        c = c - lr * (u - y)
+        u = K @ c
+        if step in (7, 25):
+            fits[step] = (u.copy(), Kt @ c)
+    preds = path.predict(Kt)
+    for i, step in enumerate((0, 7, 25)):
+        np.testing.assert_allclose(path.fits[i], fits[step][0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(preds[i], fits[step][1], rtol=1e-9, atol=1e-12)

@@ -323,3 +323,19 @@ def test_large_spectrum_quick_run(tmp_path):
     bad = {**nums, "dense": {**D, "within_bound": False}}
     assert "NOT within that bound" in findings(bad)[-1]
     assert "no dense check" in findings({**nums, "dense": None})[-1]
+
+
+@pytest.mark.slow
+def test_cg_ridge_at_n3000_in_chunks_of_1000_matches_a_dense_solve(X3000):
+    """The issue's size: n = 3000 in chunks of 1000, preconditioned CG predictions vs a dense solve to 1e-8."""
+    X = X3000
+    r = np.random.default_rng(7)
+    y = np.sin(X[:, 0]) + 0.1 * r.normal(size=len(X))
+    Z = r.normal(size=(40, X.shape[1]))
+    ridge = 1.0
+    K, Kz = gram(X, kernel="ntk_relu", depth=2), gram(Z, X, kernel="ntk_relu", depth=2)
+    f = Kz @ scipy.linalg.solve(K + ridge * np.eye(len(X)), y, assume_a="pos")
+    s = large_spectrum(X, 50, kernel="ntk_relu", depth=2, chunks=1000, progress=False)
+    res = cg_ridge(X, y, ridge=ridge, kernel="ntk_relu", depth=2, tol=1e-12, chunks=1000, preconditioner=s)
+    pred = cg_ridge_predict(Z, X, res.coef, kernel="ntk_relu", depth=2, chunks=1000)
+    assert res.converged and np.abs(pred - f).max() <= 1e-8 * np.abs(f).max()
