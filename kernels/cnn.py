@@ -30,7 +30,7 @@ import array_api_compat
 
 from kernels.backend import cpu_workers, device, namespace
 from kernels.checks import as_array, iter_blocks
-from kernels.gram_fill import dtype_label, fill_gram, itemsize, prepare_pair
+from kernels.gram_fill import check_bias_scale, fill_gram, itemsize, prepare_pair
 
 __all__ = ["LAYERS", "PRESETS", "cnn_architecture", "cnn_nngp", "cnn_ntk"]
 
@@ -355,14 +355,8 @@ def _cnn_kernel(fn: str, X: Any, Z: Any, architecture: Any, bias: Any, dtype: An
     X, Z, xp, sym, budget = _prepare_images(fn, X, Z, dtype, memory_budget, bias)
     _, H, W, _ = X.shape
     _map_sizes(fn, layers, H, W)
-    beta2, n_conv = float(bias) * float(bias), sum(name in CONVS for name in layers)
-    big = float(xp.finfo(X.dtype).max)
-    if not beta2 * (n_conv + 1) < big:
-        top = math.sqrt(big / (n_conv + 1))
-        raise ValueError(
-            f"{fn}: bias must be a float in [0, {top:.4g}] for {n_conv} convolutions in {dtype_label(X.dtype)} "
-            f"((convolutions + 1) * bias**2 must be finite); got {bias!r}"
-        )
+    n_conv = sum(name in CONVS for name in layers)
+    beta2 = check_bias_scale(fn, bias, n_conv, xp, X.dtype, f"{n_conv} convolutions")
     full, readout = _all_pairs(layers), layers[-1]
     per_pair = _pair_bytes(xp, X.dtype, H, W, full)
     batch = max(1, budget // per_pair)
@@ -504,7 +498,8 @@ CNN_DOC = """
         A preset name or a layer list over ``"conv"``, ``"conv1"``, ``"relu"``,
         ``"pool"``, ``"flatten"``, ``"gap"`` (grammar in :func:`cnn_architecture`).
     bias : float >= 0, default=0.0
-        Bias standard deviation beta (0: no bias terms).
+        Bias standard deviation beta (0: no bias terms); ``(convolutions + 1) * bias**2``
+        must stay below the square root of the working dtype's largest float.
     dtype : {"float32", "float64"} or None
         Working and result dtype (None: the input's).
     memory_budget : int or None

@@ -31,6 +31,7 @@ __all__ = [
     "itemsize",
     "fill_gram",
     "diag_mask",
+    "check_bias_scale",
 ]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of scratch per Gram block
@@ -146,3 +147,22 @@ def fill_gram(
 
 def diag_mask(xp: ModuleType, nb: int, nc: int, like: Any) -> Any:
     return xp.eye(nb, nc, dtype=xp.bool, device=device(like))
+
+
+def check_bias_scale(fn: str, bias: float, layers: int, xp: ModuleType, dtype: Any, what: str) -> float:
+    """``bias**2`` if the ReLU recursion stays finite in ``dtype``, else a one-line ``ValueError``.
+
+    The variances grow to ``|x|^2 / d + (layers + 1) bias^2`` and the arc-cosine step multiplies
+    two of them (``sqrt(a b)``), so ``(layers + 1) bias^2`` must stay below ``sqrt(max float)``:
+    bias at most ``max^(1/4) / sqrt(layers + 1)`` (about 1.1e77 for 3 layers in float64).
+    ``what`` names the layer count in the message (``"depth=3"``, ``"3 convolutions"``).
+    """
+    beta2 = float(bias) * float(bias)
+    limit = math.sqrt(float(xp.finfo(dtype).max))
+    if not beta2 * (layers + 1) < limit:
+        top = math.sqrt(limit / (layers + 1))
+        raise ValueError(
+            f"{fn}: bias must be a float in [0, {top:.4g}] for {what} in {dtype_label(dtype)} "
+            f"((layers + 1) * bias**2 must stay below sqrt(max float): the recursion multiplies two variances); got {bias!r}"
+        )
+    return beta2

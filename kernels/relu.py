@@ -19,7 +19,7 @@ import array_api_compat
 
 from kernels.backend import cpu_workers, device
 from kernels.checks import iter_blocks
-from kernels.gram_fill import diag_mask, dtype_label, fill_gram, itemsize, prepare_pair
+from kernels.gram_fill import check_bias_scale, diag_mask, fill_gram, itemsize, prepare_pair
 
 __all__ = ["nngp_relu", "ntk_relu", "ntk_two_layer"]
 
@@ -95,15 +95,7 @@ def _relu_block(
 
 def _relu_kernel(fn: str, X: Any, Z: Any, depth: int, bias: float, dtype: Any, memory_budget: Any, *, ntk: bool) -> Any:
     X, Z, xp, sym, budget = prepare_pair(fn, X, Z, dtype, memory_budget, depth=depth, bias=bias)
-    beta2, d = float(bias) * float(bias), X.shape[1]
-    # The diagonal grows to |x|^2 / d + (depth + 1) beta^2: refuse a bias that overflows the working dtype.
-    big = float(xp.finfo(X.dtype).max)
-    if not beta2 * (int(depth) + 1) < big:
-        top = math.sqrt(big / (int(depth) + 1))
-        raise ValueError(
-            f"{fn}: bias must be a float in [0, {top:.4g}] for depth={int(depth)} in {dtype_label(X.dtype)} "
-            f"((depth + 1) * bias**2 must be finite); got {bias!r}"
-        )
+    beta2, d = check_bias_scale(fn, bias, int(depth), xp, X.dtype, f"depth={int(depth)}"), X.shape[1]
     sx = xp.sum(X * X, axis=1) / d + beta2
     sz = sx if sym else xp.sum(Z * Z, axis=1) / d + beta2
     # numpy's elementwise passes are single-threaded; torch and CuPy parallelise their own.
@@ -162,7 +154,8 @@ _RELU_DOC = """
         Number of hidden layers L.
     bias : float >= 0, default=0.0
         Bias standard deviation beta (0: no bias terms); finite, with
-        ``(depth + 1) * bias**2`` representable in the working dtype.
+        ``(depth + 1) * bias**2`` below the square root of the working dtype's largest
+        float (the recursion multiplies two variances): at most 5.8e76 for depth 3 in float64.
     dtype, memory_budget
         See :func:`linear`.
 

@@ -452,3 +452,13 @@ def test_linearized_training_on_the_cnn_kernel_is_gradient_descent_on_it(rng):
     for i, step in enumerate((0, 7, 25)):
         np.testing.assert_allclose(path.fits[i], fits[step][0], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(preds[i], fits[step][1], rtol=1e-9, atol=1e-12)
+
+
+def test_a_bias_whose_variance_overflows_is_refused(rng):
+    """(convolutions + 1) * bias^2 must stay below sqrt(max float), since the ReLU step multiplies two
+    variances: bias 1e77 (4e154 > 1.34e154) is refused, 5e76 (1e154) computes finite kernels."""
+    X = rng.standard_normal((2, 4, 4, 1))
+    with pytest.raises(ValueError, match=r"bias must be a float in \[0, 5.79e\+76\] for 3 convolutions"):
+        cnn_ntk(X, architecture="cntk-3", bias=1e77)
+    for f in (cnn_ntk, cnn_nngp):
+        assert np.all(np.isfinite(f(X, architecture="cntk-3", bias=5e76)))

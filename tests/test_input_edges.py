@@ -204,11 +204,15 @@ def test_rbf_infinite_gamma_through_gram():
 
 
 def test_relu_bias_whose_square_overflows_is_refused():
+    """The arc-cosine step multiplies two variances (depth + 1) bias^2: above sqrt(max float) they overflow.
+    1e100 passed the old check ((depth + 1) bias^2 finite) and overflowed; the largest allowed bias computes."""
     X = np.random.default_rng(0).normal(size=(4, 2))
     for func in (nngp_relu, ntk_relu):
-        with pytest.raises(ValueError, match=rf"^{func.__name__}: bias") as exc:
-            func(X, bias=1e200)
-        _one_line(exc)
+        for bias in (1e200, 1e100, 1e77):
+            with pytest.raises(ValueError, match=rf"^{func.__name__}: bias must be a float in \[0, 5.79e\+76\]") as exc:
+                func(X, bias=bias, depth=3)
+            _one_line(exc)
+        assert np.all(np.isfinite(func(X, bias=5.7e76, depth=3)))
 
 
 def test_large_finite_kernel_parameters_still_work():

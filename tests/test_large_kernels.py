@@ -339,3 +339,23 @@ def test_cg_ridge_at_n3000_in_chunks_of_1000_matches_a_dense_solve(X3000):
     res = cg_ridge(X, y, ridge=ridge, kernel="ntk_relu", depth=2, tol=1e-12, chunks=1000, preconditioner=s)
     pred = cg_ridge_predict(Z, X, res.coef, kernel="ntk_relu", depth=2, chunks=1000)
     assert res.converged and np.abs(pred - f).max() <= 1e-8 * np.abs(f).max()
+
+
+def test_defaults_are_the_in_memory_randomized_iteration_and_k_may_equal_n():
+    """With the same n_iter, large_spectrum's defaults (oversampling, seed) are spectrum(method="randomized")'s:
+    the same iteration from the same random start, so the same pairs to round-off."""
+    X, _, _ = _data(300, seed=8)
+    K = gram(X, kernel="ntk_relu", depth=2)
+    want = spectrum(K, 12, method="randomized")  # n_iter=6, n_oversamples=20, seed=0
+    got = large_spectrum(X, 12, kernel="ntk_relu", depth=2, n_iter=6, chunks=100, progress=False)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(got.vectors.T @ want.vectors), np.eye(12), atol=1e-6)
+    small = _data(25, seed=9)[0]
+    full = large_spectrum(small, 25, kernel="rbf", chunks=10, progress=False)  # k = n is allowed
+    np.testing.assert_allclose(full.values, np.linalg.eigvalsh(gram(small, kernel="rbf"))[::-1], atol=1e-10)
+
+
+def test_a_precomputed_gram_must_be_square():
+    X, _, Z = _data(60, seed=10)
+    with pytest.raises(ValueError, match=r"must be square"):
+        large_spectrum(lazy_gram(X, Z, kernel="rbf", chunks=20), 5, kernel="precomputed", progress=False)
