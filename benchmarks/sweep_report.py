@@ -96,7 +96,16 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"- Every group has the same mean {words} test accuracy ({_ms(best[0]['metrics'][metric])}).")
             continue
         names = " and ".join(f"{_label(r['group'])} ({_ms(r['metrics'][metric])})" for r in best)
-        out.append(f"- Highest mean {words} test accuracy: {names}{' (tied)' if len(best) > 1 else ''}.")
+        rest = [r for r in have if r not in best]
+        second = max(rest, key=lambda r: r["metrics"][metric][0])
+        gap = top - second["metrics"][metric][0]
+        spread = max((r["metrics"][metric][1] or 0.0) for r in (*best, second))
+        within = (
+            f"; {gap:.3f} above {_label(second['group'])}, within the seeds' spread (std up to {spread:.3f})"
+            if spread and gap <= spread
+            else ""
+        )
+        out.append(f"- Highest mean {words} test accuracy: {names}{' (tied)' if len(best) > 1 else ''}{within}.")
     for r in scored:
         es_m, fin_m = r["metrics"]["test_acc_at_best_val"][0], r["metrics"]["final_test_acc"][0]
         if fin_m is not None and es_m - fin_m > 0.01:

@@ -295,3 +295,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, match):
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert re.search(match, err), err
+
+
+def test_report_sentences_follow_the_numbers(tmp_path, fake):
+    """'Highest' names the best group, and says when its lead is within the seeds' spread."""
+    from benchmarks.sweep_report import write_report
+
+    grid = make_grid({"method": ["ce", "sat"], "seed": [0, 1]}, tiny_fixed(fake))
+
+    def cell(es, final):
+        return {
+            "test_acc_at_best_val": es,
+            "final_test_acc": final,
+            "curves": {"test_acc": [es], "train_acc_flipped_given": [0.5]},
+        }
+
+    close = {"method=ce__seed=0": cell(0.40, 0.30), "method=ce__seed=1": cell(0.44, 0.30)}
+    close |= {"method=sat__seed=0": cell(0.41, 0.40), "method=sat__seed=1": cell(0.41, 0.40)}
+    md = write_report(tmp_path / "a", grid, close, {}, over=("seed",), seconds=0.0).read_text()
+    assert "Highest mean early-stopped test accuracy: method=ce (0.420 ± 0.028); 0.010 above method=sat, within" in md
+    assert "Highest mean final test accuracy: method=sat (0.400 ± 0.000)." in md
+    assert "method=ce: final test accuracy is 0.120 below its early-stopped accuracy" in md
+    far = {**close, "method=sat__seed=0": cell(0.20, 0.40), "method=sat__seed=1": cell(0.20, 0.40)}
+    md = write_report(tmp_path / "b", grid, far, {}, over=("seed",), seconds=0.0).read_text()
+    assert "Highest mean early-stopped test accuracy: method=ce (0.420 ± 0.028)." in md
