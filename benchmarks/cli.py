@@ -220,7 +220,12 @@ def _add_sweep_parser(sub: Any) -> None:
         "Dask cluster or an existing one (--scheduler); each cell writes <out>/cells/<cell>/ atomically, a rerun skips "
         "finished cells and resumes interrupted ones, and <out>/report.md holds mean +- std over seeds.",
     )
-    sw.add_argument("--file", type=Path, default=None, help="grid file (.toml or .yaml) with tables [grid] and [fixed]")
+    sw.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help='grid file (.toml or .yaml) with tables [grid], [fixed] and optionally [when."AXIS=VALUE"]',
+    )
     sw.add_argument(
         "--grid",
         action="append",

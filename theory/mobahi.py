@@ -21,8 +21,8 @@ or below the spectrum's resolution ``zero_tol = n eps d_max``: their weight
 ``(c / (d + c))^2`` is 1 anyway when c is well above them, and when it is not,
 thresholding them to 0 (weight 1) biases c_1 low. In float32 that bias was large: on a
 33-point RBF kernel with c_1 = 10-20 ``zero_tol``, counting the eigenvalues below
-``zero_tol`` as null made c_1 up to 97% too small (61% and one extra round in the
-case reported in issue 13); the values as they are leave only the round-off of the
+``zero_tol`` as null made c_1 up to 97% too small (61% and one extra round in a
+measured float32 case); the values as they are leave only the round-off of the
 decomposition itself (below).
 
 The answer is decided by round-off only when c_1 itself is below ``zero_tol``: the

@@ -253,7 +253,7 @@ def run(ctx: RunContext) -> RunOutput:
 
 BENCHMARK = Benchmark(
     name="large-spectrum",
-    summary="top-100 ntk_relu eigenpairs of n images by randomized subspace iteration without storing the Gram (issue 15)",
+    summary="top-100 ntk_relu eigenpairs of n images by randomized subspace iteration without storing the Gram",
     func=run,
     options=("n",),
 )
