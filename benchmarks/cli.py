@@ -254,7 +254,9 @@ def _add_sweep_parser(sub: Any) -> None:
         "--threads-per-worker", default=None, help="torch threads per cell (default: the worker's share of the cores)"
     )
     sw.add_argument("--inline", action="store_true", help="run the cells in this process, one after another, without Dask")
-    sw.add_argument("--over", default="seed", help="comma-separated axes averaged over in the report (default: seed)")
+    sw.add_argument(
+        "--over", default=None, help="comma-separated axes averaged over in the report (default: seed, when it is an axis)"
+    )
     sw.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 
@@ -275,7 +277,7 @@ def _sweep_main(args: argparse.Namespace) -> int:
         grid = grid_from_options(args.grid, args.set, base, args.when)
         if not grid.axes:
             raise SweepError("the grid has no axes; give --grid KEY=V1,V2 or a --file with a [grid] table")
-        over = tuple(k.strip() for k in args.over.split(",") if k.strip())
+        over = None if args.over is None else tuple(k.strip() for k in args.over.split(",") if k.strip())
         check_out(args.out)
         result = sweep(
             grid,

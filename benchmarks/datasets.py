@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks.registry import BenchmarkError
 
-__all__ = ["NoisyClassification", "noisy_digits", "noisy_cifar_subset", "load_noisy"]
+__all__ = ["NoisyClassification", "noisy_digits", "noisy_cifar_subset", "load_noisy", "check_noise_spec"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +162,15 @@ def write_digits_as_cifar(root: Path, *, seed: int = 0, n_test: int = 400) -> Pa
         pickle.dump({b"label_names": [str(k).encode() for k in range(10)]}, fh)
     os.replace(tmp, target)
     return target
+
+
+def check_noise_spec(spec: str) -> str:
+    """A ``--noise`` spec (``symmetric:0.4``, ``uniform:0.2``, ...), checked at once so that a bad one
+    fails before any work; a one-line :class:`BenchmarkError` otherwise."""
+    from theory.noise import make_noise
+
+    try:
+        make_noise(spec, list(range(10)), num_classes=10, seed=0)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkError(f"--noise {spec!r}: {exc}") from None
+    return spec

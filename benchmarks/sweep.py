@@ -37,6 +37,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from benchmarks.progress import duration
@@ -230,28 +231,33 @@ def default_workers(threads_per_worker: int | None = None) -> tuple[int, int]:
     return max(1, cores // threads), threads
 
 
-def _dask_client(scheduler: str | None, workers: int | None, threads_per_worker: int | None) -> tuple[Any, Any]:
-    """``(client, cluster)``: a client of ``scheduler``, or of a new LocalCluster (cluster is then returned to close)."""
+def _distributed() -> ModuleType:
     try:
-        from distributed import Client, LocalCluster
+        import distributed
     except ImportError:
         raise SweepError("sweep needs dask.distributed: pip install 'airkit[dask]' (or run cells inline: --inline)") from None
-    if scheduler:
-        try:
-            return Client(scheduler, timeout="20s"), None
-        except OSError as exc:
-            raise SweepError(
-                f"--scheduler {scheduler}: no Dask scheduler answered ({exc}); start one with `dask scheduler` and "
-                "`dask worker <address>`, or leave out --scheduler for a local cluster"
-            ) from None
-    n, _threads = default_workers(threads_per_worker)
+    return distributed
+
+
+def _scheduler_client(scheduler: str) -> Any:
+    """A client of an existing Dask scheduler, or a one-line error saying how to start one."""
     try:
-        cluster = LocalCluster(
-            n_workers=workers or n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        return _distributed().Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise SweepError(
+            f"--scheduler {scheduler}: no Dask scheduler answered ({exc}); start one with `dask scheduler` and "
+            "`dask worker <address>`, or leave out --scheduler for a local cluster"
+        ) from None
+
+
+def _local_cluster(n_workers: int) -> Any:
+    """A LocalCluster of ``n_workers`` processes, one Dask thread each (a cell owns its process)."""
+    try:
+        return _distributed().LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
         )
     except (RuntimeError, OSError) as exc:
         raise SweepError(f"could not start a local Dask cluster ({exc}); run the cells in this process with --inline") from None
-    return Client(cluster), cluster
 
 
 Job = tuple[Cell, str, dict[str, Any]]  # cell, its folder, its config
@@ -384,14 +390,16 @@ def run_cells(
         return results, failed, tuple(skipped)
     made = client is None
     cluster = None
-    if client is None:
-        client, cluster = _dask_client(scheduler, workers, threads_per_worker)
+    if client is None and scheduler:
+        client = _scheduler_client(scheduler)
+    elif client is None:
+        n_default, threads_default = default_workers(threads_per_worker)
+        cluster = _local_cluster(workers or n_default)
+        client, threads = _distributed().Client(cluster), threads_default
     try:
         info = client.scheduler_info()
         nthreads = {w: d.get("nthreads", 1) for w, d in info.get("workers", {}).items()}
         slots[0] = max(1, sum(nthreads.values()))
-        if threads is None:
-            threads = default_workers()[1] if cluster is not None else None
         where = (
             "a local cluster"
             if cluster is not None
@@ -417,7 +425,7 @@ def sweep(
     threads_per_worker: int | None = None,
     inline: bool = False,
     progress: bool = True,
-    over: Sequence[str] = ("seed",),
+    over: Sequence[str] | None = None,
 ) -> SweepResult:
     """Run every cell of ``grid`` (see the module docstring) and write the sweep's report.
 
@@ -432,7 +440,7 @@ def sweep(
         Where the cells run (module docstring). ``workers``: LocalCluster workers;
         ``threads_per_worker``: torch threads per cell.
     over : sequence of str
-        Axes averaged over in the report (mean ± std); default ``("seed",)``.
+        Axes averaged over in the report (mean ± std); None: ``seed`` when it is an axis, else none.
 
     Returns
     -------
@@ -448,8 +456,10 @@ def sweep(
             raise SweepError(f"{name} must be an integer >= 1; got {value!r}")
     if scheduler is not None and (workers is not None or inline):
         raise SweepError("--workers and --inline make a local cluster or none; a --scheduler cluster has its own workers")
+    if over is None:
+        over = ("seed",) if "seed" in grid.axes else ()
     unknown = [k for k in over if k not in grid.axes]
-    if unknown and set(over) != {"seed"}:
+    if unknown:
         raise SweepError(f"--over {','.join(unknown)}: not an axis of the grid; axes: {', '.join(grid.axes) or 'none'}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", {"grid": grid.to_dict(), "environment": environment()})
@@ -464,7 +474,5 @@ def sweep(
         inline=inline,
         progress=progress,
     )
-    report = write_report(
-        out, grid, results, failed, over=tuple(k for k in over if k in grid.axes), seconds=time.perf_counter() - t0
-    )
+    report = write_report(out, grid, results, failed, over=tuple(over), seconds=time.perf_counter() - t0)
     return SweepResult(out=out, grid=grid, results=results, failed=failed, skipped=skipped, report=report)

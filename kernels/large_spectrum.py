@@ -36,7 +36,7 @@ import numpy as np
 
 from kernels.backend import device, eigh
 from kernels.checks import Interval, Options, check_param, check_result_size, format_bytes
-from kernels.lazy_gram import BlockedGram, make_blocked_gram
+from kernels.lazy_gram import BlockedGram, make_blocked_gram, one_blas_thread
 from kernels.spectrum import Spectrum, finish_spectrum
 
 __all__ = ["large_spectrum", "subspace_iteration"]
@@ -60,11 +60,7 @@ def _orthonormal_basis(xp: ModuleType, Y: Any) -> Any:
     """
     if not array_api_compat.is_numpy_namespace(xp):
         return xp.linalg.qr(Y)[0]
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
-        return np.linalg.qr(Y)[0]
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return np.linalg.qr(Y)[0]
 
 

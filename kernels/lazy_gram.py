@@ -365,8 +365,9 @@ def _block_size(fn: str, n: int, itemsize: int, workers: int, budget: int | None
 
 
 @contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """BLAS limited to one thread while dask runs block rows in parallel (threadpoolctl; no-op without it).
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread (threadpoolctl; no-op without it): while dask runs block rows in
+    parallel, and for the tall-skinny QR of :mod:`kernels.large_spectrum`.
 
     Each block's products then use one core, and the blocks all cores: on 2 cores a pass of
     ntk_relu on 10 000 x 3072 took 3.4 s this way against 4.3 s with both kinds of threads,
@@ -430,7 +431,7 @@ def _product_blocks(
             for sl in blocks:
                 part = dask.delayed(_block_product, pure=False)(Xl, Zl, Ql, sl, *args)
                 total = dask.delayed(_add_block, pure=False)(total, part)
-            with _one_blas_thread():  # the block rows run in parallel already
+            with one_blas_thread():  # the block rows run in parallel already
                 acc = dask.compute(total, scheduler="threads")[0] if kind == "threads" else client.compute(total).result()
         return acc[:, 0] if vec else acc
 
@@ -448,7 +449,7 @@ def _product_dask(K: Any, kind: str, client: Any) -> Callable[[Any], Any]:
         Qd = da.from_array(Q, chunks=(K.chunks[1],) + ((Q.shape[1],) if Q.ndim == 2 else ()), name=False)
         if kind == "serial":
             return xp.asarray((K @ Qd).compute(scheduler=sched))
-        with _one_blas_thread():  # the blocks run in parallel already
+        with one_blas_thread():  # the blocks run in parallel already
             return xp.asarray((K @ Qd).compute(scheduler=sched))
 
     return product

@@ -232,6 +232,7 @@ def test_a_cell_killed_mid_run_resumes_from_its_last_epoch(fake, tmp_path):
     assert proc.poll() is None, "the sweep ended before it could be killed: " + proc.stderr.read().decode()[-500:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stderr.close()
     assert not (out / CELLS_DIR / "seed=0" / "cell.json").exists()
     done_at_kill = len(records.read_text().splitlines())
     assert 2 <= done_at_kill < 40
@@ -285,6 +286,7 @@ def test_cli_default_local_cluster(fake, tmp_path, capsys):
         (["--workers", "0"], r"--workers must be an integer >= 1; got 0"),
         (["--grid", "seed=0", "--scheduler", "tcp://x:1", "--workers", "2"], r"--workers and --inline make a local cluster"),
         ([], r"the grid has no axes"),
+        (["--grid", "seed=0", "--over", "lr"], r"--over lr: not an axis of the grid; axes: seed"),
         (["--file", "nope.toml"], r"grid file nope.toml does not exist"),
     ],
 )

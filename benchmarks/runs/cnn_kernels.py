@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.datasets import check_noise_spec
 from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.report import markdown_table
 from benchmarks.run_files import atomic_savefig
+from benchmarks.runs.confirm_cnn import centred_one_hot
 
 __all__ = [
     "KernelSpec",
@@ -165,17 +167,6 @@ class ImageSet:
         return (self.train, self.test) if side == self.train.shape[1] else (self.train_pooled, self.test_pooled)
 
 
-def check_noise(spec: str) -> str:
-    """A ``--noise`` spec, checked at once so that a bad one fails before any work."""
-    from theory.noise import make_noise
-
-    try:
-        make_noise(spec, list(range(10)), num_classes=10, seed=0)
-    except (TypeError, ValueError) as exc:
-        raise BenchmarkError(f"--noise {spec!r}: {exc}") from None
-    return spec
-
-
 def load_images(
     data_path: Path, *, n_max: int, n_test: int, noise: str, pool: int, seed: int, progress: bool = False
 ) -> ImageSet:
@@ -246,14 +237,6 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(pred) == np.asarray(labels)))
 
 
-def _centred_one_hot(labels: np.ndarray, n_classes: int = 10) -> np.ndarray:
-    """One-hot labels minus their column means: the constant direction, shared by every class, removed."""
-    from theory.noise import one_hot
-
-    y = one_hot(labels, n_classes)
-    return y - y.mean(axis=0)
-
-
 def air_shares(K: np.ndarray, labels_true: np.ndarray, labels_given: np.ndarray, fractions: Sequence[float] = FRACTIONS) -> dict:
     """AIR at one Gram: shares of ``||y_clean||^2`` and of ``||y_noisy - y_clean||^2`` (centred one-hot)
     in the top ``fraction * n`` eigen-directions, and the cumulative shares over all n directions."""
@@ -261,7 +244,7 @@ def air_shares(K: np.ndarray, labels_true: np.ndarray, labels_given: np.ndarray,
     from theory.air import label_spectrum
 
     s = spectrum(K, psd="clip")
-    ls = label_spectrum(s, _centred_one_hot(labels_true), _centred_one_hot(labels_given))
+    ls = label_spectrum(s, centred_one_hot(labels_true), centred_one_hot(labels_given))
     n = K.shape[0]
     ks = [max(1, int(round(f * n))) for f in fractions]
     return {
@@ -361,7 +344,7 @@ def run(ctx: RunContext) -> RunOutput:
 
     t_run = time.perf_counter()
     sizes = _sizes(ctx)
-    noise = check_noise(ctx.options.get("noise") or NOISE)
+    noise = check_noise_spec(ctx.options.get("noise") or NOISE)
     if ctx.data is not None:
         data_path, source = Path(ctx.data), str(ctx.data)
     else:

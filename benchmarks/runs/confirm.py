@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import verdicts as rules
-from benchmarks.datasets import write_digits_as_cifar
+from benchmarks.datasets import check_noise_spec, write_digits_as_cifar
 from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.report import markdown_table
@@ -162,15 +162,7 @@ def _config(ctx: RunContext) -> dict:
 
 def _noise(ctx: RunContext) -> str:
     """The ``--noise`` spec (checked at once, so a bad one fails before any work), default symmetric:0.4."""
-    from benchmarks.registry import BenchmarkError
-    from theory.noise import make_noise
-
-    spec = ctx.options.get("noise", NOISE)
-    try:
-        make_noise(spec, list(range(10)), num_classes=10, seed=0)
-    except (TypeError, ValueError) as exc:
-        raise BenchmarkError(f"--noise {spec!r}: {exc}") from None
-    return spec
+    return check_noise_spec(ctx.options.get("noise", NOISE))
 
 
 def _noise_words(spec: str) -> str:
