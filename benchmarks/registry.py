@@ -83,3 +83,11 @@ class Benchmark:
     summary: str
     func: Callable[[RunContext], RunOutput]
     options: tuple[str, ...] = ()  # run-specific CLI options it accepts (e.g. "gamma")
+
+    @classmethod
+    def from_docstring(cls, doc: str | None, func: Callable[[RunContext], RunOutput], options: tuple[str, ...] = ()) -> Benchmark:
+        """The run its module's docstring names: first line ``"<name>: <summary>"``."""
+        name, sep, summary = (doc or "").partition("\n")[0].partition(": ")
+        if not sep or not name or " " in name:
+            raise ValueError(f"a run module's docstring must start with '<name>: <summary>'; got {(doc or '')[:60]!r}")
+        return cls(name=name, summary=summary.strip(), func=func, options=options)

@@ -297,3 +297,15 @@ def test_air_spectrum_findings_follow_the_numbers():
     sm2 = {**sm, "gd_test_acc_at_val_step": 0.6, "chained_final_test_acc": 0.5}
     (line2,) = findings({"k": {**r, "summary": sm2}})
     assert "not above its final 0.700" in line2 and "0.100 below early-stopped" in line2
+
+
+def test_benchmark_named_by_its_module_docstring():
+    from benchmarks.registry import Benchmark
+    from benchmarks.runs import ALL_RUNS
+
+    b = Benchmark.from_docstring("toy: a run.\n\nMore text.", lambda ctx: None, options=("n",))
+    assert (b.name, b.summary, b.options) == ("toy", "a run.", ("n",))
+    with pytest.raises(ValueError, match="'<name>: <summary>'"):
+        Benchmark.from_docstring("A run without a name.", lambda ctx: None)
+    names = [r.name for r in ALL_RUNS]
+    assert len(set(names)) == len(names) and all(r.summary for r in ALL_RUNS)

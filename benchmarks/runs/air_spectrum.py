@@ -253,9 +253,4 @@ def _plot_curves(results: dict, ctx: RunContext) -> str:
     return "curves.png"
 
 
-BENCHMARK = Benchmark(
-    name="air-spectrum",
-    summary="AIR label spectra in NTK/RBF eigenbases; predicted GD vs self-distillation curves and early stopping",
-    func=run,
-    options=("n",),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n",))

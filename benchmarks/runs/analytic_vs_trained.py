@@ -355,9 +355,4 @@ def _plot_cnn(cnn: dict, ctx: RunContext) -> str:
     return "cnn_ntk.png"
 
 
-BENCHMARK = Benchmark(
-    name="analytic-vs-trained",
-    summary="NTK-parameterised MLPs of growing width vs the closed-form NTK dynamics; AIR in a trained CNN's empirical NTK",
-    func=run,
-    options=("n",),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n",))

@@ -627,9 +627,4 @@ def _plot_energy(numbers: dict, ctx: RunContext) -> str:
     return "label_energy.png"
 
 
-BENCHMARK = Benchmark(
-    name="cnn-kernels",
-    summary="KRR accuracy and AIR label spectra of infinite-width CNN kernels (CNTK) vs the FC ReLU NTK on clean/noisy CIFAR-10",
-    func=run,
-    options=("n", "noise"),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n", "noise"))

@@ -900,9 +900,4 @@ def _plot_kernel(kern: list[dict], ctx: RunContext) -> str:
     return "kernel_air.png"
 
 
-BENCHMARK = Benchmark(
-    name="confirm",
-    summary="the theory's predictions (AIR, early stopping, self-distillation, NTK regime) beside networks trained on noisy CIFAR-10, with PASS/FAIL verdicts",
-    func=run,
-    options=("noise", "scheduler", "workers"),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("noise", "scheduler", "workers"))

@@ -463,9 +463,4 @@ def _plot_noise(r: dict, ctx: RunContext) -> str:
     return "noise_frequency.png"
 
 
-BENCHMARK = Benchmark(
-    name="frequency",
-    summary="e_low / e_high over training for gradient descent and self-distillation, closed form and trained MLP",
-    func=run,
-    options=("n",),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n",))

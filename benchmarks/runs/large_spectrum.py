@@ -251,9 +251,4 @@ def run(ctx: RunContext) -> RunOutput:
     )
 
 
-BENCHMARK = Benchmark(
-    name="large-spectrum",
-    summary="top-100 ntk_relu eigenpairs of n images by randomized subspace iteration without storing the Gram",
-    func=run,
-    options=("n",),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n",))

@@ -242,9 +242,4 @@ def _plot(results: dict, ctx: RunContext) -> str:
     return "methods.png"
 
 
-BENCHMARK = Benchmark(
-    name="noisy-cifar",
-    summary="deep/ methods side by side on noisy labels: early-stopped, best and final test accuracy, memorisation, recovery",
-    func=run,
-    options=("n", "epochs"),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("n", "epochs"))

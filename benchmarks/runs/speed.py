@@ -820,11 +820,7 @@ def run(ctx: RunContext) -> RunOutput:
     )
 
 
-BENCHMARK = Benchmark(
-    name="speed",
-    func=run,
-    summary="speed: distillation study, ridge path, Gram, eigh, empirical NTK, training throughput and CNN kernels vs the plain way",
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run)
 
 
 if __name__ == "__main__":

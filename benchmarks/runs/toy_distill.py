@@ -288,9 +288,4 @@ def _plot_loss(alphas, loss_steps, loss_limit, ctx) -> str:
     return "loss.png"
 
 
-BENCHMARK = Benchmark(
-    name="toy-distill",
-    summary="alpha-weighted self-distillation of KRR on the Mobahi/Borup sinusoid: loss per step, limit, B-diagonals",
-    func=run,
-    options=("gamma", "ridge", "alphas", "steps"),
-)
+BENCHMARK = Benchmark.from_docstring(__doc__, run, options=("gamma", "ridge", "alphas", "steps"))
