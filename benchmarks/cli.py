@@ -33,24 +33,18 @@ from benchmarks.run_files import (
 from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, cnn_kernels, frequency, noisy_cifar
 from benchmarks.runs.toy_distill import parse_alphas
 
-RUN_OPTIONS = {
-    "gamma": (float, "RBF gamma > 0 for toy-distill (k = exp(-gamma |x-x'|^2)); default 80"),
-    "ridge": (float, "ridge lambda > 0 for toy-distill; default 0.2"),
-    "alphas": (str, "comma-separated distillation weights alpha in [0,1] for toy-distill; default 0,0.25,0.35,0.6,1"),
-    "steps": (int, "distillation steps >= 1 for toy-distill; default 10"),
-    "n": (
-        int,
-        "number of training points/images for runs that take a subset (air-spectrum, analytic-vs-trained, frequency, noisy-cifar, "
-        "cnn-kernels: the largest of its three sizes, large-spectrum)",
-    ),
-    "epochs": (int, "training epochs >= 1 for runs that train networks"),
-    "scheduler": (str, "confirm: run the training cells on this Dask scheduler (e.g. tcp://host:8786; see airkit sweep)"),
-    "workers": (int, "confirm: run the training cells on a local Dask cluster of this many workers (default: in this process)"),
-    "noise": (
-        str,
-        "label noise for confirm: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or "
-        "uniform:<rate> (from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4",
-    ),
+# Run-specific options and their help; the runs that take each one come from their ``options``.
+RUN_OPTIONS: dict[str, str] = {
+    "gamma": "RBF gamma > 0 (k = exp(-gamma |x-x'|^2)); default 80",
+    "ridge": "ridge lambda > 0; default 0.2",
+    "alphas": "comma-separated distillation weights alpha in [0,1]; default 0,0.25,0.35,0.6,1",
+    "steps": "distillation steps >= 1; default 10",
+    "n": "number of training points/images (cnn-kernels: the largest of its three sizes)",
+    "epochs": "training epochs >= 1",
+    "scheduler": "run the training cells on this Dask scheduler (e.g. tcp://host:8786; see airkit sweep)",
+    "workers": "run the training cells on a local Dask cluster of this many workers (default: in this process)",
+    "noise": "label noise: symmetric:<rate> (new label from the 9 other classes, Co-teaching) or uniform:<rate> "
+    "(from all 10 classes, DivideMix/ELR/SAT); default symmetric:0.4",
 }
 
 # The smallest --n of each run that takes one, and why (the runs' own constants).
@@ -60,6 +54,11 @@ MIN_N = {
 
 
 # ----------------------------------------------------------------------------- option values
+
+
+def _runs_taking(option: str) -> list[str]:
+    """The names of the runs that accept ``--<option>``."""
+    return [b.name for b in ALL_RUNS if option in b.options]
 
 
 def _to_int(value: Any) -> int:
@@ -196,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the newest unfinished run of each name, skipping finished parts"
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars and per-part progress lines")
-    for key, (_typ, text) in RUN_OPTIONS.items():  # text: converted and range-checked by check_run_options
+    for key, text in RUN_OPTIONS.items():  # values: converted and range-checked by check_run_options
+        text = f"{', '.join(_runs_taking(key))}: {text}"
         if key == "n":
             text += "; at least " + ", ".join(f"{m} for {name}" for name, (m, _why) in MIN_N.items())
         run.add_argument(f"--{key}", type=str, default=None, help=text)
@@ -438,9 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k) is not None}
         for key in options:
             if not any(key in b.options for b in benches):
-                takers = [b.name for b in ALL_RUNS if key in b.options]
                 raise BenchmarkError(
-                    f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(takers)}"
+                    f"--{key} does not apply to {', '.join(b.name for b in benches)}; it applies to {', '.join(_runs_taking(key))}"
                 )
         seed = check_seed(args.seed)
         check_out(args.out)

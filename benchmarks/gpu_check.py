@@ -40,7 +40,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.row_process import RowResult, read_spec, row_command, row_functions, run_row_process
 from benchmarks.run_files import atomic_write_json, atomic_write_text, environment
 
 DEFAULT_BUDGET = 480.0
@@ -121,6 +121,7 @@ SHARES = {
     "large_spectrum": (0.07, 20.0),
 }
 ROW_NAMES = ("gram", "eigh", "distill", "ntk", "train", "cnn", "large_spectrum")
+_ROW_CHILD = ("benchmarks.gpu_check", "--row-child")  # python -m ... <row> <cfg.json> <out.json>: one row's process
 REPORT_RESERVE_S = 5.0  # kept back at the end for writing the report
 
 
@@ -238,7 +239,7 @@ def plan(budget: float, *, data: Path | None, out: Path, stamp: str = "<stamp>")
                 row,
                 f"GPU row {row}",
                 limit_s(row, budget),
-                [sys.executable, "-m", "benchmarks.gpu_check", "--row-child", row, "<cfg.json>", "<out.json>"],
+                row_command(_ROW_CHILD, row, "<cfg.json>", "<out.json>"),
                 sizes=sizes[row],
                 note=_row_note(row, data),
             )
@@ -409,14 +410,14 @@ def run_tests(step: Step, directory: Path, limit: float) -> dict[str, Any]:
 
 def run_row(row: str, cfg: dict, limit: float, seed: int = 0) -> dict[str, Any]:
     """One GPU row in a fresh process under ``limit`` seconds; what it saved before a limit or crash is kept."""
-    with tempfile.TemporaryDirectory(prefix="airkit-gpu-check-") as tmp:
-        cfg_path, out_path = Path(tmp) / "cfg.json", Path(tmp) / "out.json"
-        cfg_path.write_text(json.dumps({"cfg": cfg, "seed": seed, "limit_s": limit}))
-        cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--row-child", row, str(cfg_path), str(out_path)]
-        res = _run_killable(cmd, limit=limit, log=Path(tmp) / "log")
-        log = (Path(tmp) / "log").read_text(errors="replace").strip().splitlines()
-        saved = json.loads(out_path.read_text()) if out_path.exists() else {}
-    res.update(saved)
+
+    def launch(cmd: list[str], folder: Path) -> tuple[dict, list[str]]:
+        res = _run_killable(cmd, limit=limit, log=folder / "log")
+        return res, (folder / "log").read_text(errors="replace").strip().splitlines()
+
+    spec = {"cfg": cfg, "seed": seed, "limit_s": limit}
+    (res, log), saved = run_row_process(_ROW_CHILD, row, spec, launch, prefix="airkit-gpu-check-")
+    res.update(saved or {})
     res["log_tail"] = log[-8:]
     errors = len(res.get("errors") or [])
     if res["timed_out"]:
@@ -452,12 +453,11 @@ def run_confirm(step: Step, directory: Path, limit: float) -> dict[str, Any]:
 # ============================================================================ the GPU rows (child process)
 
 
-class Recorder:
+class Recorder(RowResult):
     """The child's result, saved (atomically) after every measurement so a limit or crash keeps it."""
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"rows": [], "skipped": [], "errors": []}
+        super().__init__(path, {"rows": [], "skipped": [], "errors": []})
 
     def add(self, row: dict) -> None:
         self.data["rows"].append(row)
@@ -473,14 +473,6 @@ class Recorder:
         self.data.setdefault("errors", []).append(line)
         _log(f"ERROR {line}")
         self.save()
-
-    def save(self) -> None:
-        if self.path is not None:
-            tmp = self.path.with_suffix(".tmp")
-            from benchmarks.run_files import to_jsonable
-
-            tmp.write_text(json.dumps(to_jsonable(self.data)))
-            os.replace(tmp, self.path)
 
 
 def _backends(cfg: dict) -> list[str]:
@@ -1056,31 +1048,20 @@ def row_large_spectrum(cfg: dict, seed: int, rec: Recorder, deadline: float) -> 
         _free(device)
 
 
-ROW_FUNCS: dict[str, Callable[[dict, int, Recorder, float], None]] = {
-    "gram": row_gram,
-    "eigh": row_eigh,
-    "distill": row_distill,
-    "ntk": row_ntk,
-    "train": row_train,
-    "cnn": row_cnn,
-    "large_spectrum": row_large_spectrum,
-}
+ROW_FUNCS: dict[str, Callable[[dict, int, Recorder, float], None]] = row_functions(globals(), ROW_NAMES)
 
 
 def _child(row: str, cfg_path: str, out_path: str) -> None:
-    spec = json.loads(Path(cfg_path).read_text())
+    spec = read_spec(cfg_path)
     deadline = time.perf_counter() + float(spec.get("limit_s", 1e9)) - 3.0
     rec = Recorder(Path(out_path))
     rec.save()
-    start = time.perf_counter()
-    try:
-        ROW_FUNCS[row](spec["cfg"], int(spec["seed"]), rec, deadline)
-    except Exception as exc:  # recorded for the report, then the child fails (the parent goes on to the next row)
-        rec.error(f"row {row} stopped", exc)
-        raise
-    finally:
-        rec.data["row_seconds"] = time.perf_counter() - start
-        rec.save()
+    with rec.timing():
+        try:
+            ROW_FUNCS[row](spec["cfg"], int(spec["seed"]), rec, deadline)
+        except Exception as exc:  # recorded for the report, then the child fails (the parent goes on to the next row)
+            rec.error(f"row {row} stopped", exc)
+            raise
 
 
 # ============================================================================ report

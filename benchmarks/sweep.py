@@ -27,6 +27,7 @@ Where the cells run:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -326,6 +327,18 @@ def _running(client: Any, pending: set) -> int:
         return 0
 
 
+def check_placement(where: Mapping[str, Any]) -> None:
+    """Refuse contradictory or out-of-range ``run_cells`` placement keywords, each in one line naming it."""
+    for name in ("workers", "threads_per_worker"):
+        value = where.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SweepError(f"{name} must be an integer >= 1; got {value!r}")
+    if where.get("scheduler") is not None and (where.get("workers") is not None or where.get("inline")):
+        raise SweepError("--workers and --inline make a local cluster or none; a --scheduler cluster has its own workers")
+    if sum(where.get(k) not in (None, False) for k in ("client", "scheduler", "inline")) > 1:
+        raise SweepError("give at most one of client, scheduler (--scheduler) and inline (--inline)")
+
+
 def run_cells(
     cells: Sequence[Cell],
     out: Path,
@@ -344,8 +357,9 @@ def run_cells(
     Where the cells run: see the module docstring.
     """
     out = Path(out)
-    if sum(x is not None and x is not False for x in (client, scheduler, inline or None)) > 1:
-        raise SweepError("give at most one of client, scheduler (--scheduler) and inline (--inline)")
+    check_placement(
+        dict(client=client, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, inline=inline)
+    )
     for cell in cells:
         _check_cell_config(out, cell)
     results: dict[str, dict] = {}
@@ -419,13 +433,8 @@ def sweep(
     grid: Grid,
     out: Path | str,
     *,
-    client: Any = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    threads_per_worker: int | None = None,
-    inline: bool = False,
-    progress: bool = True,
     over: Sequence[str] | None = None,
+    **where: Any,
 ) -> SweepResult:
     """Run every cell of ``grid`` (see the module docstring) and write the sweep's report.
 
@@ -436,11 +445,12 @@ def sweep(
         or :func:`~benchmarks.sweep_grid.load_grid_file`.
     out : path
         The sweep's folder (created); rerunning with the same folder resumes.
-    client, scheduler, workers, threads_per_worker, inline
-        Where the cells run (module docstring). ``workers``: LocalCluster workers;
-        ``threads_per_worker``: torch threads per cell.
     over : sequence of str
         Axes averaged over in the report (mean ± std); None: ``seed`` when it is an axis, else none.
+    **where
+        The keywords of :func:`run_cells`: ``client``, ``scheduler``, ``workers``
+        (LocalCluster workers), ``threads_per_worker`` (torch threads per cell), ``inline``,
+        ``progress``; where the cells run is in the module docstring.
 
     Returns
     -------
@@ -451,11 +461,11 @@ def sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} is a file; give a folder for the sweep")
-    for name, value in (("workers", workers), ("threads_per_worker", threads_per_worker)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise SweepError(f"{name} must be an integer >= 1; got {value!r}")
-    if scheduler is not None and (workers is not None or inline):
-        raise SweepError("--workers and --inline make a local cluster or none; a --scheduler cluster has its own workers")
+    known = [p.name for p in inspect.signature(run_cells).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(where) - set(known))
+    if unknown:
+        raise TypeError(f"sweep: unknown keyword(s) {', '.join(unknown)}; where the cells run: {', '.join(known)}")
+    check_placement(where)
     if over is None:
         over = ("seed",) if "seed" in grid.axes else ()
     unknown = [k for k in over if k not in grid.axes]
@@ -464,15 +474,6 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", {"grid": grid.to_dict(), "environment": environment()})
     t0 = time.perf_counter()
-    results, failed, skipped = run_cells(
-        grid.cells,
-        out,
-        client=client,
-        scheduler=scheduler,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        inline=inline,
-        progress=progress,
-    )
+    results, failed, skipped = run_cells(grid.cells, out, **where)
     report = write_report(out, grid, results, failed, over=tuple(over), seconds=time.perf_counter() - t0)
     return SweepResult(out=out, grid=grid, results=results, failed=failed, skipped=skipped, report=report)

@@ -392,131 +392,87 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m deep.train",
         description="Train a CIFAR-10 network on noisy labels (ce, self-distill, sat, interp, generations) and record every epoch.",
     )
-    a = p.add_argument
-    a(
+
+    def option(name: str, help: str, **kwargs: Any) -> None:
+        """``--<name>`` for the TrainConfig field ``name``, with its default, its type and '(default ...)' in the help."""
+        if isinstance(d[name], int | float):
+            kwargs.setdefault("type", type(d[name]))
+        p.add_argument("--" + name.replace("_", "-"), default=d[name], help=f"{help} (default %(default)s)", **kwargs)
+
+    p.add_argument(
         "--data",
         metavar="PATH",
         default=None,
         help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set",
     )
-    a(
+    p.add_argument(
         "--download",
         action="store_true",
         help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)",
     )
-    a(
+    p.add_argument(
         "--cache-dir",
         default=None,
         metavar="DIR",
         help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)",
     )
-    a(
-        "--noise",
-        default=d["noise"],
-        help="label noise: none, symmetric:<rate> (9 other classes), uniform:<rate> (all 10 classes), pair:<rate> or asym:<rate> (default %(default)s)",
+    option(
+        "noise",
+        "label noise: none, symmetric:<rate> (9 other classes), uniform:<rate> (all 10 classes), pair:<rate> or asym:<rate>",
     )
-    a("--method", default=d["method"], help="target rule: ce, self-distill, sat, interp or generations (default %(default)s)")
-    a("--model", default=d["model"], help="network: fastnet, resnet18, shakeshake26 or mlp (default %(default)s)")
-    a(
+    option("method", "target rule: ce, self-distill, sat, interp or generations")
+    option("model", "network: fastnet, resnet18, shakeshake26 or mlp")
+    p.add_argument(
         "--model-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="network option for deep.models.make_model, repeatable; VALUE is a Python literal (e.g. width=2048, widths=(32,64,64))",
     )
-    a("--epochs", type=int, default=d["epochs"], help="epochs per generation (default %(default)s)")
-    a("--batch-size", type=int, default=d["batch_size"], help="training batch size (default %(default)s)")
-    a("--eval-batch-size", type=int, default=d["eval_batch_size"], help="evaluation batch size (default %(default)s)")
-    a("--lr", type=float, default=d["lr"], help="peak SGD learning rate (default %(default)s)")
-    a("--lr-schedule", default=d["lr_schedule"], help="linear (warm-up then decay to 0) or constant (default %(default)s)")
-    a(
-        "--warmup",
-        type=float,
-        default=d["warmup"],
-        help="warm-up fraction of the linear schedule, in [0, 1) (default %(default)s)",
-    )
-    a("--momentum", type=float, default=d["momentum"], help="Nesterov momentum in [0, 1) (default %(default)s)")
-    a("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default %(default)s)")
-    a("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing in [0, 1) (default %(default)s)")
-    a(
-        "--alpha",
-        type=float,
-        default=d["alpha"],
-        help="generations: weight on the given (noisy) label, in [0, 1] (default %(default)s)",
-    )
-    a(
-        "--target-momentum",
-        type=float,
-        default=d["target_momentum"],
-        help="self-distill, sat: weight m on the previous target, t <- m t + (1 - m) p, in [0, 1] (default %(default)s)",
-    )
-    a(
-        "--weight-schedule",
-        default=d["weight_schedule"],
-        help="constant, or linear from 1 to --alpha / --target-momentum (default %(default)s)",
-    )
-    a(
-        "--distill-start",
-        type=int,
-        default=d["distill_start"],
-        metavar="E",
-        help="self-distill, sat: epochs of plain one-hot targets before the targets start to move (default %(default)s)",
-    )
-    a("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
-    a(
-        "--generations",
-        type=int,
-        default=d["generations"],
-        help="number of generations K for --method generations (default %(default)s)",
-    )
-    a(
-        "--seed",
-        type=int,
-        default=d["seed"],
-        help="seed of subsets, noise, split, init, batch order and augmentation (default %(default)s)",
-    )
-    a("--device", default=d["device"], help="cpu, cuda or auto (default %(default)s)")
-    a(
+    option("epochs", "epochs per generation")
+    option("batch_size", "training batch size")
+    option("eval_batch_size", "evaluation batch size")
+    option("lr", "peak SGD learning rate")
+    option("lr_schedule", "linear (warm-up then decay to 0) or constant")
+    option("warmup", "warm-up fraction of the linear schedule, in [0, 1)")
+    option("momentum", "Nesterov momentum in [0, 1)")
+    option("weight_decay", "L2 weight decay")
+    option("label_smoothing", "label smoothing in [0, 1)")
+    option("alpha", "generations: weight on the given (noisy) label, in [0, 1]")
+    option("target_momentum", "self-distill, sat: weight m on the previous target, t <- m t + (1 - m) p, in [0, 1]")
+    option("weight_schedule", "constant, or linear from 1 to --alpha / --target-momentum")
+    option("distill_start", "self-distill, sat: epochs of plain one-hot targets before the targets start to move", metavar="E")
+    p.add_argument("--hard", action="store_true", help="distil one-hot argmax predictions instead of softmax outputs")
+    option("generations", "number of generations K for --method generations")
+    option("seed", "seed of subsets, noise, split, init, batch order and augmentation")
+    option("device", "cpu, cuda or auto")
+    p.add_argument(
         "--subset",
         type=int,
         default=None,
         metavar="N",
         help="use N training images (stratified) before the validation split (default: all)",
     )
-    a("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
-    a(
-        "--val-fraction",
-        type=float,
-        default=d["val_fraction"],
-        help="fraction of noisy training images held out for early stopping (default %(default)s)",
-    )
-    a(
-        "--freq-subset",
-        type=int,
-        default=d["freq_subset"],
-        help="training images in the fixed frequency-measure subset; 0 turns it off (default %(default)s)",
-    )
-    a(
+    p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
+    option("val_fraction", "fraction of noisy training images held out for early stopping")
+    option("freq_subset", "training images in the fixed frequency-measure subset; 0 turns it off")
+    p.add_argument(
         "--freq-deltas",
         type=_deltas,
         default=None,
         help="comma-separated filter variances delta (default: theory.frequency.delta_grid)",
     )
-    a("--no-augment", action="store_true", help="turn off random crop + flip")
-    a(
-        "--out",
-        default=d["out"],
-        help="output folder for records.jsonl, checkpoint.pt, split.npz, summary.json (default %(default)s)",
-    )
-    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    a(
+    p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip")
+    option("out", "output folder for records.jsonl, checkpoint.pt, split.npz, summary.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument(
         "--stop-after",
         type=int,
         default=None,
         metavar="E",
         help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume",
     )
-    a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     return p
 
 

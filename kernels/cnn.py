@@ -19,7 +19,6 @@ array API standard touch the arrays, so numpy, torch (CPU/CUDA), CuPy and
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ import array_api_compat
 from kernels.backend import cpu_workers, device, namespace
 from kernels.checks import as_array, iter_blocks
 from kernels.gram_fill import check_bias_scale, fill_gram, itemsize, prepare_pair
+from kernels.relu import arccos_step
 
 __all__ = ["LAYERS", "PRESETS", "cnn_architecture", "cnn_nngp", "cnn_ntk"]
 
@@ -181,24 +181,6 @@ def _pool(xp: ModuleType, S: Any, full: bool) -> Any:
     return xp.mean(S, axis=axes)
 
 
-def _relu(xp: ModuleType, S: Any, a: Any, b: Any, mask: Any, ntk: bool) -> tuple[Any, Any]:
-    """Arc-cosine step: ``(2 E[relu(u) relu(v)], 2 E[relu'(u) relu'(v)])`` for (u, v) of covariance
-    ``[[a, S], [S, b]]`` (the derivative term only when ``ntk``).
-
-    rho is clipped to [-1, 1] and set to exactly 1 where ``mask`` (a pair of a point with
-    itself), ``sin theta = sqrt((1 - rho)(1 + rho))``, and zero variances give 0, not NaN.
-    """
-    pi = math.pi
-    norm = xp.sqrt(a * b)
-    rho = xp.clip(S / xp.where(norm > 0, norm, 1.0), min=-1.0, max=1.0)
-    if mask is not None:
-        rho = xp.where(mask, 1.0, rho)
-    theta = xp.acos(rho)
-    sin = xp.sqrt(xp.clip((1 - rho) * (1 + rho), min=0))
-    K = norm * (sin + (pi - theta) * rho) / pi
-    return K, ((pi - theta) / pi if ntk else None)
-
-
 def _diagonal(xp: ModuleType, S: Any) -> Any:
     """``S[..., p, p]`` of a full array (..., h, w, h, w), shaped (..., h, w)."""
     lead, h, w = tuple(S.shape[:-4]), S.shape[-4], S.shape[-3]
@@ -236,7 +218,7 @@ def _propagate(
         elif name == "relu":
             a, b = norms(k, S)
             k += 1
-            S, dot = _relu(xp, S, a, b, mask(S), ntk)
+            S, dot = arccos_step(xp, S, a, b, mask(S), ntk)
             if ntk:
                 T = T * dot
         else:  # pool
@@ -526,34 +508,30 @@ CNN_DOC = """
     """
 
 
-def cnn_nngp(
-    X: Any,
-    Z: Any = None,
-    *,
-    architecture: str | Sequence[str] = "cntk-1",
-    bias: float = 0.0,
-    dtype: Any = None,
-    memory_budget: int | None = None,
-) -> Any:
-    return _cnn_kernel("cnn_nngp", X, Z, architecture, bias, dtype, memory_budget, ntk=False)
+def _cnn_kernel_function(name: str, *, ntk: bool, summary: str, examples: str) -> Callable[..., Any]:
+    """The public kernel ``name``: the NNGP (``ntk=False``) or NTK face of one recursion, with its docstring."""
+
+    def kernel(
+        X: Any,
+        Z: Any = None,
+        *,
+        architecture: str | Sequence[str] = "cntk-1",
+        bias: float = 0.0,
+        dtype: Any = None,
+        memory_budget: int | None = None,
+    ) -> Any:
+        return _cnn_kernel(name, X, Z, architecture, bias, dtype, memory_budget, ntk=ntk)
+
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__doc__ = summary + CNN_DOC + examples
+    return kernel
 
 
-def cnn_ntk(
-    X: Any,
-    Z: Any = None,
-    *,
-    architecture: str | Sequence[str] = "cntk-1",
-    bias: float = 0.0,
-    dtype: Any = None,
-    memory_budget: int | None = None,
-) -> Any:
-    return _cnn_kernel("cnn_ntk", X, Z, architecture, bias, dtype, memory_budget, ntk=True)
-
-
-cnn_nngp.__doc__ = (
-    "NNGP kernel (CNN-GP) of an infinitely wide convolutional ReLU network: the covariance of ``f``."
-    + CNN_DOC
-    + """
+cnn_nngp = _cnn_kernel_function(
+    "cnn_nngp",
+    ntk=False,
+    summary="NNGP kernel (CNN-GP) of an infinitely wide convolutional ReLU network: the covariance of ``f``.",
+    examples="""
     Examples
     --------
     >>> import numpy as np
@@ -562,12 +540,13 @@ cnn_nngp.__doc__ = (
     1.0
     >>> cnn_nngp(np.ones((3, 8, 8, 3)), architecture="cntk-gap-2").shape
     (3, 3)
-    """
+    """,
 )
-cnn_ntk.__doc__ = (
-    "Convolutional neural tangent kernel (CNTK) of an infinitely wide convolutional ReLU network."
-    + CNN_DOC
-    + """
+cnn_ntk = _cnn_kernel_function(
+    "cnn_ntk",
+    ntk=True,
+    summary="Convolutional neural tangent kernel (CNTK) of an infinitely wide convolutional ReLU network.",
+    examples="""
     Examples
     --------
     >>> import numpy as np
@@ -577,5 +556,5 @@ cnn_ntk.__doc__ = (
     >>> K = cnn_ntk(np.random.default_rng(0).normal(size=(4, 8, 8, 3)), architecture="cntk-2")
     >>> bool((K == K.T).all())
     True
-    """
+    """,
 )

@@ -21,7 +21,30 @@ from kernels.backend import cpu_workers, device
 from kernels.checks import iter_blocks
 from kernels.gram_fill import check_bias_scale, diag_mask, fill_gram, itemsize, prepare_pair
 
-__all__ = ["nngp_relu", "ntk_relu", "ntk_two_layer"]
+__all__ = ["nngp_relu", "ntk_relu", "ntk_two_layer", "arccos_step"]
+
+
+def arccos_step(xp: ModuleType, S: Any, a: Any, b: Any, mask: Any, ntk: bool) -> tuple[Any, Any]:
+    """Arc-cosine step: ``(2 E[relu(u) relu(v)], 2 E[relu'(u) relu'(v)])`` for (u, v) of covariance
+    ``[[a, S], [S, b]]`` (the derivative term only when ``ntk``, else None).
+
+    With ``rho = S / sqrt(a b)`` and ``theta = arccos(rho)`` (Cho & Saul 2009)::
+
+        K     = sqrt(a b) (sin theta + (pi - theta) cos theta) / pi
+        K_dot = (pi - theta) / pi
+
+    rho is clipped to [-1, 1] and set to exactly 1 where ``mask`` (a pair of a point with
+    itself), ``sin theta = sqrt((1 - rho)(1 + rho))``, and zero variances give 0, not NaN.
+    """
+    pi = math.pi
+    norm = xp.sqrt(a * b)
+    rho = xp.clip(S / xp.where(norm > 0, norm, 1.0), min=-1.0, max=1.0)
+    if mask is not None:
+        rho = xp.where(mask, 1.0, rho)
+    theta = xp.acos(rho)
+    sin = xp.sqrt(xp.clip((1 - rho) * (1 + rho), min=0))
+    K = norm * (sin + (pi - theta) * rho) / pi
+    return K, ((pi - theta) / pi if ntk else None)
 
 
 def _relu_recursion(
@@ -33,21 +56,15 @@ def _relu_recursion(
     ``diag_shift`` = k says that the Gram's diagonal sits at block positions (i, i + k)
     (None: no diagonal in the block).
     """
-    pi = math.pi
     theta_ntk = S  # Theta^1
     mask = None
     if diag_shift is not None:
         mask = xp.eye(S.shape[0], S.shape[1], k=diag_shift, dtype=xp.bool, device=device(S))
     for _ in range(depth):
-        norm = xp.sqrt(a * b)
-        rho = xp.clip(S / xp.where(norm > 0, norm, 1.0), min=-1.0, max=1.0)
-        if mask is not None:
-            rho = xp.where(mask, 1.0, rho)
-        theta = xp.acos(rho)
-        sin = xp.sqrt(xp.clip((1 - rho) * (1 + rho), min=0))
-        S = norm * (sin + (pi - theta) * rho) / pi + beta2  # Sigma^h
+        K, K_dot = arccos_step(xp, S, a, b, mask, ntk)
+        S = K + beta2  # Sigma^h
         if ntk:
-            theta_ntk = theta_ntk * ((pi - theta) / pi) + S  # Theta^{h+1}
+            theta_ntk = theta_ntk * K_dot + S  # Theta^{h+1}
         a, b = a + beta2, b + beta2  # Sigma^h(x, x) = Sigma^{h-1}(x, x) + beta^2
     return theta_ntk if ntk else S
 

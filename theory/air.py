@@ -492,20 +492,7 @@ class DistillationComparison:
 
 
 def distillation_vs_early_stopping(
-    spectrum: Spectrum,
-    y_noisy: Any,
-    *,
-    labels_true: Any,
-    labels_given: Any,
-    lr: float,
-    steps: int,
-    target_momentum: float,
-    record: Any = None,
-    K_cross: Any = None,
-    test_labels: Any = None,
-    val_index: Any = None,
-    val_labels: Any = None,
-    continuous: bool = False,
+    spectrum: Spectrum, y_noisy: Any, *, target_momentum: float, **curve_options: Any
 ) -> DistillationComparison:
     """Run gd and chained self-distillation (constant target momentum m) and tabulate both.
 
@@ -514,8 +501,10 @@ def distillation_vs_early_stopping(
     to KRR with ridge ``(1 - m)/lr`` (see :mod:`theory.dynamics`) instead of
     interpolating the noisy labels.
 
-    Parameters are those of :func:`predicted_curves`; ``target_momentum`` m is a float
-    in [0, 1) (m = 1 would be plain gd).
+    Parameters are those of :func:`predicted_curves` (``curve_options``: ``labels_true``,
+    ``labels_given``, ``lr``, ``steps`` and the optional ones, passed on to both runs)
+    but for ``targets`` and ``alpha``, which this function sets; ``target_momentum`` m
+    is a float in [0, 1) (m = 1 would be plain gd).
 
     Accuracy: that of :func:`predicted_curves` for each run (``500 eps`` relative on the
     MSE curves); ``ridge = (1 - m)/lr`` is one rounded division.
@@ -526,22 +515,13 @@ def distillation_vs_early_stopping(
     """
     fn = "distillation_vs_early_stopping"
     check_param(fn, "target_momentum", target_momentum, Interval(float, 0, 1, "left"))
+    for name in ("targets", "alpha"):
+        if name in curve_options:
+            raise TypeError(f"{fn}: {name} is set by this function (gd against chained); got {name}={curve_options[name]!r}")
     m = float(target_momentum)
-    common = dict(
-        labels_true=labels_true,
-        labels_given=labels_given,
-        lr=lr,
-        steps=steps,
-        record=record,
-        K_cross=K_cross,
-        test_labels=test_labels,
-        val_index=val_index,
-        val_labels=val_labels,
-        continuous=continuous,
-    )
-    gd = predicted_curves(spectrum, y_noisy, targets="gd", **common)
-    ch = predicted_curves(spectrum, y_noisy, targets="chained", target_momentum=m, **common)
-    summary: dict[str, float] = {"target_momentum": m, "ridge": (1 - m) / float(lr)}
+    gd = predicted_curves(spectrum, y_noisy, targets="gd", **curve_options)
+    ch = predicted_curves(spectrum, y_noisy, targets="chained", target_momentum=m, **curve_options)
+    summary: dict[str, float] = {"target_momentum": m, "ridge": (1 - m) / float(curve_options["lr"])}
     for name, c in (("gd", gd), ("chained", ch)):
         f = c.final_index
         for key in ("train_acc", "acc_clean", "acc_flipped_given", "acc_flipped_true"):

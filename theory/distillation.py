@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.backend import backend_name, device, namespace, to_numpy
+from kernels.backend import device, namespace, to_numpy
 from kernels.checks import (
     Interval,
     check_cross_kernel,
@@ -56,7 +56,7 @@ from kernels.checks import (
     result_budget,
 )
 from kernels.spectrum import Spectrum, check_ridge_resolution, check_spectrum, scale
-from kernels.summary import aligned_block
+from theory.results import ResultText
 
 __all__ = [
     "DistillationPath",
@@ -169,8 +169,8 @@ def _alpha_text(alpha: Any) -> str:
     return f"{alpha:g}" if isinstance(alpha, float) else np.array2string(np.atleast_1d(alpha), precision=4, separator=", ")
 
 
-@dataclass(frozen=True, eq=False)
-class DistillationPath:
+@dataclass(frozen=True, eq=False, repr=False)
+class DistillationPath(ResultText):
     """Closed-form path of alpha-weighted KRR self-distillation (Borup & Andersen 2021).
 
     Leading axis ``..`` below is present only when ``alpha`` was a 1-D array (one row
@@ -208,10 +208,6 @@ class DistillationPath:
     y_coef: Any
     spectrum: Spectrum = field(repr=False)
 
-    @property
-    def backend(self) -> str:
-        return backend_name(namespace(self.B))
-
     def predict(self, K_cross: Any, *, memory_budget: int | None = None) -> Any:
         """Test predictions of every step, ``K_cross V diag(C^(t)) V^T y``: shape (.., T, m[, c]).
 
@@ -224,14 +220,14 @@ class DistillationPath:
         """Test predictions of the limit (KRR with ridge lambda/alpha): shape (.., m[, c])."""
         return _predict(self.spectrum, self.C_limit, self.y_coef, K_cross, "DistillationPath.predict_limit", memory_budget)
 
-    def summary(self) -> str:
-        """Aligned ``key: value`` block: parameters and how close step T is to the limit."""
+    def _summary_rows(self) -> dict[str, str]:
+        """Rows of :meth:`summary`: parameters and how close step T is to the limit."""
         xp = namespace(self.fits)
         last = self.fits[..., -1, :] if self.y_coef.ndim == 1 else self.fits[..., -1, :, :]
         alpha = np.atleast_1d(self.alpha).astype(float)
         gap = xp.linalg.vector_norm(xp.reshape(last - self.fit_limit, (alpha.size, -1)), axis=1)
         eff = ", ".join("inf" if a == 0 else f"{self.ridge / a:.4g}" for a in alpha)
-        rows = {
+        return {
             "alpha": _alpha_text(self.alpha),
             "ridge": f"{self.ridge:g}",
             "steps": str(self.steps),
@@ -240,14 +236,12 @@ class DistillationPath:
             "zero eigenvalues": str(self.spectrum.n_zero),
             "limit ridge (lambda/alpha)": eff,
             "|fit_T - fit_limit|": ", ".join(f"{float(g):.3g}" for g in gap),
-            "backend": self.backend,
         }
-        return aligned_block(rows)
 
-    def __repr__(self) -> str:
+    def _repr_fields(self) -> str:
         return (
-            f"DistillationPath(alpha={_alpha_text(self.alpha)}, ridge={self.ridge:g}, steps={self.steps}, "
-            f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})"
+            f"alpha={_alpha_text(self.alpha)}, ridge={self.ridge:g}, steps={self.steps}, "
+            f"n={self.spectrum.n_samples}, k={self.spectrum.k}"
         )
 
 
@@ -384,6 +378,30 @@ def _best_alpha(a: Any, zy: Any, zp: Any, zref: Any, xp: ModuleType) -> tuple[fl
     return float(xp.sum(u * w)) / uu, False
 
 
+def _reference_problem(
+    fn: str, spectrum: Spectrum, y: Any, like_y: dict[str, Any], *, ridge: float, steps: int | None = None
+) -> tuple[Spectrum, Any, list[Any]]:
+    """Checks of :func:`optimal_alpha` and :func:`optimal_alpha_path`: spectrum, ridge, steps, y, reference.
+
+    ``steps=None`` (optimal_alpha) is not checked. Every array of ``like_y`` (name to
+    value) must have the shape of y; they are returned in its order, in the spectrum's
+    namespace. A ridge below the spectrum's resolution warns.
+    """
+    s = check_spectrum(fn, spectrum)
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
+    if steps is not None:
+        check_param(fn, "steps", steps, CONSTRAINTS["steps"])
+    y = _labels(fn, "y", y, s)
+    arrays = [_labels(fn, name, v, s) for name, v in like_y.items()]
+    if any(a.shape != y.shape for a in arrays):
+        raise ValueError(
+            f"{fn}: {' and '.join(like_y)} must have the shape of y {tuple(y.shape)}; "
+            f"got {' and '.join(str(tuple(a.shape)) for a in arrays)}"
+        )
+    check_ridge_resolution(fn, s, ridge)
+    return s, y, arrays
+
+
 @dataclass(frozen=True, eq=False)
 class OptimalAlpha:
     """The alpha of one distillation step that brings the fit closest to a reference.
@@ -447,20 +465,10 @@ def optimal_alpha(spectrum: Spectrum, y: Any, reference: Any, *, ridge: float, p
     OptimalAlpha
     """
     fn = "optimal_alpha"
-    s = check_spectrum(fn, spectrum)
-    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
-    y = _labels(fn, "y", y, s)
-    ref = _labels(fn, "reference", reference, s)
-    prev = _labels(fn, "previous_fit", previous_fit, s)
-    if ref.shape != y.shape or prev.shape != y.shape:
-        raise ValueError(
-            f"{fn}: reference and previous_fit must have the shape of y {tuple(y.shape)}; "
-            f"got {tuple(ref.shape)} and {tuple(prev.shape)}"
-        )
+    s, y, (ref, prev) = _reference_problem(fn, spectrum, y, {"reference": reference, "previous_fit": previous_fit}, ridge=ridge)
     xp, V = s.xp, s.vectors
     a = s.values / (s.values + float(ridge))
     zy, zp, zr = V.T @ y, V.T @ prev, V.T @ ref
-    check_ridge_resolution(fn, s, ridge)
     raw, degenerate = _best_alpha(a, zy, zp, zr, xp)
     alpha = min(max(raw, 0.0), 1.0)
     fit = s.reconstruct(scale(a, alpha * zy + (1 - alpha) * zp), batched=y.ndim == 1)
@@ -548,15 +556,8 @@ def optimal_alpha_path(
     OptimalAlphaPath
     """
     fn = "optimal_alpha_path"
-    s = check_spectrum(fn, spectrum)
-    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
-    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    y = _labels(fn, "y", y, s)
-    ref = _labels(fn, "reference", reference, s)
-    if ref.shape != y.shape:
-        raise ValueError(f"{fn}: reference must have the shape of y {tuple(y.shape)}; got {tuple(ref.shape)}")
+    s, y, (ref,) = _reference_problem(fn, spectrum, y, {"reference": reference}, ridge=ridge, steps=steps)
     xp, V, d = s.xp, s.vectors, s.values
-    check_ridge_resolution(fn, s, ridge)
     ridge = float(ridge)
     # per step: B, C (k each), the fit (n[, c]) and five scalars (alphas, raw, clipped, degenerate, error)
     _check_steps_size(

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.backend import backend_name, cho_solve, cholesky, device, lstsq, namespace
+from kernels.backend import cho_solve, cholesky, device, lstsq, namespace
 from kernels.checks import (
     Interval,
     Options,
@@ -58,8 +58,8 @@ from kernels.spectrum import (
     check_ridge_resolution,
     spectrum,
 )
-from kernels.summary import aligned_block
 from theory.distillation import DistillationPath, check_alpha, self_distillation
+from theory.results import ResultText
 
 __all__ = ["DistillationStudy", "distillation_study", "study_weights", "ROUTES", "EIGH_PER_CHOLESKY", "SOLVE_FLOPS_PER_ENTRY"]
 
@@ -87,8 +87,8 @@ CONSTRAINTS: dict[str, Any] = {
 # ----------------------------------------------------------------------------- result
 
 
-@dataclass(frozen=True, eq=False)
-class DistillationStudy:
+@dataclass(frozen=True, eq=False, repr=False)
+class DistillationStudy(ResultText):
     """Fits and test predictions of every step of every alpha, and how they were solved.
 
     Shapes: A alphas, T steps, n training points, m test points; ``[, c]`` is present
@@ -152,10 +152,6 @@ class DistillationStudy:
     _weights: Any = field(default=None, repr=False)
 
     @property
-    def backend(self) -> str:
-        return backend_name(namespace(self.fits))
-
-    @property
     def spectrum(self) -> Spectrum | None:
         """The eigendecomposition (eigen route only)."""
         return None if self.path is None else self.path.spectrum
@@ -173,10 +169,10 @@ class DistillationStudy:
             return _combine_cross(Kc, self._basis, self._weights, self.fits.ndim == 3, namespace(Kc))
         return _apply_cross(Kc, self.dual_coef, self.fits.ndim == 3, namespace(Kc))
 
-    def summary(self) -> str:
-        """Aligned ``key: value`` block: sizes, route, solver and the flop estimates."""
+    def _summary_rows(self) -> dict[str, str]:
+        """Rows of :meth:`summary`: sizes, route, solver and the flop estimates."""
         shape = tuple(self.fits.shape)
-        rows = {
+        return {
             "alphas": np.array2string(self.alpha, precision=4, separator=", "),
             "ridge": f"{self.ridge:g}",
             "steps": str(self.steps),
@@ -188,14 +184,12 @@ class DistillationStudy:
             "solver": self.solver + (f" ({self.message})" if self.message else ""),
             "factorisations": str(self.n_factorisations),
             "triangular solve pairs": str(self.n_solves),
-            "backend": self.backend,
         }
-        return aligned_block(rows)
 
-    def __repr__(self) -> str:
+    def _repr_fields(self) -> str:
         return (
-            f"DistillationStudy(route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "
-            f"steps={self.steps}, ridge={self.ridge:g}, shape={tuple(self.fits.shape)}, backend={self.backend!r})"
+            f"route={self.route!r}, solver={self.solver!r}, alphas={self.alpha.size}, "
+            f"steps={self.steps}, ridge={self.ridge:g}, shape={tuple(self.fits.shape)}"
         )
 
 
@@ -517,6 +511,7 @@ def distillation_study(
     else:
         chosen, reason = route, f"route={route!r} requested"
 
+    path: DistillationPath | None = None
     if chosen == "eigen":
         try:
             fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
@@ -524,34 +519,21 @@ def distillation_study(
             if route != "auto" or need_spectrum or "positive semi-definite" not in str(exc):
                 raise
             chosen, reason = "cholesky", f"auto: the eigen route needs a PSD K ({str(exc).split(';')[0]}); used cholesky"
-        else:
-            preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
-            return DistillationStudy(
-                fits=fits,
-                predictions=preds,
-                dual_coef=duals,
-                route="eigen",
-                alpha=alphas,
-                ridge=ridge,
-                steps=T,
-                solver="eigen",
-                route_reason=reason,
-                cost_estimate=cost,
-                n_factorisations=1,
-                n_solves=0,
-                path=path,
-            )
-
-    G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn, d_max)
-    W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
-    duals = _squeeze(_combine(W, G, xp), vector, xp)
-    fits = _squeeze(_combine(W, P, xp), vector, xp)
-    preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
+    if chosen == "eigen":  # not when auto fell back to cholesky above
+        preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
+        solver, message, update, n_solves, G, W = "eigen", "", "", 0, None, None
+    else:
+        G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn, d_max)
+        W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
+        duals = _squeeze(_combine(W, G, xp), vector, xp)
+        fits = _squeeze(_combine(W, P, xp), vector, xp)
+        preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
+        n_solves = T
     return DistillationStudy(
         fits=fits,
         predictions=preds,
         dual_coef=duals,
-        route="cholesky",
+        route=chosen,
         alpha=alphas,
         ridge=ridge,
         steps=T,
@@ -559,10 +541,10 @@ def distillation_study(
         route_reason=reason,
         cost_estimate=cost,
         n_factorisations=1,
-        n_solves=T,
+        n_solves=n_solves,
         message=message,
         update=update,
-        path=None,
+        path=path,
         _basis=G,
         _weights=W,
     )

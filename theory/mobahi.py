@@ -61,10 +61,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from kernels.backend import backend_name, device, namespace, to_numpy
+from kernels.backend import device, to_numpy
 from kernels.checks import Interval, check_labels, check_param
 from kernels.spectrum import Spectrum, check_spectrum
-from kernels.summary import aligned_block
+from theory.results import ResultText
 
 __all__ = ["MobahiPath", "mobahi_rounds"]
 
@@ -77,8 +77,8 @@ CONSTRAINTS: dict[str, Interval] = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class MobahiPath:
+@dataclass(frozen=True, eq=False, repr=False)
+class MobahiPath(ResultText):
     """Rounds of fixed-budget self-distillation (Mobahi et al. 2020) until collapse.
 
     Attributes
@@ -132,13 +132,9 @@ class MobahiPath:
     y_coef: Any
     spectrum: Spectrum = field(repr=False)
 
-    @property
-    def backend(self) -> str:
-        return backend_name(namespace(self.B))
-
-    def summary(self) -> str:
-        """Aligned ``key: value`` block."""
-        rows = {
+    def _summary_rows(self) -> dict[str, str]:
+        """Rows of :meth:`summary`: the budget, the rounds, why they stopped and the label energies."""
+        return {
             "epsilon": f"{self.epsilon:g}",
             "n, k": f"{self.spectrum.n_samples}, {self.spectrum.k}",
             "rounds": f"{self.n_rounds} (max {self.max_rounds})",
@@ -147,14 +143,12 @@ class MobahiPath:
             "c_t": np.array2string(self.c, precision=4, separator=", ") if self.n_rounds else "[]",
             "||y_0||^2 / n": f"{self.label_energy[0] / self.spectrum.n_samples:.4g}",
             "null-space energy / n": f"{self.null_energy / self.spectrum.n_samples:.4g}",
-            "backend": self.backend,
         }
-        return aligned_block(rows)
 
-    def __repr__(self) -> str:
+    def _repr_fields(self) -> str:
         return (
-            f"MobahiPath(epsilon={self.epsilon:g}, n_rounds={self.n_rounds}, collapsed={self.collapsed}, "
-            f"n={self.spectrum.n_samples}, k={self.spectrum.k}, backend={self.backend!r})"
+            f"epsilon={self.epsilon:g}, n_rounds={self.n_rounds}, collapsed={self.collapsed}, "
+            f"n={self.spectrum.n_samples}, k={self.spectrum.k}"
         )
 
 
@@ -207,9 +201,9 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     Examples
     --------
     >>> import numpy as np
-    >>> from kernels import spectrum
+    >>> from kernels import rbf, spectrum
     >>> X = np.random.default_rng(0).normal(size=(30, 2))
-    >>> K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1))
+    >>> K = rbf(X, gamma=1.0)
     >>> path = mobahi_rounds(spectrum(K), np.sin(X[:, 0]), epsilon=0.01)
     >>> path.collapsed, bool(np.allclose(path.fit_errors, 0.01))
     (True, True)

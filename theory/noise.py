@@ -71,6 +71,7 @@ minimization. NeurIPS (resampled from all classes).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -274,6 +275,52 @@ def _check_rate_seed(fn: str, rate: float, seed: int, rate_param: str = "rate") 
 # ----------------------------------------------------------------------------- generators
 
 
+def _relabel_some(
+    fn: str,
+    kind: str,
+    labels: Any,
+    rate: float,
+    num_classes: int | None,
+    seed: int,
+    new_class: Callable[[np.random.Generator, np.ndarray, int], np.ndarray],
+    *,
+    rate_param: str = "rate",
+    verb: str = "flip",
+) -> NoisyLabels:
+    """The generators over all n samples: check, draw ``round(rate * n)`` of them, relabel those.
+
+    ``new_class(rng, old, C)`` gives the new classes of the drawn samples (class ``old``),
+    drawing from the generator after the selection; ``verb`` names the change in the
+    error for C < 2.
+    """
+    _check_rate_seed(fn, rate, seed, rate_param)
+    true, C = _check_int_labels(fn, labels, num_classes)
+    if rate > 0 and C < 2:
+        raise ValueError(f"{fn}: num_classes must be >= 2 to {verb} labels; got {C}")
+    rng = np.random.default_rng(seed)
+    idx = _draw(rng, np.arange(true.size), rate)
+    noisy = true.copy()
+    if idx.size:
+        noisy[idx] = new_class(rng, true[idx], C)
+    return _result(true, noisy, kind, rate, seed, C, true.size, idx.size)
+
+
+def _other_class(rng: np.random.Generator, old: np.ndarray, C: int) -> np.ndarray:
+    """Uniform over the C - 1 classes other than ``old``: ``j + (j >= old)``, ``j ~ Uniform{0, ..., C-2}``."""
+    j = rng.integers(0, C - 1, size=old.size)
+    return j + (j >= old)
+
+
+def _any_class(rng: np.random.Generator, old: np.ndarray, C: int) -> np.ndarray:
+    """Uniform over all C classes, ``old`` included."""
+    return rng.integers(0, C, size=old.size)
+
+
+def _next_class(rng: np.random.Generator, old: np.ndarray, C: int) -> np.ndarray:
+    """``(old + 1) mod C``; draws nothing."""
+    return (old + 1) % C
+
+
 def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
     """Flip exactly ``round(rate * n)`` labels, each to a uniformly chosen *other* class.
 
@@ -312,18 +359,7 @@ def symmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None,
     >>> out.n_flipped, bool((out.labels[out.flipped] != out.true_labels[out.flipped]).all())
     (40, True)
     """
-    fn = "symmetric_noise"
-    _check_rate_seed(fn, rate, seed)
-    true, C = _check_int_labels(fn, labels, num_classes)
-    if rate > 0 and C < 2:
-        raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
-    rng = np.random.default_rng(seed)
-    idx = _draw(rng, np.arange(true.size), rate)
-    noisy = true.copy()
-    if idx.size:
-        j = rng.integers(0, C - 1, size=idx.size)
-        noisy[idx] = j + (j >= true[idx])
-    return _result(true, noisy, "symmetric", rate, seed, C, true.size, idx.size)
+    return _relabel_some("symmetric_noise", "symmetric", labels, rate, num_classes, seed, _other_class)
 
 
 def uniform_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
@@ -366,17 +402,9 @@ def uniform_noise(labels: Any, rate: float, *, num_classes: int | None = None, s
     >>> out.n_selected, out.n_flipped <= out.n_selected
     (40, True)
     """
-    fn = "uniform_noise"
-    _check_rate_seed(fn, rate, seed, "uniform_rate")
-    true, C = _check_int_labels(fn, labels, num_classes)
-    if rate > 0 and C < 2:
-        raise ValueError(f"{fn}: num_classes must be >= 2 to resample labels; got {C}")
-    rng = np.random.default_rng(seed)
-    idx = _draw(rng, np.arange(true.size), rate)
-    noisy = true.copy()
-    if idx.size:
-        noisy[idx] = rng.integers(0, C, size=idx.size)
-    return _result(true, noisy, "uniform", rate, seed, C, true.size, idx.size)
+    return _relabel_some(
+        "uniform_noise", "uniform", labels, rate, num_classes, seed, _any_class, rate_param="uniform_rate", verb="resample"
+    )
 
 
 def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:
@@ -407,16 +435,7 @@ def pair_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed
     >>> bool(((out.true_labels + 1) % 3 == out.labels)[out.flipped].all()), out.n_flipped
     (True, 15)
     """
-    fn = "pair_noise"
-    _check_rate_seed(fn, rate, seed)
-    true, C = _check_int_labels(fn, labels, num_classes)
-    if rate > 0 and C < 2:
-        raise ValueError(f"{fn}: num_classes must be >= 2 to flip labels; got {C}")
-    rng = np.random.default_rng(seed)
-    idx = _draw(rng, np.arange(true.size), rate)
-    noisy = true.copy()
-    noisy[idx] = (true[idx] + 1) % C
-    return _result(true, noisy, "pair", rate, seed, C, true.size, idx.size)
+    return _relabel_some("pair_noise", "pair", labels, rate, num_classes, seed, _next_class)
 
 
 def cifar10_asymmetric_noise(labels: Any, rate: float, *, num_classes: int | None = None, seed: int = 0) -> NoisyLabels:

@@ -14,6 +14,8 @@ cross-entropy training on the noisy labels, and the label spectra in its eigenba
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from benchmarks.datasets import load_noisy
@@ -27,32 +29,23 @@ MIN_N = 50  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "analytic-vs-trained's CNN part reads the label shares of the top 50 eigen-directions"
 
 
+# Sizes: (--quick, full).
+SIZES: dict[str, tuple] = {
+    "n": (200, 1000),
+    "n_test": (200, 500),
+    "depth": (1, 2),
+    "widths": ([32, 128, 512, 2048], [128, 512, 2048, 8192]),
+    "seeds": (2, 3),
+    "steps": (200, 2000),
+    "ntk_points": (32, 64),
+    "cnn_n": (96, 256),
+    "cnn_epochs": (3, 15),
+    "cnn_widths": ((16, 32, 32), (32, 64, 64)),
+}
+
+
 def _config(quick: bool) -> dict:
-    if quick:
-        return {
-            "n": 200,
-            "n_test": 200,
-            "depth": 1,
-            "widths": [32, 128, 512, 2048],
-            "seeds": 2,
-            "steps": 200,
-            "ntk_points": 32,
-            "cnn_n": 96,
-            "cnn_epochs": 3,
-            "cnn_widths": (16, 32, 32),
-        }
-    return {
-        "n": 1000,
-        "n_test": 500,
-        "depth": 2,
-        "widths": [128, 512, 2048, 8192],
-        "seeds": 3,
-        "steps": 2000,
-        "ntk_points": 64,
-        "cnn_n": 256,
-        "cnn_epochs": 15,
-        "cnn_widths": (32, 64, 64),
-    }
+    return copy.deepcopy({key: sizes[0 if quick else 1] for key, sizes in SIZES.items()})
 
 
 def _mlp_steps(cfg: dict) -> tuple[str, ...]:

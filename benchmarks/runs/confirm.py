@@ -28,6 +28,7 @@ augmentation, more epochs, ResNet-18 beside the fast net).
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
@@ -50,85 +51,39 @@ from benchmarks.sweep_grid import Cell
 
 NOISE = "symmetric:0.4"
 
+# Sizes per configuration: (--quick, CPU, GPU). Why these: see the report's "Configurations" section.
+CNN_SIZES: dict[str, tuple] = {
+    "model": ("fastnet", "fastnet", "fastnet"),
+    "model_options": ({"widths": (16, 32, 32)}, {"widths": (32, 64, 64)}, {}),
+    "subset": (2000, 5000, None),
+    "test_subset": (1000, 2000, None),
+    "epochs": (10, 20, 60),
+    "batch_size": (64, 128, 512),
+    "lr": (0.1, 0.1, 0.2),
+    "augment": (False, False, True),
+    "freq_subset": (0, 256, 256),
+}
+NTK_SIZES: dict[str, tuple] = {
+    "n": (300, 1000, 5000),
+    "n_val": (100, 500, 1000),
+    "n_test": (300, 1000, 2000),
+    "dim": (32, 64, 128),
+    "depth": (1, 1, 1),
+    "widths": ([128, 512, 2048], [256, 1024, 4096], [512, 2048, 8192, 32768]),
+    "seeds": (2, 2, 3),
+    "steps": (300, 1000, 3000),
+    "points": (20, 30, 40),
+    "lr_scale": (1.0, 1.0, 1.0),
+}
+
 
 def _config(ctx: RunContext) -> dict:
     """Sizes per configuration. Why these: see the report's "Configurations" section."""
     gpu = ctx.device == "cuda" and not ctx.quick
-    if ctx.quick:
-        cnn = {
-            "model": "fastnet",
-            "model_options": {"widths": (16, 32, 32)},
-            "subset": 2000,
-            "test_subset": 1000,
-            "epochs": 10,
-            "batch_size": 64,
-            "lr": 0.1,
-            "augment": False,
-            "freq_subset": 0,
-        }
-        ntk = {
-            "n": 300,
-            "n_val": 100,
-            "n_test": 300,
-            "dim": 32,
-            "depth": 1,
-            "widths": [128, 512, 2048],
-            "seeds": 2,
-            "steps": 300,
-            "points": 20,
-            "lr_scale": 1.0,
-        }
-        seeds, entk_m, gens_seeds = 2, 128, 1
-    elif gpu:
-        cnn = {
-            "model": "fastnet",
-            "model_options": {},
-            "subset": None,
-            "test_subset": None,
-            "epochs": 60,
-            "batch_size": 512,
-            "lr": 0.2,
-            "augment": True,
-            "freq_subset": 256,
-        }
-        ntk = {
-            "n": 5000,
-            "n_val": 1000,
-            "n_test": 2000,
-            "dim": 128,
-            "depth": 1,
-            "widths": [512, 2048, 8192, 32768],
-            "seeds": 3,
-            "steps": 3000,
-            "points": 40,
-            "lr_scale": 1.0,
-        }
-        seeds, entk_m, gens_seeds = 3, 1000, 1
-    else:
-        cnn = {
-            "model": "fastnet",
-            "model_options": {"widths": (32, 64, 64)},
-            "subset": 5000,
-            "test_subset": 2000,
-            "epochs": 20,
-            "batch_size": 128,
-            "lr": 0.1,
-            "augment": False,
-            "freq_subset": 256,
-        }
-        ntk = {
-            "n": 1000,
-            "n_val": 500,
-            "n_test": 1000,
-            "dim": 64,
-            "depth": 1,
-            "widths": [256, 1024, 4096],
-            "seeds": 2,
-            "steps": 1000,
-            "points": 30,
-            "lr_scale": 1.0,
-        }
-        seeds, entk_m, gens_seeds = 3, 500, 1
+    profile = 0 if ctx.quick else 2 if gpu else 1
+    cnn = copy.deepcopy({key: sizes[profile] for key, sizes in CNN_SIZES.items()})
+    ntk = copy.deepcopy({key: sizes[profile] for key, sizes in NTK_SIZES.items()})
+    seeds, entk_m, gens_seeds = ((2, 128, 1), (3, 500, 1), (3, 1000, 1))[profile]
     cfg = ctx.sizes(
         {
             "cnn": cnn,

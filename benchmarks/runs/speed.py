@@ -34,13 +34,11 @@ bars of speedups.png, ``TARGETS`` and ``MIN_TIMED_S``).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -50,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
-from benchmarks.run_files import to_jsonable
+from benchmarks.row_process import RowResult, read_spec, row_functions, run_row_process
 from benchmarks.runs.speed_report import MIN_TIMED_S, TARGETS, markdown, speedup_bars, speedups_figure
 
 ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train", "cnn")
@@ -747,56 +745,47 @@ def row_cnn(cfg: dict, seed: int) -> dict:
     return {"rows": rows, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none lent to this run"}
 
 
-ROW_FUNCS = {
-    "gemm": row_gemm,
-    "distill": row_distill,
-    "ridge_path": row_ridge_path,
-    "gram": row_gram,
-    "eigh": row_eigh,
-    "ntk": row_ntk,
-    "train": row_train,
-    "cnn": row_cnn,
-}
+ROW_FUNCS = row_functions(globals(), ROWS)
 
 
 # ============================================================================ subprocess
 
 
 def _child(row: str, cfg_path: str, out_path: str) -> None:
-    spec = json.loads(Path(cfg_path).read_text())
+    """One row in this (fresh) process: its result, ``row_seconds``, the load averages around it and the
+    process's resident memory, written to ``out_path``."""
+    spec, out = read_spec(cfg_path), RowResult(Path(out_path))
     load0 = os.getloadavg()
     base = _rss()
-    start = time.perf_counter()
-    result = ROW_FUNCS[row](spec["cfg"], spec["seed"])
-    result["row_seconds"] = time.perf_counter() - start
-    result["load_before"], result["load_after"] = list(load0), list(os.getloadavg())
-    result["process_base_mb"] = base / 2**20
-    result["process_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(out_path).write_text(json.dumps(to_jsonable(result)))
+    with out.timing():
+        out.data.update(ROW_FUNCS[row](spec["cfg"], spec["seed"]))
+    out.data["load_before"], out.data["load_after"] = list(load0), list(os.getloadavg())
+    out.data["process_base_mb"] = base / 2**20
+    out.data["process_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.save()
+
+
+def _run_streaming(cmd: list[str], _folder: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd``, streaming its progress (stderr) when this process's stderr is a real file, else capturing it."""
+    try:
+        sys.stderr.fileno()
+        pipe = None
+    except (AttributeError, OSError, ValueError):
+        pipe = subprocess.PIPE
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=pipe, text=True)
+    if pipe is not None and proc.stderr:
+        sys.stderr.write(proc.stderr)
+    return proc
 
 
 def run_row(row: str, cfg: dict, seed: int) -> dict:
     """Run one row in a fresh Python process and return its JSON result."""
-    with tempfile.TemporaryDirectory(prefix="airkit-speed-") as tmp:
-        cfg_path, out_path = Path(tmp) / "cfg.json", Path(tmp) / "out.json"
-        cfg_path.write_text(json.dumps({"cfg": cfg, "seed": seed}))
-        try:  # stream the child's progress when stderr is a real file, else capture it
-            sys.stderr.fileno()
-            pipe = None
-        except (AttributeError, OSError, ValueError):
-            pipe = subprocess.PIPE
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.runs.speed", row, str(cfg_path), str(out_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=pipe,
-            text=True,
-        )
-        if pipe is not None and proc.stderr:
-            sys.stderr.write(proc.stderr)
-        if proc.returncode != 0 or not out_path.exists():
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-5:])
-            raise BenchmarkError(f"speed: row {row!r} failed in its subprocess (exit {proc.returncode}) {tail}")
-        return json.loads(out_path.read_text())
+    spec = {"cfg": cfg, "seed": seed}
+    proc, result = run_row_process(["benchmarks.runs.speed"], row, spec, _run_streaming, prefix="airkit-speed-")
+    if proc.returncode != 0 or result is None:
+        tail = "\n".join((proc.stderr or "").strip().splitlines()[-5:])
+        raise BenchmarkError(f"speed: row {row!r} failed in its subprocess (exit {proc.returncode}) {tail}")
+    return result
 
 
 # ============================================================================ run

@@ -1,4 +1,4 @@
-"""The report of the ``speed`` run: its Markdown (one function per section), the bars of
+"""The report of the ``speed`` run: its Markdown (one layout per section), the bars of
 speedups.png as data, the figure, and the sentences computed from the run's own numbers.
 
 Measuring lives in :mod:`benchmarks.runs.speed`; everything here reads the rows' results
@@ -8,6 +8,7 @@ Measuring lives in :mod:`benchmarks.runs.speed`; everything here reads the rows'
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,9 @@ def trace_jacobian_text(ntk_rows: list[dict], quick: bool) -> str:
 def markdown(res: dict, mach: dict, quick: bool) -> str:
     """The report: the machine, a note on untimed bars, then one section per row."""
     out = _machine_section(res, mach, quick) + _untimed_note(res)
-    out += _distill_section(res["distill"]) + _ridge_path_section(res["ridge_path"]) + _gram_section(res["gram"])
-    out += _eigh_section(res["eigh"]) + _ntk_section(res["ntk"], quick) + _train_section(res["train"])
-    out += _cnn_section(res["cnn"]) if "cnn" in res else []
+    for key in _SECTIONS:
+        if key != "cnn" or key in res:  # results written before the cnn row existed have no cnn section
+            out += _section(key, res[key], quick)
     return "\n".join(out) + "\n"
 
 
@@ -104,279 +105,18 @@ def _untimed_note(res: dict) -> list[str]:
     ]
 
 
-def _distill_section(d: dict) -> list[str]:
-    header = [
-        "n",
-        "d",
-        "m",
-        "route",
-        "toolkit s (gram + study)",
-        "eigen route s",
-        "sklearn s",
-        "ratio",
-        "vs precomputed-Gram sklearn",
-        "target",
-        "toolkit / sklearn peak MiB",
-        "max abs diff",
-    ]
-    rows = [
-        [
-            r["n"],
-            r["d"],
-            r["m"],
-            r["route"],
-            f"{r['toolkit_s']:.3g} ({r['toolkit_gram_s']:.3g} + {r['toolkit_study_s']:.3g})",
-            f"{r['toolkit_eigen_route_s']:.3g}",
-            f"{r['sklearn_s']:.3g}",
-            f"**{r['ratio']:.1f}x**",
-            f"{r['ratio_vs_precomputed']:.1f}x",
-            ">= 50x at n=4000",
-            f"{r['toolkit_peak_mb']:.0f} / {r['sklearn_peak_mb']:.0f}",
-            f"{r['max_abs_diff_sklearn']:.1e}",
-        ]
-        for r in d["rows"]
-    ]
-    return [
-        "## 1. Self-distillation study (10 alphas x 10 steps, test predictions)",
-        "",
-        "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
-        "`KernelRidge(kernel='rbf')` refit at every step (fit, predict train, predict test), timed on "
-        f"{d['rows'][0]['sklearn_alphas_measured']} of the alphas and scaled to all (every alpha's chain does the same work).",
-        "",
-        *markdown_table(header, rows),
-        f"\nRoute reason (last case): {d['rows'][-1]['route_reason']}. Process peak RSS: {d['process_peak_mb']:.0f} MiB. "
-        f"Load {_load_change(d)}.",
-        "",
-    ]
+_Cell = str | Callable[[dict], Any]
+"""One cell of a section's table, per row: a ``str.format`` template over the row's keys ("{toolkit_s:.3g}"),
+or a function of the row for what a template cannot say (a quotient, a value that may be missing)."""
+_Columns = tuple[tuple[str, _Cell], ...]
+"""A table's columns: (header, cell) each, in order."""
 
 
-def _ridge_path_section(rp: dict) -> list[str]:
-    header = [
-        "n",
-        "d",
-        "toolkit s (solver='mixed': used)",
-        "solver='eigen' s",
-        "solver='cholesky' s",
-        "sklearn 20 fits s",
-        "ratio (mixed)",
-        "ratio (eigen)",
-        "target",
-        "max abs diff mixed / eigen",
-    ]
-    rows = [
-        [
-            r["n"],
-            r["d"],
-            f"{r['toolkit_s']:.3g} ({r['solver']})",
-            f"{r['toolkit_eigen_solver_s']:.3g}",
-            f"{r['toolkit_cholesky_solver_s']:.3g}",
-            f"{r['sklearn_s']:.3g}",
-            f"**{r['ratio']:.1f}x**",
-            f"{r['ratio_eigen_solver']:.1f}x",
-            ">= 10x",
-            f"{r['max_abs_diff_sklearn']:.1e} / {r['max_abs_diff_eigen_solver']:.1e}",
-        ]
-        for r in rp["rows"]
-    ]
-    parts_header = [
-        "n",
-        "d",
-        "Gram s",
-        "cross-Gram s",
-        "float32 evd s",
-        "one Cholesky s",
-        "evd32 / Cholesky",
-        "sklearn / (Grams + evd32)",
-    ]
-    parts = [
-        [
-            r["n"],
-            r["d"],
-            f"{r['gram_s']:.3g}",
-            f"{r['cross_gram_s']:.3g}",
-            f"{r['evd_float32_s']:.3g}",
-            f"{r['cholesky_s']:.3g}",
-            f"{r['evd_float32_s'] / r['cholesky_s']:.1f}",
-            f"{r['sklearn_s'] / (r['gram_s'] + r['cross_gram_s'] + r['evd_float32_s']):.1f}x",
-        ]
-        for r in rp["rows"]
-    ]
-    return [
-        "## 2. Ridge path (20 ridges, test predictions)",
-        "",
-        *markdown_table(header, rows),
-        "",
-        "solver='mixed': one float32 eigendecomposition, every ridge refined to float64 by preconditioned CG "
-        "(kernels.refine); solver='eigen': one float64 eigendecomposition; sklearn: Gram + Cholesky + cross-Gram per ridge.",
-        "",
-        "What the path is made of, timed alone, and the ratio left if the toolkit paid only its Grams and one float32 "
-        "eigendecomposition:",
-        "",
-        *markdown_table(parts_header, parts),
-        f"\nLoad {_load_change(rp)}.",
-        "",
-    ]
-
-
-def _gram_section(gr: dict) -> list[str]:
-    header = [
-        "kernel",
-        "dtype",
-        "n",
-        "d",
-        "bare GEMM s (GFLOP/s)",
-        "toolkit s (GFLOP/s)",
-        "toolkit / GEMM",
-        "sklearn s",
-        "numpy s",
-        "peak MiB toolkit / sklearn / numpy",
-    ]
-    rows = [
-        [
-            r["kernel"],
-            r["dtype"],
-            r["n"],
-            r["d"],
-            f"{r['gemm_s']:.3g} ({r['gemm_gflops']:.0f})",
-            f"{r['toolkit_s']:.3g} ({r['toolkit_gflops']:.0f})",
-            f"**{r['toolkit_over_gemm']:.2f}** (target <= 1.3)",
-            _f(r.get("sklearn_s")),
-            f"{r['numpy_s']:.3g}",
-            f"{r['toolkit_peak_mb']:.0f} / {_f(r.get('sklearn_peak_mb'), '.0f')} / {r['numpy_peak_mb']:.0f}",
-        ]
-        for r in gr["rows"]
-    ]
-    return [
-        "## 3. Gram matrices (n x n from n x d)",
-        "",
-        *markdown_table(header, rows),
-        "\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
-        "triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
-        f"Process peak RSS {gr['process_peak_mb']:.0f} MiB; load {_load_change(gr)}.",
-        "",
-    ]
-
-
-def _eigh_section(e: dict) -> list[str]:
-    header = [
-        "n",
-        "toolkit s",
-        "numpy.linalg.eigh s",
-        "ratio",
-        "Cholesky s",
-        "eigh / Cholesky",
-        "peak MiB toolkit / numpy",
-        "max abs diff of eigenvalues",
-    ]
-    rows = [
-        [
-            r["n"],
-            f"{r['toolkit_s']:.3g}",
-            f"{r['numpy_s']:.3g}",
-            f"**{r['ratio']:.2f}x**",
-            f"{r['cholesky_s']:.3g}",
-            f"{r['eigh_over_cholesky']:.1f}",
-            f"{r['toolkit_peak_mb']:.0f} / {r['numpy_peak_mb']:.0f}",
-            f"{r['max_abs_diff_eigenvalues']:.1e}",
-        ]
-        for r in e["rows"]
-    ]
-    t = e["topk"]
-    return [
-        "## 4. Eigendecomposition (rbf Gram)",
-        "",
-        *markdown_table(header, rows),
-        f"\nTop-{t['k']} of n = {t['n']} by `spectrum(K, k={t['k']})` ({t['method']}): {t['topk_s']:.3g} s vs full {t['full_s']:.3g} s "
-        f"(**{t['ratio']:.1f}x**); relative error of value {t['k']}: {t['rel_error_value_k']:.1e} (residual {t['max_residual']:.1e}). "
-        f"Randomized (QR iterations): {t['randomized_s']:.3g} s, relative error {t['randomized_rel_error_value_k']:.1e}. "
-        f"Process peak RSS {e['process_peak_mb']:.0f} MiB; load {_load_change(e)}.",
-        "",
-    ]
-
-
-def _ntk_section(nt: dict, quick: bool) -> list[str]:
-    header = [
-        "network",
-        "parameters",
-        "n",
-        "mode",
-        "toolkit (auto: method) s",
-        "vmap s",
-        "autograd loop s",
-        "ratio",
-        "ratio vmap",
-        "target",
-        "peak MiB toolkit / loop",
-        "max abs diff / max",
-    ]
-    rows = [
-        [
-            r["network"],
-            r["parameters"],
-            r["n"],
-            r["mode"],
-            f"{r['toolkit_s']:.3g} ({r['method']})",
-            f"{r['vmap_s']:.3g}",
-            f"{r['loop_s']:.3g}",
-            f"**{r['ratio']:.1f}x**",
-            f"{r['ratio_vmap']:.1f}x",
-            ">= 10x",
-            f"{r['toolkit_peak_mb']:.0f} / {r['loop_peak_mb']:.0f}",
-            f"{r['max_abs_diff']:.1e} / {r['max_abs_ntk']:.3g}",
-        ]
-        for r in nt["rows"]
-    ]
-    out = [
-        "## 5. Empirical NTK (float32, CIFAR-sized inputs; 'sum': NTK of the logit sum, 'trace': mean over logits)",
-        "",
-        *markdown_table(header, rows),
-    ]
-    floors = [r for r in nt["rows"] if r.get("floor_backward_s") is not None]
-    if floors:
-        bounds = [
-            [
-                r["mode"],
-                f"{r['floor_backward_s']:.3g}",
-                f"{r['floor_contraction_s']:.3g}",
-                f"{r['loop_s'] / (r['floor_backward_s'] + r['floor_contraction_s']):.1f}x",
-            ]
-            for r in floors
-        ]
-        out += [
-            "",
-            "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
-            "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
-            "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
-            "costs no more than these two would reach the last column against the loop:",
-            "",
-            *markdown_table(["mode", "batched forward+backward s", "contraction s", "loop s / (their sum)"], bounds),
-        ]
-    out.append(
-        "\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
-        "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian."
-    )
-    return out
-
-
-def _train_section(tr: dict) -> list[str]:
-    rows = [
-        [
-            r["network"],
-            r["device"],
-            r["parameters"],
-            r["batch"],
-            f"{r['train_images_per_s']:.1f}",
-            f"{r['eval_images_per_s']:.1f}",
-        ]
-        for r in tr["rows"]
-    ]
-    return [
-        "",
-        "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)",
-        "",
-        *markdown_table(["network", "device", "parameters", "batch", "train images/s", "eval images/s"], rows),
-        f"\nGPU: {tr['gpu']}.",
-    ]
+def _table(columns: _Columns, rows: Iterable[dict]) -> list[str]:
+    """The Markdown table of ``rows``, one column per (header, cell) of ``columns``."""
+    cells = [cell for _, cell in columns]
+    body = [[c.format_map(r) if isinstance(c, str) else c(r) for c in cells] for r in rows]
+    return markdown_table([header for header, _ in columns], body)
 
 
 def _cnn_backend(r: dict) -> str:
@@ -385,47 +125,231 @@ def _cnn_backend(r: dict) -> str:
     return f"{r['backend']} ({r['device']}{'' if threads is None else f', {threads} thread' + ('s' if threads > 1 else '')})"
 
 
-def _cnn_section(cn: dict) -> list[str]:
-    """Image pairs per second of the CNN kernels per backend, against the one-pair-at-a-time loop and ntk_relu."""
-    header = [
-        "kernel",
-        "image",
-        "backend (device)",
-        "n x n pairs",
-        "toolkit s",
-        "pairs / s",
-        "pair loop pairs / s (pairs)",
-        "ratio vs loop",
-        "ntk_relu pairs / s",
-        "ntk_relu / CNN",
-        "max abs diff loop / numpy / max",
-    ]
-    rows = [
-        [
-            r["kernel"],
-            r["image"],
-            _cnn_backend(r),
-            r["pairs"],
-            f"{r['toolkit_s']:.3g}",
-            f"{r['pairs_per_s']:.3g}",
-            f"{r['loop_pairs_per_s']:.3g} ({r['loop_pairs']})",
-            f"**{_ratio_text(r['ratio_vs_loop'])}**",
-            f"{r['fc_pairs_per_s']:.3g}",
-            f"{r['ratio_fc_vs_toolkit']:.3g}x",
-            f"{r['max_abs_diff_loop']:.1e} / {r['max_abs_diff_numpy']:.1e} / {r['max_abs_kernel']:.3g}",
+_NTK_FLOOR_COLUMNS: _Columns = (
+    ("mode", "{mode}"),
+    ("batched forward+backward s", "{floor_backward_s:.3g}"),
+    ("contraction s", "{floor_contraction_s:.3g}"),
+    ("loop s / (their sum)", lambda r: f"{r['loop_s'] / (r['floor_backward_s'] + r['floor_contraction_s']):.1f}x"),
+)
+
+
+def _ntk_notes(nt: dict, quick: bool) -> list[str]:
+    """After the NTK table: the CNN's reference costs (when they were timed) and the sentence on the MLPs' Jacobian."""
+    floors = [r for r in nt["rows"] if r.get("floor_backward_s") is not None]
+    out = []
+    if floors:
+        out += [
+            "",
+            "Reference costs for the CNN: one batched forward pass and T batched backward passes to the parameters "
+            "(T = 1 for 'sum', C for 'trace'; 32 examples at a time: what training pays for the same gradients, summed "
+            "over examples), and the n x n contraction over T P Jacobian columns that every method forms. A method that "
+            "costs no more than these two would reach the last column against the loop:",
+            "",
+            *_table(_NTK_FLOOR_COLUMNS, floors),
         ]
-        for r in cn["rows"]
-    ]
-    return [
+    out.append(
+        "\n" + trace_jacobian_text(nt["rows"], quick) + " The loop and vmap end in an n x n contraction over all P "
+        "parameters; the NTKMLP closed form and the factored Linear layers of method='layers' form no Jacobian."
+    )
+    return out
+
+
+_Part = str | _Columns | Callable[[dict, bool], list[str]]
+"""One piece of a section, in order: a line (a ``str.format`` template over the section's numbers, as
+:func:`_fields` names them), a table of the section's rows (its columns), or a function of the numbers
+and ``quick`` that makes lines."""
+
+# The report's sections after the machine, one per row of the run, in order.
+_SECTIONS: dict[str, tuple[_Part, ...]] = {
+    "distill": (
+        "## 1. Self-distillation study (10 alphas x 10 steps, test predictions)",
+        "",
+        "Toolkit: rbf Gram + cross-Gram + `distillation_study` (route chosen automatically). sklearn: "
+        "`KernelRidge(kernel='rbf')` refit at every step (fit, predict train, predict test), timed on "
+        "{first[sklearn_alphas_measured]} of the alphas and scaled to all (every alpha's chain does the same work).",
+        "",
+        (
+            ("n", "{n}"),
+            ("d", "{d}"),
+            ("m", "{m}"),
+            ("route", "{route}"),
+            ("toolkit s (gram + study)", "{toolkit_s:.3g} ({toolkit_gram_s:.3g} + {toolkit_study_s:.3g})"),
+            ("eigen route s", "{toolkit_eigen_route_s:.3g}"),
+            ("sklearn s", "{sklearn_s:.3g}"),
+            ("ratio", "**{ratio:.1f}x**"),
+            ("vs precomputed-Gram sklearn", "{ratio_vs_precomputed:.1f}x"),
+            ("target", ">= 50x at n=4000"),
+            ("toolkit / sklearn peak MiB", "{toolkit_peak_mb:.0f} / {sklearn_peak_mb:.0f}"),
+            ("max abs diff", "{max_abs_diff_sklearn:.1e}"),
+        ),
+        "\nRoute reason (last case): {last[route_reason]}. Process peak RSS: {process_peak_mb:.0f} MiB. Load {load}.",
+        "",
+    ),
+    "ridge_path": (
+        "## 2. Ridge path (20 ridges, test predictions)",
+        "",
+        (
+            ("n", "{n}"),
+            ("d", "{d}"),
+            ("toolkit s (solver='mixed': used)", "{toolkit_s:.3g} ({solver})"),
+            ("solver='eigen' s", "{toolkit_eigen_solver_s:.3g}"),
+            ("solver='cholesky' s", "{toolkit_cholesky_solver_s:.3g}"),
+            ("sklearn 20 fits s", "{sklearn_s:.3g}"),
+            ("ratio (mixed)", "**{ratio:.1f}x**"),
+            ("ratio (eigen)", "{ratio_eigen_solver:.1f}x"),
+            ("target", ">= 10x"),
+            ("max abs diff mixed / eigen", "{max_abs_diff_sklearn:.1e} / {max_abs_diff_eigen_solver:.1e}"),
+        ),
+        "",
+        "solver='mixed': one float32 eigendecomposition, every ridge refined to float64 by preconditioned CG "
+        "(kernels.refine); solver='eigen': one float64 eigendecomposition; sklearn: Gram + Cholesky + cross-Gram per ridge.",
+        "",
+        "What the path is made of, timed alone, and the ratio left if the toolkit paid only its Grams and one float32 "
+        "eigendecomposition:",
+        "",
+        (
+            ("n", "{n}"),
+            ("d", "{d}"),
+            ("Gram s", "{gram_s:.3g}"),
+            ("cross-Gram s", "{cross_gram_s:.3g}"),
+            ("float32 evd s", "{evd_float32_s:.3g}"),
+            ("one Cholesky s", "{cholesky_s:.3g}"),
+            ("evd32 / Cholesky", lambda r: f"{r['evd_float32_s'] / r['cholesky_s']:.1f}"),
+            (
+                "sklearn / (Grams + evd32)",
+                lambda r: f"{r['sklearn_s'] / (r['gram_s'] + r['cross_gram_s'] + r['evd_float32_s']):.1f}x",
+            ),
+        ),
+        "\nLoad {load}.",
+        "",
+    ),
+    "gram": (
+        "## 3. Gram matrices (n x n from n x d)",
+        "",
+        (
+            ("kernel", "{kernel}"),
+            ("dtype", "{dtype}"),
+            ("n", "{n}"),
+            ("d", "{d}"),
+            ("bare GEMM s (GFLOP/s)", "{gemm_s:.3g} ({gemm_gflops:.0f})"),
+            ("toolkit s (GFLOP/s)", "{toolkit_s:.3g} ({toolkit_gflops:.0f})"),
+            ("toolkit / GEMM", "**{toolkit_over_gemm:.2f}** (target <= 1.3)"),
+            ("sklearn s", lambda r: _f(r.get("sklearn_s"))),
+            ("numpy s", "{numpy_s:.3g}"),
+            (
+                "peak MiB toolkit / sklearn / numpy",
+                lambda r: f"{r['toolkit_peak_mb']:.0f} / {_f(r.get('sklearn_peak_mb'), '.0f')} / {r['numpy_peak_mb']:.0f}",
+            ),
+        ),
+        "\nGFLOP/s counts the 2 n^2 d flops of the full product; the toolkit computes only the upper block "
+        "triangle of a symmetric Gram. sklearn's rbf_kernel returns float32 for float32 input but computes distances in float64 chunks. "
+        "Process peak RSS {process_peak_mb:.0f} MiB; load {load}.",
+        "",
+    ),
+    "eigh": (
+        "## 4. Eigendecomposition (rbf Gram)",
+        "",
+        (
+            ("n", "{n}"),
+            ("toolkit s", "{toolkit_s:.3g}"),
+            ("numpy.linalg.eigh s", "{numpy_s:.3g}"),
+            ("ratio", "**{ratio:.2f}x**"),
+            ("Cholesky s", "{cholesky_s:.3g}"),
+            ("eigh / Cholesky", "{eigh_over_cholesky:.1f}"),
+            ("peak MiB toolkit / numpy", "{toolkit_peak_mb:.0f} / {numpy_peak_mb:.0f}"),
+            ("max abs diff of eigenvalues", "{max_abs_diff_eigenvalues:.1e}"),
+        ),
+        "\nTop-{topk[k]} of n = {topk[n]} by `spectrum(K, k={topk[k]})` ({topk[method]}): {topk[topk_s]:.3g} s vs full "
+        "{topk[full_s]:.3g} s (**{topk[ratio]:.1f}x**); relative error of value {topk[k]}: {topk[rel_error_value_k]:.1e} "
+        "(residual {topk[max_residual]:.1e}). Randomized (QR iterations): {topk[randomized_s]:.3g} s, relative error "
+        "{topk[randomized_rel_error_value_k]:.1e}. Process peak RSS {process_peak_mb:.0f} MiB; load {load}.",
+        "",
+    ),
+    "ntk": (
+        "## 5. Empirical NTK (float32, CIFAR-sized inputs; 'sum': NTK of the logit sum, 'trace': mean over logits)",
+        "",
+        (
+            ("network", "{network}"),
+            ("parameters", "{parameters}"),
+            ("n", "{n}"),
+            ("mode", "{mode}"),
+            ("toolkit (auto: method) s", "{toolkit_s:.3g} ({method})"),
+            ("vmap s", "{vmap_s:.3g}"),
+            ("autograd loop s", "{loop_s:.3g}"),
+            ("ratio", "**{ratio:.1f}x**"),
+            ("ratio vmap", "{ratio_vmap:.1f}x"),
+            ("target", ">= 10x"),
+            ("peak MiB toolkit / loop", "{toolkit_peak_mb:.0f} / {loop_peak_mb:.0f}"),
+            ("max abs diff / max", "{max_abs_diff:.1e} / {max_abs_ntk:.3g}"),
+        ),
+        _ntk_notes,
+    ),
+    "train": (
+        "",
+        "## 6. Training throughput (SGD step with on-device augmentation; eval = no-grad forward)",
+        "",
+        (
+            ("network", "{network}"),
+            ("device", "{device}"),
+            ("parameters", "{parameters}"),
+            ("batch", "{batch}"),
+            ("train images/s", "{train_images_per_s:.1f}"),
+            ("eval images/s", "{eval_images_per_s:.1f}"),
+        ),
+        "\nGPU: {gpu}.",
+    ),
+    "cnn": (  # image pairs per second of the CNN kernels per backend, against the one-pair-at-a-time loop and ntk_relu
         "",
         "## 7. CNN kernels (cnn_ntk, float64, image pairs per second of an n x n cross Gram of random images)",
         "",
-        *markdown_table(header, rows),
+        (
+            ("kernel", "{kernel}"),
+            ("image", "{image}"),
+            ("backend (device)", _cnn_backend),
+            ("n x n pairs", "{pairs}"),
+            ("toolkit s", "{toolkit_s:.3g}"),
+            ("pairs / s", "{pairs_per_s:.3g}"),
+            ("pair loop pairs / s (pairs)", "{loop_pairs_per_s:.3g} ({loop_pairs})"),
+            ("ratio vs loop", lambda r: f"**{_ratio_text(r['ratio_vs_loop'])}**"),
+            ("ntk_relu pairs / s", "{fc_pairs_per_s:.3g}"),
+            ("ntk_relu / CNN", "{ratio_fc_vs_toolkit:.3g}x"),
+            ("max abs diff loop / numpy / max", "{max_abs_diff_loop:.1e} / {max_abs_diff_numpy:.1e} / {max_abs_kernel:.3g}"),
+        ),
         "\nBaseline: a plain numpy loop calling `cnn_ntk` on one image pair at a time (the same recursion, timed in this "
         "process on the first pairs; its entries are compared with the batched ones). Reference: `ntk_relu` of the same "
         "depth on the flattened images, the fully connected kernel (one GEMM, no positions). Ratios are of rates, so the loop "
-        f"may run on fewer pairs. GPU: {cn['gpu']}. Process peak RSS {cn['process_peak_mb']:.0f} MiB; load {_load_change(cn)}.",
-    ]
+        "may run on fewer pairs. GPU: {gpu}. Process peak RSS {process_peak_mb:.0f} MiB; load {load}.",
+    ),
+}
+
+
+def _fields(sec: dict) -> dict:
+    """What a section's lines may name: its numbers, ``first`` and ``last`` (its first and last row) and ``load``
+    (the change of the load average over the row, :func:`_load_change`), where it has them."""
+    fields = dict(sec)
+    if sec.get("rows"):
+        fields.update(first=sec["rows"][0], last=sec["rows"][-1])
+    if "load_before" in sec:
+        fields["load"] = _load_change(sec)
+    return fields
+
+
+def _section(key: str, sec: dict, quick: bool = False) -> list[str]:
+    """The lines of section ``key`` (:data:`_SECTIONS`) for the row's result ``sec``."""
+    fields, out = _fields(sec), []
+    for part in _SECTIONS[key]:
+        if isinstance(part, str):
+            out.append(part.format_map(fields))
+        elif isinstance(part, tuple):
+            out += _table(part, sec["rows"])
+        else:
+            out += part(sec, quick)
+    return out
+
+
+def _cnn_section(cn: dict) -> list[str]:
+    """Image pairs per second of the CNN kernels per backend, against the one-pair-at-a-time loop and ntk_relu."""
+    return _section("cnn", cn)
 
 
 # ============================================================================ speedups.png
