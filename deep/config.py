@@ -394,27 +394,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def option(name: str, help: str, **kwargs: Any) -> None:
-        """``--<name>`` for the TrainConfig field ``name``, with its default, its type and '(default ...)' in the help."""
+        """``--<name>`` for the TrainConfig field ``name`` with its default; a field whose default is
+        not None also gets its type (int/float) and '(default ...)' at the end of the help."""
+        if d[name] is not None:
+            help += " (default %(default)s)"
         if isinstance(d[name], int | float):
             kwargs.setdefault("type", type(d[name]))
-        p.add_argument("--" + name.replace("_", "-"), default=d[name], help=f"{help} (default %(default)s)", **kwargs)
+        p.add_argument("--" + name.replace("_", "-"), default=d[name], help=help, **kwargs)
 
-    p.add_argument(
-        "--data",
+    option(
+        "data",
+        "CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set",
         metavar="PATH",
-        default=None,
-        help="CIFAR-10: cifar-10-batches-py/, cifar-10-python.tar.gz, or an image-folder tree (train/<class>/*.png|jpg) or its tar.gz; omit for a small synthetic smoke-test set",
     )
     p.add_argument(
         "--download",
         action="store_true",
         help="download the official cifar-10-python.tar.gz into the folder --data first (needs network access)",
     )
-    p.add_argument(
-        "--cache-dir",
-        default=None,
+    option(
+        "cache_dir",
+        "where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)",
         metavar="DIR",
-        help="where decoded CIFAR-10 arrays are cached (default: $AIRKIT_CACHE/cifar10 or ~/.cache/airkit/cifar10)",
     )
     option(
         "noise",
@@ -446,31 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
     option("generations", "number of generations K for --method generations")
     option("seed", "seed of subsets, noise, split, init, batch order and augmentation")
     option("device", "cpu, cuda or auto")
-    p.add_argument(
-        "--subset",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use N training images (stratified) before the validation split (default: all)",
-    )
-    p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images (default: all)")
+    option("subset", "use N training images (stratified) before the validation split (default: all)", type=int, metavar="N")
+    option("test_subset", "evaluate on N test images (default: all)", type=int, metavar="N")
     option("val_fraction", "fraction of noisy training images held out for early stopping")
     option("freq_subset", "training images in the fixed frequency-measure subset; 0 turns it off")
-    p.add_argument(
-        "--freq-deltas",
-        type=_deltas,
-        default=None,
-        help="comma-separated filter variances delta (default: theory.frequency.delta_grid)",
-    )
+    option("freq_deltas", "comma-separated filter variances delta (default: theory.frequency.delta_grid)", type=_deltas)
     p.add_argument("--no-augment", action="store_true", help="turn off random crop + flip")
     option("out", "output folder for records.jsonl, checkpoint.pt, split.npz, summary.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    p.add_argument(
-        "--stop-after",
+    option(
+        "stop_after",
+        "stop after E epochs in total (the schedule still follows --epochs); continue later with --resume",
         type=int,
-        default=None,
         metavar="E",
-        help="stop after E epochs in total (the schedule still follows --epochs); continue later with --resume",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     return p

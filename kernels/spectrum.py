@@ -17,14 +17,7 @@ from typing import Any
 import numpy as np
 
 from kernels.backend import backend_name, device, eigh, namespace, to_numpy
-from kernels.checks import (
-    Interval,
-    Options,
-    check_cross_kernel,
-    check_kernel_matrix,
-    check_labels,
-    check_param,
-)
+from kernels.checks import Interval, Options, check_cross_kernel, check_kernel_matrix, check_labels, check_param
 
 __all__ = [
     "Spectrum",

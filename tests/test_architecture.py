@@ -94,3 +94,16 @@ def test_no_module_imports_a_private_name_of_another(module):
         if isinstance(node, ast.ImportFrom) and node.module in MODULES and node.module != module:
             private += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert not private, f"{module} imports private names: {private}"
+
+
+def test_readme_architecture_names_every_module():
+    """The README's Architecture section names every module file (runs/*.py by its pattern)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Architecture") : readme.index("## Tests")]
+    missing = [
+        m
+        for m, path in MODULES.items()
+        if path.name not in ("__init__.py", "__main__.py") and ".runs." not in m and path.name not in section
+    ]
+    assert not missing, f"README's Architecture section does not name: {missing}"
+    assert "runs/*.py" in section

@@ -44,20 +44,8 @@ from typing import Any
 import numpy as np
 
 from kernels.backend import cho_solve, cholesky, device, lstsq, namespace
-from kernels.checks import (
-    Interval,
-    Options,
-    check_cross_kernel,
-    check_kernel_matrix,
-    check_labels,
-    check_param,
-)
-from kernels.spectrum import (
-    RidgeResolutionWarning,
-    Spectrum,
-    check_ridge_resolution,
-    spectrum,
-)
+from kernels.checks import Interval, Options, check_cross_kernel, check_kernel_matrix, check_labels, check_param
+from kernels.spectrum import RidgeResolutionWarning, Spectrum, check_ridge_resolution, spectrum
 from theory.distillation import DistillationPath, check_alpha, self_distillation
 from theory.results import ResultText
 
