@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import datetime as _dt
 import fnmatch
 import json
@@ -264,20 +265,26 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     # -- the mutations
-    def visit_BinOp(self, node):
+    def _swap_arithmetic(self, node, is_stmt: bool) -> bool:
+        """Records the swapped arithmetic operator of ``a + b`` (a BinOp) or ``a += b`` (an AugAssign,
+        a statement); tells whether the operator is one that swaps."""
         op = type(node.op)
-        if self._skip_depth == 0 and op in BINOP_SWAP:
-            new = ast.BinOp(left=node.left, op=BINOP_SWAP[op](), right=node.right)
-            self.sites.append((node, new, f"'{OP_TEXT[op]}' -> '{OP_TEXT[BINOP_SWAP[op]]}'", False))
-            if op is ast.Sub and isinstance(node.left, ast.Constant) and node.left.value == 1:
+        if self._skip_depth != 0 or op not in BINOP_SWAP:
+            return False
+        new = copy.copy(node)  # the same operands (or target and value), the other operator
+        new.op = BINOP_SWAP[op]()
+        eq = "=" if is_stmt else ""
+        self.sites.append((node, new, f"'{OP_TEXT[op]}{eq}' -> '{OP_TEXT[BINOP_SWAP[op]]}{eq}'", is_stmt))
+        return True
+
+    def visit_BinOp(self, node):
+        if self._swap_arithmetic(node, is_stmt=False):
+            if isinstance(node.op, ast.Sub) and isinstance(node.left, ast.Constant) and node.left.value == 1:
                 self.sites.append((node, node.right, "'1 - x' -> 'x'", False))
         self.generic_visit(node)
 
     def visit_AugAssign(self, node):
-        op = type(node.op)
-        if self._skip_depth == 0 and op in BINOP_SWAP:
-            new = ast.AugAssign(target=node.target, op=BINOP_SWAP[op](), value=node.value)
-            self.sites.append((node, new, f"'{OP_TEXT[op]}=' -> '{OP_TEXT[BINOP_SWAP[op]]}='", True))
+        self._swap_arithmetic(node, is_stmt=True)
         self.generic_visit(node)
 
     def visit_UnaryOp(self, node):

@@ -34,6 +34,26 @@ def _gauss(X, gamma):
     return np.exp(-gamma * ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
 
 
+def _points_on_a_line(rng, n):
+    """n sorted points uniform on [-1, 1], and gamma 3."""
+    return np.sort(rng.uniform(-1, 1, n)), 3.0
+
+
+def _normal_cloud(rng, n):
+    """n standard normal points in 3-D, and gamma uniform on [0.1, 2)."""
+    return rng.normal(size=(n, 3)), float(rng.uniform(0.1, 2))
+
+
+def _gauss_spectra(sizes, dtype, draw):
+    """Per size n, with a generator seeded by n: the Gaussian Gram matrix of the points and gamma
+    ``draw(rng, n)`` returns, in ``dtype``, and its clipped spectrum; yields n, rng (for more
+    draws), K and the spectrum."""
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        K = _gauss(*draw(rng, n)).astype(dtype)
+        yield n, rng, K, spectrum(K, psd="clip")
+
+
 def _diag_spectrum(d, dtype):
     d = np.asarray(d, dtype=dtype)
     return Spectrum(values=d, vectors=np.eye(d.size, dtype=dtype))
@@ -83,10 +103,7 @@ def test_half_fit_time_meets_condition_bound(dtype):
 def test_label_spectrum_energies_and_shares(dtype):
     """Docstring: energies within sqrt(n) eps ||y||^2, cumulative shares within sqrt(n) eps."""
     eps, worst = EPS[dtype], 0.0
-    for n in (50, 200):
-        rng = np.random.default_rng(n)
-        K = _gauss(np.sort(rng.uniform(-1, 1, n)), 3.0).astype(dtype)
-        s = spectrum(K, psd="clip")
+    for n, rng, _, s in _gauss_spectra((50, 200), dtype, _points_on_a_line):
         lab = rng.integers(0, 3, n)
         noisy = np.where(rng.random(n) < 0.3, (lab + 1) % 3, lab)
         Yc, Yn = np.eye(3)[lab].astype(dtype), np.eye(3)[noisy].astype(dtype)
@@ -182,20 +199,11 @@ def test_predicted_curves_mse_against_explicit_long_double_run():
         true = rng.integers(0, C, n)
         given = np.where(rng.random(n) < 0.3, (true + 1) % C, true)
         Y, tl = np.eye(C)[given], rng.integers(0, C, m)
+        problem = dict(labels_true=true, labels_given=given, steps=steps, K_cross=Kx, test_labels=tl)
         for sched, alpha, lrf in (("gd", None, 1.9), ("gd", None, 0.5), ("anchored", 0.5, 1.9), ("chained", 0.9, 1.5)):
             lr = lrf / float(s.values[0])
-            c = predicted_curves(
-                s,
-                Y,
-                labels_true=true,
-                labels_given=given,
-                lr=lr,
-                steps=steps,
-                K_cross=Kx,
-                test_labels=tl,
-                targets=sched,
-                **({"anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}.get(sched, {})),
-            )
+            weight = {"anchored": {"alpha": alpha}, "chained": {"target_momentum": alpha}}.get(sched, {})
+            c = predicted_curves(s, Y, lr=lr, targets=sched, **problem, **weight)
             Kl, Yl, T = K.astype(LD), Y.astype(LD), np.eye(C)[tl].astype(LD)
             u, tau, dual = np.zeros_like(Yl), Yl.copy(), np.zeros_like(Yl)
             tr, te = [], []
@@ -343,10 +351,7 @@ def test_refined_solve_backward_error_and_convergence_range():
 def test_full_spectrum_residual_orthogonality_eigenvalues(dtype):
     """Docstring: residual <= 10 eps d_max, |V^T V - I| <= 20 eps, eigenvalues within 10 eps d_max."""
     eps, worst = EPS[dtype], 0.0
-    for n in (60, 200):
-        rng = np.random.default_rng(n)
-        K = _gauss(rng.normal(size=(n, 3)), float(rng.uniform(0.1, 2))).astype(dtype)
-        s = spectrum(K, psd="clip")
+    for n, _, K, s in _gauss_spectra((60, 200), dtype, _normal_cloud):
         V, d, Kl = s.vectors.astype(LD), s.values.astype(LD), K.astype(LD)
         d_max = float(s.values[0])
         res = float(np.max(np.linalg.norm((Kl @ V - V * d).astype(np.float64), axis=0))) / d_max

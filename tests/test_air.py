@@ -276,3 +276,6 @@ def test_bad_input(noisy):
         label_spectrum(s, Y, Y).share_at([500])
     with pytest.raises(ValueError, match="target_momentum must be"):
         distillation_vs_early_stopping(s, Y, target_momentum=1.0, **base)
+    for name, value in (("targets", "gd"), ("alpha", 0.5)):  # set by the function itself
+        with pytest.raises(TypeError, match=f"distillation_vs_early_stopping: {name} is set by this function"):
+            distillation_vs_early_stopping(s, Y, target_momentum=0.5, **base, **{name: value})

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.cli import main, run_named
 from benchmarks.runs import ALL_RUNS
+from tests.reference import TINY_ANALYTIC_VS_TRAINED
 
 RUNS = {b.name: b for b in ALL_RUNS}
 
@@ -200,23 +201,14 @@ def test_air_spectrum_resume_skips_finished_parts(tmp_path, monkeypatch):
     assert not any(p.name.endswith(".partial") for p in (tmp_path / "air-spectrum").iterdir())
 
 
+def _tiny(out: Path, name: str, overrides: dict) -> Path:
+    """Run ``name`` in --quick mode with the size ``overrides`` of a test; its run directory."""
+    return run_named(RUNS[name], out=out, quick=True, progress=False, overrides=overrides)
+
+
 def test_analytic_vs_trained_tiny(tmp_path):
-    d = run_named(
-        RUNS["analytic-vs-trained"],
-        out=tmp_path,
-        quick=True,
-        progress=False,
-        overrides={
-            "n": 64,
-            "n_test": 64,
-            "widths": [32, 2048],
-            "seeds": 1,
-            "steps": 40,
-            "cnn_n": 24,
-            "cnn_epochs": 1,
-            "cnn_widths": (8, 8, 8),
-        },
-    )
+    # wider than the shared tiny sizes, so that the narrow/wide contrast is clear in one seed
+    d = _tiny(tmp_path, "analytic-vs-trained", TINY_ANALYTIC_VS_TRAINED | {"widths": [32, 2048], "steps": 40, "cnn_epochs": 1})
     res = _result(d)
     per = res["numbers"]["mlp"]["per_width"]
     assert _finite([r["gap_train_final"] for r in per.values()])
@@ -227,7 +219,7 @@ def test_analytic_vs_trained_tiny(tmp_path):
 
 
 def test_frequency_tiny(tmp_path):
-    d = run_named(RUNS["frequency"], out=tmp_path, quick=True, progress=False, overrides={"n": 120, "steps": 60, "width": 256})
+    d = _tiny(tmp_path, "frequency", {"n": 120, "steps": 60, "width": 256})
     res = _result(d)
     nums = res["numbers"]
     for key in ("theory_gd", "theory_chained", "net_gd", "net_chained"):
@@ -238,12 +230,10 @@ def test_frequency_tiny(tmp_path):
 
 
 def test_noisy_cifar_tiny(tmp_path):
-    d = run_named(
-        RUNS["noisy-cifar"],
-        out=tmp_path,
-        quick=True,
-        progress=False,
-        overrides={"subset": 300, "test_subset": 100, "epochs": 1, "batch_size": 64, "model_options": {"widths": (8, 8, 8)}},
+    d = _tiny(
+        tmp_path,
+        "noisy-cifar",
+        {"subset": 300, "test_subset": 100, "epochs": 1, "batch_size": 64, "model_options": {"widths": (8, 8, 8)}},
     )
     res = _result(d)
     methods = res["numbers"]["methods"]

@@ -18,6 +18,7 @@ from deep.methods import batch_targets, chained_targets, generation_targets, int
 from deep.records import evaluate, frequency_setup
 from deep.splits import DeviceData, RunSplit
 from deep.train import initial_targets, train
+from tests.reference import tiny_run
 from theory.frequency import frequency_measures
 
 torch.set_num_threads(1)  # as tests/conftest.py
@@ -223,20 +224,17 @@ def test_initial_targets_soft_teacher(tmp_path):
 
 def test_generations_run_records_linear_alpha(tmp_path):
     """Catches the off-by-one in a real run: the records' alpha is None, 0.7, 0.4."""
-    cfg = gen_cfg(
-        tmp_path,
+    run = tiny_run(
         data=None,
-        model="mlp",
         model_options={"width": 8},
-        epochs=1,
         batch_size=64,
         eval_batch_size=256,
-        freq_subset=0,
         progress=False,
         augment=False,
         subset=40,
         test_subset=20,
     )
+    cfg = gen_cfg(tmp_path, **run)
     res = train(cfg)
     alphas = [r.alpha for r in res.records]
     assert [r.generation for r in res.records] == [1, 2, 3]

@@ -50,6 +50,8 @@ BASE = dict(
     noise="symmetric:0.4",
 )
 SAT = dict(method="sat", target_momentum=0.9, distill_start=1, epochs=3)
+# SAT by plain SGD at a constant lr, no augmentation: the steps the by-hand references take
+HAND_SAT = dict(method="sat", augment=False, momentum=0.0, weight_decay=0.0, lr_schedule="constant")
 
 
 def cfg_at(out, **kw) -> TrainConfig:
@@ -314,18 +316,7 @@ def test_sat_run_reproduced_by_hand(tmp_path):
     two epochs reproduced by hand (init from make_model with the run's seed, batch order
     from a generator seeded with it) give the run's targets, weights and losses."""
     alpha, lr = 0.9, 2.0
-    cfg = cfg_at(
-        tmp_path,
-        method="sat",
-        target_momentum=alpha,
-        epochs=2,
-        batch_size=512,
-        augment=False,
-        momentum=0.0,
-        weight_decay=0.0,
-        lr=lr,
-        lr_schedule="constant",
-    )
+    cfg = cfg_at(tmp_path, **HAND_SAT, target_momentum=alpha, epochs=2, batch_size=512, lr=lr)
     res = train(cfg)
     split = res.split
     x = run_images(cfg, split.train_idx)
@@ -368,18 +359,7 @@ def test_sat_train_epoch_updates_each_batch_with_the_current_weights(tmp_path):
     )
     alpha, lr = 0.3, 1.5
     cfg = TrainConfig(
-        out=str(tmp_path),
-        method="sat",
-        target_momentum=alpha,
-        batch_size=3,
-        augment=False,
-        momentum=0.0,
-        weight_decay=0.0,
-        lr=lr,
-        lr_schedule="constant",
-        progress=False,
-        device="cpu",
-        model="mlp",
+        out=str(tmp_path), **HAND_SAT, target_momentum=alpha, batch_size=3, lr=lr, progress=False, device="cpu", model="mlp"
     )
     model = make_model("mlp", seed=0, in_features=12, width=4)
     targets = F.one_hot(y, 10).float()

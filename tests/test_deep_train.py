@@ -31,6 +31,7 @@ from deep.models import make_model
 from deep.records import TIME_FIELDS, EpochRecord, load_checkpoint, read_records, summarize, write_records
 from deep.synthetic import corrupt_file, write_fake_cifar
 from deep.train import lr_factor, main, train
+from tests.reference import tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +50,18 @@ def weight_kw(method: str, value: float) -> dict:
 
 
 def tiny(fake, out, **kw) -> TrainConfig:
-    base = dict(
+    base = tiny_run(
         data=fake["data"],
         cache_dir=fake["cache_dir"],
         out=str(out),
-        model="mlp",
         model_options={"width": 32},
-        epochs=1,
-        batch_size=16,
         lr=0.05,
         val_fraction=0.2,
         freq_subset=12,
-        device="cpu",
         progress=False,
         seed=3,
     )
-    base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig(**(base | kw))
 
 
 @pytest.fixture(scope="module")

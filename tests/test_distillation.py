@@ -14,6 +14,7 @@ from sklearn.kernel_ridge import KernelRidge
 from kernels.backend import to_numpy
 from kernels.spectrum import Spectrum, spectrum
 from tests.conftest import to_backend
+from tests.reference import invalid_parameter_cases
 from theory.distillation import (
     CONSTRAINTS,
     DistillationPath,
@@ -336,32 +337,19 @@ def test_sparsification_batch_reference_and_underflow():
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("name", ["ridge", "alpha", "steps"])
-def test_every_constraint_is_enforced(problem, name):
-    K, _, y, _ = problem
-    kwargs = dict(ridge=RIDGE, alpha=0.5, steps=3)
-    kwargs[name] = CONSTRAINTS[name].invalid_example()
-    with pytest.raises((ValueError, TypeError), match=name):
-        self_distillation(spectrum(K), y, **kwargs)
-
-
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        (dict(ridge=0.0), "ridge"),
-        (dict(ridge=math.inf), "ridge"),
-        (dict(ridge=math.nan), "ridge"),
-        (dict(ridge="1"), "ridge"),
-        (dict(alpha=math.nan), "alpha"),
-        (dict(alpha=1.5), "alpha"),
-        (dict(alpha=[0.2, -0.1]), "alpha"),
-        (dict(alpha=[[0.2]]), "alpha"),
-        (dict(alpha=["x"]), "alpha"),
-        (dict(alpha=True), "alpha"),
-        (dict(steps=0), "steps"),
-        (dict(steps=2.0), "steps"),
-    ],
+# each constraint's own invalid example, then hand-picked bad values
+BAD_PARAMETERS = invalid_parameter_cases(
+    CONSTRAINTS,
+    ["ridge", "alpha", "steps"],
+    {
+        "ridge": (0.0, math.inf, math.nan, "1"),
+        "alpha": (math.nan, 1.5, [0.2, -0.1], [[0.2]], ["x"], True),
+        "steps": (0, 2.0),
+    },
 )
+
+
+@pytest.mark.parametrize("kwargs, name", BAD_PARAMETERS)
 def test_bad_parameters(problem, kwargs, name):
     K, _, y, _ = problem
     full = dict(ridge=RIDGE, alpha=0.5, steps=3) | kwargs

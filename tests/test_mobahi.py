@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy.optimize import brentq
 
 from kernels.backend import to_numpy
 from kernels.spectrum import Spectrum, spectrum
 from tests.conftest import to_backend
+from tests.reference import dense_mobahi_rounds, invalid_parameter_cases
 from theory.mobahi import CONSTRAINTS, MobahiPath, mobahi_rounds
 
 
@@ -27,22 +27,6 @@ def rbf_problem(n=30, seed=0, gamma=0.5):
     return K, y, Y
 
 
-def dense_rounds(K, y, eps, max_rounds=100):
-    """Explicit loop: c_t by brentq on the dense fit error, y_t = K (c_t I + K)^-1 y_{t-1}."""
-    n = len(K)
-    prev, cs, fits = y, [], []
-    for _ in range(max_rounds):
-        if np.sum(prev**2) <= n * eps:
-            break
-        step = lambda c, p=prev: K @ np.linalg.solve(K + c * np.eye(n), p)  # noqa: E731
-        err = lambda u, p=prev: np.sum((step(math.exp(u), p) - p) ** 2) / n - eps  # noqa: E731
-        c = math.exp(brentq(err, math.log(1e-10), math.log(1e10), xtol=1e-14))
-        prev = step(c)
-        cs.append(c)
-        fits.append(prev)
-    return np.asarray(cs), np.asarray(fits)
-
-
 @pytest.fixture(scope="module")
 def problem():
     return rbf_problem()
@@ -53,7 +37,7 @@ def test_rounds_match_dense_loop(problem, backend, onehot):
     K, y, Y = problem
     labels, eps = (Y, 0.02) if onehot else (y, 0.01)
     path = mobahi_rounds(spectrum(to_backend(K, backend)), to_backend(labels, backend), epsilon=eps)
-    cs, fits = dense_rounds(K, labels, eps)
+    cs, fits = dense_mobahi_rounds(K, labels, eps)
     assert path.backend == backend
     assert path.collapsed and path.n_rounds == len(cs) >= 2
     np.testing.assert_allclose(path.c, cs, rtol=1e-7)
@@ -96,7 +80,7 @@ def test_collapse_exactly_at_max_rounds(problem, onehot):
     K, y, Y = problem
     labels, eps = (Y, 0.02) if onehot else (y, 0.01)
     n = len(K)
-    cs, fits = dense_rounds(K, labels, eps)  # independent: stops at the first ||y_t||^2 <= n eps
+    cs, fits = dense_mobahi_rounds(K, labels, eps)  # independent: stops at the first ||y_t||^2 <= n eps
     r = len(cs)
     assert r >= 3 and np.sum(fits[-1] ** 2) <= n * eps < np.sum(fits[-2] ** 2)
     s = spectrum(K)
@@ -143,7 +127,7 @@ def test_null_space_counts_in_round_one():
     assert s.n_zero == 17
     eps = 0.2
     path = mobahi_rounds(s, y, epsilon=eps)
-    cs, fits = dense_rounds(K, y, eps)
+    cs, fits = dense_mobahi_rounds(K, y, eps)
     assert path.n_rounds == len(cs) and path.collapsed
     np.testing.assert_allclose(path.c, cs, rtol=1e-6)
     np.testing.assert_allclose(path.fits, fits, atol=1e-8)
@@ -158,7 +142,7 @@ def test_top_k_spectrum_matches_truncated_kernel(problem):
     s = spectrum(K, k=8, method="full")  # y has energy / n = 0.073 outside the top 8
     Kk = s.to_dense()
     path = mobahi_rounds(s, y, epsilon=0.1)
-    cs, fits = dense_rounds(Kk, y, 0.1)
+    cs, fits = dense_mobahi_rounds(Kk, y, 0.1)
     assert path.n_rounds == len(cs) and path.null_energy > 0
     np.testing.assert_allclose(path.c, cs, rtol=1e-6)
     np.testing.assert_allclose(path.fits, fits, atol=1e-8)
@@ -173,26 +157,16 @@ def test_torch_and_numpy_agree(problem):
     np.testing.assert_allclose(_np(tp.fits), ref.fits, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(CONSTRAINTS))
-def test_every_constraint_is_enforced(problem, name):
-    K, y, _ = problem
-    kwargs = dict(epsilon=0.01, max_rounds=5)
-    kwargs[name] = CONSTRAINTS[name].invalid_example()
-    with pytest.raises((ValueError, TypeError), match=name):
-        mobahi_rounds(spectrum(K), y, **kwargs)
-
-
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        (dict(epsilon=0.0), "epsilon"),
-        (dict(epsilon=math.nan), "epsilon"),
-        (dict(epsilon=math.inf), "epsilon"),
-        (dict(epsilon="0.1"), "epsilon"),
-        (dict(max_rounds=0), "max_rounds"),
-        (dict(max_rounds=1.5), "max_rounds"),
-    ],
+# each constraint's own invalid example (with max_rounds=5), then hand-picked bad values
+BAD_PARAMETERS = invalid_parameter_cases(
+    CONSTRAINTS,
+    sorted(CONSTRAINTS),
+    {"epsilon": (0.0, math.nan, math.inf, "0.1"), "max_rounds": (0, 1.5)},
+    max_rounds=5,
 )
+
+
+@pytest.mark.parametrize("kwargs, name", BAD_PARAMETERS)
 def test_bad_parameters(problem, kwargs, name):
     K, y, _ = problem
     with pytest.raises((ValueError, TypeError), match=name):

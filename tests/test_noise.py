@@ -113,11 +113,12 @@ def test_seeds_reproduce_and_differ(gen, labels):
     assert not np.array_equal(a.flipped, c.flipped)
 
 
-def test_inputs_not_modified_and_torch_labels(labels):
+@pytest.mark.parametrize("gen", [symmetric_noise, uniform_noise])
+def test_inputs_not_modified_and_torch_labels(gen, labels):
     before = labels.copy()
-    out = symmetric_noise(labels, 0.5, seed=0)
+    out = gen(labels, 0.5, seed=0)
     np.testing.assert_array_equal(labels, before)
-    out_t = symmetric_noise(to_backend(labels, "torch"), 0.5, seed=0)
+    out_t = gen(to_backend(labels, "torch"), 0.5, seed=0)
     np.testing.assert_array_equal(out.labels, out_t.labels)
     assert out.num_classes == C  # inferred
 
@@ -391,12 +392,3 @@ def test_make_noise_uniform_error_wording(labels):
 def test_uniform_bad_rate(rate, labels):
     with pytest.raises(ValueError, match=r"uniform_noise: rate must be a float in \[0, 1\]"):
         uniform_noise(labels, rate, seed=0)
-
-
-def test_uniform_torch_labels_and_inputs_not_modified(labels):
-    before = labels.copy()
-    out = uniform_noise(labels, 0.5, seed=0)
-    np.testing.assert_array_equal(labels, before)
-    out_t = uniform_noise(to_backend(labels, "torch"), 0.5, seed=0)
-    np.testing.assert_array_equal(out.labels, out_t.labels)
-    assert out.num_classes == C

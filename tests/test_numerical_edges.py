@@ -7,16 +7,15 @@ from), and an explicit brentq loop on dense solves for the Mobahi rounds.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import mpmath
 import numpy as np
 import pytest
 import scipy.linalg
-from scipy.optimize import brentq
 
 from kernels.spectrum import RidgeResolutionWarning, check_ridge_resolution, spectrum
+from tests.reference import dense_mobahi_rounds
 from theory.distillation import krr_fit, optimal_alpha, self_distillation
 from theory.distillation_study import distillation_study
 from theory.mobahi import mobahi_rounds
@@ -99,18 +98,8 @@ def test_eigen_closed_forms_at_huge_ridge(small_problem):
 
 
 def _dense_c1_rounds(K, y, eps, max_rounds=200):
-    """c_t by brentq on explicit float64 dense solves (the test_mobahi reference loop)."""
-    n = len(K)
-    prev, cs = y, []
-    for _ in range(max_rounds):
-        if np.sum(prev**2) <= n * eps:
-            break
-        step = lambda c, p=prev: K @ np.linalg.solve(K + c * np.eye(n), p)  # noqa: E731
-        err = lambda u, p=prev: np.sum((step(math.exp(u), p) - p) ** 2) / n - eps  # noqa: E731
-        c = math.exp(brentq(err, math.log(1e-9), math.log(1e4), xtol=1e-13))
-        prev = step(c)
-        cs.append(c)
-    return np.array(cs)
+    """c_t of the test_mobahi reference loop (explicit float64 dense solves), c_t searched in [1e-9, 1e4]."""
+    return dense_mobahi_rounds(K, y, eps, max_rounds=max_rounds, bracket=(1e-9, 1e4), xtol=1e-13)[0]
 
 
 def _rbf33(gamma, sig, seed=0):

@@ -14,6 +14,7 @@ import pytest
 from benchmarks.cli import run_named
 from benchmarks.progress import PartLog, duration
 from benchmarks.runs import ALL_RUNS
+from tests.reference import TINY_ANALYTIC_VS_TRAINED
 
 RUNS = {b.name: b for b in ALL_RUNS}
 DONE = re.compile(
@@ -76,18 +77,7 @@ def test_partlog_part_read_back(tmp_path, capsys):
 TINY = {
     "frequency": dict(overrides={"n": 60, "steps": 30, "width": 64}),
     "air-spectrum": dict(options={"n": 150}, overrides={"n_val": 50, "n_test": 100}),
-    "analytic-vs-trained": dict(
-        overrides={
-            "n": 64,
-            "n_test": 64,
-            "widths": [32, 64],
-            "seeds": 1,
-            "steps": 20,
-            "cnn_n": 24,
-            "cnn_epochs": 2,
-            "cnn_widths": (8, 8, 8),
-        }
-    ),
+    "analytic-vs-trained": dict(overrides=TINY_ANALYTIC_VS_TRAINED),
 }
 # the steps each run announces (its plan): every one must print a "done" line
 STEPS = {

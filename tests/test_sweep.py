@@ -18,6 +18,7 @@ from benchmarks.cli import main
 from benchmarks.sweep import CELLS_DIR, cell_status, sweep
 from benchmarks.sweep_grid import SweepError, grid_from_options, load_grid_file, make_grid
 from deep.synthetic import write_fake_cifar
+from tests.reference import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,22 +31,19 @@ def fake(tmp_path_factory):
 
 
 def tiny_fixed(fake, **kw):
-    base = dict(
-        data=fake["data"],
-        cache_dir=fake["cache_dir"],
-        model="mlp",
-        model_options={"width": 16},
-        epochs=2,
-        batch_size=16,
-        val_fraction=0.2,
-        freq_subset=0,
-        device="cpu",
-    )
-    base.update(kw)
-    return base
+    return tiny_run(data=fake["data"], cache_dir=fake["cache_dir"], epochs=2, val_fraction=0.2) | kw
 
 
 # ----------------------------------------------------------------------------- grids
+
+
+def test_sweep_refuses_an_unknown_placement_keyword_before_writing(fake, tmp_path):
+    grid = make_grid({"seed": [0]}, tiny_fixed(fake))
+    with pytest.raises(TypeError, match="sweep: unknown keyword.s. worker; where the cells run: client, scheduler, workers"):
+        sweep(grid, tmp_path / "s", worker=2)
+    with pytest.raises(SweepError, match="give at most one of client, scheduler"):
+        sweep(grid, tmp_path / "s", client=object(), inline=True)
+    assert not (tmp_path / "s").exists()
 
 
 def test_options_are_read_as_literals_and_cells_cover_the_product(fake):

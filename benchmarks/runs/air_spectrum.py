@@ -15,6 +15,7 @@ from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, RunContext, RunOutput
 from benchmarks.report import markdown_table
 from benchmarks.run_files import atomic_savefig
+from benchmarks.runs.confirm_ntk import curve_arrays
 
 MOMENTA = (0.9, 0.99, 0.999, 0.9999)
 SHARE_KS = (10, 50, 100)
@@ -88,17 +89,8 @@ def _analyse(
         what=f"GD and chained self-distillation (target momentum m = {momentum:g}) to step {steps}",
     )
     shares = {w: ls.share_at([k for k in SHARE_KS if k <= s.k], w).tolist() for w in ("clean", "noise", "noisy")}
-    curves = {}
-    for name, c in (("gd", comp.gd), ("chained", comp.chained)):
-        curves[name] = {
-            "steps": c.record,
-            "test_acc": c.test_acc,
-            "val_acc": c.val_acc,
-            "acc_clean": c.acc_clean,
-            "memorised": c.acc_flipped_given,
-            "recovered": c.acc_flipped_true,
-            "train_mse": c.train_mse,
-        }
+    keys = ("steps", "test_acc", "val_acc", "acc_clean", "memorised", "recovered", "train_mse")
+    curves = {name: curve_arrays(c, keys) for name, c in (("gd", comp.gd), ("chained", comp.chained))}
     return {
         "eigenvalues": d,
         "n_zero": s.n_zero,

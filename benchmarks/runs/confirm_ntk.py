@@ -68,6 +68,24 @@ def relative_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
+# The benchmarks' names for the curves of a theory.air.LearningCurves (result.json keys).
+CURVE_ATTRIBUTES = {
+    "steps": "record",
+    "train_mse": "train_mse",
+    "train_acc_clean": "acc_clean",
+    "acc_clean": "acc_clean",
+    "memorised": "acc_flipped_given",
+    "recovered": "acc_flipped_true",
+    "test_acc": "test_acc",
+    "val_acc": "val_acc",
+}
+
+
+def curve_arrays(curves: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``{key: curve}`` of a :class:`theory.air.LearningCurves` under the benchmarks' names (CURVE_ATTRIBUTES)."""
+    return {key: getattr(curves, CURVE_ATTRIBUTES[key]) for key in keys}
+
+
 def _curves(outputs: np.ndarray, given: np.ndarray, true: np.ndarray, flipped: np.ndarray) -> dict[str, np.ndarray]:
     pred = outputs.argmax(-1)
     return {
@@ -144,11 +162,7 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     theory: dict[str, Any] = {}
     for rule, c in (("gd", comp.gd), ("chained", comp.chained)):
         theory[rule] = {
-            "test_acc": c.test_acc,
-            "train_acc_clean": c.acc_clean,
-            "memorised": c.acc_flipped_given,
-            "recovered": c.acc_flipped_true,
-            "val_acc": c.val_acc,
+            **curve_arrays(c, ("test_acc", "train_acc_clean", "memorised", "recovered", "val_acc")),
             "train_outputs": np.asarray(c.path.fits),
             "test_outputs": np.asarray(c.path.predict(K_cross))[:, :m_test],
         }
