@@ -267,7 +267,7 @@ def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = Non
         if key in seen:
             raise SweepError(f"--grid {key} is given twice; list all its values once: --grid {key}=v1,v2")
         seen.add(key)
-        axes[key] = [_literal(t) for t in text.split(",")]
+        axes[key] = tuple(_literal(t) for t in text.split(","))
         fixed_values.pop(key, None)
     for key, text in _pairs(fixed, "--set"):
         fixed_values[key] = _literal(text)

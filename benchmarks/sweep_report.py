@@ -45,7 +45,7 @@ def group_cells(cells: Sequence[Cell], over: tuple[str, ...]) -> dict[tuple, lis
     return groups
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not vals:
         return None, None

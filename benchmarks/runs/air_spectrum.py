@@ -8,6 +8,8 @@ best early-stopping step chosen on a noisy validation split and its test accurac
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from benchmarks.datasets import load_noisy
@@ -78,11 +80,11 @@ def _analyse(
         val_index=val_index,
         val_labels=data.val_labels_given,
     )
-    sweep = {}
+    sweep: dict[float, float] = {}
     for m, name in zip(MOMENTA, names[2:]):
-        c = step(name, lambda m=m: predicted_curves(s, y_noisy, targets="chained", target_momentum=m, **common))
+        c = step(name, partial(predicted_curves, s, y_noisy, targets="chained", target_momentum=m, **common))
         sweep[m] = float(c.val_acc[c.final_index])
-    momentum = max(sweep, key=sweep.get)
+    momentum = max(sweep, key=sweep.__getitem__)
     comp = step(
         names[-1],
         lambda: distillation_vs_early_stopping(s, y_noisy, target_momentum=momentum, **common),

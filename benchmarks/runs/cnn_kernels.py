@@ -433,7 +433,7 @@ def _rel_diff(path_a: Path, path_b: Path) -> float:
 # ============================================================================ report
 
 
-def _fmt(v: Sequence[float]) -> str:
+def _fmt(v: Sequence[float] | np.ndarray) -> str:
     return " / ".join(f"{x:.3f}" for x in v)
 
 

@@ -33,6 +33,7 @@ import sys
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ def run(ctx: RunContext) -> RunOutput:
             log.part(
                 ctx,
                 key,
-                lambda r=r: _timed(kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"], ctx.device),
+                partial(_timed, kernel_part, ctx.directory / _run_dir(r), cfg["entk_m"], r["seed"], ctx.device),
                 what=f"empirical NTK at init and at the early-stopping epoch on {cfg['entk_m']} images",
             )
         )

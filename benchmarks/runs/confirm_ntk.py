@@ -150,6 +150,7 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
     )
     # the target momentum from the analytic gd curve's early-stopping step on the noisy validation split
     probe = predicted_curves(s, Y, targets="gd", **common)
+    assert probe.best_step_val is not None  # set whenever val_index is given, as it is here
     k_star = max(int(probe.best_step_val), 1)
     momentum = 1.0 - 1.0 / max(k_star, 2)
     comp = distillation_vs_early_stopping(s, Y, target_momentum=momentum, **common)
@@ -193,6 +194,7 @@ def ntk_regime(data: Any, cfg: dict, seed: int, *, device: str = "cpu", log: Cal
                     target_momentum=momentum if rule == "chained" else None,
                 )
                 th = theory[rule]
+                assert run.test_outputs is not None  # X_test was given
                 acc = (run.test_outputs.argmax(-1) == test_labels).mean(-1)
                 runs.append(
                     {

@@ -21,6 +21,9 @@ the run's numbers (:func:`findings`).
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import numpy as np
 
 from benchmarks.datasets import load_noisy
@@ -52,7 +55,9 @@ def _config(quick: bool) -> dict:
 def _records(steps: int, theory_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """The network's recorded steps (0 and log-spaced to ``steps``) and the closed form's (those and beyond)."""
     net = np.unique(np.concatenate([[0], np.round(np.logspace(0, np.log10(steps), N_RECORD)).astype(np.int64)]))
-    extra = np.round(np.logspace(np.log10(steps), np.log10(theory_steps), 8)).astype(np.int64) if theory_steps > steps else []
+    extra: Any = (
+        np.round(np.logspace(np.log10(steps), np.log10(theory_steps), 8)).astype(np.int64) if theory_steps > steps else []
+    )
     return net, np.unique(np.concatenate([net, extra])).astype(np.int64)
 
 
@@ -164,14 +169,14 @@ def run(ctx: RunContext) -> RunOutput:
         r[f"theory_{rule}"] = log.part(
             ctx,
             f"theory-{rule}",
-            lambda rule=rule: _theory(s, X, Y, deltas, lr, rule, rec_theory),
+            partial(_theory, s, X, Y, deltas, lr, rule, rec_theory),
             what=f"closed form to step {cfg['theory_steps']}",
         )
     for rule in RULES:
         r[f"net_{rule}"] = log.part(
             ctx,
             f"net-{rule}",
-            lambda rule=rule: _net(X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed, ctx.progress),
+            partial(_net, X, Y, deltas, lr, rule, rec_net, cfg["width"], ctx.seed, ctx.progress),
             what=f"width-{cfg['width']} MLP, {cfg['steps']} full-batch GD steps",
         )
     r = {k: (np.asarray(v) if k == "deltas" else v) for k, v in r.items()}

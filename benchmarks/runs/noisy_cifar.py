@@ -13,7 +13,9 @@ upsampled), so the whole pipeline runs on real data without a download.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ from benchmarks.runs.confirm_cnn import train_or_resume
 
 MIN_N = 10  # smallest --n (the CLI refuses less)
 MIN_N_WHY = "noisy-cifar's stratified subset needs one image per class, 10 classes"
-METHODS = (
+METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("ce", {}),
     ("self-distill", {"target_momentum": 0.8}),
     ("interp", {}),
@@ -81,7 +83,7 @@ def run(ctx: RunContext) -> RunOutput:
     cfg = _config(ctx)
     data = ctx.data if ctx.data is not None else write_digits_as_cifar(ctx.directory / "digits", seed=ctx.seed)
     source = str(ctx.data) if ctx.data is not None else "scikit-learn digits as 32x32 CIFAR batches"
-    results = {m: ctx.part(f"method-{m}", lambda m=m, e=e: _one(ctx, Path(data), cfg, m, e)) for m, e in METHODS}
+    results = {m: ctx.part(f"method-{m}", partial(_one, ctx, Path(data), cfg, m, e)) for m, e in METHODS}
     fig = _plot(results, ctx)
     f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     rows = markdown_table(
@@ -175,7 +177,7 @@ def plot_spec(results: dict) -> dict:
     over = {b: (a, k) for a, (b, k) in under.items()}
     lines, notes = [], []
     for i, m in enumerate(names):
-        style = dict(STYLES.get(m) or _SPARE[i % len(_SPARE)])
+        style: dict[str, Any] = dict(STYLES.get(m) or _SPARE[i % len(_SPARE)])
         label = m
         if m in under:
             b, k = under[m]

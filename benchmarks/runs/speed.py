@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from benchmarks.runs.speed_report import MIN_TIMED_S, TARGETS, markdown, speedup
 
 ROWS = ("gemm", "distill", "ridge_path", "gram", "eigh", "ntk", "train", "cnn")
 
-FULL = {
+FULL: dict[str, dict[str, Any]] = {
     "gemm": {"n": 4096},
     "distill": {"n": [2000, 4000], "d": [64, 3072], "m": 1000, "alphas": 10, "steps": 10, "ridge": 0.1, "sk_alpha_index": [0, 5]},
     "ridge_path": {"cases": [[1000, 3072], [2000, 3072], [4000, 3072], [4000, 64]], "m": 1000, "ridges": 20},
@@ -69,7 +70,7 @@ FULL = {
         ]
     },
 }
-QUICK = {
+QUICK: dict[str, dict[str, Any]] = {
     "gemm": {"n": 512},
     "distill": {"n": [60, 120], "d": [4, 24], "m": 20, "alphas": 10, "steps": 10, "ridge": 0.1, "sk_alpha_index": [0, 5]},
     "ridge_path": {"cases": [[80, 24], [150, 4]], "m": 20, "ridges": 20},
@@ -624,7 +625,8 @@ def row_train(cfg: dict, seed: int) -> dict:
                     net(x)
                 sync()
 
-            step(), infer()  # warm-up
+            step()  # warm-up
+            infer()
             t_tr = min(timed(step)[0] for _ in range(steps))
             t_ev = min(timed(infer)[0] for _ in range(steps))
             rows.append(
@@ -695,7 +697,8 @@ def row_cnn(cfg: dict, seed: int) -> dict:
         K_ref = None  # the numpy row's Gram (numpy runs first), for the other backends to agree with
         for backend, dev, threads in _cnn_backends():
             n = case.get("cuda_n", case["n"]) if dev == "cuda" else case["n"]
-            A, B = A_all[:n], B_all[:n]
+            A: Any = A_all[:n]
+            B: Any = B_all[:n]
             if backend == "torch":
                 A, B = torch.as_tensor(A, device=dev), torch.as_tensor(B, device=dev)
             default_threads = torch.get_num_threads()
@@ -798,7 +801,7 @@ def run(ctx: RunContext) -> RunOutput:
     for row in ROWS:
         if ctx.progress:
             _log(f"row {row} ...")
-        res[row] = ctx.part(row, lambda row=row: run_row(row, sizes[row], ctx.seed))
+        res[row] = ctx.part(row, partial(run_row, row, sizes[row], ctx.seed))
     figure = speedups_figure(res, ctx)
     numbers = {"machine": mach, **res, "figure": {"min_timed_s": MIN_TIMED_S, "bars": speedup_bars(res)}}
     return RunOutput(
