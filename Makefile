@@ -1,5 +1,5 @@
 # `make run`: the main job; `make test`: the full test suite (with the docstring examples);
-# `make lint`: ruff (lint + format check) and mypy on kernels/ and theory/;
+# `make lint`: ruff (lint + format check) and mypy on kernels/, theory/, deep/ and benchmarks/;
 # `make mutate`: mutation test of kernels/ and theory/ (tests/mutate.py). All create .venv if missing.
 PYTHON ?= python3
 VENV   := .venv

@@ -201,6 +201,7 @@ def batches(
             raise TypeError(f"{fn}: {name} must be a bool; got {flag!r}")
     if shuffle:
         _check_generator(fn, generator)
+        assert generator is not None  # _check_generator raised unless it is a torch.Generator
         order = torch.randperm(int(n), generator=generator, device=generator.device)
     else:
         order = torch.arange(int(n))

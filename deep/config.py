@@ -478,7 +478,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     ``--model-option KEY=VALUE``; a field without a flag is an error here, not a
     silently kept default.
     """
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(TrainConfig):
         if f.name in _NEGATED_FLAGS:
             values[f.name] = not getattr(args, _NEGATED_FLAGS[f.name])

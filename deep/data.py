@@ -56,7 +56,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -702,7 +702,8 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as opened:
+            im: Image.Image = opened  # may be rebound to a converted copy below
             im.load()
             if im.size != (32, 32):
                 raise CifarFormatError(f"{_FN}: {where} is {im.size[0]}x{im.size[1]}; CIFAR-10 images must be 32x32")
@@ -875,7 +876,8 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
         with open(path, "rb") as raw, _bar(progress, path.stat().st_size, f"decode {path.name}", "B") as bar:
             stream, codec = _decompressed(raw)
             tap = _Tap(stream)
-            with tarfile.open(fileobj=tap, mode="r|") as tf:
+            # stream mode ("r|") only reads from fileobj; typeshed's protocol also asks for write/seek/close
+            with tarfile.open(fileobj=cast(IO[bytes], tap), mode="r|") as tf:
                 for member in tf:
                     bar.update(raw.tell() - bar.n)
                     if not member.isfile():
@@ -888,7 +890,9 @@ def _decode_tar(path: Path, progress: bool) -> CifarData:
                     is_image = PurePosixPath(base).suffix.lower() in IMAGE_EXTS
                     if not (is_batch or is_image):
                         continue
-                    blob = tf.extractfile(member).read()
+                    extracted = tf.extractfile(member)
+                    assert extracted is not None  # None only for non-regular members; isfile() held above
+                    blob = extracted.read()
                     if len(blob) != member.size:
                         raise CifarFormatError(
                             f"{_FN}: {path} is truncated: member {member.name} has {len(blob)} of its {member.size} bytes"

@@ -30,7 +30,7 @@ from kernels.checks import Interval, Options, check_param, check_result_size, ch
 
 __all__ = ["FullBatchRun", "train_full_batch"]
 
-CONSTRAINTS = {
+CONSTRAINTS: dict[str, Interval | Options] = {
     "lr": Interval(float, 0, math.inf, "neither"),  # finite
     "steps": Interval(int, 1, None, "left"),
     "targets": Options(("gd", "chained")),
@@ -230,6 +230,7 @@ def train_full_batch(
         loss.backward()
         opt.step()
         if targets == "chained":
+            assert target_momentum is not None  # "chained" without it was refused above
             target = target_momentum * target + (1.0 - target_momentum) * out.detach()
     change = float(torch.linalg.vector_norm(_flat(model) - theta0) / torch.linalg.vector_norm(theta0))
     return FullBatchRun(

@@ -404,7 +404,7 @@ class NTKMLP(nn.Module):
         return f"in_features={self.in_features}, width={self.width}, depth={self.depth}, bias={self.bias}, out_features={self.out_features}"
 
 
-_MLP_TABLE = {
+_MLP_TABLE: dict[str, Interval | Options] = {
     "in_features": Interval(int, 1, None),
     "width": Interval(int, 1, None),
     "depth": Interval(int, 1, None),
@@ -417,13 +417,13 @@ _MLP_TABLE = {
 
 
 def _fastnet(num_classes: int = 10, *, widths: tuple[int, int, int] = (64, 256, 256), scale: float = 1 / 9) -> nn.Module:
-    widths = tuple(widths)
-    if len(widths) != 3:
-        raise ValueError(f"make_model: widths must be 3 positive ints; got {widths!r}")
-    for w in widths:
+    ws = tuple(widths)  # any sequence is taken; len() below narrows it to tuple[int, int, int]
+    if len(ws) != 3:
+        raise ValueError(f"make_model: widths must be 3 positive ints; got {ws!r}")
+    for w in ws:
         check_param("make_model", "widths", w, Interval(int, 1, None))
     check_param("make_model", "scale", scale, Interval(float, 0, None, "neither"))
-    return FastNet(num_classes, widths=widths, scale=scale)
+    return FastNet(num_classes, widths=ws, scale=scale)
 
 
 def _resnet18(num_classes: int = 10) -> nn.Module:
@@ -531,7 +531,8 @@ def make_model(
             model = factory(num_classes, **kwargs)
     model = model.to(device=device, dtype=dtype)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at runtime; torch's stubs list only device/dtype/tensor overloads
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from torch.func import functional_call, grad, jacrev, vmap
 from deep import per_sample
 from kernels.backend import backend_name, to_numpy
 from kernels.checks import Interval, Options, as_array, check_param, iter_blocks
+
+if TYPE_CHECKING:
+    from deep.models import NTKMLP
 
 __all__ = ["empirical_ntk", "empirical_ntk_loop", "ntk_method", "NTK_MODES", "NTK_METHODS"]
 
@@ -61,7 +64,7 @@ NTK_METHODS = ("auto", "layers", "vmap")
 # 16-64 examples per pass were 2x faster than 512).
 _LAYER_CHUNK = 32
 
-CONSTRAINTS = {
+CONSTRAINTS: dict[str, Interval | Options] = {
     "mode": Options(NTK_MODES),
     "method": Options(NTK_METHODS),
     "memory_budget": Interval(int, 1, None),
@@ -118,6 +121,7 @@ def _split_params(model: nn.Module, params: Params, fn: str, *, device: torch.de
         t = t.detach()
         return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
 
+    chosen: dict[str, torch.Tensor]
     if params is None:
         chosen = {k: v for k, v in named.items() if v.requires_grad}
     elif isinstance(params, Mapping):
@@ -193,7 +197,8 @@ def _contract(J1: dict, J2: dict, mode: str) -> torch.Tensor:
 
     Entries that are :class:`deep.per_sample.LinearFactor` contribute their factored term.
     """
-    total, C = None, 1
+    total: torch.Tensor | None = None
+    C = 1
     for k in J1:
         a, b = J1[k], J2[k]
         if isinstance(a, per_sample.LinearFactor):
@@ -205,6 +210,7 @@ def _contract(J1: dict, J2: dict, mode: str) -> torch.Tensor:
             n1, n2, C = a.shape[0], b.shape[0], a.shape[1]
             blk = (a.reshape(n1 * C, -1) @ b.reshape(n2 * C, -1).T).reshape(n1, C, n2, C).permute(0, 2, 1, 3)
         total = blk if total is None else total + blk
+    assert total is not None  # J1 holds at least one parameter: _split_params refuses an empty selection
     if mode == "trace":
         total = total / C
     return total
@@ -226,7 +232,7 @@ def _assemble(
     like: torch.Tensor,
 ) -> torch.Tensor:
     sym = X2 is None
-    Xc = X1 if sym else X2
+    Xc = X1 if X2 is None else X2  # X2 is None exactly when sym
     K = torch.empty(out_shape, dtype=like.dtype, device=like.device)
     rows = list(iter_blocks(X1.shape[0], block))
     cols = rows if sym else list(iter_blocks(Xc.shape[0], block))
@@ -258,7 +264,7 @@ def _assemble(
 # ============================================================================ MLP fast path
 
 
-def _is_plain_mlp(model: nn.Module, params: Params, mode: str) -> bool:
+def _is_plain_mlp(model: nn.Module, params: Params, mode: str) -> TypeGuard[NTKMLP]:
     """True when :func:`_ntk_mlp` applies: an NTKMLP (not a subclass), all parameters trained, mode sum/trace."""
     from deep.models import NTKMLP
 
@@ -267,7 +273,7 @@ def _is_plain_mlp(model: nn.Module, params: Params, mode: str) -> bool:
     )
 
 
-def _mlp_factors(model: nn.Module, X: torch.Tensor, mode: str, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _mlp_factors(model: NTKMLP, X: torch.Tensor, mode: str, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer l = 1..L+1: (s_l a_{l-1}(X), delta_l(X)) with delta as (n, C*out_l) ("trace") or (n, out_l) ("sum").
 
     a_0 = x, a_l = relu(h^l); delta_l = d(target)/d(h^l), backpropagated in closed form from
@@ -300,7 +306,7 @@ def _mlp_factors(model: nn.Module, X: torch.Tensor, mode: str, dtype: torch.dtyp
     return [(A, D.reshape(n, -1)) for A, D in zip(inputs, deltas)]
 
 
-def _ntk_mlp(model: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None, mode: str, dtype: torch.dtype) -> torch.Tensor:
+def _ntk_mlp(model: NTKMLP, X1: torch.Tensor, X2: torch.Tensor | None, mode: str, dtype: torch.dtype) -> torch.Tensor:
     """Exact empirical NTK of an :class:`deep.models.NTKMLP` by the layer-wise decomposition.
 
     With a_{l-1} the input of layer l (x, then relu(h^{l-1})), s_l its weight scale (1/sqrt(d),
@@ -316,10 +322,11 @@ def _ntk_mlp(model: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None, mode: 
         F1 = _mlp_factors(model, X1, mode, dtype)
         F2 = F1 if X2 is None else _mlp_factors(model, X2, mode, dtype)
         beta2 = model.bias**2
-        K = None
+        K: torch.Tensor | None = None
         for (A1, D1), (A2, D2) in zip(F1, F2):
             term = (A1 @ A2.T + beta2) * (D1 @ D2.T)
             K = term if K is None else K + term
+        assert K is not None  # an NTKMLP has depth >= 1, hence at least two layers
         if mode == "trace":
             K = K / model.weights[-1].shape[0]
         if X2 is None:

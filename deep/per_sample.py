@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ class LayerPlan:
     layers: dict[str, tuple[nn.Module, dict[str, str]]]
 
 
-def _own_forward(module: nn.Module, base: type) -> bool:
+def _own_forward(module: nn.Module, base: type[nn.Module]) -> bool:
     """True when ``module`` runs ``base.forward`` (subclasses that only change initialisation are fine)."""
     return isinstance(module, base) and type(module).forward is base.forward
 
@@ -120,6 +121,7 @@ def plan(model: nn.Module, names: list[str]) -> tuple[LayerPlan | None, str]:
 def _conv_patches(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
     """Input patches (b, C_in kh kw, P) of a zero-padded, groups=1 Conv2d, padding strings included."""
     kh, kw = module.kernel_size
+    pad: tuple[int, ...]
     if isinstance(module.padding, str):
         if module.padding == "valid":
             pad = (0, 0)
@@ -165,7 +167,8 @@ def _layer_grads(
             prefix = f"{path}." if path else ""
             mean, var = params[prefix + "running_mean"], params[prefix + "running_var"]
             view = (1, c, 1)
-            xhat = (a.reshape(b, c, -1) - mean.reshape(view)) / torch.sqrt(var.reshape(view) + module.eps)
+            # plan() admits only Linear, Conv2d and BatchNorm layers (_supported): this one's eps is a float
+            xhat = (a.reshape(b, c, -1) - mean.reshape(view)) / torch.sqrt(var.reshape(view) + cast(float, module.eps))
             out["weight"] = (d * xhat.unsqueeze(1)).sum(3)
         if "bias" in wanted:
             out["bias"] = d.sum(3)
@@ -250,8 +253,8 @@ def batched_jacobian(
         for name in wanted.values():
             if name in done:
                 continue
-            g = grads.get(name)
-            if g is None:
-                g = torch.zeros((b, T, *diff[name].shape), dtype=X.dtype, device=X.device)
-            out[name] = (g[:, 0] if mode == "sum" else g).detach()
+            acc = grads.get(name)
+            if acc is None:
+                acc = torch.zeros((b, T, *diff[name].shape), dtype=X.dtype, device=X.device)
+            out[name] = (acc[:, 0] if mode == "sum" else acc).detach()
     return out

@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -228,7 +228,8 @@ def read_records(path: str | os.PathLike) -> list[EpochRecord]:
 def write_split(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Atomically write named numpy arrays as an ``.npz`` file."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # every keyword is an array name here; numpy's stubs type **kwds against its allow_pickle: bool
+    np.savez(buf, **cast(dict[str, Any], arrays))
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -285,7 +286,7 @@ def measure(
     p_train = z_train.argmax(1)
     p_val = logits_of(model, dd.x_val, bs).argmax(1)
     p_test = logits_of(model, dd.x_test, bs).argmax(1)
-    out = {
+    out: dict[str, Any] = {
         "test_acc": _acc(p_test, dd.y_test),
         "train_acc": _acc(p_train, dd.y_train),
         "train_acc_clean": _acc(p_train, dd.y_train, ~dd.flipped),
@@ -456,7 +457,8 @@ class Summary:
 def summarize(records: Sequence[EpochRecord], *, finished: bool, data: dict, config: dict, timings: dict) -> Summary:
     """Build the :class:`Summary` of ``records`` (early stopping on the noisy validation accuracy)."""
     with_val = [r for r in records if r.val_acc is not None]
-    best = max(with_val, key=lambda r: r.val_acc, default=None)  # max() keeps the first of ties
+    # max() keeps the first of ties; every record in with_val has a val_acc (the cast says so)
+    best = max(with_val, key=lambda r: cast(float, r.val_acc), default=None)
     best_test = max(records, key=lambda r: r.test_acc, default=None)
     return Summary(
         finished=finished,

@@ -23,7 +23,7 @@ from kernels.checks import Interval, Options, check_params
 __all__ = ["fake_cifar_arrays", "write_fake_cifar", "corrupt_file", "FAKE_FOLDER_ROOT"]
 
 FAKE_FOLDER_ROOT = "cifar10-fake"
-CONSTRAINTS = {
+CONSTRAINTS: dict[str, Interval | Options] = {
     "fmt": Options(("python", "python-tar", "folder", "folder-tar")),
     "n_train_per_class": Interval(int, 1, None),
     "n_test_per_class": Interval(int, 1, None),
@@ -181,7 +181,7 @@ def _folder_files(data: CifarData, image_ext: str) -> dict[str, bytes]:
     fmt = "PNG" if image_ext == "png" else "JPEG"
     files = {}
     for split, images, labels in (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels)):
-        counter = {}
+        counter: dict[str, int] = {}
         for img, lab in zip(images, labels):
             cls = data.classes[int(lab)]
             i = counter[cls] = counter.get(cls, -1) + 1

@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -190,7 +190,8 @@ def make_student(cfg: TrainConfig, generation: int, dd: DeviceData, device: torc
         cfg.model, num_classes=NUM_CLASSES, seed=cfg.seed + generation - 1, device=device, **dict(cfg.model_options)
     )
     if hasattr(model, "init_whitening"):
-        model.init_whitening(dd.x_train[:5000])
+        # nn.Module types unknown attributes as Tensor | Module; this one is a method (FastNet's)
+        cast(Any, model).init_whitening(dd.x_train[:5000])
     return model
 
 
@@ -253,6 +254,7 @@ def initial_targets(
     if cfg.method in ("self-distill", "sat"):
         return one_hot(dd.y_train, NUM_CLASSES), None
     if cfg.method == "generations" and generation > 1:
+        assert teacher is not None  # generation k > 1 is taught by generation k - 1's student (train)
         q = predictions(logits_of(teacher, dd.x_train, cfg.eval_batch_size), soft=cfg.soft)
         alpha = scheduled_weight(cfg.weight_schedule, cfg.alpha, generation - 1, cfg.generations)
         return generation_targets(one_hot(dd.y_train, NUM_CLASSES), q, alpha), alpha
@@ -306,7 +308,14 @@ def train_epoch(
     model.train()
     n = len(dd.x_train)
     device = dd.x_train.device
-    next_targets = targets.clone() if cfg.method == "self-distill" else targets
+    # self-distill and sat carry per-sample targets (initial_targets, a checkpoint), and both have a
+    # target momentum (MOMENTUM_METHODS): the asserts below state it for the type checker
+    next_targets: torch.Tensor | None
+    if cfg.method == "self-distill":
+        assert targets is not None
+        next_targets = targets.clone()
+    else:
+        next_targets = targets
     loss_sum = torch.zeros((), device=device)
     agree = torch.zeros((), device=device, dtype=torch.long)
     agree_flipped = torch.zeros((), device=device, dtype=torch.long)
@@ -325,6 +334,7 @@ def train_epoch(
             cfg.method, logits, dd.y_train[idx], stored, target_momentum=target_momentum, soft=cfg.soft, check=False
         )
         if cfg.method == "sat":
+            assert next_targets is not None
             next_targets[idx] = t
         loss = soft_cross_entropy(logits, t, label_smoothing=cfg.label_smoothing, weights=weights, check=False)
         lr = cfg.lr * lr_factor(step, total_steps, cfg.lr_schedule, cfg.warmup)
@@ -343,6 +353,7 @@ def train_epoch(
             if lam is not None:
                 lam_sum += lam
             if cfg.method == "self-distill":
+                assert next_targets is not None and stored is not None and target_momentum is not None
                 next_targets[idx] = chained_targets(stored, predictions(logits, soft=cfg.soft), target_momentum, check=False)
         n_batches += 1
         seen += len(idx)
@@ -588,6 +599,7 @@ def train(config: TrainConfig) -> TrainResult:
                     _print_epoch(rec)
             if stopped:
                 break
+        assert model is not None  # the generation loop ran: a checkpoint's generation is <= cfg.generations
         model.eval()
 
     finished = len(records) == cfg.epochs * cfg.generations

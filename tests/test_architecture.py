@@ -109,3 +109,13 @@ def test_readme_architecture_names_every_module():
     ]
     assert not missing, f"README's Architecture section does not name: {missing}"
     assert "runs/*.py" in section
+
+
+def test_every_listed_equivalent_mutant_is_still_in_its_module():
+    """tests/mutate_equivalent.txt matches by module and a piece of the line: an entry whose line
+    moved to another module, or is gone, would silently stop applying."""
+    from tests.mutate import load_equivalents
+
+    stale = [(m, text) for m, _desc, text, _why in load_equivalents(ROOT / "tests" / "mutate_equivalent.txt")]
+    stale = [(m, text) for m, text in stale if text not in (ROOT / m).read_text()]
+    assert not stale, f"entries of tests/mutate_equivalent.txt no longer on a line of their module: {stale}"
