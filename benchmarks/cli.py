@@ -32,6 +32,7 @@ from benchmarks.run_files import (
 )
 from benchmarks.runs import ALL_RUNS, air_spectrum, analytic_vs_trained, cnn_kernels, frequency, noisy_cifar
 from benchmarks.runs.toy_distill import parse_alphas
+from deep.files import CHECKPOINT_FILE
 
 # Run-specific options and their help; the runs that take each one come from their ``options``.
 RUN_OPTIONS: dict[str, str] = {
@@ -379,7 +380,7 @@ def run_named(
         output = bench.func(ctx)
     except BaseException:
         # keep whatever --resume can continue from: finished parts, or a training run's checkpoint
-        if not (directory / "parts").exists() and not any(directory.rglob("checkpoint.pt")):
+        if not (directory / "parts").exists() and not any(directory.rglob(CHECKPOINT_FILE)):
             shutil.rmtree(directory, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start

@@ -44,6 +44,7 @@ from typing import Any
 from benchmarks.progress import duration
 from benchmarks.run_files import atomic_write_json, atomic_write_text, environment
 from benchmarks.sweep_grid import Cell, Grid, SweepError
+from deep.files import CHECKPOINT_FILE
 
 __all__ = ["SweepResult", "sweep", "run_cells", "train_cell", "CELLS_DIR", "cell_status", "default_workers"]
 
@@ -136,7 +137,7 @@ def _train_cell(cell_dir: str, config: dict[str, Any], threads: int | None, prog
     values = train_values(config)
     values["device"] = _device_for_worker(str(values.get("device", "auto")))
     cfg = TrainConfig.from_dict(
-        {**values, "out": str(run_dir), "resume": (run_dir / "checkpoint.pt").exists(), "progress": progress}
+        {**values, "out": str(run_dir), "resume": (run_dir / CHECKPOINT_FILE).exists(), "progress": progress}
     )
     res = train(cfg)
     numbers = {
@@ -156,7 +157,7 @@ def cell_status(out: Path, cell: Cell) -> str:
     d = Path(out) / CELLS_DIR / cell.name
     if (d / "cell.json").exists():
         return "finished"
-    if (d / "run" / "checkpoint.pt").exists():
+    if (d / "run" / CHECKPOINT_FILE).exists():
         return "interrupted"
     if (d / "error.txt").exists():
         return "failed"

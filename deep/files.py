@@ -1,10 +1,12 @@
-"""File modes of the atomic writers (no torch here, so every reader and writer can use it)."""
+"""File names and modes of a training run's files (no torch here, so every reader and writer can use it)."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["umask_file_mode"]
+__all__ = ["CHECKPOINT_FILE", "umask_file_mode"]
+
+CHECKPOINT_FILE = "checkpoint.pt"  # in a training run's out folder: what resume reads
 
 
 def umask_file_mode() -> int:

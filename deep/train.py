@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from deep.augment import augment, batches
 from deep.config import MOMENTUM_METHODS, RESUME_FREE_FIELDS, TrainConfig, build_parser, config_from_args
 from deep.data import NUM_CLASSES, CifarData, CifarFormatError, download_cifar10, load_cifar10
+from deep.files import CHECKPOINT_FILE
 from deep.methods import (
     batch_targets,
     chained_targets,
@@ -395,6 +396,28 @@ class RunState:
     train_idx: np.ndarray
     labels: np.ndarray
 
+    @classmethod
+    def capture(
+        cls, cfg: TrainConfig, state: Generation, history: History, split: RunSplit, rng: torch.Generator, device: torch.device
+    ) -> RunState:
+        """The checkpoint after ``state``'s epoch ``state.first_epoch``: the inverse of :func:`restore_generation`."""
+        return cls(
+            config=cfg.to_dict(),
+            generation=state.index,
+            epoch=state.first_epoch,
+            step=state.step,
+            gen_alpha=state.alpha,
+            model=state.model.state_dict(),
+            optimizer=state.optimizer.state_dict(),
+            targets=None if state.targets is None else state.targets.detach().cpu(),
+            rng=_rng_state(rng, device),
+            records=[r.to_dict() for r in history.records],
+            train_predictions=history.predictions,
+            elapsed=history.records[-1].elapsed,
+            train_idx=split.train_idx,
+            labels=split.labels,
+        )
+
     def check_matches(self, cfg: TrainConfig, split: RunSplit) -> None:
         """Refuse to resume under another config (beyond :data:`RESUME_FREE_FIELDS`) or other data."""
         new = cfg.to_dict()
@@ -422,7 +445,10 @@ def load_run_state(path: Path) -> RunState:
 
 @dataclass
 class Generation:
-    """The training state of one generation: network, optimiser, carried targets and position."""
+    """The training state of one generation: network, optimiser, carried targets and position.
+
+    ``step`` and ``first_epoch`` (the next epoch to run) advance as the generation trains.
+    """
 
     index: int
     model: nn.Module
@@ -431,6 +457,50 @@ class Generation:
     alpha: float | None  # the generation's alpha ("generations"); None for the other methods
     step: int
     first_epoch: int
+
+
+@dataclass
+class History:
+    """What a run has recorded so far, empty or from its checkpoint: the epochs, the per-epoch
+    class predictions on the training images (int8) and the best noisy-validation accuracy."""
+
+    records: list[EpochRecord]
+    predictions: list[np.ndarray]
+    best_val: float | None
+    elapsed_before: float  # seconds of the earlier sessions
+    generation: int  # where this session starts
+
+    @classmethod
+    def resume(cls, saved: RunState | None) -> History:
+        if saved is None:
+            return cls([], [], None, 0.0, 1)
+        records = [EpochRecord.from_dict(r) for r in saved.records]
+        best = max((r.val_acc for r in records if r.val_acc is not None), default=None)
+        predictions = [np.asarray(p, dtype=np.int8) for p in saved.train_predictions]
+        return cls(records, predictions, best, float(saved.elapsed), saved.generation)
+
+    def add(self, rec: EpochRecord) -> bool:
+        """Append an epoch; True when its validation accuracy is the best so far (first of ties)."""
+        self.records.append(rec)
+        if rec.val_acc is None or (self.best_val is not None and rec.val_acc <= self.best_val):
+            return False
+        self.best_val = rec.val_acc
+        return True
+
+
+def save_epoch(out: Path, run_state: RunState, history: History, model: nn.Module, *, best: bool) -> None:
+    """The files of a finished epoch: ``best_model.pt`` when ``best``, then the checkpoint (it holds the
+    records), ``records.jsonl`` and ``train_predictions.npz``; each written atomically."""
+    rec = history.records[-1]
+    if best:
+        save_checkpoint(
+            out / "best_model.pt",
+            {"global_epoch": rec.global_epoch, "generation": rec.generation, "val_acc": rec.val_acc, "model": model.state_dict()},
+        )
+    save_run_state(out / CHECKPOINT_FILE, run_state)
+    write_records(out / "records.jsonl", history.records)
+    n = len(history.predictions)
+    write_split(out / "train_predictions.npz", pred=np.stack(history.predictions), global_epoch=np.arange(1, n + 1))
 
 
 def start_generation(cfg: TrainConfig, index: int, dd: DeviceData, device: torch.device, teacher: nn.Module | None) -> Generation:
@@ -451,6 +521,22 @@ def restore_generation(
     _set_rng_state(state.rng, rng, device)
     targets = state.targets.to(device) if state.targets is not None else None
     return Generation(state.generation, model, opt, targets, state.gen_alpha, step=int(state.step), first_epoch=int(state.epoch))
+
+
+def describe_data(data: CifarData, split: RunSplit, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """summary.json's ``data`` block: the source, split sizes, realised noise and the device."""
+    return {
+        "source": str(getattr(data, "source", cfg.data)),
+        "n_train": len(split.train_idx),
+        "n_val": len(split.val_idx),
+        "n_test": len(split.test_idx),
+        "n_flipped": int(split.flipped.sum()),
+        "realised_error_rate": float(split.flipped.mean()) if len(split.flipped) else 0.0,
+        "val_realised_error_rate": float((split.val_labels != split.val_true_labels).mean()) if len(split.val_labels) else None,
+        "noise_kind": split.noise_kind,
+        "noise_rate": split.noise_rate,
+        "device": str(device),
+    }
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -477,7 +563,7 @@ def train(config: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT_FILE
     if not cfg.resume and (ckpt_path.exists() or (out / "summary.json").exists()):
         raise ValueError(
             f"train: out {str(out)!r} already holds a run; pass resume=True (--resume) to continue it or choose another out"
@@ -490,50 +576,32 @@ def train(config: TrainConfig) -> TrainResult:
     freq = frequency_setup(dd, split, cfg)
     write_split(out / "split.npz", **{k: v for k, v in dataclasses.asdict(split).items() if isinstance(v, np.ndarray)})
     t_data = time.perf_counter() - t_start
-    data_info = {
-        "source": str(getattr(data, "source", cfg.data)),
-        "n_train": len(split.train_idx),
-        "n_val": len(split.val_idx),
-        "n_test": len(split.test_idx),
-        "n_flipped": int(split.flipped.sum()),
-        "realised_error_rate": float(split.flipped.mean()) if len(split.flipped) else 0.0,
-        "val_realised_error_rate": float((split.val_labels != split.val_true_labels).mean()) if len(split.val_labels) else None,
-        "noise_kind": split.noise_kind,
-        "noise_rate": split.noise_rate,
-        "device": str(device),
-    }
 
     saved = load_run_state(ckpt_path) if cfg.resume and ckpt_path.exists() else None
     if saved is not None:
         saved.check_matches(cfg, split)
-    records = [EpochRecord.from_dict(r) for r in saved.records] if saved else []
-    # per-epoch class predictions on the training images (int8, epochs x n_train)
-    history = [np.asarray(p, dtype=np.int8) for p in saved.train_predictions] if saved else []
-    best_val = max((r.val_acc for r in records if r.val_acc is not None), default=None)
-    elapsed_before = float(saved.elapsed) if saved else 0.0
-    g0 = saved.generation if saved else 1
-    resumed_from = len(records)
+    history = History.resume(saved)
+    resumed_from = len(history.records)
 
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the caller's global RNG state is left as it was
         torch.manual_seed(cfg.seed)
         gen = torch.Generator()  # CPU: batch order and augmentation are the same on any device
         gen.manual_seed(cfg.seed)
-        steps_per_epoch = math.ceil(len(split.train_idx) / cfg.batch_size)
-        total_steps = cfg.epochs * steps_per_epoch
+        total_steps = cfg.epochs * math.ceil(len(split.train_idx) / cfg.batch_size)
         model: nn.Module | None = None
         stopped = False
-        for g in range(g0, cfg.generations + 1):
+        for g in range(history.generation, cfg.generations + 1):
             # ---- a fresh student per generation (the previous one is its teacher), or the checkpoint's
             state = (
                 restore_generation(saved, cfg, dd, device, gen)
-                if saved is not None and g == g0
+                if saved is not None and g == history.generation
                 else start_generation(cfg, g, dd, device, teacher=model)
             )
-            model, opt, targets, gen_alpha, step = state.model, state.optimizer, state.targets, state.alpha, state.step
+            model = state.model
             # ---- loop
             for e in range(state.first_epoch, cfg.epochs):
-                if cfg.stop_after is not None and len(records) >= cfg.stop_after:
+                if cfg.stop_after is not None and len(history.records) >= cfg.stop_after:
                     stopped = True
                     break
                 t0 = time.perf_counter()
@@ -544,57 +612,38 @@ def train(config: TrainConfig) -> TrainResult:
                     else f"epoch {e + 1}/{cfg.epochs}"
                 )
                 stats = train_epoch(
-                    model, opt, cfg, dd, targets, gen, step=step, total_steps=total_steps, target_momentum=momentum, desc=desc
+                    model,
+                    state.optimizer,
+                    cfg,
+                    dd,
+                    state.targets,
+                    gen,
+                    step=state.step,
+                    total_steps=total_steps,
+                    target_momentum=momentum,
+                    desc=desc,
                 )
-                step, targets = stats.step, stats.targets
+                state.step, state.targets, state.first_epoch = stats.step, stats.targets, e + 1
                 metrics, p_train = measure(model, dd, split, cfg, freq)
-                history.append(p_train.cpu().numpy().astype(np.int8))
+                history.predictions.append(p_train.cpu().numpy().astype(np.int8))
                 _sync(device)
-                dt = time.perf_counter() - t0
                 rec = EpochRecord(
                     epoch=e + 1,
                     generation=g,
-                    global_epoch=len(records) + 1,
+                    global_epoch=len(history.records) + 1,
                     loss=stats.loss,
                     lr=stats.lr,
-                    time=dt,
-                    elapsed=elapsed_before + time.perf_counter() - t_start,
+                    time=time.perf_counter() - t0,
+                    elapsed=history.elapsed_before + time.perf_counter() - t_start,
                     target_agreement=stats.target_agreement,
                     target_agreement_flipped=stats.target_agreement_flipped,
-                    alpha=gen_alpha,
+                    alpha=state.alpha,
                     target_momentum=momentum,
                     lam=stats.lam,
                     **metrics,
                 )
-                records.append(rec)
-                if rec.val_acc is not None and (best_val is None or rec.val_acc > best_val):
-                    best_val = rec.val_acc  # the early-stopping choice so far (first of ties)
-                    save_checkpoint(
-                        out / "best_model.pt",
-                        {"global_epoch": rec.global_epoch, "generation": g, "val_acc": rec.val_acc, "model": model.state_dict()},
-                    )
-                # ---- records: checkpoint first (it holds the records), then the jsonl
-                save_run_state(
-                    ckpt_path,
-                    RunState(
-                        config=cfg.to_dict(),
-                        generation=g,
-                        epoch=e + 1,
-                        step=step,
-                        gen_alpha=gen_alpha,
-                        model=model.state_dict(),
-                        optimizer=opt.state_dict(),
-                        targets=None if targets is None else targets.detach().cpu(),
-                        rng=_rng_state(gen, device),
-                        records=[r.to_dict() for r in records],
-                        train_predictions=history,
-                        elapsed=rec.elapsed,
-                        train_idx=split.train_idx,
-                        labels=split.labels,
-                    ),
-                )
-                write_records(out / "records.jsonl", records)
-                write_split(out / "train_predictions.npz", pred=np.stack(history), global_epoch=np.arange(1, len(history) + 1))
+                best = history.add(rec)
+                save_epoch(out, RunState.capture(cfg, state, history, split, gen, device), history, model, best=best)
                 if cfg.progress:
                     _print_epoch(rec)
             if stopped:
@@ -602,15 +651,18 @@ def train(config: TrainConfig) -> TrainResult:
         assert model is not None  # the generation loop ran: a checkpoint's generation is <= cfg.generations
         model.eval()
 
+    records = history.records
     finished = len(records) == cfg.epochs * cfg.generations
-    total = elapsed_before + time.perf_counter() - t_start
+    total = history.elapsed_before + time.perf_counter() - t_start
     timings = {
         "total": total,
         "this_session": time.perf_counter() - t_start,
         "data": t_data,
         "train": float(sum(r.time for r in records)),
     }
-    summary = summarize(records, finished=finished, data=data_info, config=cfg.to_dict(), timings=timings)
+    summary = summarize(
+        records, finished=finished, data=describe_data(data, split, cfg, device), config=cfg.to_dict(), timings=timings
+    )
     write_json(out / "summary.json", summary.to_dict())
     return TrainResult(
         config=cfg,
@@ -651,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split())
         raise SystemExit(f"deep.train: error: {msg}") from None
     except KeyboardInterrupt:
-        ckpt = Path(args.out) / "checkpoint.pt"
+        ckpt = Path(args.out) / CHECKPOINT_FILE
         again = " ".join(sys.argv[1:] if argv is None else list(argv))
         if ckpt.exists():
             done = len(load_run_state(ckpt).records)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from deep.files import CHECKPOINT_FILE
+
 __all__ = ["train_or_resume", "TRAIN_SIZE_KEYS", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
 
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
@@ -36,7 +38,7 @@ def train_or_resume(out: Path, sizes: dict, **fields: Any) -> Any:
     from deep.train import train
 
     sized = {k: sizes[k] for k in TRAIN_SIZE_KEYS}
-    return train(TrainConfig(**sized, **fields, out=str(out), resume=(out / "checkpoint.pt").exists()))
+    return train(TrainConfig(**sized, **fields, out=str(out), resume=(out / CHECKPOINT_FILE).exists()))
 
 
 def _rebuild(run_dir: Path, device: str) -> tuple[Any, Any, Any, Any]:
