@@ -7,20 +7,8 @@ Kernels larger than memory live in their own modules, run on Dask when it is ins
 """
 
 from kernels.cnn import cnn_architecture, cnn_nngp, cnn_ntk
-from kernels.functions import (
-    KERNELS,
-    exponential,
-    gram,
-    kernel_params,
-    laplace,
-    laplacian,
-    linear,
-    nngp_relu,
-    ntk_relu,
-    ntk_two_layer,
-    polynomial,
-    rbf,
-)
+from kernels.functions import KERNELS, exponential, gram, kernel_params, laplace, laplacian, linear, polynomial, rbf
+from kernels.relu import nngp_relu, ntk_relu, ntk_two_layer
 from kernels.ridge import KernelRidge, KernelSolve, RidgePath, solve_kernel_system
 from kernels.spectrum import RidgeResolutionWarning, Spectrum, check_ridge_resolution, spectrum
 

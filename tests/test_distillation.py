@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -382,3 +383,18 @@ def test_bad_arrays(problem):
     with pytest.raises(TypeError, match="path"):
         sparsification(s)
     assert isinstance(path, DistillationPath)
+
+
+def test_steps_over_the_memory_budget_are_refused_with_a_count_that_fits():
+    """The refusal names the largest whole number of steps the budget holds: that many run, one more does not."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    s, y = spectrum(np.exp(-((X[:, None] - X[None]) ** 2).sum(-1))), X[:, 0]
+    budget = 20_000
+    with pytest.raises(ValueError, match=r"pass steps <= \d+ \(every step is stored\)") as info:
+        self_distillation(s, y, ridge=0.1, alpha=0.5, steps=1000, memory_budget=budget)
+    fit = int(re.search(r"pass steps <= (\d+) ", str(info.value)).group(1))
+    assert fit >= 1
+    assert self_distillation(s, y, ridge=0.1, alpha=0.5, steps=fit, memory_budget=budget).fits.shape[0] == fit
+    with pytest.raises(ValueError, match="memory_budget"):
+        self_distillation(s, y, ridge=0.1, alpha=0.5, steps=fit + 1, memory_budget=budget)

@@ -9,16 +9,8 @@ import pytest
 from scipy import stats
 
 from tests.conftest import to_backend
-from theory.noise import (
-    CIFAR10_ASYMMETRIC_MAP,
-    CIFAR10_CLASSES,
-    cifar10_asymmetric_noise,
-    make_noise,
-    one_hot,
-    pair_noise,
-    symmetric_noise,
-    uniform_noise,
-)
+from theory import make_noise, one_hot, pair_noise, symmetric_noise, uniform_noise
+from theory.noise import CIFAR10_ASYMMETRIC_MAP, CIFAR10_CLASSES, cifar10_asymmetric_noise
 
 N = 20000
 C = 10
