@@ -769,32 +769,35 @@ def _torch_peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30
 
 
-def row_cnn(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
-    """Image pairs per second of ``cnn_ntk`` on torch (CUDA): an n x n cross Gram ``K(A, B)`` of
-    random images (n^2 pairs, the images' own recursions included, as the speed run's cnn row), per
-    architecture and dtype, the smaller n of every architecture first; a larger n is skipped when
-    the smaller one's time scaled by n^2 does not fit. The numpy CPU rate (float64) is measured on
-    the first ``<key>_cpu_n`` images of A and B, whose entries the GPU's must match."""
+def _no_time_for(rec: Recorder, what: str, last: tuple[float, int] | None, n: int, deadline: float) -> bool:
+    """True (and ``what`` recorded as skipped) when under 5 s are left or the last (seconds, n) scaled by n^2 does not fit."""
+    need = last[0] * (n / last[1]) ** 2 if last is not None else 0.0
+    if _left(deadline) < 5 or need > _left(deadline):
+        rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+        return True
+    return False
+
+
+def _cnn_images(shape: tuple[int, int, int], seed: int, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n_max`` random images A, then ``n_max`` random images B, of the given (H, W, C) shape."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_max, *shape)), rng.standard_normal((n_max, *shape))
+
+
+def _cnn_cpu_reference(
+    cfg: dict, images: tuple[np.ndarray, np.ndarray], rec: Recorder, deadline: float
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Per architecture, the numpy CPU rate and K (float64) of the first ``<key>_cpu_n`` images of A and B, recorded."""
     from kernels.cnn import cnn_ntk
 
-    device = cfg.get("device", "cuda")
-    H, W, C = cfg["image"]
-    budget = int(cfg["memory_budget_gib"] * 2**30)
-    archs: dict[str, str] = cfg["architectures"]
-    sizes = {key: sorted(cfg[f"{key}_n"]) for key in archs}
-    n_max = max(max(ns) for ns in sizes.values())
-    rng = np.random.default_rng(seed)
-    A_host, B_host = rng.standard_normal((n_max, H, W, C)), rng.standard_normal((n_max, H, W, C))
-    image = f"{H}x{W}x{C}"
-
     cpu: dict[str, tuple[float, np.ndarray]] = {}  # arch -> (pairs/s, K of the first cpu_n images)
-    for key, arch in archs.items():
-        c = min(cfg[f"{key}_cpu_n"], n_max)
+    for key, arch in cfg["architectures"].items():
+        c = min(cfg[f"{key}_cpu_n"], images[0].shape[0])
         if _left(deadline) < 5:
             rec.skip(f"cnn {arch} numpy CPU reference: budget spent")
             continue
         try:
-            Ac, Bc = A_host[:c], B_host[:c]
+            Ac, Bc = images[0][:c], images[1][:c]
             t, K = _timed_sync(lambda: cnn_ntk(Ac, Bc, architecture=arch), "numpy", "cpu")
         except Exception as exc:
             rec.error(f"cnn {arch} numpy CPU reference n={c}", exc)
@@ -809,70 +812,115 @@ def row_cnn(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
         }
         rec.save()
         _log(f"cnn {arch} numpy CPU n={c}: {c * c / t:.3g} pairs/s")
+    return cpu
 
-    last: dict[str, tuple[float, int]] = {}  # "arch dtype" -> (seconds, n) of its last measured size
-    failed: set[str] = set()
-    for i in range(max(len(ns) for ns in sizes.values())):
+
+@dataclass
+class _CnnRun:
+    """What the cnn row's measurements share: the config, images, CPU reference, record, deadline and sizes so far."""
+
+    cfg: dict
+    images: tuple[np.ndarray, np.ndarray]
+    cpu: dict[str, tuple[float, np.ndarray]]
+    rec: Recorder
+    deadline: float
+    budget: int  # cnn_ntk's memory_budget in bytes
+    last: dict[str, tuple[float, int]] = field(default_factory=dict)  # "arch dtype" -> (seconds, n) of its last measured size
+    failed: set[str] = field(default_factory=set)  # "arch dtype" that raised: its larger n are not tried
+
+
+def _cnn_vs_cpu(rate: float, reference: tuple[float, np.ndarray], K: Any, n: int) -> dict[str, Any]:
+    """The columns comparing a torch K with the numpy CPU reference: speedup and entry differences on the shared images."""
+    cpu_rate, K_cpu = reference
+    c = min(K_cpu.shape[0], n)
+    diff = float(np.max(np.abs(_host(K[:c, :c]) - K_cpu[:c, :c])))
+    return {
+        "cpu_pairs_per_s": cpu_rate,
+        "speedup_vs_cpu": rate / cpu_rate,
+        "cpu_n": c,
+        "max_abs_diff_cpu": diff,
+        "rel_diff_cpu": diff / max(float(np.max(np.abs(K_cpu[:c, :c]))), 1e-300),
+    }
+
+
+def _cnn_row(run: _CnnRun, arch: str, dt: str, n: int, t: float, K: Any) -> dict[str, Any]:
+    """The row recorded for one measurement (seconds t, result K), with the CPU comparison when there is a reference."""
+    device = run.cfg.get("device", "cuda")
+    rate = n * n / t
+    row: dict[str, Any] = {
+        "architecture": arch,
+        "image": "x".join(str(v) for v in run.images[0].shape[1:]),
+        "backend": "torch",
+        "device": device,
+        "dtype": dt,
+        "out_dtype": str(K.dtype),
+        "n": n,
+        "pairs": n * n,
+        "seconds": t,
+        "pairs_per_s": rate,
+        "memory_budget_gib": run.cfg["memory_budget_gib"],
+        "peak_gib": _torch_peak_gib(device),
+    }
+    if arch in run.cpu:
+        row.update(_cnn_vs_cpu(rate, run.cpu[arch], K, n))
+    return row
+
+
+def _cnn_measure(run: _CnnRun, arch: str, dt: str, n: int) -> dict[str, Any]:
+    """Time ``K(A, B)`` of the first n images in ``dt`` on torch (after a one-pair warm-up); the row it records."""
+    from kernels.cnn import cnn_ntk
+
+    device, budget = run.cfg.get("device", "cuda"), run.budget
+    A_host, B_host = run.images
+    A, B = _put(A_host[:n].astype(dt), "torch", device), _put(B_host[:n].astype(dt), "torch", device)
+    cnn_ntk(A[:1], B[:1], architecture=arch, memory_budget=budget)  # warm-up: CUDA and cuBLAS set-up
+    _sync("torch", device)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    t, K = _timed_sync(lambda: cnn_ntk(A, B, architecture=arch, memory_budget=budget), "torch", device)
+    return _cnn_row(run, arch, dt, n, t, K)
+
+
+def _cnn_size(run: _CnnRun, arch: str, dt: str, n: int) -> None:
+    """One architecture, dtype and n: skipped (an error at a smaller n, or no time), else measured and recorded (or its error)."""
+    what, name = f"cnn {arch} torch {dt} n={n}", f"{arch} {dt}"
+    if name in run.failed:
+        run.rec.skip(f"{what}: not run after an error at a smaller n")
+        return
+    if _no_time_for(run.rec, what, run.last.get(name), n, run.deadline):
+        return
+    try:
+        row = _cnn_measure(run, arch, dt, n)
+        run.rec.add(row)
+        run.last[name] = (row["seconds"], n)
+        _log(
+            f"{what}: {row['seconds']:.2f} s, {row['pairs_per_s']:.3g} pairs/s ({row.get('speedup_vs_cpu', float('nan')):.0f}x CPU)"
+        )
+    except Exception as exc:  # e.g. out of memory: recorded, the other sizes and dtypes go on
+        run.rec.error(what, exc)
+        run.failed.add(name)
+    _free(run.cfg.get("device", "cuda"))  # the images and K of the measurement are gone with its frame
+
+
+def row_cnn(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
+    """Image pairs per second of ``cnn_ntk`` on torch (CUDA): an n x n cross Gram ``K(A, B)`` of
+    random images (n^2 pairs, the images' own recursions included, as the speed run's cnn row), per
+    architecture and dtype, the smaller n of every architecture first; a larger n is skipped when
+    the smaller one's time scaled by n^2 does not fit. The numpy CPU rate (float64) is measured on
+    the first ``<key>_cpu_n`` images of A and B, whose entries the GPU's must match."""
+    H, W, C = cfg["image"]
+    budget = int(cfg["memory_budget_gib"] * 2**30)
+    archs: dict[str, str] = cfg["architectures"]
+    sizes = {key: sorted(cfg[f"{key}_n"]) for key in archs}
+    images = _cnn_images((H, W, C), seed, max(max(ns) for ns in sizes.values()))
+    run = _CnnRun(cfg, images, _cnn_cpu_reference(cfg, images, rec, deadline), rec, deadline, budget)
+    for i in range(max(len(ns) for ns in sizes.values())):  # every architecture's i-th n before any (i+1)-th
         for key, arch in archs.items():
-            if i >= len(sizes[key]):
-                continue
-            n = sizes[key][i]
-            for dt in cfg["dtypes"]:
-                what = f"cnn {arch} torch {dt} n={n}"
-                name = f"{arch} {dt}"
-                if name in failed:
-                    rec.skip(f"{what}: not run after an error at a smaller n")
-                    continue
-                need = last[name][0] * (n / last[name][1]) ** 2 if name in last else 0.0
-                if _left(deadline) < 5 or need > _left(deadline):
-                    rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
-                    continue
-                A = B = K = None
-                try:
-                    A, B = _put(A_host[:n].astype(dt), "torch", device), _put(B_host[:n].astype(dt), "torch", device)
-                    cnn_ntk(A[:1], B[:1], architecture=arch, memory_budget=budget)  # warm-up: CUDA and cuBLAS set-up
-                    _sync("torch", device)
-                    if device == "cuda":
-                        import torch
-
-                        torch.cuda.reset_peak_memory_stats()
-                    t, K = _timed_sync(lambda: cnn_ntk(A, B, architecture=arch, memory_budget=budget), "torch", device)
-                    rate = n * n / t
-                    row: dict[str, Any] = {
-                        "architecture": arch,
-                        "image": image,
-                        "backend": "torch",
-                        "device": device,
-                        "dtype": dt,
-                        "out_dtype": str(K.dtype),
-                        "n": n,
-                        "pairs": n * n,
-                        "seconds": t,
-                        "pairs_per_s": rate,
-                        "memory_budget_gib": cfg["memory_budget_gib"],
-                        "peak_gib": _torch_peak_gib(device),
-                    }
-                    if arch in cpu:
-                        cpu_rate, K_cpu = cpu[arch]
-                        c = min(K_cpu.shape[0], n)
-                        diff = float(np.max(np.abs(_host(K[:c, :c]) - K_cpu[:c, :c])))
-                        row.update(
-                            {
-                                "cpu_pairs_per_s": cpu_rate,
-                                "speedup_vs_cpu": rate / cpu_rate,
-                                "cpu_n": c,
-                                "max_abs_diff_cpu": diff,
-                                "rel_diff_cpu": diff / max(float(np.max(np.abs(K_cpu[:c, :c]))), 1e-300),
-                            }
-                        )
-                    rec.add(row)
-                    last[name] = (t, n)
-                    _log(f"{what}: {t:.2f} s, {rate:.3g} pairs/s ({row.get('speedup_vs_cpu', float('nan')):.0f}x CPU)")
-                except Exception as exc:  # e.g. out of memory: recorded, the other sizes and dtypes go on
-                    rec.error(what, exc)
-                    failed.add(name)
-                A = B = K = None  # a rebinding, not del: the lambdas above read A, B and K
-                _free(device)
+            if i < len(sizes[key]):
+                for dt in cfg["dtypes"]:
+                    _cnn_size(run, arch, dt, sizes[key][i])
 
 
 def _cupy_pool_gib() -> float | None:
@@ -911,6 +959,161 @@ def _default_device(backend: str, device: str) -> Any:
     return torch.device(device)
 
 
+def _large_spectrum_features(cfg: dict, seed: int, n_max: int, dt: str, rec: Recorder) -> tuple[np.ndarray, str]:
+    """The features in the row's dtype (CIFAR-10 from ``cfg["data"]`` when it loads, random Gaussian else) and their name."""
+    X_host, data = None, "gaussian"
+    if cfg.get("data"):
+        try:
+            from benchmarks.runs.large_spectrum import load_features
+
+            t0 = time.perf_counter()
+            X_host, data = load_features(Path(cfg["data"]), n_max, seed=seed, progress=False)
+            rec.data["data_load_s"] = time.perf_counter() - t0
+        except Exception as exc:
+            rec.error(f"large_spectrum: loading --data {cfg['data']} (random Gaussian features instead)", exc)
+            X_host = None
+    if X_host is None:
+        X_host = np.random.default_rng(seed).standard_normal((n_max, cfg["d"]), dtype=np.float32)
+        data = "gaussian"
+    X_host = X_host.astype(dt, copy=False)
+    rec.data["features"] = {"data": data, "n": X_host.shape[0], "d": X_host.shape[1], "dtype": dt}
+    rec.save()
+    return X_host, data
+
+
+@dataclass
+class _SpectrumRun:
+    """What the large_spectrum row's runs share: the config, seed, backend, device, features and the numpy check's time."""
+
+    cfg: dict
+    seed: int
+    backend: str
+    device: str
+    X_host: np.ndarray
+    data: str
+    large_spectrum: Callable[..., Any]  # kernels.large_spectrum.large_spectrum, imported when the row starts
+    budget: int  # large_spectrum's memory_budget in bytes
+    cpu_check: tuple[float, int] | None = None  # (numpy seconds, n) of the check, for the CPU estimates
+
+    def spectrum(self, X: Any, n: int, progress: Any) -> Any:
+        """``large_spectrum`` of X (n points) with the row's settings, serially; torch's default device set for torch."""
+        cfg = self.cfg
+        with _default_device(self.backend if not isinstance(X, np.ndarray) else "numpy", self.device):
+            return self.large_spectrum(
+                X,
+                cfg["k"],
+                kernel=cfg["kernel"],
+                depth=cfg["depth"],
+                n_iter=cfg["n_iter"],
+                n_oversamples=cfg["n_oversamples"],
+                seed=self.seed,
+                chunks=min(cfg["chunks"], n),
+                memory_budget=self.budget,
+                scheduler="serial",
+                psd="clip",
+                progress=progress,
+            )
+
+
+def _large_spectrum_check(run: _SpectrumRun, cn: int, rec: Recorder) -> float | None:
+    """The spectrum at cn points on numpy and on the backend (its warm-up), compared and recorded; the numpy seconds."""
+    t_cpu_check: float | None = None
+    try:
+        Xc = run.X_host[:cn]
+        t_cpu_check, s_cpu = _timed_sync(lambda: run.spectrum(Xc, cn, False), "numpy", "cpu")
+        t_gpu_check, s_gpu = _timed_sync(
+            lambda: run.spectrum(_put(Xc, run.backend, run.device), cn, False), run.backend, run.device
+        )
+        v_cpu, v_gpu = _host(s_cpu.values), _host(s_gpu.values)
+        rec.data["check"] = {
+            "n": cn,
+            "cpu_s": t_cpu_check,
+            "gpu_s_with_warmup": t_gpu_check,
+            "max_value_diff_over_d1": float(np.max(np.abs(v_gpu - v_cpu)) / v_cpu[0]),
+            "cpu_max_residual": s_cpu.max_residual,
+            "gpu_max_residual": s_gpu.max_residual,
+        }
+        rec.save()
+        _log(f"large_spectrum check n={cn}: {rec.data['check']}")
+    except Exception as exc:
+        rec.error(f"large_spectrum check n={cn}", exc)
+    return t_cpu_check
+
+
+def _large_spectrum_row(run: _SpectrumRun, n: int, t: float, s: Any, stamps: list[float]) -> dict[str, Any]:
+    """The row recorded for one n (seconds t, spectrum s, pass time stamps), with the CPU estimate when the check ran."""
+    cfg, d, itemsize = run.cfg, run.X_host.shape[1], run.X_host.dtype.itemsize
+    vals = _host(s.values)
+    passes = cfg["n_iter"] + 2
+    row: dict[str, Any] = {
+        "backend": run.backend,
+        "device": run.device,
+        "data": run.data,
+        "dtype": cfg["dtype"],
+        "n": n,
+        "d": d,
+        "k": cfg["k"],
+        "kernel": f"{cfg['kernel']} depth {cfg['depth']}",
+        "passes": passes,
+        "seconds": t,
+        "seconds_per_pass": float(np.mean(np.diff(stamps))) if len(stamps) > 1 else t / passes,
+        "pass_seconds": np.diff(stamps).tolist(),
+        "max_residual": s.max_residual,
+        "d_1": float(vals[0]),
+        "d_k": float(vals[-1]),
+        "n_clipped": int(s.n_clipped),
+        "chunks": min(cfg["chunks"], n),
+        "scheduler": "serial",
+        "memory_budget_gib": cfg["memory_budget_gib"],
+        "device_peak_gib": _cupy_pool_gib() if run.backend == "cupy" else _torch_peak_gib(run.device),
+        "features_gib": n * d * itemsize / 2**30,
+        "gram_gib": n * n * itemsize / 2**30,
+    }
+    if run.cpu_check is not None:
+        row["cpu_estimate_s"] = run.cpu_check[0] * (n / run.cpu_check[1]) ** 2
+        row["speedup_vs_cpu_estimate"] = row["cpu_estimate_s"] / t
+    return row
+
+
+def _large_spectrum_measure(run: _SpectrumRun, n: int) -> dict[str, Any]:
+    """Time the spectrum of the first n features on the device (each pass stamped and logged); the row it records."""
+    X = _put(run.X_host[:n], run.backend, run.device)
+    _sync(run.backend, run.device)
+    _free(run.device)  # the CuPy pool then holds X only: what it holds after the run is the peak
+    if run.backend == "torch" and run.device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    stamps: list[float] = []
+
+    def progress(line: str) -> None:
+        stamps.append(time.perf_counter())
+        _log(line)
+
+    start = time.perf_counter()
+    s = run.spectrum(X, n, progress)
+    _sync(run.backend, run.device)
+    return _large_spectrum_row(run, n, time.perf_counter() - start, s, stamps)
+
+
+def _large_spectrum_size(
+    run: _SpectrumRun, n: int, rec: Recorder, deadline: float, last: tuple[float, int] | None
+) -> tuple[float, int] | None:
+    """One n: skipped when it does not fit, else measured and recorded (or its error); the (seconds, n) to predict the next."""
+    what = f"large_spectrum {run.backend} {run.cfg['dtype']} n={n}"
+    if _no_time_for(rec, what, last, n, deadline):
+        return last
+    try:
+        row = _large_spectrum_measure(run, n)
+        rec.add(row)
+        last = (row["seconds"], n)
+        _log(f"{what}: {row['seconds']:.1f} s ({row['seconds_per_pass']:.2f} s per pass), max_residual {row['max_residual']:.2e}")
+    except Exception as exc:  # e.g. out of memory: recorded, the next n is still tried
+        rec.error(what, exc)
+    _free(run.device)  # X and the spectrum are gone with the measurement's frame
+    return last
+
+
 def row_large_spectrum(cfg: dict, seed: int, rec: Recorder, deadline: float) -> None:
     """Top-k eigenpairs of ntk_relu by :func:`kernels.large_spectrum.large_spectrum` on CuPy (numpy when the
     device is the CPU; torch-CUDA, with torch's default device set to CUDA, when CuPy does not work).
@@ -924,128 +1127,16 @@ def row_large_spectrum(cfg: dict, seed: int, rec: Recorder, deadline: float) -> 
     backend = _large_spectrum_backend(cfg, rec)
     ns, k, dt = sorted(cfg["n"]), cfg["k"], cfg["dtype"]
     budget = int(cfg["memory_budget_gib"] * 2**30)
-    X_host, data = None, "gaussian"
-    if cfg.get("data"):
-        try:
-            from benchmarks.runs.large_spectrum import load_features
-
-            t0 = time.perf_counter()
-            X_host, data = load_features(Path(cfg["data"]), max(ns), seed=seed, progress=False)
-            rec.data["data_load_s"] = time.perf_counter() - t0
-        except Exception as exc:
-            rec.error(f"large_spectrum: loading --data {cfg['data']} (random Gaussian features instead)", exc)
-            X_host = None
-    if X_host is None:
-        X_host = np.random.default_rng(seed).standard_normal((max(ns), cfg["d"]), dtype=np.float32)
-        data = "gaussian"
-    X_host = X_host.astype(dt, copy=False)
-    d = X_host.shape[1]
-    itemsize = X_host.dtype.itemsize
-    rec.data["features"] = {"data": data, "n": X_host.shape[0], "d": d, "dtype": dt}
-    rec.save()
-
-    def spectrum_of(X: Any, n: int, progress: Any) -> Any:
-        with _default_device(backend if not isinstance(X, np.ndarray) else "numpy", device):
-            return large_spectrum(
-                X,
-                k,
-                kernel=cfg["kernel"],
-                depth=cfg["depth"],
-                n_iter=cfg["n_iter"],
-                n_oversamples=cfg["n_oversamples"],
-                seed=seed,
-                chunks=min(cfg["chunks"], n),
-                memory_budget=budget,
-                scheduler="serial",
-                psd="clip",
-                progress=progress,
-            )
-
+    X_host, data = _large_spectrum_features(cfg, seed, max(ns), dt, rec)
+    run = _SpectrumRun(cfg, seed, backend, device, X_host, data, large_spectrum, budget)
     cn = min(cfg["check_n"], X_host.shape[0])
-    t_cpu_check: float | None = None
     if cn > k and _left(deadline) > 5:
-        try:
-            Xc = X_host[:cn]
-            t_cpu_check, s_cpu = _timed_sync(lambda: spectrum_of(Xc, cn, False), "numpy", "cpu")
-            t_gpu_check, s_gpu = _timed_sync(lambda: spectrum_of(_put(Xc, backend, device), cn, False), backend, device)
-            v_cpu, v_gpu = _host(s_cpu.values), _host(s_gpu.values)
-            rec.data["check"] = {
-                "n": cn,
-                "cpu_s": t_cpu_check,
-                "gpu_s_with_warmup": t_gpu_check,
-                "max_value_diff_over_d1": float(np.max(np.abs(v_gpu - v_cpu)) / v_cpu[0]),
-                "cpu_max_residual": s_cpu.max_residual,
-                "gpu_max_residual": s_gpu.max_residual,
-            }
-            rec.save()
-            _log(f"large_spectrum check n={cn}: {rec.data['check']}")
-        except Exception as exc:
-            rec.error(f"large_spectrum check n={cn}", exc)
-        s_cpu = s_gpu = None
+        t_cpu_check = _large_spectrum_check(run, cn, rec)
+        run.cpu_check = None if t_cpu_check is None else (t_cpu_check, cn)
         _free(device)
-
     last: tuple[float, int] | None = None
     for n in ns:
-        what = f"large_spectrum {backend} {dt} n={n}"
-        need = last[0] * (n / last[1]) ** 2 if last is not None else 0.0
-        if _left(deadline) < 5 or need > _left(deadline):
-            rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
-            continue
-        X = s = None
-        try:
-            X = _put(X_host[:n], backend, device)
-            _sync(backend, device)
-            _free(device)  # the CuPy pool then holds X only: what it holds after the run is the peak
-            if backend == "torch" and device == "cuda":
-                import torch
-
-                torch.cuda.reset_peak_memory_stats()
-            stamps: list[float] = []
-
-            def progress(line: str) -> None:
-                stamps.append(time.perf_counter())
-                _log(line)
-
-            start = time.perf_counter()
-            s = spectrum_of(X, n, progress)
-            _sync(backend, device)
-            t = time.perf_counter() - start
-            vals = _host(s.values)
-            passes = cfg["n_iter"] + 2
-            row: dict[str, Any] = {
-                "backend": backend,
-                "device": device,
-                "data": data,
-                "dtype": dt,
-                "n": n,
-                "d": d,
-                "k": k,
-                "kernel": f"{cfg['kernel']} depth {cfg['depth']}",
-                "passes": passes,
-                "seconds": t,
-                "seconds_per_pass": float(np.mean(np.diff(stamps))) if len(stamps) > 1 else t / passes,
-                "pass_seconds": np.diff(stamps).tolist(),
-                "max_residual": s.max_residual,
-                "d_1": float(vals[0]),
-                "d_k": float(vals[-1]),
-                "n_clipped": int(s.n_clipped),
-                "chunks": min(cfg["chunks"], n),
-                "scheduler": "serial",
-                "memory_budget_gib": cfg["memory_budget_gib"],
-                "device_peak_gib": _cupy_pool_gib() if backend == "cupy" else _torch_peak_gib(device),
-                "features_gib": n * d * itemsize / 2**30,
-                "gram_gib": n * n * itemsize / 2**30,
-            }
-            if t_cpu_check is not None:
-                row["cpu_estimate_s"] = t_cpu_check * (n / cn) ** 2
-                row["speedup_vs_cpu_estimate"] = row["cpu_estimate_s"] / t
-            rec.add(row)
-            last = (t, n)
-            _log(f"{what}: {t:.1f} s ({row['seconds_per_pass']:.2f} s per pass), max_residual {s.max_residual:.2e}")
-        except Exception as exc:  # e.g. out of memory: recorded, the next n is still tried
-            rec.error(what, exc)
-        X = s = None
-        _free(device)
+        last = _large_spectrum_size(run, n, rec, deadline, last)
 
 
 ROW_FUNCS: dict[str, Callable[[dict, int, Recorder, float], None]] = row_functions(globals(), ROW_NAMES)

@@ -134,20 +134,48 @@ def _log(msg: str) -> None:
 
 
 def run(ctx: RunContext) -> RunOutput:
+    """The whole run: training cells, the CE networks' kernels, the NTK regime, then verdicts, figures and report."""
     t_run = time.perf_counter()
     cfg = _config(ctx)
+    data_path, source = _data_source(ctx)
+    log = PartLog("confirm", _plan(cfg, ctx.seed), ctx.progress)
+    runs, extra = _train(ctx, cfg, data_path)  # part 2: networks trained by SGD (feature-learning regime)
+    kern, analytic_air = _kernels(ctx, log, cfg, runs, data_path)  # part 3: the CE networks' own kernels
+    ntk = _ntk(ctx, log, cfg, data_path)  # part 1: NTK regime
+
+    verdicts = _verdicts(runs, kern, analytic_air, ntk)
+    figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
+    seconds = time.perf_counter() - t_run
+    epoch_times = _epoch_times(ctx.directory, [r for rs in runs.values() for r in rs] + list(extra.values()))
+    md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds, epoch_times)
+    _log("\n" + rules.verdict_table(verdicts) + "\n" + rules.verdict_summary(verdicts))
+    numbers = {
+        "config": cfg,
+        "source": source,
+        "verdicts": [v.to_dict() for v in verdicts],
+        "summary": rules.verdict_summary(verdicts),
+        "cnn": runs,
+        "extra_models": extra,
+        "kernel": kern,
+        "kernel_analytic": analytic_air,
+        "ntk": ntk,
+    }
+    return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
+
+
+def _data_source(ctx: RunContext) -> tuple[Path, str]:
+    """The CIFAR-10 source and its description: ``--data``, or scikit-learn's digits written as CIFAR batches."""
     if ctx.data is not None:
-        data_path, source = Path(ctx.data), str(ctx.data)
-    else:
-        data_path = write_digits_as_cifar(ctx.directory / "digits", seed=ctx.seed)
-        source = "scikit-learn digits (8x8 upsampled to 32x32, tiled to RGB) written as CIFAR batches: no CIFAR-10 was given"
+        return Path(ctx.data), str(ctx.data)
+    data_path = write_digits_as_cifar(ctx.directory / "digits", seed=ctx.seed)
+    return data_path, "scikit-learn digits (8x8 upsampled to 32x32, tiled to RGB) written as CIFAR batches: no CIFAR-10 was given"
+
+
+def _train(ctx: RunContext, cfg: dict, data_path: Path) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Part 2: every method x seed trained as one sweep cell; the results per method, and the extra models' by cell."""
     cnn_cfg = {**cfg["cnn"], "noise": cfg["noise"]}
     if ctx.data is None:  # digits: 1397 training and 400 test images in all
         cnn_cfg.update(subset=None, test_subset=None)
-
-    log = PartLog("confirm", _plan(cfg, ctx.seed), ctx.progress)
-
-    # ---- part 2: networks trained by SGD (feature-learning regime): every method x seed is one sweep cell
     cells = _training_cells(cfg, cnn_cfg, str(data_path), ctx.seed, ctx.device)
     where = {k: ctx.options[k] for k in ("scheduler", "workers") if ctx.options.get(k) is not None}
     results, failed, _ = run_cells(
@@ -173,8 +201,11 @@ def run(ctx: RunContext) -> RunOutput:
             extra[f"cnn-{cell.name}"] = r
         else:
             runs[cell.values["method"]].append(r)
+    return runs, extra
 
-    # ---- part 3: the CE networks' own kernels
+
+def _kernels(ctx: RunContext, log: PartLog, cfg: dict, runs: dict, data_path: Path) -> tuple[list[dict], dict]:
+    """Part 3: each CE network's empirical NTK (one part per seed), then the analytic kernels of the same images."""
     kern = []
     for r in runs["ce"]:
         key = f"kernel-seed{r['seed']}"
@@ -192,11 +223,14 @@ def run(ctx: RunContext) -> RunOutput:
         lambda: _analytic_air(data_path, ctx.directory / _run_dir(runs["ce"][0]), kern[0]),
         what=f"label spectra under the analytic ReLU NTK and the infinite-width CNN ({CNN_ARCHITECTURE}) of the same images",
     )
+    return kern, analytic_air
 
-    # ---- part 1: NTK regime
+
+def _ntk(ctx: RunContext, log: PartLog, cfg: dict, data_path: Path) -> dict:
+    """Part 1: the NTK regime, NTK-parameterised MLPs of several widths beside the analytic curves."""
     from deep.data import load_cifar10
 
-    ntk = log.part(
+    return log.part(
         ctx,
         "ntk",
         lambda: ntk_regime(
@@ -204,25 +238,6 @@ def run(ctx: RunContext) -> RunOutput:
         ),
         what="NTK-parameterised MLPs beside the analytic curves",
     )
-
-    verdicts = _verdicts(runs, kern, analytic_air, ntk)
-    figures = (*_plot_ntk(ntk, ctx), _plot_cnn(runs, ctx), _plot_kernel(kern, ctx))
-    seconds = time.perf_counter() - t_run
-    epoch_times = _epoch_times(ctx.directory, [r for rs in runs.values() for r in rs] + list(extra.values()))
-    md = _report(cfg, source, runs, extra, kern, analytic_air, ntk, verdicts, seconds, epoch_times)
-    _log("\n" + rules.verdict_table(verdicts) + "\n" + rules.verdict_summary(verdicts))
-    numbers = {
-        "config": cfg,
-        "source": source,
-        "verdicts": [v.to_dict() for v in verdicts],
-        "summary": rules.verdict_summary(verdicts),
-        "cnn": runs,
-        "extra_models": extra,
-        "kernel": kern,
-        "kernel_analytic": analytic_air,
-        "ntk": ntk,
-    }
-    return RunOutput(numbers=numbers, markdown=md, figures=figures, parameters=cfg)
 
 
 TRAIN_DIR = "train"
@@ -448,26 +463,55 @@ def _report(
     seconds: float,
     epoch_times: np.ndarray,
 ) -> str:
-    n_pass = sum(v.passed for v in verdicts)
-    ce = runs["ce"][0]["data"]
-    cnn = cfg["cnn"]
+    """The report's markdown: one section after another, each from its own function."""
     lines = [
-        f"**{rules.verdict_summary(verdicts)}**",
-        "",
-        "## Verdicts",
-        "",
-        rules.verdict_table(verdicts),
-        "",
-        "## In plain words",
-        "",
-        *_plain_words(verdicts),
-        "",
+        *_verdicts_section(verdicts),
+        *_plain_words_section(verdicts),
+        *_data_section(cfg, source, runs, kern, ntk),
+        *_methods_section(cfg, runs, extra),
+        *_kernel_section(kern, analytic_air),
+        *_ntk_section(ntk),
+        *_time_section(runs, extra, kern, analytic_air, ntk, seconds, epoch_times),
+    ]
+    return "\n".join(lines)
+
+
+def _verdicts_section(verdicts: list[rules.Verdict]) -> list[str]:
+    """The report's opening summary line and its "Verdicts" section (the verdict table)."""
+    return [f"**{rules.verdict_summary(verdicts)}**", "", "## Verdicts", "", rules.verdict_table(verdicts), ""]
+
+
+def _plain_words_section(verdicts: list[rules.Verdict]) -> list[str]:
+    """The report's "In plain words" section: one bullet per prediction group."""
+    return ["## In plain words", "", *_plain_words(verdicts), ""]
+
+
+def _data_section(cfg: dict, source: str, runs: dict, kern: list[dict], ntk: dict) -> list[str]:
+    """The report's "Data and configurations" section: the data, the noise and one bullet per regime."""
+    ce = runs["ce"][0]["data"]
+    return [
         "## Data and configurations",
         "",
         f"Data: {source}. Noise: `{cfg['noise']}` ({_noise_words(cfg['noise'])}); realised error rate {ce.get('realised_error_rate', float('nan')):.3f} of "
         f"{ce['n_train']} training images ({ce['n_flipped']} flipped) in the CNN runs, "
         f"{ntk['realised_error_rate']:.3f} in the NTK part.",
         "",
+        _feature_learning_words(cfg, runs),
+        f"- **Network's own kernel (P1, P2).** Empirical NTK (trace over the 10 logits) of each CE network at "
+        f"initialisation and at its early-stopping epoch, on {len(kern[0]['positions'])} training images; labels "
+        "centred one-hot. Predicted: each example's half-fit time in linearised gradient flow under that kernel on the "
+        "noisy labels (half of its own target row fitted); measured: the first epoch at which the trained CE network "
+        "predicts the given label. The analytic column of "
+        "P1 is the clean/noise share ratio under the analytic ReLU NTK (depth 1) of the same images' centred pixels.",
+        _ntk_regime_words(ntk),
+        "",
+    ]
+
+
+def _feature_learning_words(cfg: dict, runs: dict) -> str:
+    """The "Data and configurations" bullet on the feature-learning regime (P3, P4): network, training, methods."""
+    ce, cnn = runs["ce"][0]["data"], cfg["cnn"]
+    return (
         f"- **Feature-learning regime (P3, P4).** {cnn['model']} {cnn['model_options'] or '(default widths)'}, "
         f"{ce['n_train']} training / {ce['n_val']} noisy validation / {ce['n_test']} test images, "
         f"{cnn['epochs']} epochs (linear warm-up and decay), batch {cnn['batch_size']}, lr {cnn['lr']}, "
@@ -477,13 +521,13 @@ def _report(
         f"starting at epoch {cfg['distill_start']} "
         f"({_start_words(cfg)}); generations: alpha "
         f"{cfg['methods']['generations']['alpha']} on the noisy label, 2 generations. Early stopping: CE's epoch of "
-        "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + ".",
-        f"- **Network's own kernel (P1, P2).** Empirical NTK (trace over the 10 logits) of each CE network at "
-        f"initialisation and at its early-stopping epoch, on {len(kern[0]['positions'])} training images; labels "
-        "centred one-hot. Predicted: each example's half-fit time in linearised gradient flow under that kernel on the "
-        "noisy labels (half of its own target row fitted); measured: the first epoch at which the trained CE network "
-        "predicts the given label. The analytic column of "
-        "P1 is the clean/noise share ratio under the analytic ReLU NTK (depth 1) of the same images' centred pixels.",
+        "best noisy-validation accuracy. Seeds: " + ", ".join(f"{m} {len(r)}" for m, r in runs.items()) + "."
+    )
+
+
+def _ntk_regime_words(ntk: dict) -> str:
+    """The "Data and configurations" bullet on the NTK regime (P5): the MLPs, their training and input."""
+    return (
         f"- **NTK regime (P5).** NTK-parameterised MLPs (depth {ntk['depth']}, widths {ntk['widths']}, {ntk['seeds']} "
         f"seeds each), full-batch GD on the squared loss, {ntk['steps']} steps at lr = 1/d_max = {ntk['lr']:.4g}, "
         f"n = {ntk['n']} training images with {ntk['n_val']} noisy validation and {ntk['n_test']} test images. Input "
@@ -491,11 +535,13 @@ def _report(
         f"sqrt({ntk['dim']}); the analytic ntk_relu sees the same inputs. Chained self-distillation uses the target "
         f"momentum m = 1 - 1/k* = {ntk['target_momentum']:.4f}, with k* = {ntk['k_star']} the analytic early-stopping "
         f"step (best noisy validation), so that its limit, KRR with ridge (1 - m)/lr = {ntk['chained_ridge']:.3g}, matches the "
-        "early-stopped filter. One eigendecomposition gives every analytic curve.",
-        "",
-    ]
+        "early-stopped filter. One eigendecomposition gives every analytic curve."
+    )
 
-    lines += [
+
+def _methods_section(cfg: dict, runs: dict, extra: dict) -> list[str]:
+    """The report's "Feature-learning regime: the methods" section: the methods table, GPU targets, CE's peak."""
+    lines = [
         "## Feature-learning regime: the methods",
         "",
         *markdown_table(
@@ -517,27 +563,37 @@ def _report(
         ),
     ]
     if cfg.get("gpu"):
-        for m in ("self-distill", "sat"):
-            rs = runs[m]
-            acc = np.mean([r["final_test_acc"] for r in rs])
-            minutes = np.mean([r["seconds"] or 0 for r in rs]) / 60
-            ok = acc >= 0.88 and minutes < 10
-            lines.append(
-                f"GPU target for {m} (final test accuracy >= 0.88 in under 10 min per run at 40% noise): "
-                f"measured {acc:.3f} in {minutes:.1f} min per run: {'met' if ok else 'missed'}."
-            )
-        lines.append("")
+        lines += [*_gpu_target_lines(runs), ""]
     ce_runs = runs["ce"]
     peak = [int(np.argmax(r["curves"]["test_acc"])) + 1 for r in ce_runs]
     mem = _stack(ce_runs, "train_acc_flipped_given")
     mem50 = [int(np.argmax(row >= 0.5)) + 1 if np.any(row >= 0.5) else None for row in mem]
-    lines += [
+    return [
+        *lines,
         "",
         f"CE's test accuracy peaked at epoch(s) {peak}; its memorisation of the flipped labels first reached 50% "
         f"at epoch(s) {mem50} and ended at {_ms(mem[:, -1])}.",
         "",
     ]
 
+
+def _gpu_target_lines(runs: dict) -> list[str]:
+    """The methods section's GPU-configuration lines: self-distill's and SAT's accuracy and time targets, met or missed."""
+    lines = []
+    for m in ("self-distill", "sat"):
+        rs = runs[m]
+        acc = np.mean([r["final_test_acc"] for r in rs])
+        minutes = np.mean([r["seconds"] or 0 for r in rs]) / 60
+        ok = acc >= 0.88 and minutes < 10
+        lines.append(
+            f"GPU target for {m} (final test accuracy >= 0.88 in under 10 min per run at 40% noise): "
+            f"measured {acc:.3f} in {minutes:.1f} min per run: {'met' if ok else 'missed'}."
+        )
+    return lines
+
+
+def _kernel_section(kern: list[dict], analytic_air: dict) -> list[str]:
+    """The report's "The network's own kernel" section: label-energy shares, fitting order, early-stopping epochs."""
     shares = []
     for when, label in (("init", "eNTK at init"), ("es", "eNTK at early stop")):
         for which in ("clean", "noise"):
@@ -551,17 +607,22 @@ def _report(
             shares.append(
                 [f"analytic CNN NTK ({cnn['architecture']}), {which} share", *(f"{v:.3f}" for v in cnn[f"{which}_share"])]
             )
-    lines += [
+    lines = [
         "## The network's own kernel",
         "",
         *markdown_table(["kernel", *(f"top {100 * f:g}% ({k})" for f, k in zip(ENTK_FRACTIONS, kern[0]["ks"]))], shares),
+        *_ordering_lines(kern, analytic_air),
+        "",
+        f"Early-stopping epochs of the CE networks whose kernels were taken: {[k['es_epoch'] for k in kern]}.",
+        "",
     ]
-    lines += _ordering_lines(kern, analytic_air)
-    es_epochs = [k["es_epoch"] for k in kern]
-    lines += ["", f"Early-stopping epochs of the CE networks whose kernels were taken: {es_epochs}.", ""]
     if all("predicted_fit_argmax" in k["kernels"]["init"] for k in kern):
         lines += [_argmax_words(kern), ""]
+    return lines
 
+
+def _ntk_section(ntk: dict) -> list[str]:
+    """The report's "NTK regime" section: the per-width table and the analytic curves' summary."""
     regime = []
     for w in ntk["widths"]:
         for rule in ("gd", "chained"):
@@ -579,7 +640,8 @@ def _report(
                     _ms(e["param_change"], 4),
                 ]
             )
-    lines += [
+    sm = ntk["summary"]
+    return [
         "## NTK regime",
         "",
         *markdown_table(
@@ -594,9 +656,6 @@ def _report(
             ],
             regime,
         ),
-    ]
-    sm = ntk["summary"]
-    lines += [
         "",
         f"Analytic curves: gd peaks at step {sm['gd_best_step']:.0f} with test accuracy {sm['gd_best_test_acc']:.3f} "
         f"and ends at {sm['gd_final_test_acc']:.3f} with {sm['gd_final_acc_flipped_given']:.3f} of the flipped labels "
@@ -605,10 +664,15 @@ def _report(
         "",
     ]
 
+
+def _time_section(
+    runs: dict, extra: dict, kern: list[dict], analytic_air: dict, ntk: dict, seconds: float, epoch_times: np.ndarray
+) -> list[str]:
+    """The report's "Where the time went" section: the session's time, each part's time and the epochs' pace."""
     t_cnn = {m: float(sum(r["seconds"] or 0 for r in rs)) for m, rs in runs.items()}
     t_extra = float(sum(r["seconds"] or 0 for r in extra.values()))
     t_kern = float(sum(k.get("seconds", 0) for k in kern)) + float(analytic_air.get("seconds", 0))
-    lines += [
+    lines = [
         "## Where the time went",
         "",
         f"This session of the run took {seconds:.0f} s (parts finished in an earlier session are read back, and their "
@@ -620,18 +684,21 @@ def _report(
         "",
     ]
     if epoch_times.size:
-        med, total = float(np.median(epoch_times)), float(epoch_times.sum())
-        slow = int(np.sum(epoch_times > 2 * med))
-        lines += [
+        lines += [_epoch_pace_words(epoch_times), ""]
+    return lines
+
+
+def _epoch_pace_words(epoch_times: np.ndarray) -> str:
+    """The time section's line on the training epochs: total, median and how many ran slow."""
+    med, total = float(np.median(epoch_times)), float(epoch_times.sum())
+    slow = int(np.sum(epoch_times > 2 * med))
+    if slow:
+        return (
             f"{epoch_times.size} training epochs took {total:.0f} s in all; the median epoch took {med:.1f} s, so at "
             f"that pace training needs {epoch_times.size * med / 60:.1f} min. {slow} epoch(s) took more than twice the "
             "median (the cores were shared with other work while they ran)."
-            if slow
-            else f"{epoch_times.size} training epochs took {total:.0f} s in all (median epoch {med:.1f} s).",
-            "",
-        ]
-    del n_pass
-    return "\n".join(lines)
+        )
+    return f"{epoch_times.size} training epochs took {total:.0f} s in all (median epoch {med:.1f} s)."
 
 
 def _argmax_words(kern: list[dict]) -> str:
