@@ -130,17 +130,23 @@ def _plan(cfg: dict) -> dict:
     return plan
 
 
+def _settings(ctx: RunContext) -> dict:
+    """The run's sizes: the defaults, ``--n`` and the closed form's horizon (10x the network's steps unless set)."""
+    cfg = ctx.sizes(_config(ctx.quick))
+    if ctx.options.get("n") is not None:
+        cfg["n"] = int(ctx.options["n"])
+    if cfg["theory_steps"] is None:
+        cfg["theory_steps"] = 10 * cfg["steps"]
+    return cfg
+
+
 def run(ctx: RunContext) -> RunOutput:
     from kernels import spectrum
     from kernels.functions import ntk_relu
     from theory.frequency import delta_grid
     from theory.noise import one_hot
 
-    cfg = ctx.sizes(_config(ctx.quick))
-    if ctx.options.get("n") is not None:
-        cfg["n"] = int(ctx.options["n"])
-    if cfg["theory_steps"] is None:
-        cfg["theory_steps"] = 10 * cfg["steps"]
+    cfg = _settings(ctx)
     data = load_noisy(
         ctx.data, n_train=cfg["n"], n_val=100, n_test=200, noise="symmetric:0.4", seed=ctx.seed, progress=ctx.progress
     )
@@ -182,20 +188,25 @@ def run(ctx: RunContext) -> RunOutput:
     r = {k: (np.asarray(v) if k == "deltas" else v) for k, v in r.items()}
     f = findings(r)
     figures = (_plot(r, f, ctx), _plot_noise(r, ctx))
-    md = (
-        f"Data: {data.name}, n = {cfg['n']} training points, 40% symmetric label noise ({r['n_flipped']} flipped); "
+    md = _markdown(r, f, cfg, data.name)
+    return RunOutput(numbers={"config": cfg, **r, "findings": f}, markdown=md, figures=figures, parameters=cfg)
+
+
+def _markdown(r: dict, f: dict, cfg: dict, data_name: str) -> str:
+    """The report: the setup, the table and the findings' sentences."""
+    return (
+        f"Data: {data_name}, n = {cfg['n']} training points, 40% symmetric label noise ({r['n_flipped']} flipped); "
         f"h = outputs on the training points, y = noisy one-hot labels. FC-ReLU NTK (depth 1) closed form and an "
         f"NTK-parameterised MLP of width {cfg['width']}, full-batch GD from centred outputs u(0) = 0, "
-        f"lr = {LR_SCALE:g}/d_max = {lr:.3g}, {cfg['steps']} steps (the closed form also to step "
+        f"lr = {LR_SCALE:g}/d_max = {r['lr']:.3g}, {cfg['steps']} steps (the closed form also to step "
         f"{cfg['theory_steps']}); chained self-distillation target momentum m = {MOMENTUM}. Filter variances delta = "
-        + ", ".join(f"{d:.3g}" for d in deltas)
+        + ", ".join(f"{d:.3g}" for d in r["deltas"])
         + " (1% to 30% quantiles of the squared distances / 2).\n\n"
         + _table(r)
         + "\n\n"
         + "\n\n".join(f["sentences"])
         + "\n"
     )
-    return RunOutput(numbers={"config": cfg, **r, "findings": f}, markdown=md, figures=figures, parameters=cfg)
 
 
 def _first_below(e: np.ndarray, record: np.ndarray, level: float) -> float:
@@ -242,48 +253,45 @@ def _span(v) -> str:
     return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
 
-def findings(r: dict) -> dict:
-    """The report's sentences and the numbers each one is computed from.
+def _source_names(srcs: list[str]) -> str:
+    """``"closed form and network"`` for the sources ``srcs``."""
+    return " and ".join("closed form" if s == "theory" else "network" for s in srcs)
 
-    Every claim of the closing prose is a comparison of these numbers with the
-    thresholds ``E_FIT`` ("e_high ~ 0") and ``E_KEPT``; when the expected outcome does
-    not appear, the sentence says so.
-    """
-    S, T = int(r["steps"]), int(r["theory_steps"])
+
+def _noise_finding(r: dict) -> tuple[dict, str]:
+    """Where the label noise sits: its high-frequency share of energy beside the clean labels'."""
     deltas = np.asarray(r["deltas"], dtype=float)
-    out: dict = {"e_fit": E_FIT, "e_kept": E_KEPT}
-    sentences = []
-
-    # 1. where the label noise sits (measured)
     nl = r["noise_location"]
     clean, noise = np.asarray(nl["clean"], dtype=float), np.asarray(nl["noise"], dtype=float)
-    out["noise_high_share"], out["clean_high_share"] = noise, clean
     above = noise > clean
-    s1 = (
+    s = (
         f"Where the label noise sits (measured): the noise vector (noisy minus clean one-hot labels, nonzero on the "
         f"{r['n_flipped']} flipped points) has {_span(noise)} of its energy in the high-frequency part v - G_delta v "
         f"over the {deltas.size} deltas, the clean labels {_span(clean)}."
     )
     if above.all():
-        s1 += f" At every delta the noise is more high-frequency than the clean labels (by a factor {_span(noise / clean)})."
+        s += f" At every delta the noise is more high-frequency than the clean labels (by a factor {_span(noise / clean)})."
     elif above.any():
-        s1 += (
+        s += (
             " The noise is more high-frequency than the clean labels only at delta = "
             + ", ".join(f"{d:.3g}" for d in deltas[above])
             + "; at the other deltas it is not."
         )
     else:
-        s1 += " At no delta is the noise more high-frequency than the clean labels: the premise does not hold on this data."
-    sentences.append(s1)
+        s += " At no delta is the noise more high-frequency than the clean labels: the premise does not hold on this data."
+    return {"noise_high_share": noise, "clean_high_share": clean}, s
 
-    # 2. frequency principle: does e_low fall below 0.5 before e_high?
+
+def _principle_finding(r: dict) -> tuple[dict, str]:
+    """Frequency principle: in how many (source, rule, delta) cases e_low fell below ``E_HALF`` before e_high."""
+    S = int(r["steps"])
     cases, early, exceptions = 0, 0, []
     for src in SOURCES:
         for rule in RULES:
             m = r[f"{src}_{rule}"]
             rec = np.asarray(m["record"])
             sel = rec <= S
-            for j, dl in enumerate(deltas):
+            for j, dl in enumerate(np.asarray(r["deltas"], dtype=float)):
                 fl = _first_below(np.asarray(m["e_low"])[sel, j], rec[sel], E_HALF)
                 fh = _first_below(np.asarray(m["e_high"])[sel, j], rec[sel], E_HALF)
                 cases += 1
@@ -291,86 +299,98 @@ def findings(r: dict) -> dict:
                     early += 1
                 else:
                     exceptions.append(f"{src} {rule} at delta {dl:.3g}")
-    out["low_first_cases"], out["cases"] = early, cases
-    s2 = (
+    s = (
         f"Frequency principle: e_low fell below {E_HALF} at an earlier recorded step than e_high in {early} of {cases} "
         f"(source, rule, delta) cases"
     )
-    s2 += "." if not exceptions else "; not in " + ", ".join(exceptions) + "."
-    sentences.append(s2)
+    s += "." if not exceptions else "; not in " + ", ".join(exceptions) + "."
+    return {"low_first_cases": early, "cases": cases}, s
 
-    # 3. the contrast at the network's last step
+
+def _contrast_caveat(gd_max: dict, ch_min: dict, S: int, gd_fits: bool, ch_keeps: bool) -> str:
+    """What is missing from the GD-fits / chained-keeps contrast (empty when it is complete)."""
+    s = ""
+    if not gd_fits:
+        s += (
+            f" The expected contrast is not complete: GD's e_high has not fallen below {E_FIT} by step {S} in the "
+            + _source_names([src for src in SOURCES if gd_max[src] >= E_FIT])
+            + "."
+        )
+    if not ch_keeps:
+        s += (
+            f" Chained self-distillation's e_high is not above {E_KEPT} in the "
+            + _source_names([src for src in SOURCES if ch_min[src] <= E_KEPT])
+            + ": it does not keep the high-frequency part out of the fit here."
+        )
+    return s
+
+
+def _contrast_finding(r: dict) -> tuple[dict, str]:
+    """The contrast at the network's last step: GD fits the high frequencies, chained self-distillation does not."""
+    S = int(r["steps"])
     eh = {(src, rule): _at(r[f"{src}_{rule}"], S, "e_high") for src in SOURCES for rule in RULES}
-    out["e_high_at_steps"] = {f"{src}_{rule}": v for (src, rule), v in eh.items()}
     gd_max = {src: float(eh[src, "gd"].max()) for src in SOURCES}
     ch_min = {src: float(eh[src, "chained"].min()) for src in SOURCES}
-    s3 = (
+    s = (
         f"After {S} steps, plain GD's e_high is at most {gd_max['theory']:.3f} (closed form) and {gd_max['net']:.3f} "
         f"(network) over the deltas; chained self-distillation's is at least {ch_min['theory']:.3f} and "
         f"{ch_min['net']:.3f}."
     )
     gd_fits = all(v < E_FIT for v in gd_max.values())
     ch_keeps = all(v > E_KEPT for v in ch_min.values())
-    out["gd_fits_high"], out["chained_keeps_high"] = gd_fits, ch_keeps
     if gd_fits and ch_keeps:
-        s3 += (
+        s += (
             f" So GD fits the high-frequency part of the noisy labels, noise included (e_high < {E_FIT}), and chained "
             f"self-distillation does not (e_high > {E_KEPT})."
         )
     else:
-        if not gd_fits:
-            late = [src for src in SOURCES if gd_max[src] >= E_FIT]
-            s3 += (
-                f" The expected contrast is not complete: GD's e_high has not fallen below {E_FIT} by step {S} in the "
-                + " and ".join("closed form" if s == "theory" else "network" for s in late)
-                + "."
-            )
-        if not ch_keeps:
-            low = [src for src in SOURCES if ch_min[src] <= E_KEPT]
-            s3 += (
-                f" Chained self-distillation's e_high is not above {E_KEPT} in the "
-                + " and ".join("closed form" if s == "theory" else "network" for s in low)
-                + ": it does not keep the high-frequency part out of the fit here."
-            )
-    sentences.append(s3)
+        s += _contrast_caveat(gd_max, ch_min, S, gd_fits, ch_keeps)
+    numbers = {"e_high_at_steps": {f"{src}_{rule}": v for (src, rule), v in eh.items()}}
+    return {**numbers, "gd_fits_high": gd_fits, "chained_keeps_high": ch_keeps}, s
 
-    # 4. chained self-distillation has levelled off (a limit, not a slower approach)
+
+def _levelled_finding(r: dict) -> tuple[dict, str]:
+    """Chained self-distillation (closed form) has levelled off: a limit, not a slower approach."""
+    S, T = int(r["steps"]), int(r["theory_steps"])
     th = r["theory_chained"]
     rec = np.asarray(th["record"])
-    e_th = np.asarray(th["e_high"], dtype=float)
     a = S if T > S else int(rec[rec <= max(S // 10, 1)][-1])  # the closed form's last decade of steps
     b = T if T > S else S
     change = float(np.max(np.abs(_at(th, b, "e_high") - _at(th, a, "e_high"))))
     ridge = (1 - MOMENTUM) / float(r["lr"])
-    out.update(
-        chained_change_last_decade=change, chained_last_decade=[a, b], ridge=ridge, ridge_over_dmax=ridge / float(r["d_max"])
-    )
-    s4 = (
+    s = (
         f"Chained self-distillation (closed form) converges to kernel ridge regression with ridge (1 - m)/lr = "
         f"{ridge:.3g} = {ridge / float(r['d_max']):.3g} d_max; its e_high changed by at most {change:.3f} from step "
         f"{a} to step {b}, "
     )
-    s4 += "so it has levelled off." if change < 0.01 else "so it is still moving at the end of the run."
-    sentences.append(s4)
+    s += "so it has levelled off." if change < 0.01 else "so it is still moving at the end of the run."
+    numbers = {"chained_change_last_decade": change, "chained_last_decade": [a, b], "ridge": ridge}
+    return {**numbers, "ridge_over_dmax": ridge / float(r["d_max"])}, s
 
-    # 5. the closed form beyond the network's horizon
-    if T > S:
-        gd_T, ch_T = np.asarray(r["theory_gd"]["e_high"], dtype=float)[-1], e_th[-1]
-        out["theory_e_high_final"] = {"gd": gd_T, "chained": ch_T}
-        s5 = (
-            f"The closed form continued to step {T}: GD's e_high there is at most {gd_T.max():.3g}, chained "
-            f"self-distillation's at least {ch_T.min():.3f}."
-        )
-        fit_at = [_first_below(np.asarray(r["theory_gd"]["e_high"], dtype=float).max(1), rec, E_FIT)]
-        out["theory_gd_first_fit_step"] = fit_at[0]
-        s5 += (
-            f" GD's e_high first fell below {E_FIT} at step {int(fit_at[0])}."
-            if np.isfinite(fit_at[0])
-            else f" Even there GD's e_high has not fallen below {E_FIT}."
-        )
-        sentences.append(s5)
 
-    # 6. network vs closed form
+def _horizon_finding(r: dict) -> tuple[dict, str] | None:
+    """The closed form beyond the network's horizon (None when it stops at the network's last step)."""
+    S, T = int(r["steps"]), int(r["theory_steps"])
+    if T <= S:
+        return None
+    th = r["theory_chained"]
+    gd_e = np.asarray(r["theory_gd"]["e_high"], dtype=float)
+    gd_T, ch_T = gd_e[-1], np.asarray(th["e_high"], dtype=float)[-1]
+    s = (
+        f"The closed form continued to step {T}: GD's e_high there is at most {gd_T.max():.3g}, chained "
+        f"self-distillation's at least {ch_T.min():.3f}."
+    )
+    fit_at = _first_below(gd_e.max(1), np.asarray(th["record"]), E_FIT)
+    s += (
+        f" GD's e_high first fell below {E_FIT} at step {int(fit_at)}."
+        if np.isfinite(fit_at)
+        else f" Even there GD's e_high has not fallen below {E_FIT}."
+    )
+    return {"theory_e_high_final": {"gd": gd_T, "chained": ch_T}, "theory_gd_first_fit_step": fit_at}, s
+
+
+def _gap_finding(r: dict) -> tuple[dict, str]:
+    """Network vs closed form: the largest gap in e_low and e_high over the recorded steps and deltas."""
     gaps = {}
     for rule in RULES:
         th, nt = r[f"theory_{rule}"], r[f"net_{rule}"]
@@ -380,12 +400,28 @@ def findings(r: dict) -> dict:
             float(np.max(np.abs(np.asarray(nt[k], dtype=float) - np.asarray(th[k], dtype=float)[idx])))
             for k in ("e_low", "e_high")
         )
-    out["net_theory_max_gap"] = gaps
-    sentences.append(
+    s = (
         f"The width-{r['width']} network's e_low and e_high differ from the closed form's by at most "
         f"{gaps['gd']:.3f} under GD and {gaps['chained']:.3f} under chained self-distillation, over all "
         f"recorded steps and deltas."
     )
+    return {"net_theory_max_gap": gaps}, s
+
+
+def findings(r: dict) -> dict:
+    """The report's sentences and the numbers each one is computed from.
+
+    Every claim of the closing prose is a comparison of these numbers with the
+    thresholds ``E_FIT`` ("e_high ~ 0") and ``E_KEPT``; when the expected outcome does
+    not appear, the sentence says so. One function a sentence; the horizon one only when the closed form ran longer.
+    """
+    out: dict = {"e_fit": E_FIT, "e_kept": E_KEPT}
+    sentences = []
+    for finding in (_noise_finding, _principle_finding, _contrast_finding, _levelled_finding, _horizon_finding, _gap_finding):
+        got = finding(r)
+        if got is not None:
+            out.update(got[0])
+            sentences.append(got[1])
     out["sentences"] = sentences
     return out
 
