@@ -541,6 +541,65 @@ def early_stopping_verdict(test_acc: Any, memorised: Any) -> Verdict:
 # ----------------------------------------------------------------------------- P4: distillation
 
 
+def _distillation_inputs(
+    method: str, final_acc: Any, final_mem: Any, ce_es_acc: Any, ce_final_acc: Any, ce_final_mem: Any, points: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`distillation_verdicts`' arguments checked: ``(acc, mem, es, ce_acc, ce_mem)``, 1-D fractions."""
+    fn = "distillation_verdicts"
+    if not isinstance(method, str) or not method.strip():
+        raise ValueError(f"{fn}: method must be a non-empty string (the method's name); got {method!r}")
+    check_param(fn, "points", points, Interval(float, 0, None, "both"))
+    acc = _vector(final_acc, fn, "final_acc", low=0.0, high=1.0)
+    mem = _vector(final_mem, fn, "final_mem", length=acc.size, low=0.0, high=1.0)
+    es = _vector(ce_es_acc, fn, "ce_es_acc", low=0.0, high=1.0)
+    ce_acc = _vector(ce_final_acc, fn, "ce_final_acc", length=es.size, low=0.0, high=1.0)
+    ce_mem = _vector(ce_final_mem, fn, "ce_final_mem", length=es.size, low=0.0, high=1.0)
+    return acc, mem, es, ce_acc, ce_mem
+
+
+# One P4 rule before the method's name is put in: (key, prediction, analytic, (measured, std), tolerance, passed, detail).
+_P4Rule = tuple[str, str, float | None, tuple[float, float | None], str, bool, str]
+
+
+def _p4_rules(
+    acc: np.ndarray, mem: np.ndarray, es: np.ndarray, ce_acc: np.ndarray, ce_mem: np.ndarray, points: float
+) -> list[_P4Rule]:
+    """The numbers and words of the three P4 rules: vs early stop, vs CE final, memorisation."""
+    m_acc, s_acc = _mean_std(acc)
+    m_mem, s_mem = _mean_std(mem)
+    m_es, m_ce, m_ce_mem = float(np.mean(es)), float(np.mean(ce_acc)), float(np.mean(ce_mem))
+    seeds = f"({int(es.size)} seeds)"
+    return [
+        (
+            "vs early stop",
+            "at the end of training matches cross-entropy stopped at its best epoch",
+            m_es,
+            (m_acc, s_acc),
+            f"mean acc >= mean early-stopped CE acc - {points:g}",
+            m_acc >= m_es - points - ROUND_OFF,
+            f"acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} {seeds}; difference {_fmt(m_acc - m_es)}",
+        ),
+        (
+            "vs CE final",
+            "ends with higher test accuracy than cross-entropy trained to the end",
+            None,
+            (m_acc, s_acc),
+            f"mean acc > mean final CE acc ({_fmt(m_ce)})",
+            m_acc > m_ce + ROUND_OFF,
+            f"acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} {seeds}; difference {_fmt(m_acc - m_ce)}",
+        ),
+        (
+            "memorisation",
+            "memorises at most half as many flipped labels as cross-entropy",
+            None,
+            (m_mem, s_mem),
+            f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})",
+            m_mem <= 0.5 * m_ce_mem + ROUND_OFF,
+            f"memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} {seeds}",
+        ),
+    ]
+
+
 def distillation_verdicts(
     method: str, final_acc: Any, final_mem: Any, ce_es_acc: Any, ce_final_acc: Any, ce_final_mem: Any, *, points: float = 0.01
 ) -> list[Verdict]:
@@ -572,69 +631,22 @@ def distillation_verdicts(
     -------
     list of Verdict
     """
-    fn = "distillation_verdicts"
-    if not isinstance(method, str) or not method.strip():
-        raise ValueError(f"{fn}: method must be a non-empty string (the method's name); got {method!r}")
-    check_param(fn, "points", points, Interval(float, 0, None, "both"))
-    acc = _vector(final_acc, fn, "final_acc", low=0.0, high=1.0)
-    mem = _vector(final_mem, fn, "final_mem", length=acc.size, low=0.0, high=1.0)
-    es = _vector(ce_es_acc, fn, "ce_es_acc", low=0.0, high=1.0)
-    ce_acc = _vector(ce_final_acc, fn, "ce_final_acc", length=es.size, low=0.0, high=1.0)
-    ce_mem = _vector(ce_final_mem, fn, "ce_final_mem", length=es.size, low=0.0, high=1.0)
-    m_acc, s_acc = _mean_std(acc)
-    m_mem, s_mem = _mean_std(mem)
-    m_es, m_ce, m_ce_mem = float(np.mean(es)), float(np.mean(ce_acc)), float(np.mean(ce_mem))
-    n, seeds = int(acc.size), f"({int(es.size)} seeds)"
-
-    def p4(
-        key: str,
-        prediction: str,
-        analytic: float | None,
-        measured: tuple[float, float | None],
-        tolerance: str,
-        passed: bool,
-        detail: str,
-    ) -> Verdict:
-        return Verdict(
+    acc, mem, es, ce_acc, ce_mem = _distillation_inputs(
+        method, final_acc, final_mem, ce_es_acc, ce_final_acc, ce_final_mem, points
+    )
+    return [
+        Verdict(
             key=f"P4 {method} {key}",
             prediction=f"{method} {prediction}",
             analytic=analytic,
             measured=measured[0],
             measured_std=measured[1],
-            n_seeds=n,
+            n_seeds=int(acc.size),
             tolerance=tolerance,
             passed=bool(passed),
             detail=f"{method} final {detail}",
         )
-
-    return [
-        p4(
-            "vs early stop",
-            "at the end of training matches cross-entropy stopped at its best epoch",
-            m_es,
-            (m_acc, s_acc),
-            f"mean acc >= mean early-stopped CE acc - {points:g}",
-            m_acc >= m_es - points - ROUND_OFF,
-            f"acc {_fmt_list(acc)}; CE early-stopped acc {_fmt_list(es)} {seeds}; difference {_fmt(m_acc - m_es)}",
-        ),
-        p4(
-            "vs CE final",
-            "ends with higher test accuracy than cross-entropy trained to the end",
-            None,
-            (m_acc, s_acc),
-            f"mean acc > mean final CE acc ({_fmt(m_ce)})",
-            m_acc > m_ce + ROUND_OFF,
-            f"acc {_fmt_list(acc)}; CE final acc {_fmt_list(ce_acc)} {seeds}; difference {_fmt(m_acc - m_ce)}",
-        ),
-        p4(
-            "memorisation",
-            "memorises at most half as many flipped labels as cross-entropy",
-            None,
-            (m_mem, s_mem),
-            f"mean memorisation <= 0.5 x CE's final ({_fmt(0.5 * m_ce_mem)})",
-            m_mem <= 0.5 * m_ce_mem + ROUND_OFF,
-            f"memorisation {_fmt_list(mem)}; CE final memorisation {_fmt_list(ce_mem)} {seeds}",
-        ),
+        for key, prediction, analytic, measured, tolerance, passed, detail in _p4_rules(acc, mem, es, ce_acc, ce_mem, points)
     ]
 
 
@@ -645,6 +657,119 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of y on x."""
     xc = x - x.mean()
     return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
+
+
+def _check_per_width(x: Any, fn: str, name: str, layout: str, n: int) -> None:
+    """Raise unless ``x`` is a list (or tuple) with one ``layout`` array per width (``n`` of them)."""
+    if isinstance(x, np.ndarray) or not isinstance(x, (list, tuple)) or len(x) != n:
+        raise ValueError(
+            f"{fn}: {name} must be a list with one {layout} array per width ({n}); "
+            f"got {type(x).__name__} of length {len(x) if hasattr(x, '__len__') else '?'}"
+        )
+
+
+def _ntk_inputs(
+    widths: Sequence[int], net_curves: Sequence[Any], analytic_curve: Any, gaps: Sequence[Any], points: float
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """:func:`ntk_regime_verdicts`' arguments checked: ``(widths, curves per width, analytic curve, gaps per width)``."""
+    fn = "ntk_regime_verdicts"
+    check_param(fn, "points", points, Interval(float, 0, None, "both"))
+    w = _vector(widths, fn, "widths", low=1.0)
+    if not np.all(w == np.round(w)):
+        raise ValueError(f"{fn}: widths must be integers; got {w.tolist()!r}")
+    if w.size > 1 and not np.all(np.diff(w) > 0):
+        raise ValueError(f"{fn}: widths must be strictly increasing; got {w.astype(int).tolist()!r}")
+    a_curve = _vector(analytic_curve, fn, "analytic_curve", low=0.0, high=1.0)
+    _check_per_width(net_curves, fn, "net_curves", "(seeds, T)", w.size)
+    _check_per_width(gaps, fn, "gaps", "(seeds,)", w.size)
+    curves = [
+        _seed_matrix(c, fn, f"net_curves[{j}]", cols=a_curve.size, what="steps (the length of analytic_curve)", low=0.0, high=1.0)
+        for j, c in enumerate(net_curves)
+    ]
+    G = [_vector(g, fn, f"gaps[{j}]", low=0.0) for j, g in enumerate(gaps)]
+    return w, curves, a_curve, G
+
+
+def _widest_net_verdict(widest: np.ndarray, a_curve: np.ndarray, width: int, points: float) -> Verdict:
+    """P5 verdict 1: the widest network's mean test-accuracy curve against the analytic one."""
+    dev_t = np.abs(widest.mean(axis=0) - a_curve)
+    t_max = int(np.argmax(dev_t))
+    dev = float(dev_t[t_max])
+    per_seed = np.max(np.abs(widest - a_curve), axis=1)
+    return Verdict(
+        key="P5 widest net = analytic curve",
+        prediction=f"the widest network (width {width}) follows the linearised model's test-accuracy curve",
+        analytic=0.0,
+        measured=dev,
+        measured_std=None,
+        n_seeds=int(widest.shape[0]),
+        tolerance=f"max over steps |mean net acc - analytic acc| <= {points:g}",
+        passed=bool(dev <= points + ROUND_OFF),
+        detail=f"largest deviation {_fmt(dev)} at recorded step {t_max} of {a_curve.size}; per-seed max "
+        f"deviation {_fmt_list(per_seed)}",
+    )
+
+
+def _gap_shrinks_verdict(w: np.ndarray, mg: np.ndarray, seeds: list[int], gap_text: str) -> Verdict:
+    """P5 verdict 2: the mean output gap strictly decreasing in width (measured = widest / narrowest)."""
+    counts = f"; seeds per width {seeds}" if len(set(seeds)) > 1 else ""
+    if w.size < 2:
+        ok, ratio, why = False, math.nan, "; needs at least 2 widths"
+    elif mg[0] <= 0:
+        ok, ratio, why = False, math.nan, "; the narrowest mean gap is 0 (ratio undefined)"
+    else:
+        ok, ratio, why = bool(np.all(np.diff(mg) < 0)), float(mg[-1] / mg[0]), ""
+    return Verdict(
+        key="P5 gap shrinks with width",
+        prediction="the network's output gap to the linearised model shrinks as the width grows",
+        analytic=float((w[-1] / w[0]) ** GAP_EXPONENT),
+        measured=ratio,
+        measured_std=None,
+        n_seeds=min(seeds),
+        tolerance="mean gap strictly decreasing in width; measured = widest / narrowest mean gap",
+        passed=ok,
+        detail=f"mean gap {gap_text}{counts}{why}",
+    )
+
+
+def _per_seed_slopes(lw: np.ndarray, G: list[np.ndarray]) -> tuple[float | None, str]:
+    """Std of the per-seed gap slopes and their note, when every width has the same number (> 1) of positive gaps."""
+    seeds = [int(g.size) for g in G]
+    if len(set(seeds)) == 1 and seeds[0] > 1 and all(np.all(g > 0) for g in G):
+        S = np.stack(G)  # (widths, seeds), paired by position
+        slopes = [_slope(lw, np.log(S[:, s])) for s in range(S.shape[1])]
+        return float(np.std(slopes, ddof=1)), f"; per-seed slopes {_fmt_list(slopes)}"
+    return None, ""
+
+
+def _gap_slope(w: np.ndarray, mg: np.ndarray, G: list[np.ndarray]) -> tuple[float, bool, float | None, str]:
+    """Slope of log mean gap on log width, whether it is near GAP_EXPONENT, its per-seed std and a note."""
+    if w.size < 2:
+        return math.nan, False, None, "; needs at least 2 widths"
+    if np.any(mg <= 0):
+        return math.nan, False, None, "; a mean gap is 0 (log undefined)"
+    lw = np.log(w)
+    slope = _slope(lw, np.log(mg))
+    std, why = _per_seed_slopes(lw, G)
+    return slope, bool(abs(slope - GAP_EXPONENT) <= GAP_EXPONENT_TOL + ROUND_OFF), std, why
+
+
+def _gap_exponent_verdict(w: np.ndarray, mg: np.ndarray, G: list[np.ndarray], gap_text: str) -> Verdict:
+    """P5 verdict 3: the slope of log mean gap against log width near GAP_EXPONENT."""
+    lo, hi = GAP_EXPONENT - GAP_EXPONENT_TOL, GAP_EXPONENT + GAP_EXPONENT_TOL
+    slope, ok, std, why = _gap_slope(w, mg, G)
+    return Verdict(
+        key="P5 gap exponent",
+        prediction="the output gap falls like width^(-1/2) (NTK regime)",
+        analytic=GAP_EXPONENT,
+        measured=slope,
+        measured_std=std,
+        n_seeds=min(int(g.size) for g in G),
+        tolerance=f"|slope of log mean gap vs log width - ({GAP_EXPONENT:g})| <= {GAP_EXPONENT_TOL:g}, "
+        f"i.e. slope in [{lo:g}, {hi:g}]",
+        passed=ok,
+        detail=f"slope {_fmt(slope)} over widths {[int(v) for v in w]}; mean gap {gap_text}{why}",
+    )
 
 
 def ntk_regime_verdicts(
@@ -683,103 +808,14 @@ def ntk_regime_verdicts(
     -------
     list of Verdict
     """
-    fn = "ntk_regime_verdicts"
-    check_param(fn, "points", points, Interval(float, 0, None, "both"))
-    w = _vector(widths, fn, "widths", low=1.0)
-    if not np.all(w == np.round(w)):
-        raise ValueError(f"{fn}: widths must be integers; got {w.tolist()!r}")
-    if w.size > 1 and not np.all(np.diff(w) > 0):
-        raise ValueError(f"{fn}: widths must be strictly increasing; got {w.astype(int).tolist()!r}")
-    a_curve = _vector(analytic_curve, fn, "analytic_curve", low=0.0, high=1.0)
-    if isinstance(net_curves, np.ndarray) or not isinstance(net_curves, (list, tuple)) or len(net_curves) != w.size:
-        raise ValueError(
-            f"{fn}: net_curves must be a list with one (seeds, T) array per width ({w.size}); "
-            f"got {type(net_curves).__name__} of length {len(net_curves) if hasattr(net_curves, '__len__') else '?'}"
-        )
-    if isinstance(gaps, np.ndarray) or not isinstance(gaps, (list, tuple)) or len(gaps) != w.size:
-        raise ValueError(
-            f"{fn}: gaps must be a list with one (seeds,) array per width ({w.size}); "
-            f"got {type(gaps).__name__} of length {len(gaps) if hasattr(gaps, '__len__') else '?'}"
-        )
-    curves = [
-        _seed_matrix(c, fn, f"net_curves[{j}]", cols=a_curve.size, what="steps (the length of analytic_curve)", low=0.0, high=1.0)
-        for j, c in enumerate(net_curves)
-    ]
-    G = [_vector(g, fn, f"gaps[{j}]", low=0.0) for j, g in enumerate(gaps)]
-    wi = [int(v) for v in w]
-
-    # 1. the widest net against the analytic curve
-    widest = curves[-1]
-    dev_t = np.abs(widest.mean(axis=0) - a_curve)
-    t_max = int(np.argmax(dev_t))
-    dev = float(dev_t[t_max])
-    per_seed = np.max(np.abs(widest - a_curve), axis=1)
-    v1 = Verdict(
-        key="P5 widest net = analytic curve",
-        prediction=f"the widest network (width {wi[-1]}) follows the linearised model's test-accuracy curve",
-        analytic=0.0,
-        measured=dev,
-        measured_std=None,
-        n_seeds=int(widest.shape[0]),
-        tolerance=f"max over steps |mean net acc - analytic acc| <= {points:g}",
-        passed=bool(dev <= points + ROUND_OFF),
-        detail=f"largest deviation {_fmt(dev)} at recorded step {t_max} of {a_curve.size}; per-seed max "
-        f"deviation {_fmt_list(per_seed)}",
-    )
-
-    # 2. the gap shrinks
+    w, curves, a_curve, G = _ntk_inputs(widths, net_curves, analytic_curve, gaps, points)
     mg = np.array([float(np.mean(g)) for g in G])
-    seeds = [int(g.size) for g in G]
-    gap_text = ", ".join(f"{_fmt(m)} (w={v})" for m, v in zip(mg, wi))
-    counts = f"; seeds per width {seeds}" if len(set(seeds)) > 1 else ""
-    if w.size < 2:
-        ok2, ratio, why2 = False, math.nan, "; needs at least 2 widths"
-    elif mg[0] <= 0:
-        ok2, ratio, why2 = False, math.nan, "; the narrowest mean gap is 0 (ratio undefined)"
-    else:
-        ok2, ratio, why2 = bool(np.all(np.diff(mg) < 0)), float(mg[-1] / mg[0]), ""
-    analytic_ratio = float((w[-1] / w[0]) ** GAP_EXPONENT)
-    v2 = Verdict(
-        key="P5 gap shrinks with width",
-        prediction="the network's output gap to the linearised model shrinks as the width grows",
-        analytic=analytic_ratio,
-        measured=ratio,
-        measured_std=None,
-        n_seeds=min(seeds),
-        tolerance="mean gap strictly decreasing in width; measured = widest / narrowest mean gap",
-        passed=ok2,
-        detail=f"mean gap {gap_text}{counts}{why2}",
-    )
-
-    # 3. the exponent
-    lo, hi = GAP_EXPONENT - GAP_EXPONENT_TOL, GAP_EXPONENT + GAP_EXPONENT_TOL
-    std3: float | None = None
-    if w.size < 2:
-        slope, ok3, why3 = math.nan, False, "; needs at least 2 widths"
-    elif np.any(mg <= 0):
-        slope, ok3, why3 = math.nan, False, "; a mean gap is 0 (log undefined)"
-    else:
-        lw = np.log(w)
-        slope = _slope(lw, np.log(mg))
-        ok3, why3 = bool(abs(slope - GAP_EXPONENT) <= GAP_EXPONENT_TOL + ROUND_OFF), ""
-        if len(set(seeds)) == 1 and seeds[0] > 1 and all(np.all(g > 0) for g in G):
-            S = np.stack(G)  # (widths, seeds), paired by position
-            slopes = [_slope(lw, np.log(S[:, s])) for s in range(S.shape[1])]
-            std3 = float(np.std(slopes, ddof=1))
-            why3 = f"; per-seed slopes {_fmt_list(slopes)}"
-    v3 = Verdict(
-        key="P5 gap exponent",
-        prediction="the output gap falls like width^(-1/2) (NTK regime)",
-        analytic=GAP_EXPONENT,
-        measured=slope,
-        measured_std=std3,
-        n_seeds=min(seeds),
-        tolerance=f"|slope of log mean gap vs log width - ({GAP_EXPONENT:g})| <= {GAP_EXPONENT_TOL:g}, "
-        f"i.e. slope in [{lo:g}, {hi:g}]",
-        passed=ok3,
-        detail=f"slope {_fmt(slope)} over widths {wi}; mean gap {gap_text}{why3}",
-    )
-    return [v1, v2, v3]
+    gap_text = ", ".join(f"{_fmt(m)} (w={int(v)})" for m, v in zip(mg, w))
+    return [
+        _widest_net_verdict(curves[-1], a_curve, int(w[-1]), points),
+        _gap_shrinks_verdict(w, mg, [int(g.size) for g in G], gap_text),
+        _gap_exponent_verdict(w, mg, G, gap_text),
+    ]
 
 
 # ----------------------------------------------------------------------------- rendering
