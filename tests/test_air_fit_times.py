@@ -175,6 +175,8 @@ def test_bad_input(rng):
         (ValueError, r"labels must hold integer classes in \[0, 3\)", dict(labels=np.where(np.arange(n) == 0, 3, labels))),
         (ValueError, r"labels must hold integer classes", dict(labels=np.where(np.arange(n) == 0, -1, labels))),
         (ValueError, r"labels must hold integer classes", dict(labels=labels + 0.5)),
+        # one non-integer class among integers (all of them must be whole numbers, not just one)
+        (ValueError, r"labels must hold integer classes .* e\.g\. 1\.5", dict(labels=np.where(np.arange(n) == 0, 1.5, labels))),
         (ValueError, r"labels must have shape \(12,\)", dict(labels=labels[:-1])),
         (ValueError, "times must be strictly increasing", dict(times=[0.0, 1.0, 0.5])),
         (ValueError, "times must be strictly increasing", dict(times=[0.0, 1.0, 1.0])),

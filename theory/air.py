@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,6 +52,19 @@ __all__ = [
 ]
 
 _WHICH = ("clean", "noise", "noisy")
+
+#: The fields of LearningCurves that need ``K_cross`` (None without it).
+_EVAL_FIELDS = (
+    "test_mse",
+    "test_acc",
+    "val_acc",
+    "best_index_test",
+    "best_step_test",
+    "best_test_acc",
+    "final_test_acc",
+    "best_step_val",
+    "test_acc_at_best_val",
+)
 
 
 # ----------------------------------------------------------------------------- label spectra
@@ -298,6 +311,137 @@ def _first_best(curve: np.ndarray) -> int:
     return int(np.flatnonzero(curve == np.nanmax(curve))[0])
 
 
+def _check_training_labels(
+    fn: str, spectrum: Spectrum, y_noisy: Any, labels_true: Any, labels_given: Any
+) -> tuple[Any, Any, int, np.ndarray, np.ndarray, np.ndarray]:
+    """y_noisy as (n, C) targets in the spectrum's namespace (and on the host), C, and the checked class labels."""
+    V = spectrum.vectors
+    n = spectrum.n_samples
+    Y, xp = check_labels(fn, "y_noisy", y_noisy, n, like=V, dtype=V.dtype)
+    if Y.ndim != 2 or Y.shape[1] < 2:
+        raise ValueError(f"{fn}: y_noisy must be 2-D (n, C) with C >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
+    C = int(Y.shape[1])
+    given = check_class_labels(fn, "labels_given", labels_given, n=n, num_classes=C)
+    true = check_class_labels(fn, "labels_true", labels_true, n=n, num_classes=C)
+    Y_np = to_numpy(Y)
+    if not np.array_equal(np.argmax(Y_np, axis=1), given):
+        raise ValueError(
+            f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
+            f"{int(np.sum(np.argmax(Y_np, axis=1) != given))} rows differ"
+        )
+    return Y, xp, C, Y_np, given, true
+
+
+class _EvalRows(NamedTuple):
+    """The rows of K_cross: labels of all rows, the test rows, the validation rows (or None) and their labels."""
+
+    labels: np.ndarray
+    test: np.ndarray
+    val: np.ndarray | None
+    val_labels: np.ndarray | None
+
+
+def _check_eval_rows(fn: str, K_cross: Any, test_labels: Any, val_index: Any, val_labels: Any, C: int) -> _EvalRows | None:
+    """The checked test and validation rows of K_cross and their labels (None without K_cross)."""
+    if K_cross is None:
+        if test_labels is not None or val_index is not None or val_labels is not None:
+            raise ValueError(f"{fn}: test_labels, val_index and val_labels need K_cross (the kernel to the evaluation points)")
+        return None
+    if test_labels is None:
+        raise ValueError(f"{fn}: test_labels must be given with K_cross (one class per row of K_cross)")
+    m = int(K_cross.shape[0]) if hasattr(K_cross, "shape") else len(K_cross)
+    tl = check_class_labels(fn, "test_labels", test_labels, n=m, num_classes=C)
+    if val_index is None:
+        return _EvalRows(tl, np.arange(m), None, None)
+    val_rows = _check_index(fn, "val_index", val_index, m)
+    vl = tl[val_rows] if val_labels is None else check_class_labels(fn, "val_labels", val_labels, n=val_rows.size, num_classes=C)
+    test_rows = np.setdiff1d(np.arange(m), val_rows)
+    if test_rows.size == 0:
+        raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")
+    return _EvalRows(tl, test_rows, val_rows, vl)
+
+
+def _train_curves(path: TrainingPath, Y: Any, xp: Any, n: int, given: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """The training fields of LearningCurves: MSE, accuracies on all / clean / flipped points and the two masks."""
+    fits = path.fits
+    train_mse = to_numpy(xp.sum((fits - Y) ** 2, axis=(1, 2))).astype(np.float64) / n
+    pred = to_numpy(xp.argmax(fits, axis=2))
+    clean = true == given
+    flipped = ~clean
+    return {
+        "train_mse": train_mse,
+        "train_acc": _accuracy(pred, given),
+        "acc_clean": _accuracy(pred, given, clean),
+        "acc_flipped_given": _accuracy(pred, given, flipped),
+        "acc_flipped_true": _accuracy(pred, true, flipped),
+        "clean_mask": clean,
+        "flipped_mask": flipped,
+    }
+
+
+def _class_codes(Y_np: np.ndarray, given: np.ndarray, C: int) -> np.ndarray:
+    """Per class, the mean target row of the training points given it (the one-hot row if none is)."""
+    codes = np.eye(C)
+    for j in range(C):
+        if np.any(given == j):
+            codes[j] = Y_np[given == j].mean(axis=0)
+    return codes
+
+
+def _test_curves(
+    path: TrainingPath, xp: Any, out: Any, p_all: np.ndarray, codes: np.ndarray, tl: np.ndarray, test_rows: np.ndarray
+) -> dict[str, Any]:
+    """The test fields of LearningCurves from the outputs ``out`` (T, m, C) and their argmax ``p_all``."""
+    sel = xp.asarray(test_rows, device=device(out))
+    out_t = xp.take(out, sel, axis=1)
+    target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=device(out))
+    test_mse = to_numpy(xp.sum((out_t - target) ** 2, axis=(1, 2))).astype(np.float64) / test_rows.size
+    test_acc = _accuracy(p_all[:, test_rows], tl[test_rows])
+    last = int(np.argmax(path.record))
+    best_i = _first_best(test_acc)
+    return {
+        "test_mse": test_mse,
+        "test_acc": test_acc,
+        "best_index_test": best_i,
+        "best_step_test": int(path.record[best_i]),
+        "best_test_acc": float(test_acc[best_i]),
+        "final_test_acc": float(test_acc[last]),
+    }
+
+
+def _val_curves(
+    path: TrainingPath, p_all: np.ndarray, test_acc: np.ndarray, val_rows: np.ndarray, vl: np.ndarray
+) -> dict[str, Any]:
+    """The validation fields of LearningCurves: the curve, its first best step and the test accuracy there."""
+    val_acc = _accuracy(p_all[:, val_rows], vl)
+    iv = _first_best(val_acc)
+    return {"val_acc": val_acc, "best_step_val": int(path.record[iv]), "test_acc_at_best_val": float(test_acc[iv])}
+
+
+def _eval_curves(
+    path: TrainingPath,
+    xp: Any,
+    K_cross: Any,
+    Y_np: np.ndarray,
+    given: np.ndarray,
+    C: int,
+    rows: _EvalRows | None,
+) -> dict[str, Any]:
+    """The test and validation fields of LearningCurves (all None without K_cross)."""
+    fields: dict[str, Any] = dict.fromkeys(_EVAL_FIELDS)
+    if K_cross is None:
+        return fields
+    out = path.predict(K_cross)  # (T, m, C)
+    p_all = to_numpy(xp.argmax(out, axis=2))
+    codes = _class_codes(Y_np, given, C)
+    assert rows is not None  # set with K_cross
+    fields.update(_test_curves(path, xp, out, p_all, codes, rows.labels, rows.test))
+    if rows.val is not None:
+        assert rows.val_labels is not None  # set with val_index
+        fields.update(_val_curves(path, p_all, fields["test_acc"], rows.val, rows.val_labels))
+    return fields
+
+
 def predicted_curves(
     spectrum: Spectrum,
     y_noisy: Any,
@@ -365,41 +509,8 @@ def predicted_curves(
     fn = "predicted_curves"
     check_spectrum(fn, spectrum)
     check_param(fn, "targets", targets, Options(TARGET_RULES))
-    V = spectrum.vectors
-    n = spectrum.n_samples
-    Y, xp = check_labels(fn, "y_noisy", y_noisy, n, like=V, dtype=V.dtype)
-    if Y.ndim != 2 or Y.shape[1] < 2:
-        raise ValueError(f"{fn}: y_noisy must be 2-D (n, C) with C >= 2 classes (e.g. one-hot); got shape {tuple(Y.shape)}")
-    C = int(Y.shape[1])
-    given = check_class_labels(fn, "labels_given", labels_given, n=n, num_classes=C)
-    true = check_class_labels(fn, "labels_true", labels_true, n=n, num_classes=C)
-    Y_np = to_numpy(Y)
-    if not np.array_equal(np.argmax(Y_np, axis=1), given):
-        raise ValueError(
-            f"{fn}: y_noisy must encode labels_given (row argmax == labels_given); "
-            f"{int(np.sum(np.argmax(Y_np, axis=1) != given))} rows differ"
-        )
-    test_rows = val_rows = None
-    if K_cross is not None:
-        if test_labels is None:
-            raise ValueError(f"{fn}: test_labels must be given with K_cross (one class per row of K_cross)")
-        m = int(K_cross.shape[0]) if hasattr(K_cross, "shape") else len(K_cross)
-        tl = check_class_labels(fn, "test_labels", test_labels, n=m, num_classes=C)
-        if val_index is not None:
-            val_rows = _check_index(fn, "val_index", val_index, m)
-            vl = (
-                tl[val_rows]
-                if val_labels is None
-                else check_class_labels(fn, "val_labels", val_labels, n=val_rows.size, num_classes=C)
-            )
-            test_rows = np.setdiff1d(np.arange(m), val_rows)
-            if test_rows.size == 0:
-                raise ValueError(f"{fn}: val_index must leave some rows of K_cross for the test curves; it holds all {m}")
-        else:
-            test_rows = np.arange(m)
-    elif test_labels is not None or val_index is not None or val_labels is not None:
-        raise ValueError(f"{fn}: test_labels, val_index and val_labels need K_cross (the kernel to the evaluation points)")
-
+    Y, xp, C, Y_np, given, true = _check_training_labels(fn, spectrum, y_noisy, labels_true, labels_given)
+    rows = _check_eval_rows(fn, K_cross, test_labels, val_index, val_labels, C)
     path = linearized_training(
         spectrum,
         Y,
@@ -411,53 +522,12 @@ def predicted_curves(
         record=record,
         continuous=continuous,
     )
-    fits = path.fits
-    train_mse = to_numpy(xp.sum((fits - Y) ** 2, axis=(1, 2))).astype(np.float64) / n
-    pred = to_numpy(xp.argmax(fits, axis=2))
-    clean = true == given
-    flipped = ~clean
-    test_mse = test_acc = val_acc = None
-    best_i = best_step = best_acc = final_acc = best_val_step = acc_at_val = None
-    if K_cross is not None:
-        out = path.predict(K_cross)  # (T, m, C)
-        p_all = to_numpy(xp.argmax(out, axis=2))
-        codes = np.eye(C)
-        for j in range(C):
-            if np.any(given == j):
-                codes[j] = Y_np[given == j].mean(axis=0)
-        assert test_rows is not None and tl is not None  # set with K_cross
-        sel = xp.asarray(test_rows, device=device(out))
-        out_t = xp.take(out, sel, axis=1)
-        target = xp.asarray(codes[tl[test_rows]], dtype=out.dtype, device=device(out))
-        test_mse = to_numpy(xp.sum((out_t - target) ** 2, axis=(1, 2))).astype(np.float64) / test_rows.size
-        test_acc = _accuracy(p_all[:, test_rows], tl[test_rows])
-        last = int(np.argmax(path.record))
-        best_i = _first_best(test_acc)
-        best_step, best_acc, final_acc = int(path.record[best_i]), float(test_acc[best_i]), float(test_acc[last])
-        if val_rows is not None:
-            val_acc = _accuracy(p_all[:, val_rows], vl)
-            iv = _first_best(val_acc)
-            best_val_step, acc_at_val = int(path.record[iv]), float(test_acc[iv])
     return LearningCurves(
         target_rule=targets,
         record=path.record,
         times=path.times,
-        train_mse=train_mse,
-        train_acc=_accuracy(pred, given),
-        acc_clean=_accuracy(pred, given, clean),
-        acc_flipped_given=_accuracy(pred, given, flipped),
-        acc_flipped_true=_accuracy(pred, true, flipped),
-        test_mse=test_mse,
-        test_acc=test_acc,
-        val_acc=val_acc,
-        best_index_test=best_i,
-        best_step_test=best_step,
-        best_test_acc=best_acc,
-        final_test_acc=final_acc,
-        best_step_val=best_val_step,
-        test_acc_at_best_val=acc_at_val,
-        clean_mask=clean,
-        flipped_mask=flipped,
+        **_train_curves(path, Y, xp, spectrum.n_samples, given, true),
+        **_eval_curves(path, xp, K_cross, Y_np, given, C, rows),
         n_classes=C,
         path=path,
     )

@@ -158,6 +158,153 @@ def _budget_error(c: float, d: np.ndarray, E: np.ndarray, null: float) -> float:
     return null + float(np.sum(g * g * E))
 
 
+def _label_energies(s: Spectrum, y: Any) -> tuple[Any, np.ndarray, np.ndarray, float, float]:
+    """``z = V^T y``, E and d (host float64: energy and eigenvalue per direction), ``||y||^2`` and the energy outside span(V)."""
+    xp, V = s.xp, s.vectors
+    z = V.T @ y
+    zz = z * z if z.ndim == 1 else xp.sum(z * z, axis=1)
+    E = to_numpy(zz).astype(np.float64)
+    d = to_numpy(s.values).astype(np.float64)
+    total0 = float(to_numpy(xp.sum(y * y)))
+    outside = 0.0 if s.is_full else max(total0 - float(E.sum()), 0.0)
+    return z, E, d, total0, outside
+
+
+def _check_resolved(
+    fn: str,
+    dpos: np.ndarray,
+    Epos: np.ndarray,
+    null: float,
+    null_energy: float,
+    total0: float,
+    budget: float,
+    zero_tol: float,
+    n: int,
+    eps: float,
+) -> None:
+    """Refuse a budget that only a ridge below the spectrum's resolution ``zero_tol`` meets."""
+    if total0 > budget and (null >= budget or _budget_error(zero_tol, dpos, Epos, null) >= budget):
+        raise ValueError(
+            f"{fn}: epsilon must exceed the energy of y that the spectrum cannot resolve from its null "
+            f"space divided by n (the fit error at c = zero_tol = {zero_tol:.3g} is "
+            f"{max(null, _budget_error(zero_tol, dpos, Epos, null)) / n:.6g}; energy / n along eigenvalues "
+            f"<= zero_tol: {null_energy / n:.6g}); got {eps!r}: no function the decomposition resolves meets "
+            f"that budget (raise epsilon or decompose K in float64)"
+        )
+
+
+def _bracket(r: float, dpos: np.ndarray, Epos: np.ndarray, null: float, budget: float) -> tuple[float, float] | None:
+    """A bracket ``(lo, hi)`` of the round's root in c, or None when total and budget agree to round-off."""
+    lo = 0.5 * r * float(dpos.min())
+    hi = 2.0 * r * float(dpos.max()) / (1.0 - r)
+    f_lo = _budget_error(lo, dpos, Epos, null) - budget
+    f_hi = _budget_error(hi, dpos, Epos, null) - budget
+    if not (f_lo < 0 < f_hi):  # round-off at the bracket ends; widen once
+        lo, hi = lo * 1e-3, hi * 1e3
+        f_lo = _budget_error(lo, dpos, Epos, null) - budget
+        f_hi = _budget_error(hi, dpos, Epos, null) - budget
+        if not (f_lo < 0 < f_hi):  # only when total and budget agree to round-off
+            return None
+    return lo, hi
+
+
+def _next_c(total: float, dpos: np.ndarray, Epos: np.ndarray, null: float, budget: float) -> float | None:
+    """The round's c_t (brentq in log c on the analytic bracket), or None when it cannot be resolved (at budget)."""
+    r = math.sqrt((budget - null) / (total - null))
+    if r >= 1.0 or dpos.size == 0:  # total equals the budget up to round-off
+        return None
+    bracket = _bracket(r, dpos, Epos, null, budget)
+    if bracket is None:
+        return None
+    lo, hi = bracket
+    u = brentq(
+        lambda t: _budget_error(math.exp(t), dpos, Epos, null) - budget,
+        math.log(lo),
+        math.log(hi),
+        xtol=1e-15,
+        rtol=4 * np.finfo(float).eps,
+        maxiter=500,
+    )
+    return math.exp(u)
+
+
+def _warn_unresolved(fn: str, c: float, zero_tol: float) -> None:
+    """Warn that c_1 is within ``_RESOLVED`` times the spectrum's resolution, and how accurate it is."""
+    warnings.warn(
+        f"{fn}: c_1 = {c:.3g} is within {_RESOLVED:g}x of the spectrum's resolution zero_tol = "
+        f"{zero_tol:.3g}: eigenvalues at round-off level carry part of the fit, so c_t is accurate "
+        f"to about {2 * zero_tol / c:.1%} only (raise epsilon or decompose K in float64)",
+        UserWarning,
+        stacklevel=4,  # the caller of mobahi_rounds (via _rounds)
+    )
+
+
+def _rounds(
+    fn: str,
+    d: np.ndarray,
+    pos: np.ndarray,
+    null: float,
+    E: np.ndarray,
+    total0: float,
+    budget: float,
+    zero_tol: float,
+    n: int,
+    max_rounds: int,
+) -> tuple[str, list[float], list[float], list[np.ndarray], list[float]]:
+    """Run the rounds: the status, and per round c_t, the fit error, the gains ``d / (d + c_t)`` and ``||y_t||^2``."""
+    dpos = d[pos]
+    Epos = E[pos]
+    energy = [total0]
+    cs: list[float] = []
+    errs: list[float] = []
+    gains: list[np.ndarray] = []
+    status = "max-rounds"
+    for _ in range(max_rounds):
+        total = energy[-1]
+        if total <= budget:
+            status = "collapsed"
+            break
+        c = _next_c(total, dpos, Epos, null, budget)
+        if c is None:
+            status = "at-budget"
+            break
+        if not cs and c < _RESOLVED * zero_tol:
+            _warn_unresolved(fn, c, zero_tol)
+        g = np.zeros_like(d)
+        g[pos] = dpos / (dpos + c)
+        cs.append(c)
+        errs.append(_budget_error(c, dpos, Epos, null) / n)
+        gains.append(g)
+        Epos = Epos * g[pos] ** 2
+        null = 0.0
+        energy.append(float(Epos.sum()))
+    else:
+        if energy[-1] <= budget:
+            status = "collapsed"
+    return status, cs, errs, gains, energy
+
+
+def _message(status: str, R: int, last: float, n: int, eps: float, max_rounds: int) -> str:
+    """One line saying why the rounds stopped, with the numbers (``last``: ``||y_R||^2``)."""
+    return {
+        "collapsed": f"after {R} round(s) ||y_R||^2 / n = {last / n:.6g} <= epsilon = {eps:g}: f = 0 meets the budget",
+        "at-budget": f"after {R} round(s) ||y_R||^2 / n = {last / n:.6g} equals epsilon = {eps:g} to round-off: "
+        f"the next round's c cannot be resolved",
+        "max-rounds": f"max_rounds = {max_rounds} rounds ran without a collapse (||y_R||^2 / n = {last / n:.6g} "
+        f"> epsilon = {eps:g}); raise max_rounds to continue",
+    }[status]
+
+
+def _fits(s: Spectrum, gains: list[np.ndarray], d: np.ndarray, z: Any) -> tuple[Any, Any]:
+    """B, the cumulative products of the gains, in the spectrum's namespace, and the fits ``V diag(B[t-1]) V^T y``."""
+    xp, V = s.xp, s.vectors
+    B_host = np.cumprod(np.array(gains), axis=0) if gains else np.zeros((0, d.size))
+    B = xp.asarray(B_host, dtype=s.values.dtype, device=device(s.values))
+    coefs = B * z if z.ndim == 1 else B[:, :, None] * z
+    fits = xp.matmul(coefs, V.T) if z.ndim == 1 else xp.matmul(V, coefs)
+    return B, fits
+
+
 def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int = 100) -> MobahiPath:
     """Fixed-budget self-distillation rounds ``y_t = K (c_t I + K)^-1 y_{t-1}`` until collapse.
 
@@ -213,97 +360,18 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
     check_param(fn, "epsilon", epsilon, CONSTRAINTS["epsilon"])
     check_param(fn, "max_rounds", max_rounds, CONSTRAINTS["max_rounds"])
     y, _ = check_labels(fn, "y", y, s.n_samples, like=s.vectors, dtype=s.vectors.dtype)
-    xp, V = s.xp, s.vectors
     n, eps = s.n_samples, float(epsilon)
     budget = n * eps
-
-    z = V.T @ y
-    zz = z * z if z.ndim == 1 else xp.sum(z * z, axis=1)
-    E = to_numpy(zz).astype(np.float64)
-    d = to_numpy(s.values).astype(np.float64)
-    total0 = float(to_numpy(xp.sum(y * y)))
-    outside = 0.0 if s.is_full else max(total0 - float(E.sum()), 0.0)
+    z, E, d, total0, outside = _label_energies(s, y)
     zero_tol = float(s.zero_tol)
     null_mask = d <= 0.0  # exact (clipped) zeros only; small eigenvalues keep their values
     pos = ~null_mask
-    dpos = d[pos]
     null = outside + float(E[null_mask].sum())
     null_energy = outside + float(E[d <= zero_tol].sum())
-    if total0 > budget and (null >= budget or _budget_error(zero_tol, dpos, E[pos], null) >= budget):
-        raise ValueError(
-            f"{fn}: epsilon must exceed the energy of y that the spectrum cannot resolve from its null "
-            f"space divided by n (the fit error at c = zero_tol = {zero_tol:.3g} is "
-            f"{max(null, _budget_error(zero_tol, dpos, E[pos], null)) / n:.6g}; energy / n along eigenvalues "
-            f"<= zero_tol: {null_energy / n:.6g}); got {eps!r}: no function the decomposition resolves meets "
-            f"that budget (raise epsilon or decompose K in float64)"
-        )
-
-    Epos = E[pos]
-    energy = [total0]
-    cs: list[float] = []
-    errs: list[float] = []
-    gains: list[np.ndarray] = []
-    status = "max-rounds"
-    for _ in range(int(max_rounds)):
-        total = energy[-1]
-        if total <= budget:
-            status = "collapsed"
-            break
-        r = math.sqrt((budget - null) / (total - null))
-        if r >= 1.0 or dpos.size == 0:  # total equals the budget up to round-off
-            status = "at-budget"
-            break
-        lo = 0.5 * r * float(dpos.min())
-        hi = 2.0 * r * float(dpos.max()) / (1.0 - r)
-        f_lo = _budget_error(lo, dpos, Epos, null) - budget
-        f_hi = _budget_error(hi, dpos, Epos, null) - budget
-        if not (f_lo < 0 < f_hi):  # round-off at the bracket ends; widen once
-            lo, hi = lo * 1e-3, hi * 1e3
-            f_lo = _budget_error(lo, dpos, Epos, null) - budget
-            f_hi = _budget_error(hi, dpos, Epos, null) - budget
-            if not (f_lo < 0 < f_hi):  # only when total and budget agree to round-off
-                status = "at-budget"
-                break
-        u = brentq(
-            lambda t: _budget_error(math.exp(t), dpos, Epos, null) - budget,
-            math.log(lo),
-            math.log(hi),
-            xtol=1e-15,
-            rtol=4 * np.finfo(float).eps,
-            maxiter=500,
-        )
-        c = math.exp(u)
-        if not cs and c < _RESOLVED * zero_tol:
-            warnings.warn(
-                f"{fn}: c_1 = {c:.3g} is within {_RESOLVED:g}x of the spectrum's resolution zero_tol = "
-                f"{zero_tol:.3g}: eigenvalues at round-off level carry part of the fit, so c_t is accurate "
-                f"to about {2 * zero_tol / c:.1%} only (raise epsilon or decompose K in float64)",
-                UserWarning,
-                stacklevel=2,
-            )
-        g = np.zeros_like(d)
-        g[pos] = dpos / (dpos + c)
-        cs.append(c)
-        errs.append(_budget_error(c, dpos, Epos, null) / n)
-        gains.append(g)
-        Epos = Epos * g[pos] ** 2
-        null = 0.0
-        energy.append(float(Epos.sum()))
-    else:
-        if energy[-1] <= budget:
-            status = "collapsed"
+    _check_resolved(fn, d[pos], E[pos], null, null_energy, total0, budget, zero_tol, n, eps)
+    status, cs, errs, gains, energy = _rounds(fn, d, pos, null, E, total0, budget, zero_tol, n, int(max_rounds))
     R = len(cs)
-    message = {
-        "collapsed": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} <= epsilon = {eps:g}: f = 0 meets the budget",
-        "at-budget": f"after {R} round(s) ||y_R||^2 / n = {energy[-1] / n:.6g} equals epsilon = {eps:g} to round-off: "
-        f"the next round's c cannot be resolved",
-        "max-rounds": f"max_rounds = {int(max_rounds)} rounds ran without a collapse (||y_R||^2 / n = {energy[-1] / n:.6g} "
-        f"> epsilon = {eps:g}); raise max_rounds to continue",
-    }[status]
-    B_host = np.cumprod(np.array(gains), axis=0) if R else np.zeros((0, d.size))
-    B = xp.asarray(B_host, dtype=s.values.dtype, device=device(s.values))
-    coefs = B * z if z.ndim == 1 else B[:, :, None] * z
-    fits = xp.matmul(coefs, V.T) if z.ndim == 1 else xp.matmul(V, coefs)
+    B, fits = _fits(s, gains, d, z)
     return MobahiPath(
         c=np.array(cs, dtype=float),
         fits=fits,
@@ -314,7 +382,7 @@ def mobahi_rounds(spectrum: Spectrum, y: Any, *, epsilon: float, max_rounds: int
         n_rounds=R,
         collapsed=status == "collapsed",
         status=status,
-        message=message,
+        message=_message(status, R, energy[-1], n, eps, int(max_rounds)),
         epsilon=eps,
         max_rounds=int(max_rounds),
         y_coef=z,
