@@ -61,6 +61,7 @@ from deep.methods import (
 from deep.models import make_model
 from deep.records import (
     EpochRecord,
+    FrequencySubset,
     Summary,
     frequency_setup,
     load_checkpoint,
@@ -523,6 +524,62 @@ def restore_generation(
     return Generation(state.generation, model, opt, targets, state.gen_alpha, step=int(state.step), first_epoch=int(state.epoch))
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What every epoch of a run reads: the config, the data on the device, the frequency subset,
+    the batch-order generator, the device and the schedule's length in optimiser steps."""
+
+    cfg: TrainConfig
+    dd: DeviceData
+    split: RunSplit
+    freq: FrequencySubset | None
+    rng: torch.Generator
+    device: torch.device
+    total_steps: int
+
+
+def run_epoch(run: RunInputs, state: Generation, epoch: int, history: History, t_start: float) -> EpochRecord:
+    """Train epoch ``epoch`` of ``state``'s generation (advancing its step, targets and next epoch),
+    measure the network and return the epoch's record; its training predictions join ``history``."""
+    cfg, g = run.cfg, state.index
+    t0 = time.perf_counter()
+    momentum = epoch_momentum(cfg, epoch) if cfg.method in MOMENTUM_METHODS else None
+    desc = (
+        f"gen {g}/{cfg.generations} epoch {epoch + 1}/{cfg.epochs}" if cfg.generations > 1 else f"epoch {epoch + 1}/{cfg.epochs}"
+    )
+    stats = train_epoch(
+        state.model,
+        state.optimizer,
+        cfg,
+        run.dd,
+        state.targets,
+        run.rng,
+        step=state.step,
+        total_steps=run.total_steps,
+        target_momentum=momentum,
+        desc=desc,
+    )
+    state.step, state.targets, state.first_epoch = stats.step, stats.targets, epoch + 1
+    metrics, p_train = measure(state.model, run.dd, run.split, cfg, run.freq)
+    history.predictions.append(p_train.cpu().numpy().astype(np.int8))
+    _sync(run.device)
+    return EpochRecord(
+        epoch=epoch + 1,
+        generation=g,
+        global_epoch=len(history.records) + 1,
+        loss=stats.loss,
+        lr=stats.lr,
+        time=time.perf_counter() - t0,
+        elapsed=history.elapsed_before + time.perf_counter() - t_start,
+        target_agreement=stats.target_agreement,
+        target_agreement_flipped=stats.target_agreement_flipped,
+        alpha=state.alpha,
+        target_momentum=momentum,
+        lam=stats.lam,
+        **metrics,
+    )
+
+
 def describe_data(data: CifarData, split: RunSplit, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """summary.json's ``data`` block: the source, split sizes, realised noise and the device."""
     return {
@@ -588,7 +645,7 @@ def train(config: TrainConfig) -> TrainResult:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator()  # CPU: batch order and augmentation are the same on any device
         gen.manual_seed(cfg.seed)
-        total_steps = cfg.epochs * math.ceil(len(split.train_idx) / cfg.batch_size)
+        run = RunInputs(cfg, dd, split, freq, gen, device, cfg.epochs * math.ceil(len(split.train_idx) / cfg.batch_size))
         model: nn.Module | None = None
         stopped = False
         for g in range(history.generation, cfg.generations + 1):
@@ -599,49 +656,12 @@ def train(config: TrainConfig) -> TrainResult:
                 else start_generation(cfg, g, dd, device, teacher=model)
             )
             model = state.model
-            # ---- loop
+            # ---- loop: train and measure an epoch, then its files (checkpoint first: it holds the records)
             for e in range(state.first_epoch, cfg.epochs):
                 if cfg.stop_after is not None and len(history.records) >= cfg.stop_after:
                     stopped = True
                     break
-                t0 = time.perf_counter()
-                momentum = epoch_momentum(cfg, e) if cfg.method in MOMENTUM_METHODS else None
-                desc = (
-                    f"gen {g}/{cfg.generations} epoch {e + 1}/{cfg.epochs}"
-                    if cfg.generations > 1
-                    else f"epoch {e + 1}/{cfg.epochs}"
-                )
-                stats = train_epoch(
-                    model,
-                    state.optimizer,
-                    cfg,
-                    dd,
-                    state.targets,
-                    gen,
-                    step=state.step,
-                    total_steps=total_steps,
-                    target_momentum=momentum,
-                    desc=desc,
-                )
-                state.step, state.targets, state.first_epoch = stats.step, stats.targets, e + 1
-                metrics, p_train = measure(model, dd, split, cfg, freq)
-                history.predictions.append(p_train.cpu().numpy().astype(np.int8))
-                _sync(device)
-                rec = EpochRecord(
-                    epoch=e + 1,
-                    generation=g,
-                    global_epoch=len(history.records) + 1,
-                    loss=stats.loss,
-                    lr=stats.lr,
-                    time=time.perf_counter() - t0,
-                    elapsed=history.elapsed_before + time.perf_counter() - t_start,
-                    target_agreement=stats.target_agreement,
-                    target_agreement_flipped=stats.target_agreement_flipped,
-                    alpha=state.alpha,
-                    target_momentum=momentum,
-                    lam=stats.lam,
-                    **metrics,
-                )
+                rec = run_epoch(run, state, e, history, t_start)
                 best = history.add(rec)
                 save_epoch(out, RunState.capture(cfg, state, history, split, gen, device), history, model, best=best)
                 if cfg.progress:
