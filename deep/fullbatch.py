@@ -118,6 +118,118 @@ def _outputs_of(fn: str, name: str, f: torch.nn.Module, X: torch.Tensor) -> torc
     return out
 
 
+def _check_settings(fn: str, lr: float, steps: int, targets: str, target_momentum: float | None, progress: bool) -> None:
+    """Refuse a bad ``lr``, ``steps``, ``targets`` rule, ``target_momentum`` or ``progress`` flag."""
+    check_param(fn, "lr", lr, CONSTRAINTS["lr"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
+    check_param(fn, "targets", targets, CONSTRAINTS["targets"])
+    if targets == "chained":
+        if target_momentum is None:
+            raise ValueError(f"{fn}: target_momentum is required with targets='chained' (a float in [0, 1])")
+        check_param(fn, "target_momentum", target_momentum, CONSTRAINTS["target_momentum"])
+    elif target_momentum is not None:
+        raise ValueError(
+            f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
+            f"not use it (pass targets='chained' or drop it); got {target_momentum!r}"
+        )
+    if not isinstance(progress, bool):
+        raise TypeError(f"{fn}: progress must be True or False; got {progress!r}")
+
+
+def _check_data(
+    fn: str, model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``X``, ``Y`` and ``X_test`` checked against the model's device and dtype (``Y`` of shape (n, c))."""
+    device, dtype = _check_model(fn, model)
+    X = _check_tensor(fn, "X", X, device, dtype)
+    Y = _check_tensor(fn, "Y", Y, device, dtype)
+    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"{fn}: Y must have shape (n, c) with n = {X.shape[0]}; got {tuple(Y.shape)}")
+    if X_test is not None:
+        X_test = _check_tensor(fn, "X_test", X_test, device, dtype)
+    return X, Y, X_test
+
+
+def _record_grid(fn: str, record: Any, steps: int, rows: int, c: int, memory_budget: int | None) -> np.ndarray:
+    """The sorted steps to record, once they and the memory their outputs on ``rows`` inputs take are checked."""
+    if record is None:
+        n_rec, what = steps + 1, f"recording all {steps + 1} steps (0..{steps})"
+    else:
+        rec_f = check_vector(fn, "record", record)
+        ok = np.isfinite(rec_f) & (rec_f == np.round(rec_f)) & (rec_f >= 0) & (rec_f <= steps)
+        if not np.all(ok):
+            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}]; got {float(rec_f[~ok][0])!r} in record")
+        n_rec, what = np.unique(rec_f).size, f"recording {np.unique(rec_f).size} steps"
+    check_result_size(
+        fn,
+        n_rec * (rows * c * 8 + 8),
+        memory_budget,
+        what,
+        "pass record=[...] with the steps you need or a larger memory_budget=",
+    )
+    return np.arange(steps + 1) if record is None else np.unique(rec_f.astype(np.int64))
+
+
+def _initial_outputs(
+    fn: str, model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The initial parameters and outputs on ``X`` and ``X_test`` (the model set to eval mode first)."""
+    model.train(False)
+    init = copy.deepcopy(model)
+    theta0 = _flat(model)
+    f0 = _outputs_of(fn, "X", init, X)
+    if X_test is not None and tuple(X_test.shape[1:]) != tuple(X.shape[1:]):
+        raise ValueError(
+            f"{fn}: X_test must have per-example shape {tuple(X.shape[1:])} (that of X); got {tuple(X_test.shape[1:])}"
+        )
+    f0_test = _outputs_of(fn, "X_test", init, X_test) if X_test is not None else None
+    if tuple(f0.shape) != tuple(Y.shape):
+        raise ValueError(f"{fn}: Y must have shape {tuple(f0.shape)} (the model's outputs on X); got {tuple(Y.shape)}")
+    return theta0, f0, f0_test
+
+
+def _test_outputs(model: torch.nn.Module, X_test: torch.Tensor, f0_test: torch.Tensor | None) -> np.ndarray:
+    """The centred outputs on ``X_test`` as float64, without gradients."""
+    with torch.no_grad():
+        return (model(X_test) - f0_test).cpu().numpy().astype(np.float64)
+
+
+def _descend(
+    fn: str,
+    model: torch.nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    initial: tuple[torch.Tensor, torch.Tensor | None],
+    rec: np.ndarray,
+    lr: float,
+    steps: int,
+    targets: str,
+    target_momentum: float | None,
+    progress: bool,
+) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
+    """Run the GD steps, recording centred outputs at ``rec``; the final target and the recordings."""
+    (X, Y, X_test), (f0, f0_test) = data, initial
+    opt = torch.optim.SGD(model.parameters(), lr=float(lr), momentum=0.0)
+    target = Y.clone()
+    train_out, test_out = [], []
+    wanted = set(rec.tolist())
+    for step in tqdm(range(steps + 1), desc=f"{fn} ({targets})", disable=not progress, leave=False, file=sys.stderr):
+        out = model(X) - f0
+        if step in wanted:
+            train_out.append(out.detach().cpu().numpy().astype(np.float64))
+            if X_test is not None:
+                test_out.append(_test_outputs(model, X_test, f0_test))
+        if step == steps:
+            break
+        loss = 0.5 * ((out - target) ** 2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if targets == "chained":
+            assert target_momentum is not None  # "chained" without it was refused above
+            target = target_momentum * target + (1.0 - target_momentum) * out.detach()
+    return target, train_out, test_out
+
+
 def train_full_batch(
     model: torch.nn.Module,
     X: torch.Tensor,
@@ -163,75 +275,14 @@ def train_full_batch(
     FullBatchRun
     """
     fn = "train_full_batch"
-    check_param(fn, "lr", lr, CONSTRAINTS["lr"])
-    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    check_param(fn, "targets", targets, CONSTRAINTS["targets"])
-    if targets == "chained":
-        if target_momentum is None:
-            raise ValueError(f"{fn}: target_momentum is required with targets='chained' (a float in [0, 1])")
-        check_param(fn, "target_momentum", target_momentum, CONSTRAINTS["target_momentum"])
-    elif target_momentum is not None:
-        raise ValueError(
-            f"{fn}: target_momentum is the chained rule's weight on the previous target; targets='gd' does "
-            f"not use it (pass targets='chained' or drop it); got {target_momentum!r}"
-        )
-    if not isinstance(progress, bool):
-        raise TypeError(f"{fn}: progress must be True or False; got {progress!r}")
-    device, dtype = _check_model(fn, model)
-    X = _check_tensor(fn, "X", X, device, dtype)
-    Y = _check_tensor(fn, "Y", Y, device, dtype)
-    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"{fn}: Y must have shape (n, c) with n = {X.shape[0]}; got {tuple(Y.shape)}")
-    if X_test is not None:
-        X_test = _check_tensor(fn, "X_test", X_test, device, dtype)
-    if record is None:
-        n_rec, what = steps + 1, f"recording all {steps + 1} steps (0..{steps})"
-    else:
-        rec_f = check_vector(fn, "record", record)
-        ok = np.isfinite(rec_f) & (rec_f == np.round(rec_f)) & (rec_f >= 0) & (rec_f <= steps)
-        if not np.all(ok):
-            raise ValueError(f"{fn}: record must hold integer steps in [0, {steps}]; got {float(rec_f[~ok][0])!r} in record")
-        n_rec, what = np.unique(rec_f).size, f"recording {np.unique(rec_f).size} steps"
+    _check_settings(fn, lr, steps, targets, target_momentum, progress)
+    X, Y, X_test = _check_data(fn, model, X, Y, X_test)
     m = 0 if X_test is None else X_test.shape[0]
-    check_result_size(
-        fn,
-        n_rec * ((X.shape[0] + m) * Y.shape[1] * 8 + 8),
-        memory_budget,
-        what,
-        "pass record=[...] with the steps you need or a larger memory_budget=",
+    rec = _record_grid(fn, record, steps, X.shape[0] + m, Y.shape[1], memory_budget)
+    theta0, f0, f0_test = _initial_outputs(fn, model, X, Y, X_test)
+    target, train_out, test_out = _descend(
+        fn, model, (X, Y, X_test), (f0, f0_test), rec, lr, steps, targets, target_momentum, progress
     )
-    rec = np.arange(steps + 1) if record is None else np.unique(rec_f.astype(np.int64))
-    model.train(False)
-    init = copy.deepcopy(model)
-    theta0 = _flat(model)
-    f0 = _outputs_of(fn, "X", init, X)
-    if X_test is not None and tuple(X_test.shape[1:]) != tuple(X.shape[1:]):
-        raise ValueError(
-            f"{fn}: X_test must have per-example shape {tuple(X.shape[1:])} (that of X); got {tuple(X_test.shape[1:])}"
-        )
-    f0_test = _outputs_of(fn, "X_test", init, X_test) if X_test is not None else None
-    if tuple(f0.shape) != tuple(Y.shape):
-        raise ValueError(f"{fn}: Y must have shape {tuple(f0.shape)} (the model's outputs on X); got {tuple(Y.shape)}")
-    opt = torch.optim.SGD(model.parameters(), lr=float(lr), momentum=0.0)
-    target = Y.clone()
-    train_out, test_out = [], []
-    wanted = set(rec.tolist())
-    for step in tqdm(range(steps + 1), desc=f"{fn} ({targets})", disable=not progress, leave=False, file=sys.stderr):
-        out = model(X) - f0
-        if step in wanted:
-            train_out.append(out.detach().cpu().numpy().astype(np.float64))
-            if X_test is not None:
-                with torch.no_grad():
-                    test_out.append((model(X_test) - f0_test).cpu().numpy().astype(np.float64))
-        if step == steps:
-            break
-        loss = 0.5 * ((out - target) ** 2).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if targets == "chained":
-            assert target_momentum is not None  # "chained" without it was refused above
-            target = target_momentum * target + (1.0 - target_momentum) * out.detach()
     change = float(torch.linalg.vector_norm(_flat(model) - theta0) / torch.linalg.vector_norm(theta0))
     return FullBatchRun(
         record=rec,
