@@ -39,7 +39,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -319,7 +319,7 @@ def _cholesky_route(
             f"using least squares for every step instead (recorded as solver='lstsq-fallback'). "
             f"A larger ridge avoids this.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # via _cholesky_study: the caller of distillation_study
         )
     if L is not None:
         del M
@@ -354,7 +354,7 @@ def _eigen_route(K: Any, y: Any, ridge: float, alpha: np.ndarray, T: int, xp: Mo
     ``distillation_study`` (:func:`kernels.spectrum.check_ridge_resolution`).
     """
     s = spectrum(K)
-    check_ridge_resolution("distillation_study", s, ridge, stacklevel=4)
+    check_ridge_resolution("distillation_study", s, ridge, stacklevel=5)  # via _eigen_study: the caller of distillation_study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RidgeResolutionWarning)
         path = self_distillation(s, y, ridge=ridge, alpha=alpha, steps=T)
@@ -364,6 +364,83 @@ def _eigen_route(K: Any, y: Any, ridge: float, alpha: np.ndarray, T: int, xp: Mo
     else:
         duals = xp.matmul(s.vectors, path.C[..., :, None] * coef)  # (A, T, n, c)
     return path.fits, duals, path
+
+
+class _Solution(NamedTuple):
+    """What one route computed: the arrays of the study and how they were solved."""
+
+    fits: Any
+    predictions: Any
+    duals: Any
+    solver: str
+    message: str
+    update: str
+    n_solves: int
+    basis: Any
+    weights: Any
+    path: DistillationPath | None
+
+
+def _check_options(fn: str, ridge: Any, steps: Any, route: Any, need_spectrum: Any, alpha: Any) -> np.ndarray:
+    """Check the scalar arguments of :func:`distillation_study` in order; return the alphas (float64, (A,))."""
+    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
+    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
+    check_param(fn, "route", route, CONSTRAINTS["route"])
+    if not isinstance(need_spectrum, bool):
+        raise TypeError(f"{fn}: need_spectrum must be one of False, True; got {need_spectrum!r}")
+    alphas = _alpha_vector(fn, alpha)
+    if route == "cholesky" and need_spectrum:
+        raise ValueError(f"{fn}: need_spectrum=True needs the eigen route; got route='cholesky' (use route='auto' or 'eigen')")
+    return alphas
+
+
+def _choose_route(
+    route: str, need_spectrum: bool, cost: dict[str, float], ridge: float, K: Any, xp: ModuleType, d_max: float
+) -> tuple[str, str]:
+    """The route and why: as requested, the eigen route for the spectrum, or the cheaper one that resolves the ridge."""
+    if route != "auto":
+        return route, f"route={route!r} requested"
+    if need_spectrum:
+        return "eigen", "auto: need_spectrum=True (B-diagonals / limit / spectrum need the eigendecomposition)"
+    chosen = "cholesky" if cost["cholesky"] <= cost["eigen"] else "eigen"
+    reason = (
+        f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
+        f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)"
+    )
+    resolution = K.shape[0] * float(xp.finfo(K.dtype).eps) * d_max
+    if chosen == "eigen" and ridge < resolution:
+        chosen = "cholesky"
+        reason += (
+            f"; but ridge={ridge:.3g} < n eps d_max = {resolution:.3g}, the eigendecomposition's "
+            f"resolution (its solution would be ~10x less accurate): used cholesky"
+        )
+    return chosen, reason
+
+
+def _eigen_study(
+    K: Any, y: Any, Kc: Any, ridge: float, alphas: np.ndarray, T: int, xp: ModuleType, vector: bool, fall_back: bool
+) -> _Solution | str:
+    """The eigen route's solution, or, where ``fall_back`` and K is not PSD, why the Cholesky route is used instead."""
+    try:
+        fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
+    except ValueError as exc:
+        if not fall_back or "positive semi-definite" not in str(exc):
+            raise
+        return f"auto: the eigen route needs a PSD K ({str(exc).split(';')[0]}); used cholesky"
+    preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
+    return _Solution(fits, preds, duals, "eigen", "", "", 0, None, None, path)
+
+
+def _cholesky_study(
+    K: Any, y: Any, Kc: Any, ridge: float, alphas: np.ndarray, T: int, xp: ModuleType, vector: bool, fn: str, d_max: float
+) -> _Solution:
+    """The Cholesky route's solution: T shared solves combined with the weights of every alpha (eq. 2)."""
+    G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn, d_max)
+    W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
+    duals = _squeeze(_combine(W, G, xp), vector, xp)
+    fits = _squeeze(_combine(W, P, xp), vector, xp)
+    preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
+    return _Solution(fits, preds, duals, solver, message, update, T, G, W, None)
 
 
 # ----------------------------------------------------------------------------- public
@@ -462,14 +539,7 @@ def distillation_study(
     True
     """
     fn = "distillation_study"
-    check_param(fn, "ridge", ridge, CONSTRAINTS["ridge"])
-    check_param(fn, "steps", steps, CONSTRAINTS["steps"])
-    check_param(fn, "route", route, CONSTRAINTS["route"])
-    if not isinstance(need_spectrum, bool):
-        raise TypeError(f"{fn}: need_spectrum must be one of False, True; got {need_spectrum!r}")
-    alphas = _alpha_vector(fn, alpha)
-    if route == "cholesky" and need_spectrum:
-        raise ValueError(f"{fn}: need_spectrum=True needs the eigen route; got route='cholesky' (use route='auto' or 'eigen')")
+    alphas = _check_options(fn, ridge, steps, route, need_spectrum, alpha)
     K, xp = check_kernel_matrix(fn, "K", K)
     n = K.shape[0]
     y, _ = check_labels(fn, "y", y, n, like=K, dtype=K.dtype)
@@ -479,60 +549,28 @@ def distillation_study(
     c = 1 if vector else int(y.shape[1])
     cost = _flops(n, 0 if Kc is None else int(Kc.shape[0]), c, A, T)
     d_max = _power_estimate(K, xp)  # once: the auto route's resolution test and the Cholesky route's update rule
-
-    if route == "auto":
-        if need_spectrum:
-            chosen, reason = "eigen", "auto: need_spectrum=True (B-diagonals / limit / spectrum need the eigendecomposition)"
-        else:
-            chosen = "cholesky" if cost["cholesky"] <= cost["eigen"] else "eigen"
-            reason = (
-                f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
-                f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)"
-            )
-            resolution = n * float(xp.finfo(K.dtype).eps) * d_max
-            if chosen == "eigen" and ridge < resolution:
-                chosen = "cholesky"
-                reason += (
-                    f"; but ridge={ridge:.3g} < n eps d_max = {resolution:.3g}, the eigendecomposition's "
-                    f"resolution (its solution would be ~10x less accurate): used cholesky"
-                )
-    else:
-        chosen, reason = route, f"route={route!r} requested"
-
-    path: DistillationPath | None = None
-    if chosen == "eigen":
-        try:
-            fits, duals, path = _eigen_route(K, y, ridge, alphas, T, xp)
-        except ValueError as exc:
-            if route != "auto" or need_spectrum or "positive semi-definite" not in str(exc):
-                raise
-            chosen, reason = "cholesky", f"auto: the eigen route needs a PSD K ({str(exc).split(';')[0]}); used cholesky"
-    if chosen == "eigen":  # not when auto fell back to cholesky above
-        preds = None if Kc is None else _apply_cross(Kc, duals, vector, xp)
-        solver, message, update, n_solves, G, W = "eigen", "", "", 0, None, None
-    else:
-        G, P, solver, message, update = _cholesky_route(K, _as_columns(y, xp), ridge, T, xp, fn, d_max)
-        W = xp.asarray(study_weights(alphas, T), dtype=K.dtype, device=device(K))
-        duals = _squeeze(_combine(W, G, xp), vector, xp)
-        fits = _squeeze(_combine(W, P, xp), vector, xp)
-        preds = None if Kc is None else _combine_cross(Kc, G, W, vector, xp)
-        n_solves = T
+    chosen, reason = _choose_route(route, need_spectrum, cost, ridge, K, xp, d_max)
+    fall_back = route == "auto" and not need_spectrum
+    found = _eigen_study(K, y, Kc, ridge, alphas, T, xp, vector, fall_back) if chosen == "eigen" else None
+    if isinstance(found, str):  # auto, and K is not PSD: the Cholesky route after all
+        chosen, reason, found = "cholesky", found, None
+    sol = _cholesky_study(K, y, Kc, ridge, alphas, T, xp, vector, fn, d_max) if found is None else found
     return DistillationStudy(
-        fits=fits,
-        predictions=preds,
-        dual_coef=duals,
+        fits=sol.fits,
+        predictions=sol.predictions,
+        dual_coef=sol.duals,
         route=chosen,
         alpha=alphas,
         ridge=ridge,
         steps=T,
-        solver=solver,
+        solver=sol.solver,
         route_reason=reason,
         cost_estimate=cost,
         n_factorisations=1,
-        n_solves=n_solves,
-        message=message,
-        update=update,
-        path=path,
-        _basis=G,
-        _weights=W,
+        n_solves=sol.n_solves,
+        message=sol.message,
+        update=sol.update,
+        path=sol.path,
+        _basis=sol.basis,
+        _weights=sol.weights,
     )
