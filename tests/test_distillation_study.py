@@ -206,3 +206,30 @@ def test_bad_arrays(problem):
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="K_cross"):
         distillation_study(K, y, K_cross=torch.from_numpy(Kc), **ok)
+
+
+def test_cholesky_route_mixes_update_forms_per_column(problem):
+    """A column along K's top eigenvector takes the product update K g, one along its tail the
+    difference update P - ridge g; the mixed step must still match scikit-learn refits."""
+    K, Kc, _, _ = problem
+    V = np.linalg.eigh(K)[1]
+    Y = np.stack([V[:, -1], V[:, 0] + 1e-3 * V[:, -1]], axis=1)
+    study = distillation_study(K, Y, ridge=RIDGE, alpha=ALPHAS, steps=STEPS, K_cross=Kc, route="cholesky")
+    assert study.update == "difference+product"
+    fits, preds, _ = sklearn_refits(K, Kc, Y, RIDGE, ALPHAS, STEPS)
+    np.testing.assert_allclose(study.fits, fits, atol=TOL)
+    np.testing.assert_allclose(study.predictions, preds, atol=TOL)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_cholesky_route_is_scale_invariant(problem, scale):
+    """K -> s K with ridge -> s ridge leaves every fit and the update form unchanged (the power
+    estimate of d_max that picks the update must scale with K, for norms below 1 too)."""
+    K, Kc, _, _ = problem
+    V = np.linalg.eigh(K)[1]
+    Y = np.stack([V[:, -1], V[:, 0] + 1e-3 * V[:, -1]], axis=1)
+    kw = dict(alpha=ALPHAS, steps=STEPS, route="cholesky")
+    base = distillation_study(K, Y, ridge=RIDGE, **kw)
+    scaled = distillation_study(scale * K, Y, ridge=scale * RIDGE, **kw)
+    assert scaled.update == base.update == "difference+product"
+    np.testing.assert_allclose(scaled.fits, base.fits, atol=TOL)
