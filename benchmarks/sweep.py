@@ -35,7 +35,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -340,6 +341,81 @@ def check_placement(where: Mapping[str, Any]) -> None:
         raise SweepError("give at most one of client, scheduler (--scheduler) and inline (--inline)")
 
 
+def _collect_cells(cells: Sequence[Cell], out: Path) -> tuple[dict[str, dict], list[str], list[Job]]:
+    """Split ``cells`` into finished ones (numbers read back from cell.json, names) and the jobs left to run."""
+    results: dict[str, dict] = {}
+    skipped = []
+    jobs: list[Job] = []
+    for cell in cells:
+        cell_dir = out / CELLS_DIR / cell.name
+        if (cell_dir / "cell.json").exists():
+            results[cell.name] = json.loads((cell_dir / "cell.json").read_text())
+            skipped.append(cell.name)
+        else:
+            jobs.append((cell, str(cell_dir), cell.config))
+    return results, skipped, jobs
+
+
+class _OnDone:
+    """The per-cell completion callback: records a cell's numbers or error and logs a progress line."""
+
+    def __init__(self, out: Path, n_jobs: int, results: dict[str, dict], failed: dict[str, str], log: _GridLog) -> None:
+        self.out, self.n_jobs, self.results, self.failed, self.log = out, n_jobs, results, failed, log
+        self.slots = 1  # cells that can run at once (worker threads), for the "running" count
+
+    def __call__(self, cell: Cell, res: dict | None, error: str | None) -> None:
+        log, cell_dir = self.log, self.out / CELLS_DIR / cell.name
+        if error is not None:
+            self.failed[cell.name] = error
+            log.failed += 1
+            log.line(f"FAILED {cell.label()}: {error} (traceback in {cell_dir / 'error.txt'})")
+        elif res is not None and res.get("finished"):
+            self.results[cell.name] = res
+            (cell_dir / "error.txt").unlink(missing_ok=True)
+            log.done += 1
+            acc = res.get("test_acc_at_best_val")
+            log.line(f"done {cell.label()}" + (f": early-stopped test acc {acc:.3f}" if acc is not None else ""))
+        else:  # stop_after ended it early: resumable, neither done nor failed
+            log.line(f"stopped {cell.label()} after {res and res.get('epochs_done')} epochs (stop_after); rerun to resume")
+        left = self.n_jobs - (log.done + log.failed - log.done_before)
+        log.line(log.counts(min(max(0, left), self.slots)))
+
+
+@contextmanager
+def _dask_client(
+    client: Any, scheduler: str | None, workers: int | None, threads_per_worker: int | None
+) -> Iterator[tuple[Any, Any, int | None]]:
+    """``(client, cluster or None, torch threads per cell)``: the given client, or one made here and closed on exit."""
+    made = client is None
+    cluster = None
+    threads = threads_per_worker
+    if client is None and scheduler:
+        client = _scheduler_client(scheduler)
+    elif client is None:
+        n_default, threads_default = default_workers(threads_per_worker)
+        cluster = _local_cluster(workers or n_default)
+        client, threads = _distributed().Client(cluster), threads_default
+    try:
+        yield client, cluster, threads
+    finally:
+        if made:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _run_on_client(
+    client: Any, local: bool, scheduler: str | None, jobs: Sequence[Job], threads: int | None, on_done: _OnDone, log: _GridLog
+) -> None:
+    """Log where the cells run (``local``: on a LocalCluster made here), then run them on ``client``'s workers."""
+    info = client.scheduler_info()
+    nthreads = {w: d.get("nthreads", 1) for w, d in info.get("workers", {}).items()}
+    on_done.slots = max(1, sum(nthreads.values()))
+    where = "a local cluster" if local else f"scheduler {info.get('address', scheduler)} (dashboard: {client.dashboard_link})"
+    log.line(f"{len(jobs)} cells on {where} with {len(nthreads)} worker(s), {threads or 'default'} torch thread(s) per cell")
+    _run_dask(client, jobs, threads, on_done, log)
+
+
 def run_cells(
     cells: Sequence[Cell],
     out: Path,
@@ -363,70 +439,20 @@ def run_cells(
     )
     for cell in cells:
         _check_cell_config(out, cell)
-    results: dict[str, dict] = {}
-    skipped = []
-    jobs: list[Job] = []
-    for cell in cells:
-        cell_dir = out / CELLS_DIR / cell.name
-        if (cell_dir / "cell.json").exists():
-            results[cell.name] = json.loads((cell_dir / "cell.json").read_text())
-            skipped.append(cell.name)
-        else:
-            jobs.append((cell, str(cell_dir), cell.config))
+    results, skipped, jobs = _collect_cells(cells, out)
     failed: dict[str, str] = {}
     log = _GridLog(len(cells), len(skipped), progress)
     if skipped:
         log.line(f"{len(skipped)} of {len(cells)} cells finished in an earlier session; running the other {len(jobs)}")
     if not jobs:
         return results, failed, tuple(skipped)
-
-    def on_done(cell: Cell, res: dict | None, error: str | None) -> None:
-        cell_dir = out / CELLS_DIR / cell.name
-        if error is not None:
-            failed[cell.name] = error
-            log.failed += 1
-            log.line(f"FAILED {cell.label()}: {error} (traceback in {cell_dir / 'error.txt'})")
-        elif res is not None and res.get("finished"):
-            results[cell.name] = res
-            (cell_dir / "error.txt").unlink(missing_ok=True)
-            log.done += 1
-            acc = res.get("test_acc_at_best_val")
-            log.line(f"done {cell.label()}" + (f": early-stopped test acc {acc:.3f}" if acc is not None else ""))
-        else:  # stop_after ended it early: resumable, neither done nor failed
-            log.line(f"stopped {cell.label()} after {res and res.get('epochs_done')} epochs (stop_after); rerun to resume")
-        left = len(jobs) - (log.done + log.failed - log.done_before)
-        log.line(log.counts(min(max(0, left), slots[0])))
-
-    threads = threads_per_worker
-    slots = [1]  # cells that can run at once (worker threads), for the "running" count
+    on_done = _OnDone(out, len(jobs), results, failed, log)
     if inline:
         log.line(f"{len(jobs)} cells to run in this process, one after another")
-        _run_inline(jobs, threads, on_done, progress)
-        return results, failed, tuple(skipped)
-    made = client is None
-    cluster = None
-    if client is None and scheduler:
-        client = _scheduler_client(scheduler)
-    elif client is None:
-        n_default, threads_default = default_workers(threads_per_worker)
-        cluster = _local_cluster(workers or n_default)
-        client, threads = _distributed().Client(cluster), threads_default
-    try:
-        info = client.scheduler_info()
-        nthreads = {w: d.get("nthreads", 1) for w, d in info.get("workers", {}).items()}
-        slots[0] = max(1, sum(nthreads.values()))
-        where = (
-            "a local cluster"
-            if cluster is not None
-            else f"scheduler {info.get('address', scheduler)} (dashboard: {client.dashboard_link})"
-        )
-        log.line(f"{len(jobs)} cells on {where} with {len(nthreads)} worker(s), {threads or 'default'} torch thread(s) per cell")
-        _run_dask(client, jobs, threads, on_done, log)
-    finally:
-        if made:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        _run_inline(jobs, threads_per_worker, on_done, progress)
+    else:
+        with _dask_client(client, scheduler, workers, threads_per_worker) as (dask_client, cluster, threads):
+            _run_on_client(dask_client, cluster is not None, scheduler, jobs, threads, on_done, log)
     return results, failed, tuple(skipped)
 
 
