@@ -394,7 +394,11 @@ def _dask_client(
     elif client is None:
         n_default, threads_default = default_workers(threads_per_worker)
         cluster = _local_cluster(workers or n_default)
-        client, threads = _distributed().Client(cluster), threads_default
+        try:
+            client, threads = _distributed().Client(cluster), threads_default
+        except BaseException:  # the cluster was made here: never leave its worker processes behind
+            cluster.close()
+            raise
     try:
         yield client, cluster, threads
     finally:

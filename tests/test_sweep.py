@@ -319,3 +319,25 @@ def test_report_sentences_follow_the_numbers(tmp_path, fake):
     far = {**close, "method=sat__seed=0": cell(0.20, 0.40), "method=sat__seed=1": cell(0.20, 0.40)}
     md = write_report(tmp_path / "b", grid, far, {}, over=("seed",), seconds=0.0).read_text()
     assert "Highest mean early-stopped test accuracy: method=ce (0.420 ± 0.028)." in md
+
+
+def test_a_local_cluster_is_closed_when_its_client_fails(fake, tmp_path, monkeypatch):
+    import types
+
+    import benchmarks.sweep as sweep_mod
+
+    closed = []
+
+    class FakeCluster:
+        def close(self):
+            closed.append(True)
+
+    def failing_client(cluster):
+        raise OSError("no client for you")
+
+    monkeypatch.setattr(sweep_mod, "_local_cluster", lambda n: FakeCluster())
+    monkeypatch.setattr(sweep_mod, "_distributed", lambda: types.SimpleNamespace(Client=failing_client))
+    grid = make_grid({"seed": [0]}, tiny_fixed(fake))
+    with pytest.raises(OSError, match="no client for you"):
+        sweep(grid, tmp_path / "s", workers=1, progress=False)
+    assert closed == [True]
