@@ -262,7 +262,7 @@ def _add_sweep_parser(sub: Any) -> None:
 
 
 def _sweep_main(args: argparse.Namespace) -> int:
-    from benchmarks.sweep import sweep
+    from benchmarks.sweep import CELLS_DIR, sweep
     from benchmarks.sweep_grid import SweepError, grid_from_options, load_grid_file
 
     try:
@@ -297,7 +297,8 @@ def _sweep_main(args: argparse.Namespace) -> int:
     if result.report is not None:
         print(f"[airkit] sweep report: {result.report.resolve()}")
     if result.failed:
-        return _fail(f"{len(result.failed)} of {len(result.grid.cells)} cells failed; see {args.out / 'report.md'}")
+        where = args.out / "report.md" if result.report is not None else args.out / CELLS_DIR / "<cell>" / "error.txt"
+        return _fail(f"{len(result.failed)} of {len(result.grid.cells)} cells failed; see {where}")
     return 0
 
 

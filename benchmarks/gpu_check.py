@@ -771,9 +771,13 @@ def _torch_peak_gib(device: str) -> float | None:
 
 def _no_time_for(rec: Recorder, what: str, last: tuple[float, int] | None, n: int, deadline: float) -> bool:
     """True (and ``what`` recorded as skipped) when under 5 s are left or the last (seconds, n) scaled by n^2 does not fit."""
+    left = _left(deadline)
+    if left < 5:
+        rec.skip(f"{what}: budget spent ({left:.0f} s left)")
+        return True
     need = last[0] * (n / last[1]) ** 2 if last is not None else 0.0
-    if _left(deadline) < 5 or need > _left(deadline):
-        rec.skip(f"{what}: predicted {need:.0f} s > {_left(deadline):.0f} s left")
+    if need > left:
+        rec.skip(f"{what}: predicted {need:.0f} s > {left:.0f} s left")
         return True
     return False
 
@@ -1285,10 +1289,9 @@ def summary(result: dict[str, Any], directory: Path) -> str:
         lines.append(f"  {key}: {t.get('status', 'not run')} (passed/failed/skipped: {counts or '-'})")
     for row in ROW_NAMES:
         r = result.get("rows", {}).get(row, {})
-        errors = f", {len(r['errors'])} errors" if r.get("errors") else ""
-        lines.append(
-            f"  {row}: {r.get('status', 'not run')}, {len(r.get('rows', []))} rows, {len(r.get('skipped', []))} skipped{errors}"
-        )
+        status = r.get("status", "not run")
+        errors = f", {len(r['errors'])} errors" if r.get("errors") and "error" not in status else ""  # "done, N error(s)" says it
+        lines.append(f"  {row}: {status}, {len(r.get('rows', []))} rows, {len(r.get('skipped', []))} skipped{errors}")
     lines.append(f"  confirm: {result.get('confirm', {}).get('status', 'not run')}")
     lines.append(f"  report: {directory / 'report.md'}")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -98,7 +99,8 @@ def _device_for_worker(device: str) -> str:
         name = get_worker().name
     except (ImportError, ValueError):
         return device
-    index = int(name) if isinstance(name, int) or str(name).isdigit() else abs(hash(name))
+    # str hashes are salted per process: a digest gives every process the same answer for a worker name
+    index = int(name) if isinstance(name, int) or str(name).isdigit() else zlib.crc32(str(name).encode())
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
@@ -403,9 +405,11 @@ def _dask_client(
         yield client, cluster, threads
     finally:
         if made:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            try:
+                client.close()
+            finally:
+                if cluster is not None:
+                    cluster.close()
 
 
 def _run_on_client(

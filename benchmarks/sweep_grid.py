@@ -250,7 +250,8 @@ def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = Non
     """The grid of ``--grid key=v1,v2``, ``--set key=value`` and ``--when axis=value:key=value``
     options, over ``base`` (a file's grid).
 
-    A ``--grid`` axis replaces the file's axis of that key; ``--set`` replaces a fixed setting;
+    A ``--grid`` axis replaces the file's axis or setting of that key, ``--set`` the file's setting or
+    axis; one key given to both ``--grid`` and ``--set`` is refused (which one was meant?);
     ``--when method=sat:distill_start=5`` sets ``distill_start`` only in the cells with method sat.
     """
     axes = dict(base.axes) if base else {}
@@ -270,6 +271,8 @@ def grid_from_options(grid: list[str], fixed: list[str], base: Grid | None = Non
         axes[key] = tuple(_literal(t) for t in text.split(","))
         fixed_values.pop(key, None)
     for key, text in _pairs(fixed, "--set"):
+        if key in seen:
+            raise SweepError(f"--grid {key} and --set {key}: give {key} once (--grid for several values, --set for one)")
         fixed_values[key] = _literal(text)
         axes.pop(key, None)
     return make_grid(axes, fixed_values, conditions, where="--grid/--set/--when")

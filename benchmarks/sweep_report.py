@@ -1,4 +1,4 @@
-"""The sweep's report: one table of mean ± std over seeds per group of cells, and its figures.
+"""The sweep's report: one table of mean ± std over the averaged axes (seeds by default) per group of cells, and its figures.
 
 A group is the cells that share every axis value except those averaged over (``seed`` by
 default). Per group: how many cells finished, and mean ± std (sample std, ddof = 1; "—"
@@ -80,7 +80,7 @@ def _label(group: dict[str, Any]) -> str:
     return ", ".join(f"{k}={value_text(v)}" for k, v in group.items()) or "all cells"
 
 
-def _findings(rows: list[dict[str, Any]]) -> list[str]:
+def _findings(rows: list[dict[str, Any]], over: tuple[str, ...]) -> list[str]:
     """Sentences computed from the table: which group is best early-stopped and at the end, and the gap."""
     scored = [r for r in rows if r["metrics"]["test_acc_at_best_val"][0] is not None]
     if len(scored) < 2:
@@ -101,7 +101,7 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
         gap = top - second["metrics"][metric][0]
         spread = max((r["metrics"][metric][1] or 0.0) for r in (*best, second))
         within = (
-            f"; {gap:.3f} above {_label(second['group'])}, within the seeds' spread (std up to {spread:.3f})"
+            f"; {gap:.3f} above {_label(second['group'])}, within the spread over {', '.join(over)} (std up to {spread:.3f})"
             if spread and gap <= spread
             else ""
         )
@@ -116,7 +116,7 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _figure(grid: Grid, results: dict[str, dict], rows: list[dict[str, Any]], path: Path) -> Path | None:
+def _figure(results: dict[str, dict], rows: list[dict[str, Any]], over: tuple[str, ...], path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,14 +137,13 @@ def _figure(grid: Grid, results: dict[str, dict], rows: list[dict[str, Any]], pa
             if len(cs) > 1:
                 sd = np.nanstd(ys, axis=0, ddof=1)
                 ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
-    axes[0].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy (mean ± std over seeds)")
+    axes[0].set(xlabel="epoch", ylabel="test accuracy", title=f"test accuracy (mean ± std over {', '.join(over) or 'nothing'})")
     axes[1].set(xlabel="epoch", ylabel="accuracy on flipped examples vs given label", title="memorisation of the noisy labels")
     axes[0].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_savefig(fig, path)
-    plt.close(fig)
+    atomic_savefig(fig, path)  # closes the figure
     return path
 
 
@@ -168,7 +167,7 @@ def write_report(
     )
     if not results:
         return None
-    fig = _figure(grid, results, rows, out / "test_accuracy.png")
+    fig = _figure(results, rows, over, out / "test_accuracy.png")
     keys = [k for k in grid.axes if k not in over]
     table = markdown_table(
         [*keys, "cells done", *(title for _, title in METRICS)],
@@ -194,7 +193,7 @@ def write_report(
         "Early-stopped test accuracy: at the epoch of best accuracy on the noisy validation split. "
         "Memorised / recovered: training accuracy on the flipped examples against the given / the true label.",
         "",
-        *_findings(rows),
+        *_findings(rows, over),
     ]
     if failed:
         lines += ["", "## Failed cells", "", *(f"- `{name}`: {err}" for name, err in failed.items())]

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from kernels.checks import Interval, check_labels, check_param
-from kernels.large_spectrum import large_spectrum, progress_printer
+from kernels.large_spectrum import progress_printer, subspace_iteration
 from kernels.lazy_gram import BlockedGram, make_blocked_gram
 from kernels.spectrum import Spectrum
 
@@ -251,17 +251,9 @@ def cg_ridge(
     say = progress_printer(progress)
     lam = float(ridge)
     if isinstance(preconditioner, int):
-        preconditioner = large_spectrum(
-            X,
-            preconditioner,
-            kernel=kernel,
-            n_iter=PRECONDITIONER_N_ITER,
-            chunks=op.chunks if kernel != "precomputed" else None,
-            memory_budget=memory_budget,
-            scheduler=scheduler,
-            psd="clip",
-            progress=progress,
-            **params,
+        # the top k of the operator already built: one set of checks, one copy of X on the workers
+        preconditioner = subspace_iteration(
+            op, preconditioner, n_iter=PRECONDITIONER_N_ITER, psd="clip", progress=progress, fn=fn
         )
     apply_m = (lambda R: R) if preconditioner is None else eigen_preconditioner(preconditioner, lam)
     vec = Y.ndim == 1

@@ -154,7 +154,7 @@ def check_bias_scale(fn: str, bias: float, layers: int, xp: ModuleType, dtype: A
 
     The variances grow to ``|x|^2 / d + (layers + 1) bias^2`` and the arc-cosine step multiplies
     two of them (``sqrt(a b)``), so ``(layers + 1) bias^2`` must stay below ``sqrt(max float)``:
-    bias at most ``max^(1/4) / sqrt(layers + 1)`` (about 1.1e77 for 3 layers in float64).
+    bias at most ``max^(1/4) / sqrt(layers + 1)`` (about 5.8e76 for 3 layers in float64).
     ``what`` names the layer count in the message (``"depth=3"``, ``"3 convolutions"``).
     """
     beta2 = float(bias) * float(bias)

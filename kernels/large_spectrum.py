@@ -178,8 +178,8 @@ def large_spectrum(
         ``method="randomized"``, values descending, ``max_residual`` measured; accepted by
         every :mod:`theory` function that takes a top-k spectrum.
 
-    Accuracy: each of the k values lies within ``max_residual * d_1`` of the exact
-    eigenvalue of the same rank (measured up to 0.57 of it), and none exceeds it by more than ``100 n eps d_1`` (Ritz
+    Accuracy: each of the k values lies within ``max_residual * d_1`` of an exact eigenvalue
+    (the residual bound; in the tests, that of the same rank, up to 0.57 of the bound), and none exceeds it by more than ``100 n eps d_1`` (Ritz
     values approach the exact ones from below; the slack is the round-off of the
     blockwise Gram against the in-memory one); ``max_residual`` is the true
     ``max_i ||K v_i - d_i v_i|| / d_1`` of the returned pairs to 1% (tests/test_large_kernels.py,

@@ -297,8 +297,8 @@ def spectrum(
         ``"full"``: one dense ``eigh`` (scipy's ``evd`` driver on numpy, cuSOLVER on
         GPU). ``"lanczos"``: :func:`scipy.sparse.linalg.eigsh` (numpy only; accurate to
         its default tolerance). ``"randomized"``: subspace iteration with QR
-        (``n_iter`` passes, ``n_oversamples`` extra columns; error decays like
-        ``(d_{k+p}/d_k)^(2 n_iter + 1)``), any backend. ``"auto"``: full if k is None
+        (``n_iter`` passes, ``n_oversamples`` extra columns; vector error and residuals decay
+        like ``(d_{k+p}/d_k)^(n_iter + 1)``, the values' error like its square), any backend. ``"auto"``: full if k is None
         or k > n/10, else lanczos on numpy and randomized elsewhere. The top-k methods
         report their measured accuracy in ``max_residual``.
     psd : {"raise", "clip"}, default="raise"

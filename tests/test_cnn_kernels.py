@@ -378,8 +378,8 @@ def test_presets():
     )
     for name, depth in (("myrtle-5", 5), ("myrtle-7", 7), ("myrtle-10", 10)):  # conv layers + the dense readout
         assert sum(layer == "conv" for layer in PRESETS[name]) + 1 == depth
-    for name in PRESETS:
-        assert cnn_architecture(name) == PRESETS[name]
+    for name in PRESETS:  # each preset passes the grammar of a hand-written layer list
+        assert cnn_architecture(name) == cnn_architecture(list(PRESETS[name])) == PRESETS[name]
     with pytest.raises(ValueError, match=r"^cnn_architecture: architecture\[1\] must be one of"):
         cnn_architecture(["conv", "maxpool", "relu", "gap"])
 
@@ -462,3 +462,19 @@ def test_a_bias_whose_variance_overflows_is_refused(rng):
         cnn_ntk(X, architecture="cntk-3", bias=1e77)
     for f in (cnn_ntk, cnn_nngp):
         assert np.all(np.isfinite(f(X, architecture="cntk-3", bias=5e76)))
+
+
+@pytest.mark.parametrize("architecture", ["cntk-2", "cntk-gap-1"])
+def test_column_chunks_over_threads_are_bit_identical(architecture, monkeypatch):
+    """numpy splits each row block's columns over threads: with 3 workers (chunks after the first,
+    the diagonal at an offset inside them) the Gram equals the one-thread Gram bit for bit."""
+    r = np.random.default_rng(3)
+    X, Z = r.normal(size=(7, 4, 4, 2)), r.normal(size=(5, 4, 4, 2))
+    budget = 2_000_000  # several row blocks, so the diagonal also sits in blocks below the first
+    grams = {}
+    for workers in (3, 1):
+        monkeypatch.setattr(cnn_mod, "cpu_workers", lambda limit=None, w=workers: w)
+        grams[workers] = [cnn_ntk(X, Zarg, architecture=architecture, memory_budget=budget) for Zarg in (None, Z)]
+    for threaded, single in zip(grams[3], grams[1]):
+        np.testing.assert_array_equal(threaded, single)
+    np.testing.assert_array_equal(grams[3][0], grams[3][0].T)

@@ -455,4 +455,4 @@ def test_gpu_check_report_renders_the_cnn_and_large_spectrum_rows_from_a_fake_re
         "- error: cnn cntk-3 torch float64 n=3000: OutOfMemoryError",
     ):
         assert expected in text, expected
-    assert "cnn: done, 1 error(s), 1 rows, 1 skipped, 1 errors" in gpu_check.summary(fake, tmp_path / "run")
+    assert "cnn: done, 1 error(s), 1 rows, 1 skipped\n" in gpu_check.summary(fake, tmp_path / "run")

@@ -267,3 +267,31 @@ def test_kernel_ridge_eigen_solver_warns_below_the_resolution_and_not_above():
         model.ridge_path([1e-1, 1.0])
     with pytest.warns(RidgeResolutionWarning, match=r"^KernelRidge\.ridge_path: ridge=1e-06"):
         model.ridge_path([1e-6, 1.0])
+
+
+def _warned_here(call, category):
+    """The warnings ``call()`` raises of ``category``: each must name this file (the user's line), not the library's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    mine = [w for w in caught if issubclass(w.category, category)]
+    assert mine, f"no {category.__name__}"
+    assert all(w.filename == __file__ for w in mine), [(w.filename, w.lineno) for w in mine]
+
+
+def test_warnings_point_at_the_callers_line():
+    """stacklevel survives the helpers the public functions call (a refactor moved two checks one level down)."""
+    from theory.distillation import optimal_alpha_path
+
+    r = np.random.default_rng(0)
+    X = r.normal(size=(40, 2))
+    K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1))
+    s, y, ref = spectrum(K, psd="clip"), X[:, 0], X[:, 1]
+    tiny = 1e-19  # below the spectrum's resolution n eps d_max
+    _warned_here(lambda: self_distillation(s, y, ridge=tiny, alpha=0.5, steps=2), RidgeResolutionWarning)
+    _warned_here(lambda: optimal_alpha(s, y, ref, ridge=tiny, previous_fit=y), RidgeResolutionWarning)
+    _warned_here(lambda: optimal_alpha_path(s, y, ref, ridge=tiny, steps=2), RidgeResolutionWarning)
+    _warned_here(lambda: distillation_study(K, y, ridge=tiny, alpha=0.5, steps=2, route="eigen"), RidgeResolutionWarning)
+    Q, _ = np.linalg.qr(r.normal(size=(12, 12)))
+    indefinite = (Q * np.linspace(-1.0, 2.0, 12)) @ Q.T
+    _warned_here(lambda: distillation_study((indefinite + indefinite.T) / 2, y[:12], ridge=0.37, alpha=0.5, steps=2), UserWarning)

@@ -398,7 +398,7 @@ def _reference_problem(
             f"{fn}: {' and '.join(like_y)} must have the shape of y {tuple(y.shape)}; "
             f"got {' and '.join(str(tuple(a.shape)) for a in arrays)}"
         )
-    check_ridge_resolution(fn, s, ridge)
+    check_ridge_resolution(fn, s, ridge, stacklevel=4)  # warn at the caller of optimal_alpha(_path)
     return s, y, arrays
 
 

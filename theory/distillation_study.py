@@ -35,8 +35,10 @@ dampen regularization imposed by self-distillation", NeurIPS 2021, arXiv:2102.13
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -270,8 +272,9 @@ def _flops(n: int, m: int, c: int, A: int, T: int) -> dict[str, float]:
 def _power_estimate(K: Any, xp: ModuleType, iters: int = 8) -> float:
     """A lower estimate of ``||K||_2`` (the largest |eigenvalue|): power iteration, fixed start.
 
-    Only used to decide how the Krylov vectors are updated (:func:`_cholesky_route`);
-    a factor of 2 in the estimate changes the rounding of that choice by at most a bit.
+    Used by the auto route's resolution test (``n eps d_max``) and to decide how the Krylov vectors
+    are updated (:func:`_cholesky_route`); a factor of 2 in the estimate changes the rounding of that
+    choice by at most a bit.
     """
     n = K.shape[0]
     v = xp.asarray(np.random.default_rng(0).standard_normal((n, 1)), dtype=K.dtype, device=device(K))
@@ -395,7 +398,7 @@ def _check_options(fn: str, ridge: Any, steps: Any, route: Any, need_spectrum: A
 
 
 def _choose_route(
-    route: str, need_spectrum: bool, cost: dict[str, float], ridge: float, K: Any, xp: ModuleType, d_max: float
+    route: str, need_spectrum: bool, cost: dict[str, float], ridge: float, K: Any, xp: ModuleType, d_max: Callable[[], float]
 ) -> tuple[str, str]:
     """The route and why: as requested, the eigen route for the spectrum, or the cheaper one that resolves the ridge."""
     if route != "auto":
@@ -407,8 +410,10 @@ def _choose_route(
         f"auto: estimated {cost['cholesky']:.3g} flops (cholesky) vs {cost['eigen']:.3g} (eigen, "
         f"{EIGH_PER_CHOLESKY:g} Choleskys per eigendecomposition)"
     )
-    resolution = K.shape[0] * float(xp.finfo(K.dtype).eps) * d_max
-    if chosen == "eigen" and ridge < resolution:
+    if chosen != "eigen":
+        return chosen, reason
+    resolution = K.shape[0] * float(xp.finfo(K.dtype).eps) * d_max()
+    if ridge < resolution:
         chosen = "cholesky"
         reason += (
             f"; but ridge={ridge:.3g} < n eps d_max = {resolution:.3g}, the eigendecomposition's "
@@ -548,13 +553,14 @@ def distillation_study(
     vector = y.ndim == 1
     c = 1 if vector else int(y.shape[1])
     cost = _flops(n, 0 if Kc is None else int(Kc.shape[0]), c, A, T)
-    d_max = _power_estimate(K, xp)  # once: the auto route's resolution test and the Cholesky route's update rule
+    # the auto route's resolution test and the Cholesky route's update rule: estimated once, and only if needed
+    d_max = functools.cache(lambda: _power_estimate(K, xp))
     chosen, reason = _choose_route(route, need_spectrum, cost, ridge, K, xp, d_max)
     fall_back = route == "auto" and not need_spectrum
     found = _eigen_study(K, y, Kc, ridge, alphas, T, xp, vector, fall_back) if chosen == "eigen" else None
     if isinstance(found, str):  # auto, and K is not PSD: the Cholesky route after all
         chosen, reason, found = "cholesky", found, None
-    sol = _cholesky_study(K, y, Kc, ridge, alphas, T, xp, vector, fn, d_max) if found is None else found
+    sol = _cholesky_study(K, y, Kc, ridge, alphas, T, xp, vector, fn, d_max()) if found is None else found
     return DistillationStudy(
         fits=sol.fits,
         predictions=sol.predictions,

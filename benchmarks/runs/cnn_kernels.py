@@ -344,7 +344,7 @@ def run(ctx: RunContext) -> RunOutput:
 
     t_run = time.perf_counter()
     sizes = _sizes(ctx)
-    noise = check_noise_spec(ctx.options.get("noise") or NOISE)
+    noise = check_noise_spec(ctx.options.get("noise", NOISE))
     if ctx.data is not None:
         data_path, source = Path(ctx.data), str(ctx.data)
     else:
