@@ -147,7 +147,10 @@ def test_findings_follow_the_numbers():
     lines = cnn_kernels.findings(_fake([0.5, 0.6, 0.7], [0.4, 0.5, 0.6]))
     assert "cnn beats fc at every n" in lines[0] and "+0.100" in lines[0]
     assert "(more at 1% only)" in lines[2] and "clean/noise share ratio 3.0 / 2.5 against 2.0 / 2.5" in lines[2]
-    assert "rises with n at every step" in lines[4] and "costs 0.200 / 0.200 / 0.200" in lines[4]
+    assert "rises with n at every step" in lines[4] and "changes it by -0.200 / -0.200 / -0.200 (a loss at every n)" in lines[4]
+    gain = _fake([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    gain["kernels"]["cnn"]["acc_noisy"] = [0.5, 0.65, 0.6]  # the noisy labels help at n = 40: the sentence must not say "loss"
+    assert "changes it by 0.000 / 0.050 / -0.100 (not a loss at every n)" in cnn_kernels.findings(gain)[4]
     lines = cnn_kernels.findings(_fake([0.4, 0.5, 0.7], [0.5, 0.6, 0.6]))
     assert "cnn beats fc at n = 80 only" in lines[0]
     lines = cnn_kernels.findings(_fake([0.4, 0.4, 0.5], [0.5, 0.6, 0.6]))

@@ -184,7 +184,9 @@ def findings(results: dict) -> list[str]:
     for label, r in results.items():
         sm, clean, noise = r["summary"], r["shares"]["clean"][0], r["shares"]["noise"][0]
         ratio = clean / noise if noise > 0 else float("inf")
-        top = f"the top-10 eigen-directions hold {clean:.3f} of the clean labels' energy and {noise:.3f} of the noise's"
+        top = (
+            f"the top-{SHARE_KS[0]} eigen-directions hold {clean:.3f} of the clean labels' energy and {noise:.3f} of the noise's"
+        )
         gain = sm["gd_test_acc_at_val_step"] - sm["gd_final_test_acc"]
         stop = (
             f"GD stopped at the noisy-validation step ({sm['gd_val_step']:.0f}) reaches test {sm['gd_test_acc_at_val_step']:.3f}, "
