@@ -222,14 +222,18 @@ def kernel_gram(spec: KernelSpec, X: Any, Z: Any = None) -> Any:
 # ============================================================================ regression and AIR
 
 
-def krr_predict(K_train: np.ndarray, K_cross: np.ndarray, labels: np.ndarray, ridge: float, n_classes: int = 10) -> np.ndarray:
-    """Predicted classes of the test points: :class:`kernels.KernelRidge` (precomputed Gram, one-hot
-    targets, Cholesky solve of ``(K + ridge I) alpha = Y``) and the argmax of ``K_cross alpha``."""
+def krr_predict(
+    K_train: np.ndarray, K_cross: np.ndarray, label_sets: Sequence[np.ndarray], ridge: float, n_classes: int = 10
+) -> list[np.ndarray]:
+    """Predicted classes of the test points for each set of training labels: one :class:`kernels.KernelRidge`
+    (precomputed Gram, one Cholesky solve of ``(K + ridge I) alpha = Y`` for the one-hot targets of every
+    set side by side) and the argmax of ``K_cross alpha`` per set."""
     from kernels import KernelRidge
     from theory.noise import one_hot
 
-    model = KernelRidge(ridge=float(ridge), kernel="precomputed").fit(K_train, one_hot(labels, n_classes))
-    return np.argmax(np.asarray(model.predict(K_cross)), axis=1)
+    Y = np.hstack([one_hot(labels, n_classes) for labels in label_sets])
+    scores = np.asarray(KernelRidge(ridge=float(ridge), kernel="precomputed").fit(K_train, Y).predict(K_cross))
+    return [np.argmax(scores[:, i * n_classes : (i + 1) * n_classes], axis=1) for i in range(len(label_sets))]
 
 
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -283,8 +287,8 @@ def kernel_results(
             K, Kc = K_train[:n, :n], K_cross[:, :n]
             ridge = ridge_rel * float(np.mean(np.diag(K)))
             out["ridge"].append(ridge)
-            for kind, labels in (("clean", images.labels_true), ("noisy", images.labels_given)):
-                pred = krr_predict(K, Kc, labels[:n], ridge)
+            preds = krr_predict(K, Kc, [images.labels_true[:n], images.labels_given[:n]], ridge)
+            for kind, pred in zip(("clean", "noisy"), preds):
                 out[f"pred_{kind}"].append(pred.tolist())
                 out[f"acc_{kind}"].append(accuracy(pred, images.test_labels))
 
