@@ -183,7 +183,9 @@ def test_cnn_speed_row_gives_sane_positive_rates():
         for key in ("pairs_per_s", "loop_pairs_per_s", "fc_pairs_per_s", "ratio_vs_loop", "ratio_fc_vs_toolkit", "toolkit_s"):
             assert math.isfinite(r[key]) and r[key] > 0, (r["kernel"], r["backend"], key)
         assert r["pairs"] == 9 and r["loop_pairs"] == 4
-        assert r["max_abs_diff_loop"] <= 1e-12 * r["max_abs_kernel"] and r["max_abs_diff_numpy"] <= 1e-12 * r["max_abs_kernel"]
+        assert r["max_abs_diff_loop"] <= 1e-12 * r["max_abs_kernel"]  # against the per-pair loop: independent
+        if r["backend"] != "numpy":  # the numpy row is the reference itself
+            assert r["max_abs_diff_numpy"] <= 1e-12 * r["max_abs_kernel"]
     text = "\n".join(speed_report._cnn_section(res))
     assert "## 7. CNN kernels" in text and text.count("cnn_ntk cntk-gap-3") == sum(
         r["kernel"] == "cnn_ntk cntk-gap-3" for r in rows

@@ -319,7 +319,9 @@ def test_gpu_check_row_large_spectrum_runs_on_the_cpu(backend):
         assert r["max_residual"] < 1e-3 and r["data"] == "gaussian" and r["k"] == 5
         assert r["cpu_estimate_s"] > 0 and r["gram_gib"] == pytest.approx(r["n"] ** 2 * 8 / 2**30)
     check = rec.data["check"]
-    assert check["n"] == 100 and check["max_value_diff_over_d1"] < 1e-12
+    assert check["n"] == 100
+    if backend == "torch":  # the check compares the device backend with numpy (numpy against numpy proves nothing)
+        assert check["max_value_diff_over_d1"] < 1e-12
     X = np.random.default_rng(0).standard_normal((200, 10), dtype=np.float32).astype(np.float64)
     ref = large_spectrum(X, 5, kernel="ntk_relu", depth=2, chunks=64, scheduler="serial", progress=False)
     assert rows[-1]["d_1"] == pytest.approx(float(ref.values[0]), rel=1e-12)

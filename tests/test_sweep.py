@@ -253,14 +253,17 @@ def test_dask_cluster_gives_the_inline_results(inline_sweep, fake, tmp_path, mon
     heartbeats = [line for line in err.splitlines() if line.startswith("[sweep] 0/4 done")]
     assert heartbeats, "no heartbeat line while the first cells ran: " + err[-2000:]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        # the same grid pointed at a scheduler's address, as `--scheduler` does: everything is read back
-        again = sweep(grid, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
+        # the grid grown by one seed, pointed at a scheduler's address as `--scheduler` does: the four finished
+        # cells are read back and the two new ones run on that cluster
+        grown = make_grid({"method": ["ce", "self-distill"], "seed": [0, 1, 2]}, tiny_fixed(fake))
+        again = sweep(grown, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
     assert res.ok and set(res.results) == set(inline_sweep.results)
     for name, numbers in res.results.items():
         want = inline_sweep.results[name]
         assert numbers["curves"]["test_acc"] == want["curves"]["test_acc"]
         np.testing.assert_allclose(numbers["curves"]["loss"], want["curves"]["loss"], rtol=1e-5)
-    assert len(again.skipped) == 4
+    assert len(again.skipped) == 4 and again.ok and len(again.results) == 6
+    assert {n for n in again.results if n not in again.skipped} == {"method=ce__seed=2", "method=self-distill__seed=2"}
 
 
 @pytest.mark.slow
