@@ -48,6 +48,7 @@ import numpy as np
 from kernels.backend import backend_name, cpu_workers, device, namespace
 from kernels.checks import Interval, Options, check_features, check_param, format_bytes, iter_blocks
 from kernels.functions import KERNELS, gram, kernel_params
+from kernels.gram_fill import DEFAULT_MEMORY_BUDGET, itemsize
 
 __all__ = [
     "DEFAULT_BLOCK_BUDGET",
@@ -536,6 +537,11 @@ def make_blocked_gram(
             )
         if Z is not None or params:
             raise TypeError(f"{fn}: kernel='precomputed' takes no Z or kernel parameters; got {sorted(params) or ['Z']}")
+        if chunks is not None and chunks != X.chunks[0][0]:
+            raise ValueError(
+                f"{fn}: chunks={chunks!r} does not apply to a precomputed Gram, which keeps its blocks of {X.chunks[0][0]} "
+                "rows; leave chunks out or rechunk the Gram (K.rechunk(c))"
+            )
         xp = namespace(X._meta)
         return BlockedGram(
             shape=(int(X.shape[0]), int(X.shape[1])),
@@ -563,11 +569,11 @@ def make_blocked_gram(
         Xa = xp.astype(Xa, probe.dtype)
         Za = Xa if symmetric else xp.astype(Za, probe.dtype)
     n, m = int(Xa.shape[0]), int(Za.shape[0])
-    itemsize = int(xp.finfo(probe.dtype).bits // 8)
+    item = itemsize(xp, probe.dtype)
     workers = _n_workers(kind, client)
-    rows = _block_size(fn, n, itemsize, workers, memory_budget, chunks)
+    rows = _block_size(fn, n, item, workers, memory_budget, chunks)
     budget = DEFAULT_BLOCK_BUDGET if memory_budget is None else memory_budget
-    params = {**params, "memory_budget": max(1, min(budget // (2 * workers), 256 * 2**20))}
+    params = {**params, "memory_budget": max(1, min(budget // (2 * workers), DEFAULT_MEMORY_BUDGET))}
     blocks = list(iter_blocks(n, rows))
     return BlockedGram(
         shape=(n, m),

@@ -360,3 +360,13 @@ def test_a_precomputed_gram_must_be_square():
     X, _, Z = _data(60, seed=10)
     with pytest.raises(ValueError, match=r"must be square"):
         large_spectrum(lazy_gram(X, Z, kernel="rbf", chunks=20), 5, kernel="precomputed", progress=False)
+
+
+def test_chunks_for_a_precomputed_gram_are_used_or_refused():
+    """A precomputed dask Gram keeps its own blocks: a different ``chunks`` is refused, never silently dropped."""
+    X, _, _ = _data(60, seed=10)
+    K = lazy_gram(X, kernel="rbf", chunks=20)
+    with pytest.raises(ValueError, match=r"chunks=7 does not apply to a precomputed Gram, which keeps its blocks of 20 rows"):
+        large_spectrum(K, 5, kernel="precomputed", chunks=7, progress=False)
+    same = large_spectrum(K, 5, kernel="precomputed", chunks=20, progress=False)  # the Gram's own size is accepted
+    np.testing.assert_allclose(same.values, np.linalg.eigvalsh(gram(X, kernel="rbf"))[::-1][:5], rtol=1e-8)
