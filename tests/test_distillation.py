@@ -398,3 +398,29 @@ def test_steps_over_the_memory_budget_are_refused_with_a_count_that_fits():
     assert self_distillation(s, y, ridge=0.1, alpha=0.5, steps=fit, memory_budget=budget).fits.shape[0] == fit
     with pytest.raises(ValueError, match="memory_budget"):
         self_distillation(s, y, ridge=0.1, alpha=0.5, steps=fit + 1, memory_budget=budget)
+
+
+def test_optimal_alpha_near_degenerate_previous_fit_is_flagged():
+    """A previous fit within round-off of y (u = A (y - p) ~ 1e-16 |y|) makes the fit independent of alpha:
+    reported as alpha = 1, degenerate, not as the quotient of two round-off numbers."""
+    r = np.random.default_rng(4)
+    X = r.normal(size=(30, 2))
+    s = spectrum(np.exp(-((X[:, None] - X[None]) ** 2).sum(-1)), psd="clip")
+    y, ref = X[:, 0], X[:, 1]
+    prev = y.copy()
+    prev[0] += 1e-16 * np.abs(y).max()
+    res = optimal_alpha(s, y, ref, ridge=0.1, previous_fit=prev)
+    assert res.degenerate and res.alpha == 1.0
+    far = optimal_alpha(s, y, ref, ridge=0.1, previous_fit=0.5 * y)  # a real difference: not degenerate
+    assert not far.degenerate
+
+
+def test_sparsification_of_alpha_zero_stays_finite_over_many_steps():
+    """With alpha = 0 the target scale s_t = q s_{t-1} underflows to 0 over many steps; alpha / s_t must
+    then read 0 (not 0/0 = NaN), for a scalar alpha as for an array of alphas."""
+    r = np.random.default_rng(5)
+    X = r.normal(size=(25, 2))
+    s = spectrum(np.exp(-((X[:, None] - X[None]) ** 2).sum(-1)), psd="clip")
+    for alpha in (0.0, np.array([0.0, 0.5])):
+        sp = sparsification(self_distillation(s, X[:, 0], ridge=1.0, alpha=alpha, steps=3000))
+        assert np.all(np.isfinite(np.asarray(sp.ratios)))

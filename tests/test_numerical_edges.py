@@ -270,13 +270,15 @@ def test_kernel_ridge_eigen_solver_warns_below_the_resolution_and_not_above():
 
 
 def _warned_here(call, category):
-    """The warnings ``call()`` raises of ``category``: each must name this file (the user's line), not the library's."""
+    """The warnings ``call()`` raises of ``category``: each must name the line of ``call`` (the user's line),
+    not the library's nor a frame further out."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         call()
     mine = [w for w in caught if issubclass(w.category, category)]
     assert mine, f"no {category.__name__}"
-    assert all(w.filename == __file__ for w in mine), [(w.filename, w.lineno) for w in mine]
+    where = (__file__, call.__code__.co_firstlineno)
+    assert all((w.filename, w.lineno) == where for w in mine), [(w.filename, w.lineno) for w in mine]
 
 
 def test_warnings_point_at_the_callers_line():

@@ -45,7 +45,7 @@ from benchmarks.progress import PartLog
 from benchmarks.registry import Benchmark, BenchmarkError, RunContext, RunOutput
 from benchmarks.report import markdown_table
 from benchmarks.run_files import atomic_savefig
-from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, TRAIN_SIZE_KEYS, as_inf, centred_one_hot, kernel_part
+from benchmarks.runs.confirm_cnn import ENTK_FRACTIONS, TRAIN_SIZE_KEYS, as_inf, kernel_air_numbers, kernel_part
 from benchmarks.runs.confirm_ntk import ntk_regime
 from benchmarks.sweep import CELLS_DIR, run_cells
 from benchmarks.sweep_grid import Cell
@@ -311,9 +311,8 @@ def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
     (:func:`kernels.cnn_ntk`, :data:`CNN_ARCHITECTURE`) of the images. The kernel-regime numbers set
     beside the CNN's eNTK shares (P1) and beside the trained network's fit order (P2)."""
     from deep.data import load_cifar10
-    from kernels import cnn_ntk, spectrum
+    from kernels import cnn_ntk
     from kernels.functions import ntk_relu
-    from theory.air import first_fit_times, label_spectrum
 
     t = time.perf_counter()
     split = np.load(run_dir / "split.npz")
@@ -324,25 +323,16 @@ def _analytic_air(data_path: Path, run_dir: Path, kern0: dict) -> dict:
     X = imgs - imgs.mean(axis=0)
     X *= np.sqrt(X.shape[1]) / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     given, true = split["labels"][pos], split["true_labels"][pos]
-    y_noisy = centred_one_hot(given)
     ks = kern0["ks"]
 
-    def numbers(K: np.ndarray) -> dict:
-        s = spectrum(K, psd="clip")
-        ls = label_spectrum(s, centred_one_hot(true), y_noisy)
-        d_max = float(s.values[0])
-        fit = first_fit_times(s, y_noisy, given, np.logspace(-3, 7, 400) / d_max, criterion="half")
-        return {
-            "clean_share": ls.share_at(ks, "clean"),
-            "noise_share": ls.share_at(ks, "noise"),
-            "predicted_fit": np.where(np.isfinite(fit), fit * d_max, -1.0),
-        }
-
-    relu = numbers(ntk_relu(X, depth=1))
+    relu = kernel_air_numbers(ntk_relu(X, depth=1), given, true, ks)
     t_relu = time.perf_counter() - t
     standardised = (images - images.mean(axis=(0, 1, 2))) / np.maximum(images.std(axis=(0, 1, 2)), 1e-12)
     t_cnn = time.perf_counter()
-    cnn = {**numbers(cnn_ntk(standardised, architecture=CNN_ARCHITECTURE)), "architecture": CNN_ARCHITECTURE}
+    cnn = {
+        **kernel_air_numbers(cnn_ntk(standardised, architecture=CNN_ARCHITECTURE), given, true, ks),
+        "architecture": CNN_ARCHITECTURE,
+    }
     return {
         "ks": ks,
         **relu,

@@ -23,7 +23,15 @@ import numpy as np
 
 from deep.files import CHECKPOINT_FILE
 
-__all__ = ["train_or_resume", "TRAIN_SIZE_KEYS", "kernel_part", "centred_one_hot", "as_inf", "ENTK_FRACTIONS"]
+__all__ = [
+    "train_or_resume",
+    "TRAIN_SIZE_KEYS",
+    "kernel_part",
+    "kernel_air_numbers",
+    "centred_one_hot",
+    "as_inf",
+    "ENTK_FRACTIONS",
+]
 
 ENTK_FRACTIONS = (0.01, 0.05, 0.10)  # top 1% / 5% / 10% of the eigen-directions (P1)
 
@@ -77,15 +85,12 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
 
     from deep.ntk import empirical_ntk
     from deep.records import first_fit_epochs, load_checkpoint
-    from kernels import spectrum
-    from theory.air import first_fit_times, label_spectrum
 
     cfg, split, dd, model = _rebuild(run_dir, device)
     n = len(split.train_idx)
     pos = np.sort(np.random.default_rng(seed).permutation(n)[: min(m, n)])
     X = dd.x_train[torch.as_tensor(pos, device=dd.x_train.device)]
     given, true = split.labels[pos], split.true_labels[pos]
-    y_noisy, y_clean = centred_one_hot(given), centred_one_hot(true)
     ks = [max(1, int(round(f * len(pos)))) for f in ENTK_FRACTIONS]
     best = load_checkpoint(run_dir / "best_model.pt")
     out: dict[str, Any] = {"positions": pos, "ks": ks, "fractions": list(ENTK_FRACTIONS), "es_epoch": int(best["global_epoch"])}
@@ -94,24 +99,40 @@ def kernel_part(run_dir: Path, m: int, seed: int, device: str) -> dict:
         if when == "es":
             model.load_state_dict(best["model"])
         K = empirical_ntk(model, X, mode="trace", dtype=torch.float64).cpu().numpy()
-        s = spectrum(K, psd="clip")
-        ls = label_spectrum(s, y_clean, y_noisy)
-        d_max = float(s.values[0])
-        times = np.logspace(-3, 7, 400) / d_max
-        enc = lambda f: np.where(np.isfinite(f), f * d_max, -1.0)  # noqa: E731  (time in units of 1/d_max; -1 = never)
-        kernels[when] = {
-            "clean_share": ls.share_at(ks, "clean"),
-            "noise_share": ls.share_at(ks, "noise"),
-            "eigenvalues": np.asarray(s.values)[:100],
-            "predicted_fit": enc(first_fit_times(s, y_noisy, given, times, criterion="half")),
-            "predicted_fit_argmax": enc(first_fit_times(s, y_noisy, given, times)),
-        }
+        kernels[when] = kernel_air_numbers(K, given, true, ks, argmax=True)
     out["kernels"] = kernels
     preds = np.load(run_dir / "train_predictions.npz")["pred"]
     measured = first_fit_epochs(preds, split.labels)
     out["measured_fit_all"] = np.where(np.isfinite(measured), measured, -1.0)  # -1: never fitted (JSON has no inf)
     out["flipped_all"] = split.flipped
     out["flipped"] = split.flipped[pos]
+    return out
+
+
+def kernel_air_numbers(K: np.ndarray, given: np.ndarray, true: np.ndarray, ks: list[int], *, argmax: bool = False) -> dict:
+    """One kernel of the images under AIR: the clean and noise label-energy shares in its top ``ks``
+    eigen-directions, its top 100 eigenvalues and each example's predicted half-fit time on the given
+    labels (in units of 1/d_max; -1 = never), with ``argmax`` also the time its argmax first matches."""
+    from kernels import spectrum
+    from theory.air import first_fit_times, label_spectrum
+
+    y_noisy = centred_one_hot(given)
+    s = spectrum(K, psd="clip")
+    ls = label_spectrum(s, centred_one_hot(true), y_noisy)
+    d_max = float(s.values[0])
+    times = np.logspace(-3, 7, 400) / d_max
+
+    def encoded(fit: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(fit), fit * d_max, -1.0)  # JSON has no inf
+
+    out = {
+        "clean_share": ls.share_at(ks, "clean"),
+        "noise_share": ls.share_at(ks, "noise"),
+        "eigenvalues": np.asarray(s.values)[:100],
+        "predicted_fit": encoded(first_fit_times(s, y_noisy, given, times, criterion="half")),
+    }
+    if argmax:
+        out["predicted_fit_argmax"] = encoded(first_fit_times(s, y_noisy, given, times))
     return out
 
 
