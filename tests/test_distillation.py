@@ -406,11 +406,13 @@ def test_optimal_alpha_near_degenerate_previous_fit_is_flagged():
     r = np.random.default_rng(4)
     X = r.normal(size=(30, 2))
     s = spectrum(np.exp(-((X[:, None] - X[None]) ** 2).sum(-1)), psd="clip")
-    y, ref = X[:, 0], X[:, 1]
-    prev = y.copy()
-    prev[0] += 1e-16 * np.abs(y).max()
-    res = optimal_alpha(s, y, ref, ridge=0.1, previous_fit=prev)
-    assert res.degenerate and res.alpha == 1.0
+    ref = X[:, 1]
+    for y in (X[:, 0], 1e-3 * X[:, 0], -1e-3 * X[:, 0]):  # the round-off threshold scales with |A y|^2, of either sign of y
+        prev = y.copy()
+        prev[0] += 1e-16 * np.abs(y).max()
+        res = optimal_alpha(s, y, ref, ridge=0.1, previous_fit=prev)
+        assert res.degenerate and res.alpha == 1.0
+    y = X[:, 0]
     far = optimal_alpha(s, y, ref, ridge=0.1, previous_fit=0.5 * y)  # a real difference: not degenerate
     assert not far.degenerate
 
